@@ -1,0 +1,1 @@
+"""The admin HTTP application: REST API, web pages, autoconfig."""

@@ -1,0 +1,1 @@
+"""The lookup daemon: answers Postfix and Dovecot from an in-memory snapshot."""
