@@ -1,0 +1,215 @@
+"""The `dinomail` command: the original `manage.py` commands, the daemons and `pw`.
+
+Every failure an admin can cause (a bad setting, an unreachable database, a missing migration)
+ends with one line on stderr and a non-zero status, never a traceback: 2 for a bad setting or
+bad usage, 1 for anything else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import os
+import sys
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, NoReturn
+
+from dinomail import __version__
+from dinomail.settings import Settings, SettingsError, load_settings
+
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+SUPERUSER_PASSWORD_ENV = "DINOMAIL_SUPERUSER_PASSWORD"
+
+
+class CommandError(Exception):
+    """A command cannot do its job; the message is the one line shown to the admin."""
+
+    def __init__(self, message: str, status: int = EXIT_FAILURE) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def fail(message: str, status: int = EXIT_FAILURE) -> NoReturn:
+    raise CommandError(message, status)
+
+
+# --- commands ------------------------------------------------------------------------------------
+
+
+async def _migrate(settings: Settings, _args: argparse.Namespace) -> None:
+    from dinomail import migrate
+    from dinomail.database import create_engine
+
+    engine = create_engine(settings.DATABASE_URL)
+    try:
+        before = await migrate.current_revision(engine)
+        await migrate.upgrade(engine)
+        after = await migrate.current_revision(engine)
+    finally:
+        await engine.dispose()
+    if before == after:
+        print(f"Database already at revision {after}; nothing to do.")
+    else:
+        print(f"Database migrated from {before or 'empty'} to revision {after}.")
+
+
+async def _check(settings: Settings, _args: argparse.Namespace) -> None:
+    from dinomail import migrate
+    from dinomail.database import create_engine
+
+    engine = create_engine(settings.DATABASE_URL)
+    try:
+        current = await migrate.current_revision(engine)
+    finally:
+        await engine.dispose()
+    head = migrate.head_revision()
+    if current is None:
+        fail("the database has no DinoMail tables yet: run `dinomail migrate`")
+    if current != head:
+        fail(f"the database is at revision {current}, not {head}: run `dinomail migrate`")
+    print(f"Settings valid; database reachable and at revision {head}. No issues found.")
+
+
+def _prompt(label: str, *, secret: bool = False) -> str:
+    if not sys.stdin.isatty():
+        fail(f"{label} is needed: run interactively, or use --noinput (see --help)", EXIT_USAGE)
+    try:
+        return getpass.getpass(f"{label}: ") if secret else input(f"{label}: ")
+    except (EOFError, KeyboardInterrupt):
+        print(file=sys.stderr)
+        fail("cancelled")
+
+
+async def _createsuperuser(settings: Settings, args: argparse.Namespace) -> None:
+    from dinomail.store import Store, StoreError, admins
+    from dinomail.validation import ValidationError
+
+    username = args.username
+    email = args.email or ""
+    if args.noinput:
+        password = os.environ.get(SUPERUSER_PASSWORD_ENV, "")
+        if not username or not password:
+            fail(f"--noinput needs --username and the password in ${SUPERUSER_PASSWORD_ENV}",
+                 EXIT_USAGE)
+    else:
+        username = username or _prompt("Username")
+        email = email or _prompt("Email address (optional)")
+        password = _prompt("Password", secret=True)
+        if _prompt("Password (again)", secret=True) != password:
+            fail("the two passwords differ; nothing was created")
+
+    store = Store(settings.DATABASE_URL)
+    try:
+        async with store.write() as conn:
+            account = await admins.create(
+                conn, "cli", username=username, password=password, email=email,
+                is_superadmin=True,
+            )
+    except ValidationError as error:
+        fail(f"{error.field}: {error.message}; nothing was created", EXIT_USAGE)
+    except StoreError as error:
+        fail(f"{error.message}; nothing was created")
+    finally:
+        await store.close()
+    print(f"Superuser {account['username']} created.")
+
+
+async def _serve(settings: Settings, args: argparse.Namespace) -> None:
+    from dinomail.service import run_service
+
+    await run_service(settings, args.command)
+
+
+def _pw(args: argparse.Namespace, config: str | None) -> int:
+    from dinomail.pw_command import main as pw_main
+
+    # Like doveadm, `pw` works without a database; the configured scheme is its default.
+    try:
+        scheme = load_settings(config).DINOMAIL_PASSWORD_SCHEME
+    except SettingsError:
+        scheme = None
+    return pw_main(args.pw_args, default_scheme=scheme) if scheme else pw_main(args.pw_args)
+
+
+Command = Callable[[Settings, argparse.Namespace], Coroutine[Any, Any, None]]
+COMMANDS: dict[str, tuple[str, Command]] = {
+    "migrate": ("create or upgrade the database schema", _migrate),
+    "check": ("check the settings, the database and its migrations", _check),
+    "createsuperuser": ("create an admin who manages every domain", _createsuperuser),
+    "serve": ("run the admin API and every lookup listener in one process", _serve),
+    "lookupd": ("run the lookup daemon (socketmap, Dovecot dict and HTTP, policy)", _serve),
+    "adminapi": ("run the admin API and web pages", _serve),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dinomail",
+        description="DinoMail: the control plane of a Postfix + Dovecot mail server.",
+    )
+    parser.add_argument("--version", action="version", version=f"dinomail {__version__}")
+    parser.add_argument(
+        "--config", metavar="PATH",
+        help="TOML settings file (default: $DINOMAIL_CONFIG, else ./dinomail.toml if present)",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (summary, _) in COMMANDS.items():
+        sub = commands.add_parser(name, help=summary, description=summary)
+        if name == "createsuperuser":
+            sub.add_argument("--username")
+            sub.add_argument("--email")
+            sub.add_argument(
+                "--noinput", "--no-input", action="store_true",
+                help=f"do not prompt; the password comes from ${SUPERUSER_PASSWORD_ENV}",
+            )
+    pw = commands.add_parser(
+        "pw", help="hash or verify a mailbox password, as `doveadm pw`", add_help=False
+    )
+    pw.add_argument("pw_args", nargs=argparse.REMAINDER)
+    return parser
+
+
+def _database_error(error: BaseException) -> str | None:
+    """A one-line description if `error` means the database cannot be used, else None."""
+    from sqlalchemy.exc import DBAPIError, OperationalError
+
+    if isinstance(error, OperationalError | DBAPIError):
+        detail = str(error.orig).strip().splitlines()[0] if error.orig else str(error)
+        return f"cannot use the database: {detail}"
+    if isinstance(error, OSError | asyncio.TimeoutError):
+        return f"cannot reach the database: {error.strerror or error or 'timed out'}"
+    module = type(error).__module__
+    if module.startswith("asyncpg"):
+        return f"cannot use the database: {str(error).splitlines()[0]}"
+    return None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "pw":
+        return _pw(args, args.config)
+    try:
+        settings = load_settings(args.config)
+        _, command = COMMANDS[args.command]
+        asyncio.run(command(settings, args))
+    except SettingsError as error:
+        print(f"dinomail: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except CommandError as error:
+        print(f"dinomail: error: {error}", file=sys.stderr)
+        return error.status
+    except KeyboardInterrupt:
+        return EXIT_FAILURE
+    except Exception as error:
+        message = _database_error(error)
+        if message is None:
+            raise
+        print(f"dinomail: error: {message}", file=sys.stderr)
+        return EXIT_FAILURE
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

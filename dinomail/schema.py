@@ -1,0 +1,240 @@
+"""The tables, as SQLAlchemy Core metadata: what the store queries and the migrations create.
+
+The original product's tables (`core_*`) keep their names and columns, so the SQL queries of the
+original documentation keep working for admins who point Postfix's own `pgsql:` maps at them.
+New tables are prefixed `dinomail_`. Migrations (`dinomail/migrations/`) are written by hand
+from this file; a test checks that the migrated database matches it.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL wants BIGINT for long logs.
+BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+def _now() -> sa.sql.elements.TextClause:
+    return sa.text("CURRENT_TIMESTAMP")
+
+
+def _timestamp(name: str, *, nullable: bool = False) -> sa.Column:
+    return sa.Column(
+        name,
+        sa.DateTime(timezone=True),
+        nullable=nullable,
+        server_default=None if nullable else _now(),
+    )
+
+
+# --- the original tables -------------------------------------------------------------------------
+
+virtualdomain = sa.Table(
+    "core_virtualdomain",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    # 253 is the longest domain name in IDNA form (the original allowed only 50).
+    sa.Column("name", sa.String(253), nullable=False, unique=True),
+    sa.Column("dkim_key_name", sa.String(200), nullable=False, server_default=""),
+    sa.Column("dkim_key", sa.Text, nullable=False, server_default=""),
+    sa.Column("dkim_status", sa.Integer, nullable=False, server_default="0"),
+    _timestamp("dkim_last_update"),
+    sa.Column("display_name", sa.String(200), nullable=False, server_default=""),
+    sa.Column("short_display_name", sa.String(50), nullable=False, server_default=""),
+    sa.Column("imap_address", sa.String(255), nullable=False, server_default=""),
+    sa.Column("pop_address", sa.String(255), nullable=False, server_default=""),
+    sa.Column("smtp_address", sa.String(255), nullable=False, server_default=""),
+    sa.Column("dmarc_status", sa.Integer, nullable=False, server_default="0"),
+    _timestamp("dmarc_last_update"),
+    sa.Column("spf_status", sa.Integer, nullable=False, server_default="0"),
+    _timestamp("spf_last_update"),
+    # New: an inactive domain receives and sends nothing, but keeps its data.
+    sa.Column("active", sa.Boolean, nullable=False, server_default=sa.true()),
+    # New: limits; 0 means unlimited, as Dovecot reads a quota of 0.
+    sa.Column("max_mailboxes", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("max_aliases", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("max_quota_per_mailbox", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("total_quota", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("default_quota", sa.BigInteger, nullable=False, server_default="0"),
+    _timestamp("created_at"),
+)
+
+virtualuser = sa.Table(
+    "core_virtualuser",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column(
+        "domain_id",
+        sa.Integer,
+        sa.ForeignKey("core_virtualdomain.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("email", sa.String(254), nullable=False, unique=True),
+    sa.Column("password", sa.String(300), nullable=False),
+    # Bytes; NULL and 0 both mean unlimited (the original allowed NULL).
+    sa.Column("quota", sa.BigInteger, nullable=True, server_default="0"),
+    sa.Column("active", sa.Boolean, nullable=False, server_default=sa.true()),
+    _timestamp("created_at"),
+)
+
+virtualalias = sa.Table(
+    "core_virtualalias",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column(
+        "domain_id",
+        sa.Integer,
+        sa.ForeignKey("core_virtualdomain.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("source", sa.String(254), nullable=False),
+    sa.Column("destination", sa.String(254), nullable=False),
+    _timestamp("created_at"),
+    # Several rows per source are several destinations; the same pair twice means nothing more.
+    # The index also serves Postfix's `WHERE source='%s'`.
+    sa.UniqueConstraint("source", "destination"),
+    sa.Index(None, "destination"),
+)
+
+# --- what DinoMail adds --------------------------------------------------------------------------
+
+aliasdomain = sa.Table(
+    "dinomail_aliasdomain",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(253), nullable=False, unique=True),
+    sa.Column(
+        "target_domain_id",
+        sa.Integer,
+        sa.ForeignKey("core_virtualdomain.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("active", sa.Boolean, nullable=False, server_default=sa.true()),
+    _timestamp("created_at"),
+)
+
+quotausage = sa.Table(
+    "dinomail_quotausage",
+    metadata,
+    # Kept apart from core_virtualuser: Dovecot updates it at every delivery, and those writes
+    # must not wake the lookup daemons that follow the mail tables.
+    sa.Column(
+        "user_id",
+        sa.Integer,
+        sa.ForeignKey("core_virtualuser.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("bytes", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("messages", sa.BigInteger, nullable=False, server_default="0"),
+    _timestamp("updated_at"),
+)
+
+admin = sa.Table(
+    "dinomail_admin",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("username", sa.String(150), nullable=False, unique=True),
+    sa.Column("email", sa.String(254), nullable=False, server_default=""),
+    sa.Column("password", sa.String(300), nullable=False),  # Argon2id
+    sa.Column("is_superadmin", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("is_active", sa.Boolean, nullable=False, server_default=sa.true()),
+    _timestamp("created_at"),
+    _timestamp("last_login", nullable=True),
+)
+
+admin_domain = sa.Table(
+    "dinomail_admin_domain",
+    metadata,
+    sa.Column(
+        "admin_id",
+        sa.Integer,
+        sa.ForeignKey("dinomail_admin.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column(
+        "domain_id",
+        sa.Integer,
+        sa.ForeignKey("core_virtualdomain.id", ondelete="CASCADE"),
+        primary_key=True,
+        index=True,
+    ),
+)
+
+apikey = sa.Table(
+    "dinomail_apikey",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column(
+        "admin_id",
+        sa.Integer,
+        sa.ForeignKey("dinomail_admin.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("name", sa.String(100), nullable=False, server_default=""),
+    # The first characters of the key, shown in lists so an admin can tell keys apart.
+    sa.Column("prefix", sa.String(16), nullable=False),
+    # SHA-256 of the whole key: keys are long random strings, so a fast hash is enough and
+    # lets every API request be checked without an Argon2 cost.
+    sa.Column("key_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("read_only", sa.Boolean, nullable=False, server_default=sa.false()),
+    _timestamp("created_at"),
+    _timestamp("last_used_at", nullable=True),
+    _timestamp("revoked_at", nullable=True),
+)
+
+auditlog = sa.Table(
+    "dinomail_auditlog",
+    metadata,
+    sa.Column("id", BigId, primary_key=True),
+    _timestamp("at"),
+    sa.Column("actor", sa.String(200), nullable=False),
+    sa.Column("action", sa.String(32), nullable=False),
+    sa.Column("object_type", sa.String(64), nullable=False),
+    sa.Column("object_id", sa.String(64), nullable=True),
+    sa.Column("object_repr", sa.String(300), nullable=False, server_default=""),
+    sa.Column("old_values", sa.Text, nullable=True),  # JSON, secrets removed
+    sa.Column("new_values", sa.Text, nullable=True),
+    sa.Index(None, "at"),
+)
+
+changelog = sa.Table(
+    "dinomail_changelog",
+    metadata,
+    # Appended by database triggers on the mail tables (see the migrations), never by code.
+    sa.Column("seq", BigId, primary_key=True, autoincrement=True),
+    sa.Column("table_name", sa.String(64), nullable=False),
+    sa.Column("row_id", sa.BigInteger, nullable=False),
+    sa.Column("op", sa.String(1), nullable=False),  # I, U, D; T = table truncated
+    _timestamp("changed_at"),
+    # AUTOINCREMENT on SQLite: a sequence number is never reused after a prune.
+    sqlite_autoincrement=True,
+)
+
+state = sa.Table(
+    "dinomail_state",
+    metadata,
+    # Small named values the daemons share through the database (e.g. the change log horizon).
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+# The tables whose every row change the lookup daemon must see.
+MAIL_TABLES = (
+    virtualdomain.name,
+    virtualuser.name,
+    virtualalias.name,
+    aliasdomain.name,
+)

@@ -1,0 +1,309 @@
+"""Settings: one typed object, read from a TOML file and `DINOMAIL_*` environment variables.
+
+Precedence: environment over file over default. Every value is validated when the settings are
+loaded, so a bad value stops the program at start with one line naming the key (see
+`SettingsError`), never in the middle of serving mail.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+CONFIG_ENV = "DINOMAIL_CONFIG"
+DEFAULT_CONFIG_FILE = "dinomail.toml"
+LANGUAGES = ("en", "fr")
+
+
+class SettingsError(Exception):
+    """A setting has a bad value; `str()` is the one line shown to the admin."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(f"{key}: {message}")
+        self.key = key
+        self.message = message
+
+
+def env_name(key: str) -> str:
+    """`NAME` → `DINOMAIL_NAME`, but `DINOMAIL_NAME` stays itself (the prefix is not doubled)."""
+    return key if key.startswith("DINOMAIL_") else f"DINOMAIL_{key}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    # The original product's settings, names unchanged.
+    SECRET_KEY: str = ""
+    DEBUG: bool = False
+    ALLOWED_HOSTS: tuple[str, ...] = ("localhost", "127.0.0.1", "[::1]")
+    DATABASE_URL: str = "sqlite:///dinomail.sqlite3"
+    LANGUAGE_CODE: str = "en"
+    TIME_ZONE: str = "UTC"
+    STATIC_ROOT: str = ""
+    API_LIMIT_PER_PAGE: int = 0
+    DINOMAIL_NAME: str = "DinoMail"
+    DINOMAIL_CATCH_LINE: str = "Peaceful emails !"
+    DINOMAIL_LEGALS: str = ""
+    DINOMAIL_PASSWORD_SCHEME: str = "SHA512-CRYPT"
+    ALLOW_WEAK_PASSWORD_SCHEMES: bool = False
+
+    # Where the daemons listen: `HOST:PORT`, `[v6]:PORT` or `unix:/path`.
+    HTTP_LISTEN: str = "127.0.0.1:8000"
+    SOCKETMAP_LISTEN: str = "127.0.0.1:10027"
+    POLICY_LISTEN: str = "127.0.0.1:10028"
+    LOOKUPD_HTTP_LISTEN: str = "127.0.0.1:10029"
+    DICT_LISTEN: str = ""  # empty: a socket in STATE_DIR, see `dict_listen`
+
+    # Where generated state lives (the SECRET_KEY file, the default dict socket).
+    # systemd's StateDirectory= sets $STATE_DIRECTORY, which is the natural default there.
+    STATE_DIR: str = field(default_factory=lambda: os.environ.get("STATE_DIRECTORY", "state"))
+
+    # Mail rules shared by every lookup protocol.
+    RECIPIENT_DELIMITER: str = "+"
+    MAIL_HOME: str = "/var/vmail/%d/%n"
+    MAIL_UID: int = 5000
+    MAIL_GID: int = 5000
+
+    # The lookup daemon's refresher.
+    SQLITE_POLL_INTERVAL: float = 0.25
+    FULL_RESYNC_INTERVAL: float = 3600.0
+
+    @property
+    def dict_listen(self) -> str:
+        return self.DICT_LISTEN or f"unix:{Path(self.STATE_DIR).resolve() / 'dovecot-dict.sock'}"
+
+    @property
+    def api_page_limit(self) -> int:
+        """The original's `0` means "no limit", which tastypie capped at 1000; so do we."""
+        return self.API_LIMIT_PER_PAGE or MAX_PAGE_LIMIT
+
+
+MAX_PAGE_LIMIT = 1000
+SETTING_NAMES = tuple(f.name for f in fields(Settings))
+
+
+# --- value parsing -------------------------------------------------------------------------------
+
+
+def _parse_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        lowered = value.strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off", ""):
+            return False
+    raise ValueError("must be true or false")
+
+
+def _parse_int(value: Any) -> int:
+    if isinstance(value, bool):
+        raise ValueError("must be an integer")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            pass
+    raise ValueError("must be an integer")
+
+
+def _parse_float(value: Any) -> float:
+    if isinstance(value, bool):
+        raise ValueError("must be a number")
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value.strip())
+        except ValueError:
+            pass
+    raise ValueError("must be a number")
+
+
+def _parse_str(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    raise ValueError("must be a string")
+
+
+def _parse_list(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        items = [item.strip() for item in value.split(",")]
+    elif isinstance(value, list) and all(isinstance(item, str) for item in value):
+        items = [item.strip() for item in value]
+    else:
+        raise ValueError("must be a list of strings (comma-separated in the environment)")
+    return tuple(item for item in items if item)
+
+
+_PARSERS: dict[type | str, Callable[[Any], Any]] = {
+    "bool": _parse_bool,
+    "int": _parse_int,
+    "float": _parse_float,
+    "str": _parse_str,
+    "tuple[str, ...]": _parse_list,
+}
+
+
+# --- validation of parsed values -----------------------------------------------------------------
+
+
+def _check_listen(value: str) -> None:
+    if value.startswith("unix:"):
+        if not value[len("unix:"):]:
+            raise ValueError("a unix socket needs a path, as in unix:/run/dinomail/x.sock")
+        return
+    host, sep, port = value.rpartition(":")
+    if not sep or not host:
+        raise ValueError("must be HOST:PORT, [IPv6]:PORT or unix:/path")
+    if host.startswith("[") != host.endswith("]"):
+        raise ValueError("an IPv6 address must be written in brackets, as in [::1]:10027")
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"port {port!r} must be a number from 1 to 65535")
+
+
+def _check_database_url(value: str) -> None:
+    # Imported here: the database module pulls in SQLAlchemy, which the CLI's `pw` need not load.
+    from dinomail.database import DatabaseURLError, async_url
+
+    try:
+        async_url(value)
+    except DatabaseURLError as error:
+        raise ValueError(str(error)) from None
+
+
+def _check_positive(value: float) -> None:
+    if value <= 0:
+        raise ValueError("must be greater than zero")
+
+
+def _check_non_negative(value: int) -> None:
+    if value < 0:
+        raise ValueError("must be zero or more")
+
+
+def _check_language(value: str) -> None:
+    if value not in LANGUAGES:
+        raise ValueError(f"must be one of {', '.join(LANGUAGES)}")
+
+
+def _check_time_zone(value: str) -> None:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {value!r}") from None
+
+
+def _check_delimiter(value: str) -> None:
+    if "@" in value or any(char.isspace() for char in value):
+        raise ValueError("must be characters other than @ and spaces (or empty for none)")
+
+
+def _check_mail_home(value: str) -> None:
+    if not value.startswith("/"):
+        raise ValueError("must be an absolute path template, as in /var/vmail/%d/%n")
+
+
+def _check_allowed_hosts(value: tuple[str, ...]) -> None:
+    if not value:
+        raise ValueError("must name at least one host, or * for any")
+
+
+_CHECKS: dict[str, Callable[[Any], None]] = {
+    "DATABASE_URL": _check_database_url,
+    "LANGUAGE_CODE": _check_language,
+    "TIME_ZONE": _check_time_zone,
+    "API_LIMIT_PER_PAGE": _check_non_negative,
+    "ALLOWED_HOSTS": _check_allowed_hosts,
+    "HTTP_LISTEN": _check_listen,
+    "SOCKETMAP_LISTEN": _check_listen,
+    "POLICY_LISTEN": _check_listen,
+    "LOOKUPD_HTTP_LISTEN": _check_listen,
+    "DICT_LISTEN": lambda value: value and _check_listen(value),
+    "RECIPIENT_DELIMITER": _check_delimiter,
+    "MAIL_HOME": _check_mail_home,
+    "MAIL_UID": _check_non_negative,
+    "MAIL_GID": _check_non_negative,
+    "SQLITE_POLL_INTERVAL": _check_positive,
+    "FULL_RESYNC_INTERVAL": _check_positive,
+}
+
+
+def _check_password_scheme(values: dict[str, Any]) -> None:
+    """Resolve the scheme setting (original dotted names included) and refuse weak ones."""
+    from dinomail.passwords import PasswordSchemeError, scheme_from_setting
+
+    key = "DINOMAIL_PASSWORD_SCHEME"
+    try:
+        values[key] = scheme_from_setting(
+            values[key], allow_weak=values["ALLOW_WEAK_PASSWORD_SCHEMES"]
+        )
+    except PasswordSchemeError as error:
+        raise SettingsError(key, str(error)) from None
+
+
+# --- loading -------------------------------------------------------------------------------------
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as file:
+            data = tomllib.load(file)
+    except FileNotFoundError:
+        raise SettingsError("config", f"{path}: no such file") from None
+    except OSError as error:
+        raise SettingsError("config", f"{path}: {error.strerror}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise SettingsError("config", f"{path}: not valid TOML ({error})") from None
+    unknown = sorted(set(data) - set(SETTING_NAMES))
+    if unknown:
+        raise SettingsError(unknown[0], f"unknown setting in {path}")
+    return data
+
+
+def find_config_file(explicit: str | None, environ: Mapping[str, str]) -> Path | None:
+    if explicit:
+        return Path(explicit)
+    if environ.get(CONFIG_ENV):
+        return Path(environ[CONFIG_ENV])
+    default = Path(DEFAULT_CONFIG_FILE)
+    return default if default.is_file() else None
+
+
+def load_settings(
+    config_path: str | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Read, parse and validate every setting; raise `SettingsError` on the first bad one."""
+    environ = os.environ if environ is None else environ
+    path = find_config_file(config_path, environ)
+    raw: dict[str, Any] = read_config_file(path) if path else {}
+    for name in SETTING_NAMES:
+        if env_name(name) in environ:
+            raw[name] = environ[env_name(name)]
+
+    values: dict[str, Any] = {}
+    for spec in fields(Settings):
+        if spec.name not in raw:
+            continue
+        parse = _PARSERS[str(spec.type)]
+        try:
+            value = parse(raw[spec.name])
+            check = _CHECKS.get(spec.name)
+            if check:
+                check(value)
+        except ValueError as error:
+            raise SettingsError(spec.name, str(error)) from None
+        values[spec.name] = value
+
+    values.setdefault("DINOMAIL_PASSWORD_SCHEME", Settings.DINOMAIL_PASSWORD_SCHEME)
+    values.setdefault("ALLOW_WEAK_PASSWORD_SCHEMES", Settings.ALLOW_WEAK_PASSWORD_SCHEMES)
+    _check_password_scheme(values)
+    return Settings(**values)

@@ -1,0 +1,68 @@
+"""The store: every SQL query and write of DinoMail, in one package.
+
+Callers open a transaction and call the functions of one module per concept:
+
+    async with store.write() as conn:
+        domain = await domains.create(conn, actor, {"name": "example.org"})
+
+A write transaction commits as a whole or not at all (invariant 5), and after it commits the
+store tells its listeners (the lookup daemon in the same process wakes at once).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from dinomail.database import Dialect, create_engine, dialect_of
+from dinomail.store.errors import Conflict, Forbidden, LimitExceeded, NotFound, StoreError
+from dinomail.store.scope import EVERYTHING, Scope
+
+__all__ = [
+    "EVERYTHING",
+    "Conflict",
+    "Forbidden",
+    "LimitExceeded",
+    "NotFound",
+    "Scope",
+    "Store",
+    "StoreError",
+]
+
+
+class Store:
+    def __init__(self, url: str, **engine_options: object) -> None:
+        self.url = url
+        self.dialect: Dialect = dialect_of(url)
+        self.engine: AsyncEngine = create_engine(url, **engine_options)
+        self._write_listeners: list[Callable[[], None]] = []
+
+    def on_write(self, listener: Callable[[], None]) -> None:
+        """Call `listener` after each committed write transaction of this store."""
+        self._write_listeners.append(listener)
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        async with self.engine.connect() as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncConnection]:
+        try:
+            async with self.engine.begin() as conn:
+                yield conn
+        except IntegrityError as error:
+            # Unique checks run before each insert, so this is a race with a concurrent writer.
+            raise Conflict(f"this conflicts with existing data ({_constraint(error)})") from None
+        for listener in self._write_listeners:
+            listener()
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+
+def _constraint(error: IntegrityError) -> str:
+    return str(error.orig).splitlines()[0] if error.orig else "integrity error"

@@ -1,0 +1,128 @@
+"""Alias domains (`dinomail_aliasdomain`): `local@alias.tld` is `local@target.tld`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from dinomail import validation as v
+from dinomail.schema import aliasdomain, virtualdomain
+from dinomail.store import audit
+from dinomail.store.common import Page, Row, changed_values, escape_like, fetch_one, paginate
+from dinomail.store.errors import Conflict, NotFound
+from dinomail.store.fields import clean_fields
+from dinomail.store.mailboxes import _normalize_id
+from dinomail.store.scope import Scope
+
+OBJECT_TYPE = "alias_domain"
+
+NORMALIZERS = {
+    "name": lambda value, field: v.normalize_domain(value, field),
+    "target_domain_id": lambda value, field: _normalize_id(value, "target_domain"),
+    "active": v.normalize_bool,
+}
+ORDERABLE = ("id", "name", "created_at")
+
+_COLUMNS = (*aliasdomain.c, virtualdomain.c.name.label("target_domain_name"))
+_FROM = aliasdomain.join(virtualdomain, virtualdomain.c.id == aliasdomain.c.target_domain_id)
+
+
+def _select(scope: Scope) -> sa.Select:
+    return sa.select(*_COLUMNS).select_from(_FROM).where(
+        scope.filter(aliasdomain.c.target_domain_id)
+    )
+
+
+async def get(conn: AsyncConnection, scope: Scope, alias_domain_id: int) -> Row:
+    query = _select(scope).where(aliasdomain.c.id == alias_domain_id)
+    return await fetch_one(conn, query, "alias domain")
+
+
+async def list_page(
+    conn: AsyncConnection,
+    scope: Scope,
+    *,
+    domain_id: int | None = None,
+    q: str | None = None,
+    order_by: str = "id",
+    descending: bool = False,
+    limit: int,
+    offset: int = 0,
+) -> Page:
+    query = _select(scope)
+    if domain_id is not None:
+        query = query.where(aliasdomain.c.target_domain_id == domain_id)
+    if q:
+        query = query.where(aliasdomain.c.name.like(f"%{escape_like(q.lower())}%", escape="\\"))
+    column = aliasdomain.c[order_by]
+    order = [column.desc() if descending else column.asc(), aliasdomain.c.id]
+    return await paginate(conn, query, order_by=order, limit=limit, offset=offset)
+
+
+async def _check(
+    conn: AsyncConnection, scope: Scope, values: Mapping[str, Any], alias_domain_id: int | None
+) -> None:
+    target = values["target_domain_id"]
+    if not scope.allows(target) or await conn.scalar(
+        sa.select(virtualdomain.c.id).where(virtualdomain.c.id == target)
+    ) is None:
+        raise NotFound("domain not found", field="target_domain")
+    name = values["name"]
+    if await conn.scalar(sa.select(virtualdomain.c.id).where(virtualdomain.c.name == name)):
+        raise Conflict(f"{name} is already a mail domain", field="name")
+    taken = await conn.scalar(
+        sa.select(aliasdomain.c.id).where(
+            aliasdomain.c.name == name, aliasdomain.c.id != (alias_domain_id or 0)
+        )
+    )
+    if taken is not None:
+        raise Conflict(f"the alias domain {name} already exists", field="name")
+
+
+async def create(
+    conn: AsyncConnection, actor: str, scope: Scope, data: Mapping[str, Any]
+) -> Row:
+    values = clean_fields(data, NORMALIZERS, required=("name", "target_domain_id"))
+    await _check(conn, scope, values, None)
+    new_id = (
+        await conn.execute(aliasdomain.insert().values(**values).returning(aliasdomain.c.id))
+    ).scalar_one()
+    await audit.record(conn, actor, "create", OBJECT_TYPE, new_id, values["name"], new=values)
+    return await get(conn, scope, new_id)
+
+
+async def update(
+    conn: AsyncConnection,
+    actor: str,
+    scope: Scope,
+    alias_domain_id: int,
+    data: Mapping[str, Any],
+) -> Row:
+    old = await get(conn, scope, alias_domain_id)
+    values = clean_fields(data, NORMALIZERS)
+    merged = {"name": old["name"], "target_domain_id": old["target_domain_id"], **values}
+    await _check(conn, scope, merged, alias_domain_id)
+    before, after = changed_values(old, values)
+    if after:
+        await conn.execute(
+            aliasdomain.update().where(aliasdomain.c.id == alias_domain_id).values(**after)
+        )
+        await audit.record(
+            conn, actor, "update", OBJECT_TYPE, alias_domain_id, old["name"],
+            old=before, new=after,
+        )
+    return await get(conn, scope, alias_domain_id)
+
+
+async def delete(
+    conn: AsyncConnection, actor: str, scope: Scope, alias_domain_id: int
+) -> Row:
+    old = await get(conn, scope, alias_domain_id)
+    await conn.execute(aliasdomain.delete().where(aliasdomain.c.id == alias_domain_id))
+    await audit.record(
+        conn, actor, "delete", OBJECT_TYPE, alias_domain_id, old["name"], old=old
+    )
+    return old

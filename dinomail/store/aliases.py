@@ -1,0 +1,190 @@
+"""Aliases (`core_virtualalias`): one row per source → destination; `@domain` is a catch-all."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from dinomail import validation as v
+from dinomail.schema import aliasdomain, virtualalias, virtualdomain, virtualuser
+from dinomail.store import audit, limits
+from dinomail.store.common import Page, Row, changed_values, escape_like, fetch_one, paginate
+from dinomail.store.errors import Conflict, NotFound
+from dinomail.store.fields import clean_fields
+from dinomail.store.mailboxes import _normalize_id
+from dinomail.store.scope import Scope
+
+OBJECT_TYPE = "alias"
+
+NORMALIZERS = {
+    "domain_id": lambda value, field: _normalize_id(value, "domain"),
+    "source": lambda value, field: v.normalize_alias_source(value, field),
+    "destination": lambda value, field: v.normalize_email(value, field),
+}
+ORDERABLE = ("id", "source", "destination", "created_at")
+
+_COLUMNS = (
+    virtualalias.c.id,
+    virtualalias.c.domain_id,
+    virtualalias.c.source,
+    virtualalias.c.destination,
+    virtualalias.c.created_at,
+    virtualdomain.c.name.label("domain_name"),
+)
+_FROM = virtualalias.join(virtualdomain, virtualdomain.c.id == virtualalias.c.domain_id)
+
+
+def _select(scope: Scope) -> sa.Select:
+    return sa.select(*_COLUMNS).select_from(_FROM).where(scope.filter(virtualalias.c.domain_id))
+
+
+async def get(conn: AsyncConnection, scope: Scope, alias_id: int) -> Row:
+    return await fetch_one(conn, _select(scope).where(virtualalias.c.id == alias_id), "alias")
+
+
+async def list_page(
+    conn: AsyncConnection,
+    scope: Scope,
+    *,
+    domain_id: int | None = None,
+    q: str | None = None,
+    order_by: str = "id",
+    descending: bool = False,
+    limit: int,
+    offset: int = 0,
+) -> Page:
+    query = _select(scope)
+    if domain_id is not None:
+        query = query.where(virtualalias.c.domain_id == domain_id)
+    if q:
+        pattern = f"%{escape_like(q.lower())}%"
+        query = query.where(
+            sa.or_(
+                virtualalias.c.source.like(pattern, escape="\\"),
+                virtualalias.c.destination.like(pattern, escape="\\"),
+            )
+        )
+    column = virtualalias.c[order_by]
+    order = [column.desc() if descending else column.asc(), virtualalias.c.id]
+    return await paginate(conn, query, order_by=order, limit=limit, offset=offset)
+
+
+async def _domain_for(conn: AsyncConnection, scope: Scope, values: Mapping[str, Any]) -> Row:
+    domain_id = values.get("domain_id")
+    if domain_id is None:
+        name = v.domain_of(values["source"])
+        domain_id = await conn.scalar(
+            sa.select(virtualdomain.c.id).where(virtualdomain.c.name == name)
+        )
+        if domain_id is None:
+            raise v.ValidationError("domain", f"{name} is not a domain managed here")
+    if not scope.allows(domain_id):
+        raise NotFound("domain not found", field="domain")
+    return await limits.lock_domain(conn, domain_id)
+
+
+async def _check_pair_free(
+    conn: AsyncConnection, source: str, destination: str, alias_id: int | None
+) -> None:
+    taken = await conn.scalar(
+        sa.select(virtualalias.c.id).where(
+            virtualalias.c.source == source,
+            virtualalias.c.destination == destination,
+            virtualalias.c.id != (alias_id or 0),
+        )
+    )
+    if taken is not None:
+        raise Conflict(f"the alias {source} -> {destination} already exists", field="source")
+
+
+def _check_not_self(values: Mapping[str, Any]) -> None:
+    if values["source"] == values["destination"]:
+        raise v.ValidationError("destination", "an alias cannot deliver to its own address")
+
+
+async def create(
+    conn: AsyncConnection, actor: str, scope: Scope, data: Mapping[str, Any]
+) -> Row:
+    values = clean_fields(data, NORMALIZERS, required=("source", "destination"))
+    domain = await _domain_for(conn, scope, values)
+    values["domain_id"] = domain["id"]
+    v.check_address_in_domain(values["source"], domain["name"], "source")
+    _check_not_self(values)
+    await _check_pair_free(conn, values["source"], values["destination"], None)
+    await limits.check_alias_count(conn, domain)
+    alias_id = (
+        await conn.execute(virtualalias.insert().values(**values).returning(virtualalias.c.id))
+    ).scalar_one()
+    label = f"{values['source']} -> {values['destination']}"
+    await audit.record(conn, actor, "create", OBJECT_TYPE, alias_id, label, new=values)
+    return await get(conn, scope, alias_id)
+
+
+async def update(
+    conn: AsyncConnection, actor: str, scope: Scope, alias_id: int, data: Mapping[str, Any]
+) -> Row:
+    old = await get(conn, scope, alias_id)
+    values = clean_fields(data, NORMALIZERS)
+    merged = {key: old[key] for key in ("domain_id", "source", "destination")} | values
+    domain = await _domain_for(conn, scope, merged)
+    v.check_address_in_domain(merged["source"], domain["name"], "source")
+    _check_not_self(merged)
+    await _check_pair_free(conn, merged["source"], merged["destination"], alias_id)
+    if merged["domain_id"] != old["domain_id"]:
+        await limits.check_alias_count(conn, domain)
+    before, after = changed_values(old, values)
+    if after:
+        await conn.execute(
+            virtualalias.update().where(virtualalias.c.id == alias_id).values(**after)
+        )
+        label = f"{old['source']} -> {old['destination']}"
+        await audit.record(
+            conn, actor, "update", OBJECT_TYPE, alias_id, label, old=before, new=after
+        )
+    return await get(conn, scope, alias_id)
+
+
+async def delete(conn: AsyncConnection, actor: str, scope: Scope, alias_id: int) -> Row:
+    old = await get(conn, scope, alias_id)
+    await conn.execute(virtualalias.delete().where(virtualalias.c.id == alias_id))
+    label = f"{old['source']} -> {old['destination']}"
+    await audit.record(conn, actor, "delete", OBJECT_TYPE, alias_id, label, old=old)
+    return old
+
+
+async def count(conn: AsyncConnection, scope: Scope) -> int:
+    query = sa.select(sa.func.count()).select_from(virtualalias)
+    return int(await conn.scalar(query.where(scope.filter(virtualalias.c.domain_id))) or 0)
+
+
+async def destination_status(conn: AsyncConnection, destinations: list[str]) -> dict[str, bool]:
+    """For the pages' "Exterior ?" / "Ok ?" columns: is each destination's domain managed
+    here, and if so, does the address exist as a mailbox or an alias source?
+
+    Returns destination → ok, only for interior destinations (exterior ones are always ok).
+    """
+    wanted = sorted(set(destinations))
+    if not wanted:
+        return {}
+    domains = {v.domain_of(address) for address in wanted}
+    managed = set(
+        await conn.scalars(
+            sa.select(virtualdomain.c.name).where(virtualdomain.c.name.in_(sorted(domains)))
+        )
+    ) | set(
+        await conn.scalars(
+            sa.select(aliasdomain.c.name).where(aliasdomain.c.name.in_(sorted(domains)))
+        )
+    )
+    interior = [address for address in wanted if v.domain_of(address) in managed]
+    existing = set(
+        await conn.scalars(sa.select(virtualuser.c.email).where(virtualuser.c.email.in_(interior)))
+    ) | set(
+        await conn.scalars(
+            sa.select(virtualalias.c.source).where(virtualalias.c.source.in_(interior))
+        )
+    )
+    return {address: address in existing for address in interior}

@@ -1,0 +1,65 @@
+"""The audit log: who changed what, when, with the values before and after (never a secret)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from dinomail.schema import auditlog
+from dinomail.store.common import Page, paginate
+from dinomail.store.scope import Scope
+
+# Never written to the log, whatever the object: invariant 6.
+SECRET_FIELDS = frozenset({"password", "key", "key_hash", "secret", "dkim_private_key"})
+
+
+def _clean(values: Mapping[str, Any] | None) -> str | None:
+    if values is None:
+        return None
+    kept = {
+        key: (value.isoformat() if isinstance(value, datetime) else value)
+        for key, value in values.items()
+        if key not in SECRET_FIELDS
+    }
+    return json.dumps(kept, sort_keys=True, default=str)
+
+
+async def record(
+    conn: AsyncConnection,
+    actor: str,
+    action: str,
+    object_type: str,
+    object_id: object,
+    object_repr: str,
+    *,
+    old: Mapping[str, Any] | None = None,
+    new: Mapping[str, Any] | None = None,
+) -> None:
+    await conn.execute(
+        auditlog.insert().values(
+            actor=actor[:200],
+            action=action,
+            object_type=object_type,
+            object_id=None if object_id is None else str(object_id),
+            object_repr=object_repr[:300],
+            old_values=_clean(old),
+            new_values=_clean(new),
+        )
+    )
+
+
+async def list_entries(
+    conn: AsyncConnection, scope: Scope, *, limit: int, offset: int
+) -> Page:
+    """The log, newest first. Only superadmins read the whole log; others see nothing yet."""
+    query = sa.select(auditlog)
+    if not scope.is_global:
+        query = query.where(sa.false())
+    return await paginate(
+        conn, query, order_by=[auditlog.c.id.desc()], limit=limit, offset=offset
+    )

@@ -1,0 +1,138 @@
+"""What the lookup daemon reads: every mail row at once, and the change log after that.
+
+The change log is written by database triggers (see the first migration), so a row changed by
+hand in `psql` or `sqlite3` is followed like one changed through the API.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from dinomail.records import AliasDomainRow, AliasRow, DomainRow, MailboxRow, MailChanges, MailData
+from dinomail.schema import aliasdomain, changelog, state, virtualalias, virtualdomain, virtualuser
+
+HORIZON = "changelog_horizon"
+# Ids per `IN (...)` list when fetching changed rows: below SQLite's variable limit.
+FETCH_CHUNK = 500
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    seq: int
+    table_name: str
+    row_id: int
+    op: str
+
+
+_DOMAINS = sa.select(virtualdomain.c.id, virtualdomain.c.name, virtualdomain.c.active)
+_ALIAS_DOMAINS = sa.select(
+    aliasdomain.c.id, aliasdomain.c.name, aliasdomain.c.target_domain_id, aliasdomain.c.active
+)
+_MAILBOXES = sa.select(
+    virtualuser.c.id, virtualuser.c.domain_id, virtualuser.c.email, virtualuser.c.password,
+    virtualuser.c.quota, virtualuser.c.active,
+)
+_ALIASES = sa.select(
+    virtualalias.c.id, virtualalias.c.domain_id, virtualalias.c.source, virtualalias.c.destination
+)
+
+
+async def latest_seq(conn: AsyncConnection) -> int:
+    return int(await conn.scalar(sa.select(sa.func.coalesce(sa.func.max(changelog.c.seq), 0))))
+
+
+async def horizon(conn: AsyncConnection) -> int:
+    """Changes up to this sequence number have been pruned from the log."""
+    value = await conn.scalar(sa.select(state.c.value).where(state.c.name == HORIZON))
+    return int(value) if value else 0
+
+
+async def load_mail_data(conn: AsyncConnection) -> tuple[int, MailData]:
+    """Every mail row, and a change log position they are at least as new as.
+
+    The position is read first: a change committed while the rows are read is then both in the
+    rows and after the position, and applying it again later is harmless, because applying a
+    change means reading the row's current state.
+    """
+    seq = await latest_seq(conn)
+    data = MailData(
+        domains=[DomainRow(*row) for row in await conn.execute(_DOMAINS)],
+        alias_domains=[AliasDomainRow(*row) for row in await conn.execute(_ALIAS_DOMAINS)],
+        mailboxes=[
+            MailboxRow(row[0], row[1], row[2], row[3], row[4], row[5])
+            for row in await conn.execute(_MAILBOXES)
+        ],
+        aliases=[AliasRow(*row) for row in await conn.execute(_ALIASES)],
+    )
+    return seq, data
+
+
+async def changes_since(conn: AsyncConnection, seq: int, limit: int) -> list[Change]:
+    query = (
+        sa.select(changelog.c.seq, changelog.c.table_name, changelog.c.row_id, changelog.c.op)
+        .where(changelog.c.seq > seq)
+        .order_by(changelog.c.seq)
+        .limit(limit)
+    )
+    return [Change(*row) for row in await conn.execute(query)]
+
+
+async def _fetch(conn: AsyncConnection, query: sa.Select, table: sa.Table, ids: list[int]) -> list:
+    rows = []
+    for start in range(0, len(ids), FETCH_CHUNK):
+        chunk = ids[start:start + FETCH_CHUNK]
+        rows.extend(await conn.execute(query.where(table.c.id.in_(chunk))))
+    return rows
+
+
+async def fetch_changes(conn: AsyncConnection, changed: Iterable[Change]) -> MailChanges:
+    """The current rows behind a batch of change log entries: present ones are upserts, gone
+    ones are removals (whatever the op said: the row's state now is what counts)."""
+    ids: dict[str, set[int]] = {name: set() for name in _TABLES}
+    for change in changed:
+        if change.table_name in ids:
+            ids[change.table_name].add(change.row_id)
+
+    async def current(name: str) -> tuple[list, list[int]]:
+        query, table, make = _TABLES[name]
+        wanted = sorted(ids[name])
+        rows = [make(row) for row in await _fetch(conn, query, table, wanted)]
+        present = {row.id for row in rows}
+        return rows, [row_id for row_id in wanted if row_id not in present]
+
+    domains, removed_domains = await current(virtualdomain.name)
+    alias_domains, removed_alias_domains = await current(aliasdomain.name)
+    mailboxes, removed_mailboxes = await current(virtualuser.name)
+    aliases, removed_aliases = await current(virtualalias.name)
+    return MailChanges(
+        domains=domains,
+        removed_domains=removed_domains,
+        alias_domains=alias_domains,
+        removed_alias_domains=removed_alias_domains,
+        mailboxes=mailboxes,
+        removed_mailboxes=removed_mailboxes,
+        aliases=aliases,
+        removed_aliases=removed_aliases,
+    )
+
+
+_TABLES = {
+    virtualdomain.name: (_DOMAINS, virtualdomain, lambda row: DomainRow(*row)),
+    aliasdomain.name: (_ALIAS_DOMAINS, aliasdomain, lambda row: AliasDomainRow(*row)),
+    virtualuser.name: (_MAILBOXES, virtualuser, lambda row: MailboxRow(*row)),
+    virtualalias.name: (_ALIASES, virtualalias, lambda row: AliasRow(*row)),
+}
+
+
+async def prune(conn: AsyncConnection, through_seq: int) -> None:
+    """Forget changes up to `through_seq`; a daemon behind that point must reload in full."""
+    await conn.execute(changelog.delete().where(changelog.c.seq <= through_seq))
+    updated = await conn.execute(
+        state.update().where(state.c.name == HORIZON).values(value=str(through_seq))
+    )
+    if updated.rowcount == 0:
+        await conn.execute(state.insert().values(name=HORIZON, value=str(through_seq)))

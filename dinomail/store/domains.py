@@ -1,0 +1,166 @@
+"""Mail domains (`core_virtualdomain`) and their limits."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from dinomail import validation as v
+from dinomail.schema import aliasdomain, virtualalias, virtualdomain, virtualuser
+from dinomail.store import audit
+from dinomail.store.common import Page, Row, changed_values, escape_like, fetch_one, paginate
+from dinomail.store.errors import Conflict, Forbidden
+from dinomail.store.fields import clean_fields
+from dinomail.store.scope import Scope
+
+OBJECT_TYPE = "domain"
+
+NORMALIZERS = {
+    "name": lambda value, field: v.normalize_domain(value, field),
+    "dkim_key_name": lambda value, field: v.normalize_text(value, field, 200),
+    "dkim_key": lambda value, field: v.normalize_text(value, field, 10_000),
+    "display_name": lambda value, field: v.normalize_text(value, field, 200),
+    "short_display_name": lambda value, field: v.normalize_text(value, field, 50),
+    "imap_address": v.normalize_hostname,
+    "pop_address": v.normalize_hostname,
+    "smtp_address": v.normalize_hostname,
+    "active": v.normalize_bool,
+    "max_mailboxes": v.normalize_limit,
+    "max_aliases": v.normalize_limit,
+    "max_quota_per_mailbox": v.normalize_quota,
+    "total_quota": v.normalize_quota,
+    "default_quota": v.normalize_quota,
+}
+ORDERABLE = ("id", "name", "created_at")
+
+
+def _select(scope: Scope) -> sa.Select:
+    return sa.select(virtualdomain).where(scope.filter(virtualdomain.c.id))
+
+
+async def get(conn: AsyncConnection, scope: Scope, domain_id: int) -> Row:
+    return await fetch_one(conn, _select(scope).where(virtualdomain.c.id == domain_id), "domain")
+
+
+async def get_by_name(conn: AsyncConnection, scope: Scope, name: str) -> Row:
+    query = _select(scope).where(virtualdomain.c.name == v.normalize_domain(name, "domain"))
+    return await fetch_one(conn, query, "domain")
+
+
+async def list_page(
+    conn: AsyncConnection,
+    scope: Scope,
+    *,
+    q: str | None = None,
+    order_by: str = "id",
+    descending: bool = False,
+    limit: int,
+    offset: int = 0,
+) -> Page:
+    query = _select(scope)
+    if q:
+        query = query.where(virtualdomain.c.name.like(f"%{escape_like(q.lower())}%", escape="\\"))
+    column = virtualdomain.c[order_by]
+    order = [column.desc() if descending else column.asc(), virtualdomain.c.id]
+    return await paginate(conn, query, order_by=order, limit=limit, offset=offset)
+
+
+async def _check_name_free(conn: AsyncConnection, name: str, domain_id: int | None) -> None:
+    # A name is one thing at a time: a mail domain or an alias domain, never both.
+    taken = await conn.scalar(
+        sa.select(virtualdomain.c.id).where(
+            virtualdomain.c.name == name, virtualdomain.c.id != (domain_id or 0)
+        )
+    )
+    if taken is not None:
+        raise Conflict(f"the domain {name} already exists", field="name")
+    if await conn.scalar(sa.select(aliasdomain.c.id).where(aliasdomain.c.name == name)):
+        raise Conflict(f"{name} is already an alias domain", field="name")
+
+
+async def create(
+    conn: AsyncConnection, actor: str, scope: Scope, data: Mapping[str, Any]
+) -> Row:
+    if not scope.is_global:
+        raise Forbidden("only a superadmin can create a domain")
+    values = clean_fields(data, NORMALIZERS, required=("name",))
+    await _check_name_free(conn, values["name"], None)
+    domain_id = (
+        await conn.execute(virtualdomain.insert().values(**values).returning(virtualdomain.c.id))
+    ).scalar_one()
+    row = await get(conn, scope, domain_id)
+    await audit.record(conn, actor, "create", OBJECT_TYPE, domain_id, row["name"], new=values)
+    return row
+
+
+async def update(
+    conn: AsyncConnection, actor: str, scope: Scope, domain_id: int, data: Mapping[str, Any]
+) -> Row:
+    old = await get(conn, scope, domain_id)
+    values = clean_fields(data, NORMALIZERS)
+    if not scope.is_global:
+        for field in ("name", "max_mailboxes", "max_aliases", "max_quota_per_mailbox",
+                      "total_quota"):
+            if field in values and values[field] != old[field]:
+                raise Forbidden("only a superadmin can change a domain's name or limits",
+                                field=field)
+    if values.get("name", old["name"]) != old["name"]:
+        await _check_name_free(conn, values["name"], domain_id)
+        # Mailboxes and aliases carry the domain in their addresses; renaming would leave them
+        # pointing at the old name.
+        if await _has_addresses(conn, domain_id):
+            raise Conflict(
+                "a domain with mailboxes or aliases cannot be renamed", field="name"
+            )
+    before, after = changed_values(old, values)
+    if after:
+        await conn.execute(
+            virtualdomain.update().where(virtualdomain.c.id == domain_id).values(**after)
+        )
+        await audit.record(
+            conn, actor, "update", OBJECT_TYPE, domain_id, old["name"], old=before, new=after
+        )
+    return await get(conn, scope, domain_id)
+
+
+async def _has_addresses(conn: AsyncConnection, domain_id: int) -> bool:
+    for table in (virtualuser, virtualalias):
+        found = await conn.scalar(sa.select(table.c.id).where(table.c.domain_id == domain_id))
+        if found is not None:
+            return True
+    return False
+
+
+async def delete(conn: AsyncConnection, actor: str, scope: Scope, domain_id: int) -> Row:
+    """Delete a domain with its mailboxes, aliases and alias domains (the database cascades)."""
+    if not scope.is_global:
+        raise Forbidden("only a superadmin can delete a domain")
+    old = await get(conn, scope, domain_id)
+    await conn.execute(virtualdomain.delete().where(virtualdomain.c.id == domain_id))
+    await audit.record(conn, actor, "delete", OBJECT_TYPE, domain_id, old["name"], old=old)
+    return old
+
+
+async def set_dns_status(
+    conn: AsyncConnection, domain_id: int, statuses: Mapping[str, Any]
+) -> None:
+    """Store the results of the DNS checks (not an admin's edit, so not audited)."""
+    await conn.execute(
+        virtualdomain.update().where(virtualdomain.c.id == domain_id).values(**statuses)
+    )
+
+
+async def count(conn: AsyncConnection, scope: Scope) -> int:
+    query = sa.select(sa.func.count()).select_from(virtualdomain)
+    return int(await conn.scalar(query.where(scope.filter(virtualdomain.c.id))) or 0)
+
+
+async def names(conn: AsyncConnection, scope: Scope) -> list[tuple[int, str]]:
+    """Every domain the scope sees, for filters and forms."""
+    query = sa.select(virtualdomain.c.id, virtualdomain.c.name).where(
+        scope.filter(virtualdomain.c.id)
+    )
+    return [(row.id, row.name) for row in await conn.execute(query.order_by(virtualdomain.c.name))]

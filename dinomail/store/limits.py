@@ -1,0 +1,75 @@
+"""Domain limits: how many mailboxes and aliases, how much quota. Checked inside the write's
+transaction, with the domain row locked on PostgreSQL so two writers cannot both squeeze in."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from dinomail.schema import virtualalias, virtualdomain, virtualuser
+from dinomail.store.common import Row
+from dinomail.store.errors import LimitExceeded, NotFound
+
+
+async def lock_domain(conn: AsyncConnection, domain_id: int) -> Row:
+    query = sa.select(virtualdomain).where(virtualdomain.c.id == domain_id).with_for_update()
+    row = (await conn.execute(query)).mappings().first()
+    if row is None:
+        raise NotFound("domain not found", field="domain")
+    return dict(row)
+
+
+async def check_mailbox_count(conn: AsyncConnection, domain: Row) -> None:
+    limit = domain["max_mailboxes"]
+    if not limit:
+        return
+    used = await conn.scalar(
+        sa.select(sa.func.count()).where(virtualuser.c.domain_id == domain["id"])
+    )
+    if used >= limit:
+        raise LimitExceeded(
+            f"the domain {domain['name']} already has its maximum of {limit} mailboxes",
+            field="domain",
+        )
+
+
+async def check_alias_count(conn: AsyncConnection, domain: Row, adding: int = 1) -> None:
+    limit = domain["max_aliases"]
+    if not limit:
+        return
+    used = await conn.scalar(
+        sa.select(sa.func.count()).where(virtualalias.c.domain_id == domain["id"])
+    )
+    if used + adding > limit:
+        raise LimitExceeded(
+            f"the domain {domain['name']} allows at most {limit} aliases", field="domain"
+        )
+
+
+async def check_quota(
+    conn: AsyncConnection, domain: Row, quota: int, *, replacing_mailbox: int | None = None
+) -> None:
+    """`quota` for one mailbox must fit the per-mailbox cap and the domain's total."""
+    cap, total = domain["max_quota_per_mailbox"], domain["total_quota"]
+    if cap and (quota == 0 or quota > cap):
+        raise LimitExceeded(
+            f"the quota must be between 1 and {cap} bytes in {domain['name']}", field="quota"
+        )
+    if not total:
+        return
+    if quota == 0:
+        raise LimitExceeded(
+            f"{domain['name']} has a total quota, so each mailbox needs a quota", field="quota"
+        )
+    others = await conn.scalar(
+        sa.select(sa.func.coalesce(sa.func.sum(virtualuser.c.quota), 0)).where(
+            virtualuser.c.domain_id == domain["id"],
+            virtualuser.c.id != (replacing_mailbox or 0),
+        )
+    )
+    if int(others) + quota > total:
+        raise LimitExceeded(
+            f"{domain['name']} would exceed its total quota of {total} bytes "
+            f"({int(others)} already given to other mailboxes)",
+            field="quota",
+        )

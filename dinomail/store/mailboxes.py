@@ -1,0 +1,267 @@
+"""Mailboxes (`core_virtualuser`): address, password hash, quota, active flag, usage."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import Mapping
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from dinomail import validation as v
+from dinomail.schema import quotausage, virtualdomain, virtualuser
+from dinomail.store import audit, limits
+from dinomail.store.common import Page, Row, changed_values, escape_like, fetch_one, paginate
+from dinomail.store.errors import Conflict, Forbidden, NotFound
+from dinomail.store.fields import clean_fields
+from dinomail.store.scope import Scope
+
+OBJECT_TYPE = "mailbox"
+MAX_PASSWORD_LENGTH = 1024
+
+NORMALIZERS = {
+    "domain_id": lambda value, field: _normalize_id(value, "domain"),
+    "email": lambda value, field: v.normalize_email(value, field),
+    "quota": lambda value, field: None if value is None else v.normalize_quota(value, field),
+    "active": v.normalize_bool,
+}
+ORDERABLE = ("id", "email", "quota", "created_at")
+
+# What lists show: the mailbox, its domain's name and its usage; never the password hash.
+_COLUMNS = (
+    virtualuser.c.id,
+    virtualuser.c.domain_id,
+    virtualuser.c.email,
+    virtualuser.c.quota,
+    virtualuser.c.active,
+    virtualuser.c.created_at,
+    virtualdomain.c.name.label("domain_name"),
+    sa.func.coalesce(quotausage.c.bytes, 0).label("quota_used_bytes"),
+    sa.func.coalesce(quotausage.c.messages, 0).label("quota_used_messages"),
+    quotausage.c.updated_at.label("quota_updated_at"),
+)
+_FROM = virtualuser.join(virtualdomain, virtualdomain.c.id == virtualuser.c.domain_id).outerjoin(
+    quotausage, quotausage.c.user_id == virtualuser.c.id
+)
+
+
+def _normalize_id(value: object, field: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise v.ValidationError(field, "must be the id of an existing object")
+    return value
+
+
+def _select(scope: Scope) -> sa.Select:
+    return sa.select(*_COLUMNS).select_from(_FROM).where(scope.filter(virtualuser.c.domain_id))
+
+
+async def hash_new_password(plain: object, scheme: str, field: str = "password") -> str:
+    """Check a new password and hash it in a worker thread (hashing is slow on purpose)."""
+    if not isinstance(plain, str) or not plain:
+        raise v.ValidationError(field, "a new password is required")
+    if len(plain) > MAX_PASSWORD_LENGTH:
+        raise v.ValidationError(field, f"is at most {MAX_PASSWORD_LENGTH} characters")
+    if any(char in plain for char in "\0\r\n\t"):
+        # Dovecot's protocols cannot carry these; a mailbox with one could never log in.
+        raise v.ValidationError(field, "must not contain tabs, line breaks or NUL characters")
+    return await asyncio.to_thread(_hash, plain, scheme)
+
+
+def _hash(plain: str, scheme: str) -> str:
+    from dinomail.passwords import hash_password
+
+    return hash_password(plain, scheme)
+
+
+async def unusable_password(scheme: str) -> str:
+    """A hash of a random secret nobody knows, for a mailbox created without a password."""
+    return await asyncio.to_thread(_hash, secrets.token_urlsafe(24), scheme)
+
+
+async def get(conn: AsyncConnection, scope: Scope, mailbox_id: int) -> Row:
+    query = _select(scope).where(virtualuser.c.id == mailbox_id)
+    return await fetch_one(conn, query, "mailbox")
+
+
+async def get_by_email(conn: AsyncConnection, scope: Scope, email: str) -> Row:
+    query = _select(scope).where(virtualuser.c.email == v.normalize_email(email))
+    return await fetch_one(conn, query, "mailbox")
+
+
+async def list_page(
+    conn: AsyncConnection,
+    scope: Scope,
+    *,
+    domain_id: int | None = None,
+    q: str | None = None,
+    order_by: str = "id",
+    descending: bool = False,
+    limit: int,
+    offset: int = 0,
+) -> Page:
+    query = _select(scope)
+    if domain_id is not None:
+        query = query.where(virtualuser.c.domain_id == domain_id)
+    if q:
+        query = query.where(virtualuser.c.email.like(f"%{escape_like(q.lower())}%", escape="\\"))
+    column = virtualuser.c[order_by]
+    order = [column.desc() if descending else column.asc(), virtualuser.c.id]
+    return await paginate(conn, query, order_by=order, limit=limit, offset=offset)
+
+
+async def _domain_for(conn: AsyncConnection, scope: Scope, values: Mapping[str, Any]) -> Row:
+    """The mailbox's domain, given or taken from the address, locked for the limit checks."""
+    domain_id = values.get("domain_id")
+    if domain_id is None:
+        name = v.domain_of(values["email"])
+        domain_id = await conn.scalar(
+            sa.select(virtualdomain.c.id).where(virtualdomain.c.name == name)
+        )
+        if domain_id is None:
+            raise v.ValidationError("domain", f"{name} is not a domain managed here")
+    if not scope.allows(domain_id):
+        raise NotFound("domain not found", field="domain")
+    return await limits.lock_domain(conn, domain_id)
+
+
+async def _check_email_free(conn: AsyncConnection, email: str, mailbox_id: int | None) -> None:
+    taken = await conn.scalar(
+        sa.select(virtualuser.c.id).where(
+            virtualuser.c.email == email, virtualuser.c.id != (mailbox_id or 0)
+        )
+    )
+    if taken is not None:
+        raise Conflict(f"the mailbox {email} already exists", field="email")
+
+
+async def create(
+    conn: AsyncConnection,
+    actor: str,
+    scope: Scope,
+    data: Mapping[str, Any],
+    *,
+    password_hash: str,
+) -> Row:
+    values = clean_fields(data, NORMALIZERS, required=("email",))
+    domain = await _domain_for(conn, scope, values)
+    values["domain_id"] = domain["id"]
+    v.check_address_in_domain(values["email"], domain["name"], "email")
+    await _check_email_free(conn, values["email"], None)
+    await limits.check_mailbox_count(conn, domain)
+    if values.get("quota") is None:
+        values["quota"] = domain["default_quota"]
+    await limits.check_quota(conn, domain, values["quota"])
+    mailbox_id = (
+        await conn.execute(
+            virtualuser.insert()
+            .values(**values, password=password_hash)
+            .returning(virtualuser.c.id)
+        )
+    ).scalar_one()
+    await audit.record(
+        conn, actor, "create", OBJECT_TYPE, mailbox_id, values["email"], new=values
+    )
+    return await get(conn, scope, mailbox_id)
+
+
+async def update(
+    conn: AsyncConnection, actor: str, scope: Scope, mailbox_id: int, data: Mapping[str, Any]
+) -> Row:
+    old = await get(conn, scope, mailbox_id)
+    values = clean_fields(data, NORMALIZERS)
+    merged = {"domain_id": old["domain_id"], "email": old["email"], **values}
+    domain = await _domain_for(conn, scope, merged)
+    v.check_address_in_domain(merged["email"], domain["name"], "email")
+    if merged["email"] != old["email"]:
+        await _check_email_free(conn, merged["email"], mailbox_id)
+    if merged["domain_id"] != old["domain_id"]:
+        await limits.check_mailbox_count(conn, domain)
+    if "quota" in values:
+        if values["quota"] is None:
+            values["quota"] = domain["default_quota"]
+        await limits.check_quota(conn, domain, values["quota"], replacing_mailbox=mailbox_id)
+    before, after = changed_values(old, values)
+    if after:
+        await conn.execute(
+            virtualuser.update().where(virtualuser.c.id == mailbox_id).values(**after)
+        )
+        await audit.record(
+            conn, actor, "update", OBJECT_TYPE, mailbox_id, old["email"], old=before, new=after
+        )
+    return await get(conn, scope, mailbox_id)
+
+
+async def set_password(
+    conn: AsyncConnection, actor: str, scope: Scope, mailbox_id: int, password_hash: str
+) -> Row:
+    old = await get(conn, scope, mailbox_id)
+    await conn.execute(
+        virtualuser.update().where(virtualuser.c.id == mailbox_id).values(password=password_hash)
+    )
+    await audit.record(
+        conn, actor, "set_password", OBJECT_TYPE, mailbox_id, old["email"]
+    )
+    return old
+
+
+async def password_hash(conn: AsyncConnection, scope: Scope, mailbox_id: int) -> str:
+    await get(conn, scope, mailbox_id)
+    return str(
+        await conn.scalar(sa.select(virtualuser.c.password).where(virtualuser.c.id == mailbox_id))
+    )
+
+
+async def delete(conn: AsyncConnection, actor: str, scope: Scope, mailbox_id: int) -> Row:
+    old = await get(conn, scope, mailbox_id)
+    if not scope.allows(old["domain_id"]):
+        raise Forbidden("this mailbox is outside your domains")
+    await conn.execute(virtualuser.delete().where(virtualuser.c.id == mailbox_id))
+    await audit.record(conn, actor, "delete", OBJECT_TYPE, mailbox_id, old["email"], old=old)
+    return old
+
+
+async def count(conn: AsyncConnection, scope: Scope) -> int:
+    query = sa.select(sa.func.count()).select_from(virtualuser)
+    return int(await conn.scalar(query.where(scope.filter(virtualuser.c.domain_id))) or 0)
+
+
+async def record_usage(
+    conn: AsyncConnection, usage: Mapping[str, tuple[int | None, int | None]]
+) -> int:
+    """Store quota usage reported by Dovecot: email → (bytes, messages); None keeps the value.
+
+    Returns how many mailboxes were known. Unknown addresses are skipped: the mailbox may have
+    been deleted while Dovecot still held its mail.
+    """
+    if not usage:
+        return 0
+    rows = await conn.execute(
+        sa.select(virtualuser.c.id, virtualuser.c.email).where(
+            virtualuser.c.email.in_(sorted(usage))
+        )
+    )
+    ids = {row.email: row.id for row in rows}
+    if not ids:
+        return 0
+    existing = await conn.execute(
+        sa.select(quotausage).where(quotausage.c.user_id.in_(sorted(ids.values())))
+    )
+    current = {row.user_id: (row.bytes, row.messages) for row in existing}
+    for email, user_id in ids.items():
+        used_bytes, used_messages = usage[email]
+        old_bytes, old_messages = current.get(user_id, (0, 0))
+        values = {
+            "bytes": old_bytes if used_bytes is None else max(0, used_bytes),
+            "messages": old_messages if used_messages is None else max(0, used_messages),
+            "updated_at": sa.func.now(),
+        }
+        if user_id in current:
+            await conn.execute(
+                quotausage.update().where(quotausage.c.user_id == user_id).values(**values)
+            )
+        else:
+            await conn.execute(quotausage.insert().values(user_id=user_id, **values))
+    return len(ids)
+
