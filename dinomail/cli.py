@@ -13,10 +13,13 @@ import getpass
 import os
 import sys
 from collections.abc import Callable, Coroutine, Sequence
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from dinomail import __version__
 from dinomail.settings import Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:
+    from dinomail.store import Store
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
@@ -83,11 +86,29 @@ def _prompt(label: str, *, secret: bool = False) -> str:
 
 
 async def _createsuperuser(settings: Settings, args: argparse.Namespace) -> None:
-    from dinomail.store import Store, StoreError, admins
-    from dinomail.validation import ValidationError
+    from dinomail.store import Store, admins
 
     username = args.username
     email = args.email or ""
+    store = Store(settings.DATABASE_URL)
+    try:
+        if args.if_missing:
+            async with store.read() as conn:
+                if await admins.any_exists(conn):
+                    print("An admin account exists already: log in with it.")
+                    return
+            print("Create the first admin account, to log in to the pages and the API.")
+        await _create_superuser(store, args, username, email)
+    finally:
+        await store.close()
+
+
+async def _create_superuser(
+    store: Store, args: argparse.Namespace, username: str, email: str
+) -> None:
+    from dinomail.store import StoreError, admins
+    from dinomail.validation import ValidationError
+
     if args.noinput:
         password = os.environ.get(SUPERUSER_PASSWORD_ENV, "")
         if not username or not password:
@@ -100,7 +121,6 @@ async def _createsuperuser(settings: Settings, args: argparse.Namespace) -> None
         if _prompt("Password (again)", secret=True) != password:
             fail("the two passwords differ; nothing was created")
 
-    store = Store(settings.DATABASE_URL)
     try:
         async with store.write() as conn:
             account = await admins.create(
@@ -111,8 +131,6 @@ async def _createsuperuser(settings: Settings, args: argparse.Namespace) -> None
         fail(f"{error.field}: {error.message}; nothing was created", EXIT_USAGE)
     except StoreError as error:
         fail(f"{error.message}; nothing was created")
-    finally:
-        await store.close()
     print(f"Superuser {account['username']} created.")
 
 
@@ -163,6 +181,10 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument(
                 "--noinput", "--no-input", action="store_true",
                 help=f"do not prompt; the password comes from ${SUPERUSER_PASSWORD_ENV}",
+            )
+            sub.add_argument(
+                "--if-missing", action="store_true",
+                help="do nothing if an admin account exists already (for first-run scripts)",
             )
     pw = commands.add_parser(
         "pw", help="hash or verify a mailbox password, as `doveadm pw`", add_help=False

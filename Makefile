@@ -1,0 +1,36 @@
+# The two commands of the README:
+#   make run   install DinoMail in .venv and run it on the embedded SQLite database
+#   make test  install everything the tests need (Debian packages as root) and run them
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: run test install install-test system-deps lint clean
+
+run: install
+	$(BIN)/dinomail migrate
+	$(BIN)/dinomail createsuperuser --if-missing
+	$(BIN)/dinomail serve
+
+test: system-deps install-test
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+install: $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+
+install-test: $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+
+system-deps:
+	./scripts/install-system-deps.sh
+
+lint: install-test
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(VENV) build *.egg-info

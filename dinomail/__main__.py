@@ -1,0 +1,5 @@
+import sys
+
+from dinomail.cli import main
+
+sys.exit(main())
