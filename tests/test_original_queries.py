@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from dinomail.store import EVERYTHING, Store
-from dinomail.store import aliases, domains, mailboxes
+from dinomail.store import EVERYTHING, Store, aliases, domains, mailboxes
 from tests.conftest import new_postgres_database
 from tests.support.postfix import have_postmap, postmap_config, postmap_query
 from tests.support.postgres import PostgresServer
