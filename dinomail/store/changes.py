@@ -136,3 +136,17 @@ async def prune(conn: AsyncConnection, through_seq: int) -> None:
     )
     if updated.rowcount == 0:
         await conn.execute(state.insert().values(name=HORIZON, value=str(through_seq)))
+
+
+async def prune_older_than(conn: AsyncConnection, seconds: float) -> int:
+    """Prune the changes older than `seconds`; returns the new horizon (0 if nothing to do)."""
+    cutoff = sa.func.now() - sa.text(f"INTERVAL '{int(seconds)} seconds'")
+    if conn.dialect.name == "sqlite":
+        cutoff = sa.func.datetime("now", f"-{int(seconds)} seconds")
+    through = await conn.scalar(
+        sa.select(sa.func.max(changelog.c.seq)).where(changelog.c.changed_at < cutoff)
+    )
+    if not through:
+        return 0
+    await prune(conn, int(through))
+    return int(through)
