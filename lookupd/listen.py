@@ -1,0 +1,219 @@
+"""Listen addresses (`HOST:PORT`, `[v6]:PORT`, `unix:/path`) and the servers bound to them.
+
+Shared by every lookup protocol (socketmap, Dovecot dict, policy): each one hands its
+`asyncio.Protocol` factory and a parsed address to `create_server`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import os
+import socket
+import stat
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+# Enough for every Postfix process to connect at once after a restart (the kernel caps it at
+# net.core.somaxconn).
+DEFAULT_BACKLOG = 1024
+
+# Postfix (group postfix) and Dovecot reach the sockets through their group.
+DEFAULT_UNIX_MODE = 0o660
+
+
+@dataclass(frozen=True, slots=True)
+class ListenAddress:
+    """A TCP host and port, or a unix socket path (then `host` is None)."""
+
+    host: str | None = None
+    port: int = 0
+    path: str | None = None
+
+    @property
+    def is_unix(self) -> bool:
+        return self.path is not None
+
+    def __str__(self) -> str:
+        if self.path is not None:
+            return f"unix:{self.path}"
+        host = self.host or ""
+        return f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}"
+
+
+def parse_listen(value: str) -> ListenAddress:
+    """Parse a listen setting; raise ValueError saying what is wrong.
+
+    Port 0 means "any free port" (tests use it; `Listener.address` tells which one was taken).
+    """
+    if value.startswith("unix:"):
+        path = value[len("unix:"):]
+        if not path:
+            raise ValueError(f"{value!r}: a unix socket needs a path, as in unix:/run/x.sock")
+        return ListenAddress(path=path)
+    host, sep, port = value.rpartition(":")
+    if not sep or not host:
+        raise ValueError(f"{value!r}: must be HOST:PORT, [IPv6]:PORT or unix:/path")
+    if host.startswith("[") or host.endswith("]"):
+        if not (host.startswith("[") and host.endswith("]")) or len(host) < 3:
+            raise ValueError(f"{value!r}: an IPv6 address is written in brackets, as [::1]:10027")
+        host = host[1:-1]
+    elif ":" in host:
+        raise ValueError(f"{value!r}: an IPv6 address is written in brackets, as [::1]:10027")
+    if not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"{value!r}: the port must be a number from 0 to 65535")
+    return ListenAddress(host=host, port=int(port))
+
+
+class Listener:
+    """A listening server and the address it is bound to.
+
+    Closing it stops accepting and, for a unix socket, removes the socket file if it is still
+    the one this listener created (a newer daemon may already have replaced it).
+    """
+
+    def __init__(
+        self,
+        server: asyncio.AbstractServer,
+        address: ListenAddress,
+        socket_file: tuple[int, int] | None,
+    ) -> None:
+        self.server = server
+        self.requested = address
+        self._socket_file = socket_file
+
+    @property
+    def address(self) -> ListenAddress:
+        """The bound address (the real port when port 0 was asked for)."""
+        if self.requested.is_unix:
+            return self.requested
+        sockets = self.server.sockets or ()
+        for sock in sockets:
+            host, port = sock.getsockname()[:2]
+            return ListenAddress(host=host, port=port)
+        return self.requested
+
+    def close(self) -> None:
+        """Stop accepting connections; the connections already open are left alone."""
+        self.server.close()
+        path = self.requested.path
+        if path is not None and self._socket_file is not None:
+            try:
+                info = os.lstat(path)
+            except OSError:
+                return
+            if (info.st_dev, info.st_ino) == self._socket_file:
+                os.unlink(path)
+            self._socket_file = None
+
+    async def wait_closed(self) -> None:
+        await self.server.wait_closed()
+
+
+def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
+    """uvloop's loop when it is installed (markedly faster for many small requests)."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop
+    return uvloop.new_event_loop
+
+
+async def create_server(
+    protocol_factory: Callable[[], asyncio.BaseProtocol],
+    address: ListenAddress,
+    *,
+    backlog: int = DEFAULT_BACKLOG,
+    unix_mode: int = DEFAULT_UNIX_MODE,
+) -> Listener:
+    """Listen on `address` and serve each connection with a new protocol."""
+    loop = asyncio.get_running_loop()
+    if address.path is None:
+        server = await loop.create_server(
+            protocol_factory, address.host, address.port, backlog=backlog, reuse_address=True
+        )
+        return Listener(server, address, None)
+    _remove_stale_socket(address.path)
+    server = await loop.create_unix_server(protocol_factory, address.path, backlog=backlog)
+    os.chmod(address.path, unix_mode)
+    info = os.lstat(address.path)
+    return Listener(server, address, (info.st_dev, info.st_ino))
+
+
+def _remove_stale_socket(path: str) -> None:
+    """Remove a socket file left by a daemon that died; refuse to touch anything else.
+
+    A socket somebody still accepts on belongs to a running daemon: taking it over would leave
+    that daemon listening on a name nobody can reach, so that is an error too.
+    """
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(info.st_mode):
+        raise OSError(errno.EEXIST, f"{path} exists and is not a socket")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.settimeout(1.0)
+        probe.connect(path)
+    except OSError:
+        os.unlink(path)  # nobody listens: stale
+        return
+    finally:
+        probe.close()
+    raise OSError(errno.EADDRINUSE, f"{path}: another process is listening on it")
+
+
+class Connection(Protocol):
+    """What `ConnectionSet` needs of a protocol instance to shut it down."""
+
+    def shutdown(self) -> None:
+        """Close once the request being received (if any) has been answered."""
+
+    def abort(self) -> None:
+        """Close now, dropping unsent data."""
+
+
+class ConnectionSet:
+    """The open connections of one server, for a graceful shutdown.
+
+    Requests are answered synchronously, so between two events of the loop no answer is half
+    computed; what shutdown waits for is a request half received and replies not yet flushed.
+    """
+
+    def __init__(self) -> None:
+        self._open: set[Connection] = set()
+        self._drained = asyncio.Event()
+        self._drained.set()
+        self.closing = False
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+    def add(self, connection: Connection) -> None:
+        self._open.add(connection)
+        self._drained.clear()
+
+    def discard(self, connection: Connection) -> None:
+        self._open.discard(connection)
+        if not self._open:
+            self._drained.set()
+
+    def shutdown(self) -> None:
+        """Ask every connection to close when it is between requests."""
+        self.closing = True
+        for connection in list(self._open):
+            connection.shutdown()
+
+    async def wait_drained(self, timeout: float) -> None:
+        """Wait for the connections to close; abort those still open after `timeout` seconds."""
+        try:
+            await asyncio.wait_for(self._drained.wait(), timeout)
+        except TimeoutError:
+            for connection in list(self._open):
+                connection.abort()
+            # Aborted transports report connection_lost on the next loop iterations.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._drained.wait(), 1.0)

@@ -1,0 +1,176 @@
+"""Prometheus metrics of the lookup daemon.
+
+Each daemon owns one `CollectorRegistry` (never the process-wide default), so tests and a
+`dinomail serve` that runs several services in one process can hold several daemons side by side.
+The HTTP `/metrics` endpoint serves `LookupdMetrics.exposition()`.
+
+Lookups are counted on the hot path, so protocols take a `LookupRecorder` once per server: its
+label children are bound up front, and recording a lookup is a dict hit and two increments.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+# Answers as protocols report them; every protocol maps its own replies onto these.
+LOOKUP_RESULTS = ("ok", "notfound", "temp", "perm")
+
+# Map label for names a client made up: label values must not be client-controlled.
+UNKNOWN_MAP = "unknown"
+
+# A lookup is a few dict hits: microseconds; the upper buckets catch a stalled event loop.
+LOOKUP_BUCKETS = (
+    5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 0.1, 1.0,
+)
+# A change batch takes milliseconds; a full load of a million rows, tens of seconds.
+REFRESH_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+
+REFRESH_KINDS = ("full", "incremental")
+
+
+class LookupRecorder:
+    """The metrics of one protocol, label children bound once."""
+
+    __slots__ = (
+        "_client_errors", "_counters", "_errors", "_latency", "_metrics", "_protocol",
+        "connections",
+    )
+
+    def __init__(self, metrics: LookupdMetrics, protocol: str, maps: Iterable[str]) -> None:
+        self._metrics = metrics
+        self._counters = {
+            (name, result): metrics.lookups.labels(protocol, name, result)
+            for name in (*maps, UNKNOWN_MAP)
+            for result in LOOKUP_RESULTS
+        }
+        self._latency = metrics.lookup_seconds.labels(protocol)
+        self.connections = metrics.open_connections.labels(protocol)
+        self._errors: dict[str, Counter] = {}
+        self._client_errors: dict[str, Counter] = {}
+        self._protocol = protocol
+
+    def lookup(self, map_name: str, result: str, seconds: float) -> None:
+        counter = self._counters.get((map_name, result))
+        if counter is None:
+            counter = self._counters[(UNKNOWN_MAP, result)]
+        counter.inc()
+        self._latency.observe(seconds)
+
+    def lookup_error(self, reason: str) -> None:
+        """An answer we could not give (exception, empty value, reply too large): a bug to see."""
+        counter = self._errors.get(reason)
+        if counter is None:
+            counter = self._errors[reason] = self._metrics.lookup_errors.labels(
+                self._protocol, reason
+            )
+        counter.inc()
+
+    def client_error(self, reason: str) -> None:
+        """A connection closed because of its client (bad framing, oversize, idle)."""
+        counter = self._client_errors.get(reason)
+        if counter is None:
+            counter = self._client_errors[reason] = self._metrics.client_errors.labels(
+                self._protocol, reason
+            )
+        counter.inc()
+
+
+class LookupdMetrics:
+    """Every metric of one lookup daemon, in its own registry."""
+
+    def __init__(
+        self,
+        registry: CollectorRegistry | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self._clock = clock
+        self._started = clock()
+        self._last_current: float | None = None
+        r = self.registry
+
+        self.lookups = Counter(
+            "dinomail_lookupd_lookups", "Lookups answered, by protocol, map and result.",
+            ["protocol", "map", "result"], registry=r,
+        )
+        self.lookup_seconds = Histogram(
+            "dinomail_lookupd_lookup_seconds", "Time to answer one lookup, by protocol.",
+            ["protocol"], buckets=LOOKUP_BUCKETS, registry=r,
+        )
+        self.lookup_errors = Counter(
+            "dinomail_lookupd_lookup_errors",
+            "Lookups answered with a temporary failure because of an internal error.",
+            ["protocol", "reason"], registry=r,
+        )
+        self.client_errors = Counter(
+            "dinomail_lookupd_client_errors",
+            "Connections closed because of the client: malformed or oversized input, idleness.",
+            ["protocol", "reason"], registry=r,
+        )
+        self.open_connections = Gauge(
+            "dinomail_lookupd_open_connections", "Client connections open, by protocol.",
+            ["protocol"], registry=r,
+        )
+        self.snapshot_rows = Gauge(
+            "dinomail_lookupd_snapshot_rows", "Rows held in the snapshot, by kind.",
+            ["kind"], registry=r,
+        )
+        self.snapshot_age = Gauge(
+            "dinomail_lookupd_snapshot_age_seconds",
+            "Seconds since the snapshot was last known to match the database (since start "
+            "while none has loaded).",
+            registry=r,
+        )
+        self.snapshot_age.set_function(self.current_snapshot_age)
+        self.refreshes = Counter(
+            "dinomail_lookupd_refreshes", "Snapshot refreshes, by kind (full, incremental) "
+            "and result (ok, error).",
+            ["kind", "result"], registry=r,
+        )
+        self.refresh_seconds = Histogram(
+            "dinomail_lookupd_refresh_seconds", "Duration of snapshot refreshes, by kind.",
+            ["kind"], buckets=REFRESH_BUCKETS, registry=r,
+        )
+        self.database_errors = Counter(
+            "dinomail_lookupd_database_errors", "Errors talking to the database.", registry=r,
+        )
+        # Show every series from the start, so a rate() over a fresh daemon is 0, not absent.
+        for kind in REFRESH_KINDS:
+            for result in ("ok", "error"):
+                self.refreshes.labels(kind, result)
+            self.refresh_seconds.labels(kind)
+
+    def recorder(self, protocol: str, maps: Iterable[str]) -> LookupRecorder:
+        """Pre-bound lookup metrics for one protocol and its map names."""
+        return LookupRecorder(self, protocol, maps)
+
+    def record_refresh(self, kind: str, *, ok: bool, seconds: float) -> None:
+        """Count one refresh (`full` or `incremental`); a successful one resets the age."""
+        self.refreshes.labels(kind, "ok" if ok else "error").inc()
+        self.refresh_seconds.labels(kind).observe(seconds)
+        if ok:
+            self.mark_snapshot_current()
+
+    def mark_snapshot_current(self) -> None:
+        """The snapshot matches the database now (e.g. a poll of the change log found nothing)."""
+        self._last_current = self._clock()
+
+    def set_snapshot_rows(self, counts: Mapping[str, int]) -> None:
+        """Rows by kind, as `Snapshot.row_counts()` gives them."""
+        for kind, count in counts.items():
+            self.snapshot_rows.labels(kind).set(count)
+
+    def record_database_error(self) -> None:
+        self.database_errors.inc()
+
+    def current_snapshot_age(self) -> float:
+        since = self._last_current if self._last_current is not None else self._started
+        return max(0.0, self._clock() - since)
+
+    def exposition(self) -> bytes:
+        """The registry in Prometheus text format, for `/metrics`."""
+        return generate_latest(self.registry)
