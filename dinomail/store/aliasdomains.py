@@ -11,7 +11,16 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from dinomail import validation as v
 from dinomail.schema import aliasdomain, virtualdomain
 from dinomail.store import audit
-from dinomail.store.common import Page, Row, changed_values, escape_like, fetch_one, paginate
+from dinomail.store.common import (
+    Page,
+    Row,
+    Window,
+    changed_values,
+    escape_like,
+    fetch_one,
+    fetch_window,
+    paginate,
+)
 from dinomail.store.errors import Conflict, NotFound
 from dinomail.store.fields import clean_fields
 from dinomail.store.mailboxes import _normalize_id
@@ -126,3 +135,28 @@ async def delete(
         conn, actor, "delete", OBJECT_TYPE, alias_domain_id, old["name"], old=old
     )
     return old
+
+
+async def list_window(
+    conn: AsyncConnection,
+    scope: Scope,
+    *,
+    domain_id: int | None = None,
+    q: str | None = None,
+    order_by: str = "id",
+    descending: bool = False,
+    limit: int,
+    offset: int = 0,
+    after: tuple[Any, int] | None = None,
+) -> Window:
+    """Like `list_page`, but fast on large tables: see `common.fetch_window`."""
+    where = [scope.filter(aliasdomain.c.target_domain_id)]
+    if domain_id is not None:
+        where.append(aliasdomain.c.target_domain_id == domain_id)
+    if q:
+        where.append(aliasdomain.c.name.like(f"%{escape_like(q.lower())}%", escape="\\"))
+    return await fetch_window(
+        conn, id_column=aliasdomain.c.id, where=where, sort=aliasdomain.c[order_by],
+        descending=descending, limit=limit, offset=offset, after=after,
+        fetch=lambda ids: _select(scope).where(aliasdomain.c.id.in_(ids)),
+    )

@@ -11,7 +11,16 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from dinomail import validation as v
 from dinomail.schema import aliasdomain, virtualalias, virtualdomain, virtualuser
 from dinomail.store import audit, limits
-from dinomail.store.common import Page, Row, changed_values, escape_like, fetch_one, paginate
+from dinomail.store.common import (
+    Page,
+    Row,
+    Window,
+    changed_values,
+    escape_like,
+    fetch_one,
+    fetch_window,
+    paginate,
+)
 from dinomail.store.errors import Conflict, NotFound
 from dinomail.store.fields import clean_fields
 from dinomail.store.mailboxes import _normalize_id
@@ -188,3 +197,34 @@ async def destination_status(conn: AsyncConnection, destinations: list[str]) -> 
         )
     )
     return {address: address in existing for address in interior}
+
+
+async def list_window(
+    conn: AsyncConnection,
+    scope: Scope,
+    *,
+    domain_id: int | None = None,
+    q: str | None = None,
+    order_by: str = "id",
+    descending: bool = False,
+    limit: int,
+    offset: int = 0,
+    after: tuple[Any, int] | None = None,
+) -> Window:
+    """Like `list_page`, but fast on large tables: see `common.fetch_window`."""
+    where = [scope.filter(virtualalias.c.domain_id)]
+    if domain_id is not None:
+        where.append(virtualalias.c.domain_id == domain_id)
+    if q:
+        pattern = f"%{escape_like(q.lower())}%"
+        where.append(
+            sa.or_(
+                virtualalias.c.source.like(pattern, escape="\\"),
+                virtualalias.c.destination.like(pattern, escape="\\"),
+            )
+        )
+    return await fetch_window(
+        conn, id_column=virtualalias.c.id, where=where, sort=virtualalias.c[order_by],
+        descending=descending, limit=limit, offset=offset, after=after,
+        fetch=lambda ids: _select(scope).where(virtualalias.c.id.in_(ids)),
+    )

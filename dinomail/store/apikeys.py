@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from datetime import timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -12,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from dinomail import validation as v
 from dinomail.schema import admin, apikey
 from dinomail.store import audit
-from dinomail.store.common import Page, Row, aware, fetch_one, now, paginate
+from dinomail.store.common import Page, Row, Window, aware, fetch_one, fetch_window, now, paginate
 
 OBJECT_TYPE = "api_key"
 PREFIX_LENGTH = 8
@@ -117,3 +118,41 @@ async def authenticate(
     account.pop("password")
     return key, account
 
+
+async def list_window(
+    conn: AsyncConnection,
+    admin_id: int,
+    *,
+    limit: int,
+    offset: int = 0,
+    after: tuple[Any, int] | None = None,
+) -> Window:
+    """An admin's keys, newest first (live and revoked)."""
+    return await fetch_window(
+        conn, id_column=apikey.c.id, where=[apikey.c.admin_id == admin_id], sort=apikey.c.id,
+        descending=True, limit=limit, offset=offset, after=after,
+        fetch=lambda ids: sa.select(*_PUBLIC).where(apikey.c.id.in_(ids)),
+    )
+
+
+async def revoke_least_recently_used(
+    conn: AsyncConnection, actor: str, admin_id: int, *, name: str, keep: int
+) -> list[Row]:
+    """Revoke the admin's live keys called `name` beyond the `keep` most recently used.
+
+    Keys handed out on each login of the original API's clients carry one name; this bounds
+    how many of them stay valid. A key never used counts as used when it was created.
+    """
+    last_use = sa.func.coalesce(apikey.c.last_used_at, apikey.c.created_at)
+    query = (
+        sa.select(*_PUBLIC)
+        .where(
+            apikey.c.admin_id == admin_id, apikey.c.name == name, apikey.c.revoked_at.is_(None)
+        )
+        .order_by(last_use.desc(), apikey.c.id.desc())
+        .offset(keep)
+    )
+    stale = [dict(row) for row in (await conn.execute(query)).mappings()]
+    for row in stale:
+        await revoke(conn, actor, admin_id, row["id"])
+    return stale

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dinomail.schema import auditlog
-from dinomail.store.common import Page, paginate
+from dinomail.store.common import Page, Row, Window, fetch_one, fetch_window, paginate
 from dinomail.store.scope import Scope
 
 # Never written to the log, whatever the object: invariant 6.
@@ -62,4 +62,31 @@ async def list_entries(
         query = query.where(sa.false())
     return await paginate(
         conn, query, order_by=[auditlog.c.id.desc()], limit=limit, offset=offset
+    )
+
+
+def _visible(scope: Scope) -> sa.ColumnElement[bool]:
+    # Entries name objects of every domain; until they carry a domain, only superadmins read them.
+    return sa.true() if scope.is_global else sa.false()
+
+
+async def get(conn: AsyncConnection, scope: Scope, entry_id: int) -> Row:
+    query = sa.select(auditlog).where(auditlog.c.id == entry_id, _visible(scope))
+    return await fetch_one(conn, query, "audit log entry")
+
+
+async def list_window(
+    conn: AsyncConnection,
+    scope: Scope,
+    *,
+    descending: bool = True,
+    limit: int,
+    offset: int = 0,
+    after: tuple[Any, int] | None = None,
+) -> Window:
+    """The log, newest first unless asked otherwise, fast at any length (`fetch_window`)."""
+    return await fetch_window(
+        conn, id_column=auditlog.c.id, where=[_visible(scope)], sort=auditlog.c.id,
+        descending=descending, limit=limit, offset=offset, after=after,
+        fetch=lambda ids: sa.select(auditlog).where(auditlog.c.id.in_(ids)),
     )

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import json
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.compiler import compiles
 
 from dinomail.store.errors import NotFound
 
@@ -63,3 +65,100 @@ def changed_values(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[Row,
 
 def escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+# --- list windows: pages that stay fast on large tables -------------------------------------------
+
+# Up to this many matching rows, a list's total is counted exactly; beyond it, counting every row
+# would cost more than the page itself (tens of milliseconds per million rows on PostgreSQL), so
+# the total is the planner's estimate, at least this number plus one.
+EXACT_COUNT_LIMIT = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """A page of a list, with what the caller needs to link to the next one."""
+
+    rows: list[Row]
+    total_count: int
+    # False when `total_count` is an estimate (more than EXACT_COUNT_LIMIT rows match).
+    count_is_exact: bool
+    # The (sort value, id) of the last row, to continue after it; None when no row follows.
+    next_after: tuple[Any, int] | None
+
+
+class _Explain(sa.sql.expression.Executable, sa.sql.expression.ClauseElement):
+    """`EXPLAIN (FORMAT JSON) <query>` with the query's parameters still bound."""
+
+    inherit_cache = False
+
+    def __init__(self, query: sa.Select) -> None:
+        self.query = query
+
+
+@compiles(_Explain, "postgresql")
+def _compile_explain(element: _Explain, compiler: Any, **kw: Any) -> str:
+    return "EXPLAIN (FORMAT JSON) " + compiler.process(element.query, **kw)
+
+
+async def count_rows(conn: AsyncConnection, query: sa.Select) -> tuple[int, bool]:
+    """How many rows `query` selects: (count, exact). Exact up to EXACT_COUNT_LIMIT rows."""
+    capped = await conn.scalar(
+        sa.select(sa.func.count()).select_from(query.limit(EXACT_COUNT_LIMIT + 1).subquery())
+    )
+    if int(capped or 0) <= EXACT_COUNT_LIMIT:
+        return int(capped or 0), True
+    if conn.dialect.name != "postgresql":
+        # SQLite databases hold small installations; an exact count stays affordable there.
+        total = await conn.scalar(sa.select(sa.func.count()).select_from(query.subquery()))
+        return int(total or 0), True
+    plan = await conn.scalar(_Explain(query))
+    if isinstance(plan, str):
+        plan = json.loads(plan)
+    estimate = int(plan[0]["Plan"]["Plan Rows"])
+    return max(estimate, EXACT_COUNT_LIMIT + 1), False
+
+
+async def fetch_window(
+    conn: AsyncConnection,
+    *,
+    id_column: sa.ColumnElement[int],
+    where: Sequence[sa.ColumnElement[bool]],
+    sort: sa.ColumnElement[Any],
+    descending: bool,
+    limit: int,
+    offset: int = 0,
+    after: tuple[Any, int] | None = None,
+    fetch: Callable[[list[int]], sa.Select],
+) -> Window:
+    """A page of ids from one table, then their full rows.
+
+    `where` and `sort` use only the table of `id_column`, so the page is found on that table's
+    indexes alone (a "deferred join"); `fetch(ids)` then joins whatever the rows show, for
+    `limit` rows only. With `after`, the page starts after that (sort value, id), which costs the
+    same at any depth; without it, `offset` rows are skipped, which costs more the deeper it is.
+    """
+    by_id = sort is id_column
+    key = id_column if by_id else sa.tuple_(sort, id_column)
+    query = sa.select(id_column, sort).where(*where)
+    if after is not None:
+        bound = sa.literal(after[1]) if by_id else sa.tuple_(
+            sa.literal(after[0]), sa.literal(after[1])
+        )
+        query = query.where(key < bound if descending else key > bound)
+    else:
+        query = query.offset(offset)
+    order = [sort] if by_id else [sort, id_column]
+    query = query.order_by(*[column.desc() if descending else column.asc() for column in order])
+    keys = (await conn.execute(query.limit(limit + 1))).all()
+    more = len(keys) > limit
+    keys = keys[:limit]
+    ids = [int(row[0]) for row in keys]
+    found = {row["id"]: row for row in await fetch_all(conn, fetch(ids))} if ids else {}
+    total, exact = await count_rows(conn, sa.select(id_column).where(*where))
+    return Window(
+        rows=[found[row_id] for row_id in ids if row_id in found],
+        total_count=total,
+        count_is_exact=exact,
+        next_after=(keys[-1][1], ids[-1]) if more and keys else None,
+    )

@@ -11,7 +11,16 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from dinomail import validation as v
 from dinomail.schema import aliasdomain, virtualalias, virtualdomain, virtualuser
 from dinomail.store import audit
-from dinomail.store.common import Page, Row, changed_values, escape_like, fetch_one, paginate
+from dinomail.store.common import (
+    Page,
+    Row,
+    Window,
+    changed_values,
+    escape_like,
+    fetch_one,
+    fetch_window,
+    paginate,
+)
 from dinomail.store.errors import Conflict, Forbidden
 from dinomail.store.fields import clean_fields
 from dinomail.store.scope import Scope
@@ -164,3 +173,31 @@ async def names(conn: AsyncConnection, scope: Scope) -> list[tuple[int, str]]:
         scope.filter(virtualdomain.c.id)
     )
     return [(row.id, row.name) for row in await conn.execute(query.order_by(virtualdomain.c.name))]
+
+
+async def list_window(
+    conn: AsyncConnection,
+    scope: Scope,
+    *,
+    domain_id: int | None = None,
+    q: str | None = None,
+    order_by: str = "id",
+    descending: bool = False,
+    limit: int,
+    offset: int = 0,
+    after: tuple[Any, int] | None = None,
+) -> Window:
+    """Like `list_page`, but fast on large tables: see `common.fetch_window`.
+
+    `domain_id` restricts the list to that one domain (the API's `?domain=` filter).
+    """
+    where = [scope.filter(virtualdomain.c.id)]
+    if domain_id is not None:
+        where.append(virtualdomain.c.id == domain_id)
+    if q:
+        where.append(virtualdomain.c.name.like(f"%{escape_like(q.lower())}%", escape="\\"))
+    return await fetch_window(
+        conn, id_column=virtualdomain.c.id, where=where, sort=virtualdomain.c[order_by],
+        descending=descending, limit=limit, offset=offset, after=after,
+        fetch=lambda ids: _select(scope).where(virtualdomain.c.id.in_(ids)),
+    )

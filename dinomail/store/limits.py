@@ -3,10 +3,12 @@ transaction, with the domain row locked on PostgreSQL so two writers cannot both
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from dinomail.schema import virtualalias, virtualdomain, virtualuser
+from dinomail.schema import quotausage, virtualalias, virtualdomain, virtualuser
 from dinomail.store.common import Row
 from dinomail.store.errors import LimitExceeded, NotFound
 
@@ -73,3 +75,45 @@ async def check_quota(
             f"({int(others)} already given to other mailboxes)",
             field="quota",
         )
+
+
+async def usage(conn: AsyncConnection, domain_ids: Sequence[int]) -> dict[int, Row]:
+    """What each domain uses of its limits: mailboxes, aliases, quota given out, and the
+    bytes and messages Dovecot reported (quota_clone). Every id asked for gets an entry."""
+    wanted = sorted(set(domain_ids))
+    result: dict[int, Row] = {
+        domain_id: {
+            "mailboxes": 0, "aliases": 0, "quota_allocated": 0,
+            "quota_used_bytes": 0, "quota_used_messages": 0,
+        }
+        for domain_id in wanted
+    }
+    if not wanted:
+        return result
+    mailbox_rows = await conn.execute(
+        sa.select(
+            virtualuser.c.domain_id,
+            sa.func.count(),
+            sa.func.coalesce(sa.func.sum(virtualuser.c.quota), 0),
+            sa.func.coalesce(sa.func.sum(quotausage.c.bytes), 0),
+            sa.func.coalesce(sa.func.sum(quotausage.c.messages), 0),
+        )
+        .select_from(
+            virtualuser.outerjoin(quotausage, quotausage.c.user_id == virtualuser.c.id)
+        )
+        .where(virtualuser.c.domain_id.in_(wanted))
+        .group_by(virtualuser.c.domain_id)
+    )
+    for domain_id, count, allocated, used_bytes, used_messages in mailbox_rows:
+        result[domain_id].update(
+            mailboxes=int(count), quota_allocated=int(allocated),
+            quota_used_bytes=int(used_bytes), quota_used_messages=int(used_messages),
+        )
+    alias_rows = await conn.execute(
+        sa.select(virtualalias.c.domain_id, sa.func.count())
+        .where(virtualalias.c.domain_id.in_(wanted))
+        .group_by(virtualalias.c.domain_id)
+    )
+    for domain_id, count in alias_rows:
+        result[domain_id]["aliases"] = int(count)
+    return result

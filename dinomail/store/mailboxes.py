@@ -13,7 +13,16 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from dinomail import validation as v
 from dinomail.schema import quotausage, virtualdomain, virtualuser
 from dinomail.store import audit, limits
-from dinomail.store.common import Page, Row, changed_values, escape_like, fetch_one, paginate
+from dinomail.store.common import (
+    Page,
+    Row,
+    Window,
+    changed_values,
+    escape_like,
+    fetch_one,
+    fetch_window,
+    paginate,
+)
 from dinomail.store.errors import Conflict, Forbidden, NotFound
 from dinomail.store.fields import clean_fields
 from dinomail.store.scope import Scope
@@ -265,3 +274,37 @@ async def record_usage(
             await conn.execute(quotausage.insert().values(user_id=user_id, **values))
     return len(ids)
 
+
+
+# Sort keys of `list_window`; a NULL quota means unlimited, like 0, and sorts with it.
+_SORT_KEYS: dict[str, sa.ColumnElement[Any]] = {
+    "id": virtualuser.c.id,
+    "email": virtualuser.c.email,
+    "quota": sa.func.coalesce(virtualuser.c.quota, 0),
+    "created_at": virtualuser.c.created_at,
+}
+
+
+async def list_window(
+    conn: AsyncConnection,
+    scope: Scope,
+    *,
+    domain_id: int | None = None,
+    q: str | None = None,
+    order_by: str = "id",
+    descending: bool = False,
+    limit: int,
+    offset: int = 0,
+    after: tuple[Any, int] | None = None,
+) -> Window:
+    """Like `list_page`, but fast on a million mailboxes: see `common.fetch_window`."""
+    where = [scope.filter(virtualuser.c.domain_id)]
+    if domain_id is not None:
+        where.append(virtualuser.c.domain_id == domain_id)
+    if q:
+        where.append(virtualuser.c.email.like(f"%{escape_like(q.lower())}%", escape="\\"))
+    return await fetch_window(
+        conn, id_column=virtualuser.c.id, where=where, sort=_SORT_KEYS[order_by],
+        descending=descending, limit=limit, offset=offset, after=after,
+        fetch=lambda ids: _select(scope).where(virtualuser.c.id.in_(ids)),
+    )
