@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from dinomail import pw_command
 from dinomail.passwords import (
     DEFAULT_SCHEME,
     SCHEMES,
@@ -548,7 +547,7 @@ def test_doveadm_accepts_our_hashes(scheme: str) -> None:
 
 @needs_doveadm
 @pytest.mark.parametrize("scheme", DOVEADM_SCHEMES)
-def test_we_accept_doveadm_hashes(scheme: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_we_accept_doveadm_hashes(scheme: str) -> None:
     made = doveadm("-s", scheme, "-p", PASSWORD, "-u", USER)
     assert made.returncode == 0, made.stderr
     stored = made.stdout.strip()
@@ -560,9 +559,6 @@ def test_we_accept_doveadm_hashes(scheme: str, capsys: pytest.CaptureFixture[str
         return
     assert verify_password(PASSWORD, stored, user=USER) is True
     assert verify_password(WRONG, stored, user=USER) is False
-    assert pw_command.main(["-t", stored, "-p", PASSWORD, "-u", USER]) == 0
-    assert capsys.readouterr().out == f"{stored} (verified)\n"
-    assert pw_command.main(["-t", stored, "-p", WRONG, "-u", USER]) == 75
 
 
 @needs_doveadm

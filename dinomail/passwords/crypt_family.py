@@ -93,9 +93,8 @@ def verify_crypt(password: bytes, raw: bytes, user: str | None = None) -> bool:
         return _passlib_verify(handler, password, raw)
     if _DES.fullmatch(raw):
         return _passlib_verify(des_crypt, password, raw)
-    raise PasswordSchemeError(
-        "unsupported crypt string (known: DES, $1$, $5$, $6$, $2a$/$2b$/$2y$)"
-    )
+    # libxcrypt also knows yescrypt ($y$) and others; no maintained Python library computes them.
+    raise PasswordSchemeError("unsupported crypt string (DES, $1$, $5$, $6$ and $2?$ are known)")
 
 
 def _verify_blf_crypt(password: bytes, raw: bytes, user: str | None) -> bool:
@@ -119,9 +118,7 @@ def _verify_md5(password: bytes, raw: bytes, user: str | None) -> bool:
     if raw.startswith(b"$1$"):
         return _verify_md5_crypt(password, raw, user)
     try:
-        digest = decode(
-            raw.decode("ascii"), Encoding.HEX, raw_length=16, suffixed=False
-        )
+        digest = decode(raw.decode("ascii"), Encoding.HEX, raw_length=16, suffixed=False)
     except (PasswordSchemeError, UnicodeDecodeError):
         raise PasswordSchemeError("an MD5 hash is a $1$ string or a PLAIN-MD5 digest") from None
     return hmac.compare_digest(hashlib.md5(password).digest(), digest)

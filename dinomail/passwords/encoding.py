@@ -47,13 +47,11 @@ def decode_base64(text: str) -> bytes:
 
 def decode_hex(text: str) -> bytes:
     if not _HEX.fullmatch(text):
-        raise PasswordSchemeError("the hash is not valid hex") from None
+        raise PasswordSchemeError("the hash is not valid hex")
     return bytes.fromhex(text)
 
 
-def decode(
-    text: str, encoding: Encoding, *, raw_length: int, suffixed: bool
-) -> bytes:
+def decode(text: str, encoding: Encoding, *, raw_length: int, suffixed: bool) -> bytes:
     """The raw bytes of the data after `{SCHEME}`; raises PasswordSchemeError if malformed."""
     if encoding is Encoding.NONE:
         return text.encode("utf-8", "surrogateescape")
@@ -67,7 +65,5 @@ def decode(
     else:
         raw = decode_base64(text)
     if raw_length and len(raw) != raw_length:
-        raise PasswordSchemeError(
-            f"the hash decodes to {len(raw)} bytes instead of {raw_length}"
-        )
+        raise PasswordSchemeError(f"the hash decodes to {len(raw)} bytes instead of {raw_length}")
     return raw

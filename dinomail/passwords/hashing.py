@@ -28,7 +28,7 @@ def hash_password(
     definition, encoding, _ = lookup_scheme(scheme)
     password = _password_bytes(plain)
     if b"\0" in password:
-        raise PasswordSchemeError("a password cannot contain NUL, Dovecot would never see it")
+        raise PasswordSchemeError("a password cannot contain NUL: Dovecot's protocols end it there")
     if rounds is not None:
         limits = definition.rounds
         if limits is None:
