@@ -275,7 +275,6 @@ async def record_usage(
     return len(ids)
 
 
-
 # Sort keys of `list_window`; a NULL quota means unlimited, like 0, and sorts with it.
 _SORT_KEYS: dict[str, sa.ColumnElement[Any]] = {
     "id": virtualuser.c.id,
