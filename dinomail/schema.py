@@ -238,3 +238,24 @@ MAIL_TABLES = (
     virtualalias.name,
     aliasdomain.name,
 )
+
+
+# The admin API's substring search (`?q=`): GIN trigram indexes answer `LIKE '%text%'`, which a
+# B-tree cannot. PostgreSQL only (pg_trgm; migration 0002_api_indexes); SQLite scans.
+def _trigram_index(table: sa.Table, column: str) -> sa.Index:
+    return sa.Index(
+        f"ix_{table.name}_{column}_trgm",
+        table.c[column],
+        postgresql_using="gin",
+        postgresql_ops={column: "gin_trgm_ops"},
+    ).ddl_if(dialect="postgresql")
+
+
+for _table, _column in (
+    (virtualdomain, "name"),
+    (virtualuser, "email"),
+    (virtualalias, "source"),
+    (virtualalias, "destination"),
+    (aliasdomain, "name"),
+):
+    _trigram_index(_table, _column)
