@@ -1,22 +1,69 @@
-"""The admin HTTP application."""
+"""The admin HTTP application: the REST API, metrics and health, behind the host check."""
 
 from __future__ import annotations
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from adminapi import api
+from adminapi.api.errors import EXCEPTION_HANDLERS
+from adminapi.metrics import HttpMetrics, MetricsMiddleware
 from dinomail.settings import Settings
 from dinomail.store import Store
 
 
 async def healthz(request: Request) -> JSONResponse:
+    """Up, and the database hands out a connection."""
+    try:
+        async with request.app.state.store.read():
+            pass
+    except Exception:
+        return JSONResponse({"status": "database unavailable"}, status_code=503)
     return JSONResponse({"status": "ok"})
 
 
+class ApiTrailingSlash:
+    """The original's URLs end in `/` and it redirected the others; clients that drop the slash
+    get the same answer here, without a redirect (a redirected POST loses its body)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path: str = scope["path"]
+            last = path.rsplit("/", 1)[-1]
+            if (path == "/api" or path.startswith("/api/")) and last and "." not in last:
+                # In place: the metrics middleware reads the matched route from this scope.
+                scope["path"] = path + "/"
+                if scope.get("raw_path"):
+                    scope["raw_path"] = scope["raw_path"] + b"/"
+        await self.app(scope, receive, send)
+
+
 def create_app(settings: Settings, store: Store) -> Starlette:
-    app = Starlette(routes=[Route("/healthz", healthz)])
+    metrics = HttpMetrics()
+    routes = [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/metrics", metrics.endpoint, methods=["GET"]),
+        *api.routes(),
+    ]
+    app = Starlette(
+        routes=routes,
+        middleware=[
+            Middleware(MetricsMiddleware, metrics=metrics),
+            Middleware(TrustedHostMiddleware, allowed_hosts=list(settings.ALLOWED_HOSTS)),
+            Middleware(ApiTrailingSlash),
+        ],
+        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+    )
+    app.router.redirect_slashes = False
     app.state.settings = settings
     app.state.store = store
+    app.state.metrics = metrics
     return app

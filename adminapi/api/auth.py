@@ -1,0 +1,173 @@
+"""Who is calling: API keys (`ApiKey user:key`, `Bearer key`) and, for `/api/apikey/` only,
+HTTP Basic credentials.
+
+Basic credentials are checked with Argon2 (slow on purpose), so they are accepted only where a
+key is obtained; every other request carries a key, checked with one indexed SHA-256 lookup.
+Keys in the query string are refused: URLs end up in access logs, proxies and browser history.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.requests import Request
+
+from adminapi.api.errors import ApiError, invalid
+from dinomail import validation as v
+from dinomail.store import Scope, Store, admins, apikeys
+
+# Query parameters that carried credentials in the original API (tastypie) or in OAuth habits.
+CREDENTIAL_PARAMETERS = ("api_key", "username", "access_token")
+KEY_CHALLENGE = 'ApiKey realm="dinomail", Bearer realm="dinomail"'
+BASIC_CHALLENGE = 'Basic realm="dinomail", charset="UTF-8"'
+# Longer than any key DinoMail makes (40 characters); a longer value cannot be one.
+MAX_KEY_LENGTH = 128
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """An authenticated admin, what they may see, and the key they used (None for Basic)."""
+
+    account: dict[str, Any]
+    scope: Scope
+    key: dict[str, Any] | None
+
+    @property
+    def admin_id(self) -> int:
+        return int(self.account["id"])
+
+    @property
+    def username(self) -> str:
+        return str(self.account["username"])
+
+    @property
+    def is_superadmin(self) -> bool:
+        return bool(self.account["is_superadmin"])
+
+    @property
+    def read_only(self) -> bool:
+        return bool(self.key and self.key["read_only"])
+
+    @property
+    def actor(self) -> str:
+        """Who the audit log names: the admin, and the key when one was used."""
+        if self.key is None:
+            return f"admin:{self.username}"
+        return f"apikey:{self.key['prefix']}({self.username})"
+
+
+def unauthenticated(message: str, *, basic: bool = False) -> ApiError:
+    challenge = BASIC_CHALLENGE if basic else KEY_CHALLENGE
+    return ApiError(
+        401, message, code="unauthenticated", headers={"WWW-Authenticate": challenge}
+    )
+
+
+def refuse_credentials_in_query(request: Request) -> None:
+    for name in CREDENTIAL_PARAMETERS:
+        if name in request.query_params:
+            raise invalid(
+                name,
+                "credentials are not accepted in the URL (it ends up in logs); send the header "
+                "Authorization: ApiKey <username>:<key>",
+            )
+
+
+def _scheme_and_value(request: Request) -> tuple[str, str]:
+    header = request.headers.get("authorization", "").strip()
+    scheme, _, value = header.partition(" ")
+    return scheme.lower(), value.strip()
+
+
+def _parse_key(scheme: str, value: str) -> tuple[str | None, str] | None:
+    """(username or None, secret) from an ApiKey or Bearer header; None if neither."""
+    if scheme == "apikey":
+        username, sep, secret = value.partition(":")
+        if not sep or not username or not secret:
+            raise unauthenticated("the ApiKey header must read ApiKey <username>:<key>")
+        return username, secret
+    if scheme == "bearer":
+        if not value:
+            raise unauthenticated("the Bearer header carries no key")
+        return None, value
+    return None
+
+
+async def caller_from_key(store: Store, username: str | None, secret: str) -> Caller | None:
+    if len(secret) > MAX_KEY_LENGTH or not secret.isascii():
+        return None
+    async with store.read() as conn:
+        found = await apikeys.authenticate(conn, secret, username=username)
+        if found is None:
+            return None
+        key, account = found
+        scope = await admins.scope_of(conn, account)
+        # The key's last use may have been recorded; that is bookkeeping, not a change to the
+        # mail data, so it is committed here rather than through a write that wakes lookupd.
+        await conn.commit()
+    return Caller(account=account, scope=scope, key=key)
+
+
+async def caller_from_basic(store: Store, value: str) -> Caller | None:
+    try:
+        decoded = base64.b64decode(value, validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        raise unauthenticated("the Basic credentials are not valid base64 of user:password",
+                              basic=True) from None
+    username, sep, password = decoded.partition(":")
+    if not sep:
+        raise unauthenticated("the Basic credentials must be user:password", basic=True)
+    try:
+        username = v.normalize_username(username)
+    except v.ValidationError:
+        return None
+    if "\x00" in password:
+        return None
+    async with store.read() as conn:
+        account = await admins.authenticate(conn, username, password)
+        if account is None:
+            return None
+        scope = await admins.scope_of(conn, account)
+        await conn.commit()  # last_login
+    return Caller(account=account, scope=scope, key=None)
+
+
+async def authenticate(request: Request, *, allow_basic: bool = False) -> Caller:
+    """The caller of `request`, or a 401 (or a 400 for credentials in the URL)."""
+    refuse_credentials_in_query(request)
+    store: Store = request.app.state.store
+    scheme, value = _scheme_and_value(request)
+    if scheme == "basic":
+        if not allow_basic:
+            raise unauthenticated(
+                "Basic credentials are accepted only by /api/apikey/; send an API key: "
+                "Authorization: ApiKey <username>:<key>"
+            )
+        caller = await caller_from_basic(store, value)
+        if caller is None:
+            raise unauthenticated("wrong username or password", basic=True)
+        return caller
+    parsed = _parse_key(scheme, value)
+    if parsed is None:
+        raise unauthenticated(
+            "authentication required: Authorization: ApiKey <username>:<key> (or Bearer <key>)"
+            + ("; or Basic credentials to get a key" if allow_basic else ""),
+            basic=allow_basic,
+        )
+    caller = await caller_from_key(store, *parsed)
+    if caller is None:
+        raise unauthenticated("this API key is not valid (wrong, revoked, or not this user's)")
+    return caller
+
+
+def require_write(caller: Caller) -> None:
+    if caller.read_only:
+        raise ApiError(403, "this API key is read-only", code="read_only")
+
+
+def require_superadmin(caller: Caller) -> None:
+    if not caller.is_superadmin:
+        raise ApiError(403, "only a superadmin may do this", code="forbidden")

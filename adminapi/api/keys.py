@@ -1,0 +1,158 @@
+"""`/api/apikey/`: the original's way to obtain a key with a password, and key management.
+
+The original stored each admin's one key in clear and returned it on every
+`GET /api/apikey/` with Basic credentials; its Android client (and scripts written the same way)
+log in like that and keep `objects[0].key`. DinoMail stores only a hash of each key (a secret is
+never shown again after it is made), so it cannot return an existing key. To keep those clients
+working, a `GET /api/apikey/` with Basic credentials makes a new key for this login and returns
+it, in full, as `objects[0]`; the caller's other keys follow with their prefix only. So that
+repeated logins do not pile up valid keys, an admin keeps at most `MAX_LOGIN_KEYS` such login
+keys: the least recently used beyond that are revoked.
+
+The rest is new: `POST /api/apikey/` (Basic credentials: a key cannot mint keys) makes a named,
+optionally read-only key; `DELETE /api/apikey/<id>/` revokes one. Everyone sees only their own
+keys, whatever their rights: another admin's key is a 404 (the original let anyone read any key).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from adminapi.api.auth import Caller, authenticate, require_write
+from adminapi.api.body import read_json_object
+from adminapi.api.errors import forbidden
+from adminapi.api.mail import DATETIME, OPTIONAL_DATETIME, _id_field
+from adminapi.api.paging import (
+    ListOptions,
+    ListQuery,
+    check_parameters,
+    list_body,
+    parse_list_query,
+)
+from adminapi.api.resource import Field, Resource, input_data, object_id
+from dinomail.store import apikeys
+from dinomail.store.common import Row, Window
+
+LOGIN_KEY_NAME = "login (GET /api/apikey/)"
+MAX_LOGIN_KEYS = 10
+# Shown in place of a secret that was given once and is not stored.
+HIDDEN = "..."
+
+
+def _shown_key(row: Row) -> str:
+    return row["secret"] if row.get("secret") else f"{row['prefix']}{HIDDEN}"
+
+
+async def _list_keys(conn: AsyncConnection, caller: Caller, query: ListQuery) -> Window:
+    return await apikeys.list_window(
+        conn, caller.admin_id, limit=query.limit, offset=query.offset, after=query.after
+    )
+
+
+async def _create_key(conn: AsyncConnection, caller: Caller, data: dict[str, Any]) -> Row:
+    row, secret = await apikeys.create(
+        conn, caller.actor, caller.admin_id, name=data.get("name", ""),
+        read_only=data.get("read_only", False),
+    )
+    return {**row, "secret": secret}
+
+
+async def _revoke_key(conn: AsyncConnection, caller: Caller, pk: int) -> Row:
+    return await apikeys.revoke(conn, caller.actor, caller.admin_id, pk)
+
+
+apikey = Resource(
+    name="apikey",
+    title="API keys",
+    description="Your own API keys. `GET` with Basic credentials makes a login key and returns "
+    "it in full as objects[0] (the original API's way to log in); `POST` with Basic credentials "
+    "makes a named key. A key's secret is shown once, in the answer that made it.",
+    basic_auth=True,
+    fields=(
+        _id_field(),
+        Field("key", {"type": "string"},
+              "The key: in full only in the answer that made it; afterwards its prefix and "
+              "'...'.", read_only=True, from_row=_shown_key),
+        Field("prefix", {"type": "string"}, "The key's first characters, to tell keys apart.",
+              read_only=True),
+        Field("name", {"type": "string", "maxLength": 100}, "What the key is for.",
+              put_default=""),
+        Field("read_only", {"type": "boolean"}, "A read-only key can read but not change.",
+              put_default=False),
+        Field("created", DATETIME, "When the key was made (the original's name).",
+              read_only=True, from_row=lambda row: row["created_at"]),
+        Field("last_used_at", OPTIONAL_DATETIME, "Last use, to the minute.", read_only=True),
+        Field("revoked_at", OPTIONAL_DATETIME, "When the key was revoked, if it was.",
+              read_only=True),
+    ),
+    list_options=ListOptions(orderable=("id",), keyset=("id",), default_order="-id"),
+    read_list=_list_keys,
+    read_one=lambda conn, caller, pk: apikeys.get(conn, caller.admin_id, pk),
+    create=_create_key,
+    delete=_revoke_key,
+    notes={
+        "GET list": "With Basic credentials, makes a login key first and returns it in full as "
+        f"objects[0]; at most {MAX_LOGIN_KEYS} login keys stay valid per admin.",
+        "POST": "Needs Basic credentials: a key cannot make keys.",
+        "DELETE": "Revokes the key; it stays listed with its revoked_at.",
+    },
+)
+
+
+async def _issue_login_key(request: Request, caller: Caller) -> Row:
+    async with request.app.state.store.write() as conn:
+        row = await _create_key(conn, caller, {"name": LOGIN_KEY_NAME})
+        await apikeys.revoke_least_recently_used(
+            conn, caller.actor, caller.admin_id, name=LOGIN_KEY_NAME, keep=MAX_LOGIN_KEYS
+        )
+    return row
+
+
+async def apikey_list(request: Request) -> Response:
+    if request.method == "POST":
+        return await _post(request)
+    caller = await authenticate(request, allow_basic=True)
+    query = parse_list_query(request, request.app.state.settings, apikey.list_options)
+    fresh = None
+    # Newest first, so the new key is objects[0]: where the original's clients read their key.
+    first_page = query.offset == 0 and not query.after and query.descending
+    if caller.key is None and request.method == "GET" and first_page:
+        fresh = await _issue_login_key(request, caller)
+    async with request.app.state.store.read() as conn:
+        window = await _list_keys(conn, caller, query)
+    rows = [fresh if fresh and row["id"] == fresh["id"] else row for row in window.rows]
+    objects = [apikey.to_object(row) for row in rows]
+    return JSONResponse(
+        list_body(request, apikey.name, query, window, objects, apikey.list_options)
+    )
+
+
+async def _post(request: Request) -> Response:
+    check_parameters(request, ())
+    caller = await authenticate(request, allow_basic=True)
+    if caller.key is not None:
+        raise forbidden("making a key needs your password: send Basic credentials")
+    data = input_data(apikey, await read_json_object(request), "create")
+    async with request.app.state.store.write() as conn:
+        row = await _create_key(conn, caller, data)
+    shown = apikey.to_object(row)
+    return JSONResponse(shown, status_code=201, headers={"Location": shown["resource_uri"]})
+
+
+async def apikey_detail(request: Request) -> Response:
+    check_parameters(request, ())
+    pk = object_id(request)
+    caller = await authenticate(request, allow_basic=True)
+    store = request.app.state.store
+    if request.method == "DELETE":
+        require_write(caller)
+        async with store.write() as conn:
+            await _revoke_key(conn, caller, pk)
+        return Response(status_code=204)
+    async with store.read() as conn:
+        row = await apikeys.get(conn, caller.admin_id, pk)
+    return JSONResponse(apikey.to_object(row))
