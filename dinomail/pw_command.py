@@ -6,8 +6,9 @@
 Exit codes: 0 done, 64 bad usage, 75 any fatal error (doveadm's i_fatal), 1 when the password
 was typed differently three times. Where doveadm does something unhelpful, this does not:
 its PLAIN-TRUNC hashes fail its own check (ours carry the length), end of input at a prompt
-is an error rather than an empty password, `-r` accepts only a whole number, and `-r` below the
-Argon2i minimum is raised to it rather than failing.
+is an error rather than an empty password, `-r` accepts only a whole number, `-r` below the
+Argon2i minimum is raised to it rather than failing, and a usage error also prints the usage.
+`-l` lists LANMAN and NTLM too, which are made only when named.
 """
 
 from __future__ import annotations
