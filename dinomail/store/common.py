@@ -155,7 +155,12 @@ async def fetch_window(
     keys = keys[:limit]
     ids = [int(row[0]) for row in keys]
     found = {row["id"]: row for row in await fetch_all(conn, fetch(ids))} if ids else {}
-    total, exact = await count_rows(conn, sa.select(id_column).where(*where))
+    if after is None and not more and (keys or offset == 0):
+        # This page holds the last rows: the total is known without counting (the search that
+        # found them can cost more than the page, as a substring search does).
+        total, exact = offset + len(keys), True
+    else:
+        total, exact = await count_rows(conn, sa.select(id_column).where(*where))
     return Window(
         rows=[found[row_id] for row_id in ids if row_id in found],
         total_count=total,
