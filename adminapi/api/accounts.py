@@ -9,9 +9,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from adminapi.api.auth import Caller
 from adminapi.api.errors import forbidden, invalid
-from adminapi.api.mail import DATETIME, OPTIONAL_DATETIME, URI, _id_field
 from adminapi.api.paging import ListOptions, ListQuery
-from adminapi.api.resource import Field, Resource
+from adminapi.api.resource import DATETIME, OPTIONAL_DATETIME, URI, Field, Resource, id_field
 from adminapi.api.serialize import reference_id, reference_schema, resource_uri
 from dinomail import validation as v
 from dinomail.store import admins, audit
@@ -86,7 +85,7 @@ admin = Resource(
     "only the domains listed in `domains`. Superadmins only.",
     superadmin_only=True,
     fields=(
-        _id_field(),
+        id_field(),
         Field("username", {"type": "string", "pattern": r"^[A-Za-z0-9@.+_-]{1,150}$"},
               "The login name; cannot be changed.", required=True),
         Field("email", {"type": "string", "maxLength": 254}, "A contact address, or empty.",
@@ -147,7 +146,7 @@ auditlog = Resource(
     "are never written). Superadmins only; read-only.",
     superadmin_only=True,
     fields=(
-        _id_field(),
+        id_field(),
         Field("at", DATETIME, "When the change was made.", read_only=True),
         Field("actor", {"type": "string"}, "Who made it.", read_only=True),
         Field("action", {"type": "string"}, "create, update, delete, set_password, revoke, ...",

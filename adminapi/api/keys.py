@@ -25,7 +25,6 @@ from starlette.responses import JSONResponse, Response
 from adminapi.api.auth import Caller, authenticate, require_write
 from adminapi.api.body import read_json_object
 from adminapi.api.errors import forbidden
-from adminapi.api.mail import DATETIME, OPTIONAL_DATETIME, _id_field
 from adminapi.api.paging import (
     ListOptions,
     ListQuery,
@@ -33,7 +32,15 @@ from adminapi.api.paging import (
     list_body,
     parse_list_query,
 )
-from adminapi.api.resource import Field, Resource, input_data, object_id
+from adminapi.api.resource import (
+    DATETIME,
+    OPTIONAL_DATETIME,
+    Field,
+    Resource,
+    id_field,
+    input_data,
+    object_id,
+)
 from dinomail.store import apikeys
 from dinomail.store.common import Row, Window
 
@@ -73,7 +80,7 @@ apikey = Resource(
     "makes a named key. A key's secret is shown once, in the answer that made it.",
     basic_auth=True,
     fields=(
-        _id_field(),
+        id_field(),
         Field("key", {"type": "string"},
               "The key: in full only in the answer that made it; afterwards its prefix and "
               "'...'.", read_only=True, from_row=_shown_key),

@@ -13,7 +13,16 @@ from adminapi.api.auth import Caller, authenticate, require_write
 from adminapi.api.body import read_json_object
 from adminapi.api.errors import invalid
 from adminapi.api.paging import ListOptions, ListQuery, check_parameters
-from adminapi.api.resource import Action, Field, Resource, object_id
+from adminapi.api.resource import (
+    DATETIME,
+    OPTIONAL_DATETIME,
+    URI,
+    Action,
+    Field,
+    Resource,
+    id_field,
+    object_id,
+)
 from adminapi.api.serialize import reference_id, reference_schema, resource_uri
 from dinomail import validation as v
 from dinomail.settings import Settings
@@ -24,18 +33,8 @@ MAX_BYTES = 2**63 - 1
 MAX_COUNT = 2**31 - 1
 NO_ROWS = Window(rows=[], total_count=0, count_is_exact=True, next_after=None)
 
-DATETIME = {"type": "string", "format": "date-time"}
-OPTIONAL_DATETIME = {"type": ["string", "null"], "format": "date-time"}
-ID = {"type": "integer", "minimum": 1}
-URI = {"type": "string", "pattern": "^/api/[a-z]+/[0-9]+/$"}
-
-
 def _text(max_length: int) -> dict[str, Any]:
     return {"type": "string", "maxLength": max_length}
-
-
-def _id_field() -> Field:
-    return Field("id", ID, "The object's id, as in its URI.", read_only=True)
 
 
 def _domain_reference(*, required: bool = False, name: str = "domain",
@@ -115,7 +114,7 @@ virtualdomain = Resource(
     "here with its original name; `active` and `created_at` are DinoMail's. A domain admin sees "
     "only their domains and cannot create, rename or delete one.",
     fields=(
-        _id_field(),
+        id_field(),
         Field("name", {"type": "string", "minLength": 1, "maxLength": 253},
               "The domain name; Unicode names are stored in their IDNA (xn--) form.",
               required=True),
@@ -193,7 +192,7 @@ virtualuser = Resource(
     description="The mailboxes (the original `core_virtualuser`). The password is never "
     "returned. Quota usage comes from Dovecot's quota_clone.",
     fields=(
-        _id_field(),
+        id_field(),
         Field("email", {"type": "string", "minLength": 1, "maxLength": 254},
               "The address; its domain must be the mailbox's domain.", required=True),
         Field("quota", {"type": ["integer", "null"], "minimum": 0, "maximum": MAX_BYTES},
@@ -247,7 +246,7 @@ virtualalias = Resource(
     "destination; several destinations are several objects. A source `@domain` is the "
     "domain's catch-all.",
     fields=(
-        _id_field(),
+        id_field(),
         Field("source", {"type": "string", "minLength": 1, "maxLength": 254},
               "The address that is forwarded, or @domain for a catch-all; its domain must be "
               "the alias's domain.", required=True),
@@ -280,7 +279,7 @@ aliasdomain = Resource(
     description="Alias domains: mail to local@name goes to local@target (a domain of "
     "/api/virtualdomain/). A domain admin manages those of their domains.",
     fields=(
-        _id_field(),
+        id_field(),
         Field("name", {"type": "string", "minLength": 1, "maxLength": 253},
               "The alias domain's name (not a mail domain as well).", required=True),
         _domain_reference(name="target_domain", column="target_domain_id", required=True,
@@ -335,7 +334,7 @@ domainlimit = Resource(
     "superadmin changes the limits; a domain admin may change the default quota of their "
     "domains. Byte usage is what Dovecot's quota_clone last reported.",
     fields=(
-        _id_field(),
+        id_field(),
         Field("domain", {"type": "string"}, "The domain's URI.", read_only=True,
               from_row=lambda row: resource_uri("virtualdomain", row["id"])),
         Field("name", {"type": "string"}, "The domain's name.", read_only=True),

@@ -105,6 +105,16 @@ def _without_limits(schema: Mapping[str, Any]) -> dict[str, Any]:
     return kept
 
 
+DATETIME = {"type": "string", "format": "date-time"}
+OPTIONAL_DATETIME = {"type": ["string", "null"], "format": "date-time"}
+URI = {"type": "string", "pattern": "^/api/[a-z]+/[0-9]+/$"}
+
+
+def id_field() -> Field:
+    return Field("id", {"type": "integer", "minimum": 1}, "The object's id, as in its URI.",
+                 read_only=True)
+
+
 CreateCall = Callable[[AsyncConnection, Caller, dict[str, Any]], Awaitable[Row]]
 UpdateCall = Callable[[AsyncConnection, Caller, int, dict[str, Any]], Awaitable[Row]]
 ReadCall = Callable[[AsyncConnection, Caller, int], Awaitable[Row]]
