@@ -140,7 +140,7 @@ async def _serve(settings: Settings, args: argparse.Namespace) -> None:
     await run_service(settings, args.command)
 
 
-def _pw(args: argparse.Namespace, config: str | None) -> int:
+def _pw(pw_args: list[str], config: str | None) -> int:
     from dinomail.pw_command import main as pw_main
 
     # Like doveadm, `pw` works without a database; the configured scheme is its default.
@@ -148,7 +148,7 @@ def _pw(args: argparse.Namespace, config: str | None) -> int:
         scheme = load_settings(config).DINOMAIL_PASSWORD_SCHEME
     except SettingsError:
         scheme = None
-    return pw_main(args.pw_args, default_scheme=scheme) if scheme else pw_main(args.pw_args)
+    return pw_main(pw_args, default_scheme=scheme) if scheme else pw_main(pw_args)
 
 
 Command = Callable[[Settings, argparse.Namespace], Coroutine[Any, Any, None]]
@@ -189,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     pw = commands.add_parser(
         "pw", help="hash or verify a mailbox password, as `doveadm pw`", add_help=False
     )
-    pw.add_argument("pw_args", nargs=argparse.REMAINDER)
+    pw.add_argument("pw_args", nargs=argparse.REMAINDER, help="the options of `doveadm pw`")
     return parser
 
 
@@ -209,9 +209,14 @@ def _database_error(error: BaseException) -> str | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "pw" in argv:
+        # Everything after `pw` is doveadm's syntax (`-s`, `-p` …), which argparse would take for
+        # its own options: split there, and hand the rest over untouched.
+        split = argv.index("pw")
+        args = build_parser().parse_args([*argv[:split], "pw"])
+        return _pw(argv[split + 1:], args.config)
     args = build_parser().parse_args(argv)
-    if args.command == "pw":
-        return _pw(args, args.config)
     try:
         settings = load_settings(args.config)
         _, command = COMMANDS[args.command]

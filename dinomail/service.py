@@ -44,9 +44,9 @@ async def _check_migrated(settings: Settings) -> None:
 
 async def _run_adminapi(settings: Settings, store, stop: asyncio.Event) -> None:  # type: ignore[no-untyped-def]
     import uvicorn
-    from lookupd.listen import parse_listen
 
     from adminapi.app import create_app
+    from dinomail.listen import parse_listen
 
     address = parse_listen(settings.HTTP_LISTEN)
     options = (
@@ -69,8 +69,8 @@ async def run_service(settings: Settings, command: str) -> None:
     from dinomail.secret_key import ensure_secret_key
     from dinomail.store import Store
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     await _check_migrated(settings)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if command in ("serve", "adminapi"):
         settings = ensure_secret_key(settings)
     stop = asyncio.Event()

@@ -155,17 +155,11 @@ _PARSERS: dict[type | str, Callable[[Any], Any]] = {
 
 
 def _check_listen(value: str) -> None:
-    if value.startswith("unix:"):
-        if not value[len("unix:"):]:
-            raise ValueError("a unix socket needs a path, as in unix:/run/dinomail/x.sock")
-        return
-    host, sep, port = value.rpartition(":")
-    if not sep or not host:
-        raise ValueError("must be HOST:PORT, [IPv6]:PORT or unix:/path")
-    if host.startswith("[") != host.endswith("]"):
-        raise ValueError("an IPv6 address must be written in brackets, as in [::1]:10027")
-    if not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"port {port!r} must be a number from 1 to 65535")
+    from dinomail.listen import parse_listen
+
+    address = parse_listen(value)
+    if not address.is_unix and address.port == 0:
+        raise ValueError(f"{value!r}: the port must be a number from 1 to 65535")
 
 
 def _check_database_url(value: str) -> None:

@@ -26,7 +26,8 @@ import time
 from collections.abc import Callable
 from typing import cast
 
-from lookupd.listen import ConnectionSet, ListenAddress, Listener, create_server, parse_listen
+from dinomail.listen import ListenAddress, parse_listen
+from lookupd.listen import ConnectionSet, Listener, create_server
 from lookupd.metrics import UNKNOWN_MAP, LookupdMetrics, LookupRecorder
 from lookupd.netstring import MAX_QUERY_BYTES, NetstringError, NetstringParser, encode_netstring
 from lookupd.resolve import (

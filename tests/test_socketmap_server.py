@@ -16,9 +16,10 @@ from pathlib import Path
 
 import pytest
 
+from dinomail.listen import ListenAddress, parse_listen
 from dinomail.records import AliasDomainRow, AliasRow, DomainRow, MailboxRow, MailData
 from lookupd import socketmap
-from lookupd.listen import ListenAddress, create_server, event_loop_factory, parse_listen
+from lookupd.listen import create_server, event_loop_factory
 from lookupd.metrics import LookupdMetrics
 from lookupd.netstring import MAX_QUERY_BYTES, NetstringParser, encode_netstring
 from lookupd.snapshot import Snapshot

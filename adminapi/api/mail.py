@@ -170,11 +170,15 @@ async def _hash_mailbox_password(
 ) -> dict[str, Any]:
     scheme = settings.DINOMAIL_PASSWORD_SCHEME
     if action == "create":
+        # The login name, for schemes that hash it in; a bad address is reported by the store.
+        email = str(data.get("email", "")).strip().lower()
         if "password" in data:
-            data["password_hash"] = await mailboxes.hash_new_password(data.pop("password"), scheme)
+            data["password_hash"] = await mailboxes.hash_new_password(
+                data.pop("password"), scheme, email=email
+            )
         else:
             # As the original: a mailbox created without a password gets one nobody knows.
-            data["password_hash"] = await mailboxes.unusable_password(scheme)
+            data["password_hash"] = await mailboxes.unusable_password(scheme, email=email)
     return data
 
 
@@ -380,13 +384,14 @@ async def change_password(request: Request) -> Response:
     require_write(caller)
     store = request.app.state.store
     async with store.read() as conn:
-        await mailboxes.get(conn, caller.scope, pk)
+        mailbox = await mailboxes.get(conn, caller.scope, pk)
     body = await read_json_object(request)
     for name in body:
         if name not in ("password", "id", "resource_uri"):
             raise invalid(name, "is not a field of changeuserpassword (only password)")
     password_hash = await mailboxes.hash_new_password(
-        body.get("password"), request.app.state.settings.DINOMAIL_PASSWORD_SCHEME
+        body.get("password"), request.app.state.settings.DINOMAIL_PASSWORD_SCHEME,
+        email=mailbox["email"],
     )
     async with store.write() as conn:
         await mailboxes.set_password(conn, caller.actor, caller.scope, pk, password_hash)

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dinomail import validation as v
+from dinomail.passwords import hash_password
 from dinomail.schema import quotausage, virtualdomain, virtualuser
 from dinomail.store import audit, limits
 from dinomail.store.common import (
@@ -66,8 +67,13 @@ def _select(scope: Scope) -> sa.Select:
     return sa.select(*_COLUMNS).select_from(_FROM).where(scope.filter(virtualuser.c.domain_id))
 
 
-async def hash_new_password(plain: object, scheme: str, field: str = "password") -> str:
-    """Check a new password and hash it in a worker thread (hashing is slow on purpose)."""
+async def hash_new_password(
+    plain: object, scheme: str, *, email: str, field: str = "password"
+) -> str:
+    """Check a new password and hash it in a worker thread (hashing is slow on purpose).
+
+    `email` is the mailbox's login name: DIGEST-MD5 hashes it in with the password.
+    """
     if not isinstance(plain, str) or not plain:
         raise v.ValidationError(field, "a new password is required")
     if len(plain) > MAX_PASSWORD_LENGTH:
@@ -75,18 +81,14 @@ async def hash_new_password(plain: object, scheme: str, field: str = "password")
     if any(char in plain for char in "\0\r\n\t"):
         # Dovecot's protocols cannot carry these; a mailbox with one could never log in.
         raise v.ValidationError(field, "must not contain tabs, line breaks or NUL characters")
-    return await asyncio.to_thread(_hash, plain, scheme)
+    return await asyncio.to_thread(hash_password, plain, scheme, user=email)
 
 
-def _hash(plain: str, scheme: str) -> str:
-    from dinomail.passwords import hash_password
-
-    return hash_password(plain, scheme)
-
-
-async def unusable_password(scheme: str) -> str:
+async def unusable_password(scheme: str, *, email: str) -> str:
     """A hash of a random secret nobody knows, for a mailbox created without a password."""
-    return await asyncio.to_thread(_hash, secrets.token_urlsafe(24), scheme)
+    return await asyncio.to_thread(
+        hash_password, secrets.token_urlsafe(24), scheme, user=email
+    )
 
 
 async def get(conn: AsyncConnection, scope: Scope, mailbox_id: int) -> Row:

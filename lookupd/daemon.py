@@ -1,0 +1,70 @@
+"""The lookup daemon: the refresher and every protocol listener, on one event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from dinomail.http_server import HttpServer
+from dinomail.settings import Settings
+from dinomail.store import Store
+from lookupd.http import create_http_app
+from lookupd.metrics import LookupdMetrics
+from lookupd.refresher import Refresher, SnapshotHolder
+from lookupd.socketmap import SocketmapServer, start_socketmap_server
+
+log = logging.getLogger("dinomail.lookupd")
+
+
+@dataclass
+class Lookupd:
+    """A running lookup daemon: what tests and `serve` hold on to."""
+
+    holder: SnapshotHolder
+    metrics: LookupdMetrics
+    refresher: Refresher
+    socketmap: SocketmapServer
+    http: HttpServer
+    refresh_task: asyncio.Task[None]
+    stop_event: asyncio.Event
+
+    async def stop(self) -> None:
+        """Stop accepting, let in-flight requests finish, stop following the database."""
+        self.stop_event.set()
+        self.socketmap.close()
+        await self.socketmap.wait_closed()
+        await self.http.stop()
+        await self.refresh_task
+
+
+async def start_lookupd(settings: Settings, store: Store) -> Lookupd:
+    """Listen first, then load: until the first snapshot, clients get temporary failures
+    (Postfix defers the mail) rather than refused connections."""
+    metrics = LookupdMetrics()
+    holder = SnapshotHolder()
+    refresher = Refresher(
+        store, holder, metrics,
+        recipient_delimiter=settings.RECIPIENT_DELIMITER,
+        poll_interval=settings.SQLITE_POLL_INTERVAL,
+        full_resync_interval=settings.FULL_RESYNC_INTERVAL,
+    )
+    # A write through the store of this process is seen at once, even on SQLite.
+    store.on_write(refresher.wake)
+    socketmap = await start_socketmap_server(
+        settings.SOCKETMAP_LISTEN, lambda: holder.current, metrics=metrics
+    )
+    http = HttpServer(create_http_app(holder, metrics), settings.LOOKUPD_HTTP_LISTEN)
+    await http.start()
+    stop_event = asyncio.Event()
+    refresh_task = asyncio.create_task(refresher.run(stop_event))
+    log.info("socketmap listening on %s", socketmap.address)
+    log.info("lookupd HTTP listening on %s", settings.LOOKUPD_HTTP_LISTEN)
+    return Lookupd(holder, metrics, refresher, socketmap, http, refresh_task, stop_event)
+
+
+async def run_lookupd(settings: Settings, store: Store, stop: asyncio.Event) -> None:
+    daemon = await start_lookupd(settings, store)
+    await stop.wait()
+    log.info("stopping the lookup daemon")
+    await daemon.stop()
