@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 POSTMAP = shutil.which("postmap") or "/usr/sbin/postmap"
@@ -34,6 +38,17 @@ SHIPPED_SOCKETMAP = "inet:127.0.0.1:10027"
 
 def have_postfix() -> bool:
     return Path(POSTFIX).exists() and Path("/etc/postfix/master.cf").exists()
+
+
+@contextmanager
+def postfix_folder() -> Iterator[Path]:
+    """A folder Postfix's unprivileged daemons can reach (pytest's own are private to root)."""
+    root = Path(tempfile.mkdtemp(prefix="dinomail-postfix-"))
+    root.chmod(0o755)
+    try:
+        yield root
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 class PostfixInstance:
@@ -108,3 +123,15 @@ default_transport = error:no delivery in tests
 
     def log_text(self) -> str:
         return self.log.read_text() if self.log.exists() else ""
+
+
+async def postmap_query_async(
+    config: Path, key: str, table: str
+) -> tuple[int, str, str]:
+    """`postmap -q`, without blocking the event loop a daemon under test runs on."""
+    process = await asyncio.create_subprocess_exec(
+        POSTMAP, "-c", str(config), "-q", key, table,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=30)
+    return process.returncode or 0, stdout.decode(), stderr.decode()
