@@ -31,7 +31,9 @@ log = logging.getLogger("dinomail.lookupd.refresher")
 FULL_RELOAD_THRESHOLD = 50_000
 # How often a PostgreSQL follower checks the log even without a notification.
 LISTEN_SAFETY_POLL = 5.0
-RETRY_DELAYS = (0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+# A reconnection attempt is one cheap connect: retrying every few seconds costs nothing and
+# brings fresh data back soon after the database returns.
+RETRY_DELAYS = (0.25, 0.5, 1.0, 2.0, 3.0)
 PRUNE_INTERVAL = 3600.0
 CHANGELOG_RETENTION = 86_400.0
 
