@@ -220,7 +220,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = load_settings(args.config)
         _, command = COMMANDS[args.command]
-        asyncio.run(command(settings, args))
+        from lookupd.listen import event_loop_factory
+
+        with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+            runner.run(command(settings, args))
     except SettingsError as error:
         print(f"dinomail: error: {error}", file=sys.stderr)
         return EXIT_USAGE

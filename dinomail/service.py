@@ -1,25 +1,18 @@
 """Running the daemons: `serve` (everything in one process), `lookupd` and `adminapi`.
 
-One asyncio event loop carries every listener; SIGTERM and SIGINT stop them gracefully.
+One asyncio event loop carries every listener (uvloop when installed); SIGTERM and SIGINT stop
+them gracefully: stop accepting, finish what is in flight, then exit 0.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
 
 from dinomail.settings import Settings
 
 log = logging.getLogger("dinomail")
-
-
-def _install_uvloop() -> None:
-    with contextlib.suppress(ImportError):
-        import uvloop
-
-        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
 def _stop_on_signals(stop: asyncio.Event) -> None:
@@ -42,48 +35,40 @@ async def _check_migrated(settings: Settings) -> None:
         fail("the database is not migrated to this version: run `dinomail migrate`")
 
 
-async def _run_adminapi(settings: Settings, store, stop: asyncio.Event) -> None:  # type: ignore[no-untyped-def]
-    import uvicorn
-
-    from adminapi.app import create_app
-    from dinomail.listen import parse_listen
-
-    address = parse_listen(settings.HTTP_LISTEN)
-    options = (
-        {"uds": address.path} if address.path else {"host": address.host, "port": address.port}
-    )
-    config = uvicorn.Config(
-        create_app(settings, store), log_level="info", lifespan="off", access_log=False,
-        **options,
-    )
-    server = uvicorn.Server(config)
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
-    task = asyncio.create_task(server.serve())
-    log.info("admin API listening on %s", settings.HTTP_LISTEN)
-    await stop.wait()
-    server.should_exit = True
-    await task
-
-
 async def run_service(settings: Settings, command: str) -> None:
+    from adminapi.app import create_app
+    from dinomail.cli import fail
+    from dinomail.http_server import HttpServer
     from dinomail.secret_key import ensure_secret_key
     from dinomail.store import Store
+    from lookupd.daemon import Lookupd, start_lookupd
 
     await _check_migrated(settings)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    if command in ("serve", "adminapi"):
+    with_adminapi = command in ("serve", "adminapi")
+    with_lookupd = command in ("serve", "lookupd")
+    if with_adminapi:
         settings = ensure_secret_key(settings)
     stop = asyncio.Event()
     _stop_on_signals(stop)
     store = Store(settings.DATABASE_URL)
+    adminapi: HttpServer | None = None
+    lookupd: Lookupd | None = None
     try:
-        tasks = []
-        if command in ("serve", "adminapi"):
-            tasks.append(_run_adminapi(settings, store, stop))
-        if command in ("serve", "lookupd"):
-            from lookupd.daemon import run_lookupd
-
-            tasks.append(run_lookupd(settings, store, stop))
-        await asyncio.gather(*tasks)
+        try:
+            if with_lookupd:
+                lookupd = await start_lookupd(settings, store)
+            if with_adminapi:
+                adminapi = HttpServer(create_app(settings, store), settings.HTTP_LISTEN)
+                await adminapi.start()
+                log.info("admin API listening on http://%s/", settings.HTTP_LISTEN)
+        except OSError as error:
+            fail(f"cannot listen: {error.strerror or error}")
+        await stop.wait()
+        log.info("stopping")
     finally:
+        if adminapi is not None:
+            await adminapi.stop()
+        if lookupd is not None:
+            await lookupd.stop()
         await store.close()
