@@ -79,3 +79,17 @@ def test_serve_refuses_an_unmigrated_database(tmp_path: Path) -> None:
 def test_unknown_command_is_a_usage_error() -> None:
     result = dinomail("frobnicate")
     assert result.returncode == 2 and "Traceback" not in result.stderr
+
+
+def test_pw_through_the_dinomail_command() -> None:
+    made = dinomail("pw", "-s", "SSHA512", "-p", "s3cret")
+    assert made.returncode == 0, made.stderr
+    stored = made.stdout.strip()
+    assert stored.startswith("{SSHA512}")
+    verified = dinomail("pw", "-t", stored, "-p", "s3cret")
+    assert verified.returncode == 0 and verified.stdout.strip() == f"{stored} (verified)"
+    wrong = dinomail("pw", "-t", stored, "-p", "wrong")
+    assert wrong.returncode == 75
+    assert "Password mismatch" in wrong.stderr and "Traceback" not in wrong.stderr
+    default = dinomail("pw", "-p", "s3cret")
+    assert default.stdout.startswith("{SHA512-CRYPT}$6$")  # the configured default scheme
