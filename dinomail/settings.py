@@ -67,6 +67,11 @@ class Settings:
     MAIL_UID: int = 5000
     MAIL_GID: int = 5000
 
+    # Dovecot: how often quota usage from quota_clone is written to the database (seconds), and
+    # the secret Dovecot's Lua script must send to the HTTP endpoints (empty: loopback only).
+    QUOTA_FLUSH_INTERVAL: float = 1.0
+    DOVECOT_HTTP_SECRET: str = ""
+
     # The lookup daemon's refresher.
     SQLITE_POLL_INTERVAL: float = 0.25
     FULL_RESYNC_INTERVAL: float = 3600.0
@@ -206,6 +211,13 @@ def _check_mail_home(value: str) -> None:
         raise ValueError("must be an absolute path template, as in /var/vmail/%d/%n")
 
 
+def _check_http_secret(value: str) -> None:
+    # Sent in an HTTP header by Dovecot's Lua script: printable ASCII, and too long to guess.
+    if value and (len(value) < 16 or not value.isascii() or not value.isprintable()
+                  or " " in value):
+        raise ValueError("must be empty, or at least 16 printable ASCII characters without spaces")
+
+
 def _check_allowed_hosts(value: tuple[str, ...]) -> None:
     if not value:
         raise ValueError("must name at least one host, or * for any")
@@ -228,6 +240,8 @@ _CHECKS: dict[str, Callable[[Any], None]] = {
     "MAIL_GID": _check_non_negative,
     "SQLITE_POLL_INTERVAL": _check_positive,
     "FULL_RESYNC_INTERVAL": _check_positive,
+    "QUOTA_FLUSH_INTERVAL": _check_positive,
+    "DOVECOT_HTTP_SECRET": _check_http_secret,
 }
 
 

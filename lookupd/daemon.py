@@ -9,8 +9,11 @@ from dataclasses import dataclass
 from dinomail.http_server import HttpServer
 from dinomail.settings import Settings
 from dinomail.store import Store
+from lookupd.dovecot.auth import UserdbSettings
+from lookupd.dovecot.dict import DictServer, start_dict_server
 from lookupd.http import create_http_app
 from lookupd.metrics import LookupdMetrics
+from lookupd.quota import QuotaWriter
 from lookupd.refresher import Refresher, SnapshotHolder
 from lookupd.socketmap import SocketmapServer, start_socketmap_server
 
@@ -28,13 +31,20 @@ class Lookupd:
     http: HttpServer
     refresh_task: asyncio.Task[None]
     stop_event: asyncio.Event
+    dovecot_dict: DictServer
+    quota_writer: QuotaWriter
+    quota_task: asyncio.Task[None]
 
     async def stop(self) -> None:
         """Stop accepting, let in-flight requests finish, stop following the database."""
-        self.stop_event.set()
         self.socketmap.close()
+        self.dovecot_dict.close()
         await self.socketmap.wait_closed()
+        await self.dovecot_dict.wait_closed()
         await self.http.stop()
+        # Only now: the quota writer's last flush must come after the last commit it accepted.
+        self.stop_event.set()
+        await self.quota_task
         await self.refresh_task
 
 
@@ -54,13 +64,33 @@ async def start_lookupd(settings: Settings, store: Store) -> Lookupd:
     socketmap = await start_socketmap_server(
         settings.SOCKETMAP_LISTEN, lambda: holder.current, metrics=metrics
     )
-    http = HttpServer(create_http_app(holder, metrics), settings.LOOKUPD_HTTP_LISTEN)
+    userdb = UserdbSettings(
+        home=settings.MAIL_HOME, uid=settings.MAIL_UID, gid=settings.MAIL_GID
+    )
+    quota_writer = QuotaWriter(
+        store, flush_interval=settings.QUOTA_FLUSH_INTERVAL, metrics=metrics
+    )
+    dovecot_dict = await start_dict_server(
+        settings.dict_listen, lambda: holder.current, userdb=userdb,
+        quota_writer=quota_writer, metrics=metrics,
+    )
+    http = HttpServer(
+        create_http_app(
+            holder, metrics, userdb=userdb, dovecot_secret=settings.DOVECOT_HTTP_SECRET
+        ),
+        settings.LOOKUPD_HTTP_LISTEN,
+    )
     await http.start()
     stop_event = asyncio.Event()
     refresh_task = asyncio.create_task(refresher.run(stop_event))
+    quota_task = asyncio.create_task(quota_writer.run(stop_event))
     log.info("socketmap listening on %s", socketmap.address)
+    log.info("Dovecot dict listening on %s", dovecot_dict.address)
     log.info("lookupd HTTP listening on %s", settings.LOOKUPD_HTTP_LISTEN)
-    return Lookupd(holder, metrics, refresher, socketmap, http, refresh_task, stop_event)
+    return Lookupd(
+        holder, metrics, refresher, socketmap, http, refresh_task, stop_event,
+        dovecot_dict, quota_writer, quota_task,
+    )
 
 
 async def run_lookupd(settings: Settings, store: Store, stop: asyncio.Event) -> None:

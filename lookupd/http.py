@@ -1,20 +1,113 @@
 """The lookup daemon's HTTP listener (`LOOKUPD_HTTP_LISTEN`): `/metrics` and `/healthz`, and the
-endpoints Dovecot calls over HTTP."""
+endpoints Dovecot calls over HTTP.
+
+Dovecot's Lua driver (`conf/dovecot/dinomail-auth.lua`) asks:
+- `GET /dovecot/passdb/<login>` and `GET /dovecot/userdb/<login>` → 200 with the same flat JSON
+  object the dict proxy answers (`lookupd.dovecot.auth`), 404 when no mailbox has that name, 503
+  while no snapshot is loaded or when the lookup failed (Lua answers "internal failure", never
+  "unknown user");
+- `GET /dovecot/users` → a JSON array of every mailbox's address (`doveadm user '*'`).
+
+These answers hold password hashes. They are given only to clients on the loopback interface or
+a unix socket, unless `DOVECOT_HTTP_SECRET` is set: then to any client sending
+`Authorization: Bearer <secret>`, and to no other (loopback included), so that a Dovecot on
+another machine can use them over a private network. `/metrics` and `/healthz` stay open.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import hmac
+import ipaddress
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from lookupd.dovecot.auth import UserdbSettings, iter_users, lookup_passdb, lookup_userdb
 from lookupd.metrics import LookupdMetrics
 from lookupd.refresher import SnapshotHolder
+from lookupd.snapshot import Snapshot
 
 PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
+DOVECOT_HTTP_PROTOCOL = "dovecot_http"
+DOVECOT_HTTP_MAPS = ("passdb", "userdb", "users")
+# Addresses per chunk of `/dovecot/users`: a million are sent without stalling other requests.
+USERS_CHUNK = 2000
+
+log = logging.getLogger("dinomail.lookupd.http")
 
 
-def create_http_app(holder: SnapshotHolder, metrics: LookupdMetrics) -> Starlette:
+def _is_local(request: Request) -> bool:
+    client = request.client
+    if client is None or not client.host:
+        return True  # a unix socket
+    try:
+        return ipaddress.ip_address(client.host).is_loopback
+    except ValueError:
+        return False
+
+
+def create_http_app(
+    holder: SnapshotHolder,
+    metrics: LookupdMetrics,
+    *,
+    userdb: UserdbSettings | None = None,
+    dovecot_secret: str = "",
+) -> Starlette:
+    userdb = userdb or UserdbSettings()
+    recorder = metrics.recorder(DOVECOT_HTTP_PROTOCOL, DOVECOT_HTTP_MAPS)
+    expected_authorization = f"Bearer {dovecot_secret}".encode() if dovecot_secret else b""
+
+    def allowed(request: Request) -> bool:
+        if not expected_authorization:
+            return _is_local(request)
+        given = request.headers.get("authorization", "").encode("latin-1", "replace")
+        return hmac.compare_digest(given, expected_authorization)
+
+    def dovecot_lookup(
+        kind: str, lookup: Callable[[Snapshot, str], dict[str, Any] | None]
+    ) -> Callable[[Request], Any]:
+        async def endpoint(request: Request) -> Response:
+            if not allowed(request):
+                return JSONResponse({"error": "forbidden"}, status_code=403)
+            started = time.perf_counter()
+            snapshot = holder.current
+            if snapshot is None:
+                recorder.lookup(kind, "temp", time.perf_counter() - started)
+                return JSONResponse({"error": "mail data not loaded yet"}, status_code=503)
+            try:
+                fields = lookup(snapshot, request.path_params["login"])
+            except Exception:
+                log.exception("Dovecot %s lookup failed", kind)
+                recorder.lookup(kind, "temp", time.perf_counter() - started)
+                recorder.lookup_error("exception")
+                return JSONResponse({"error": "internal error"}, status_code=503)
+            recorder.lookup(kind, "ok" if fields else "notfound", time.perf_counter() - started)
+            if fields is None:
+                return JSONResponse({"error": "no such user"}, status_code=404)
+            return JSONResponse(fields, headers={"Cache-Control": "no-store"})
+
+        return endpoint
+
+    async def dovecot_users(request: Request) -> Response:
+        if not allowed(request):
+            return JSONResponse({"error": "forbidden"}, status_code=403)
+        started = time.perf_counter()
+        snapshot = holder.current
+        if snapshot is None:
+            recorder.lookup("users", "temp", time.perf_counter() - started)
+            return JSONResponse({"error": "mail data not loaded yet"}, status_code=503)
+        emails = list(iter_users(snapshot))
+        recorder.lookup("users", "ok", time.perf_counter() - started)
+        return StreamingResponse(_json_array(emails), media_type="application/json")
+
     async def healthz(request: Request) -> JSONResponse:
         # 503 until the first snapshot: a load balancer must not send traffic that would only
         # get temporary failures.
@@ -27,4 +120,23 @@ def create_http_app(holder: SnapshotHolder, metrics: LookupdMetrics) -> Starlett
     async def prometheus(request: Request) -> Response:
         return Response(metrics.exposition(), media_type=PROMETHEUS_TEXT)
 
-    return Starlette(routes=[Route("/healthz", healthz), Route("/metrics", prometheus)])
+    def userdb_lookup(snapshot: Snapshot, login: str) -> dict[str, Any] | None:
+        return lookup_userdb(snapshot, login, userdb)
+
+    return Starlette(routes=[
+        Route("/healthz", healthz),
+        Route("/metrics", prometheus),
+        Route("/dovecot/passdb/{login:path}", dovecot_lookup("passdb", lookup_passdb)),
+        Route("/dovecot/userdb/{login:path}", dovecot_lookup("userdb", userdb_lookup)),
+        Route("/dovecot/users", dovecot_users),
+    ])
+
+
+async def _json_array(items: list[str]) -> AsyncIterator[bytes]:
+    """`items` as one JSON array, sent in chunks."""
+    yield b"["
+    for start in range(0, len(items), USERS_CHUNK):
+        chunk = json.dumps(items[start:start + USERS_CHUNK], ensure_ascii=False)[1:-1]
+        yield (b"," if start else b"") + chunk.encode("utf-8")
+        await asyncio.sleep(0)  # let lookups on other connections through
+    yield b"]"

@@ -1,0 +1,675 @@
+"""Dovecot's dict proxy protocol: passdb/userdb lookups (dict `auth`) and quota usage written by
+`quota_clone` (dict `quota`), on a unix socket (`DICT_LISTEN`).
+
+Wire format (`reference/protocols.md` §4): lines end with LF, fields are separated by TAB and
+tab-escaped (`lookupd.dovecot.tabescape`). The client opens with a handshake and gets no reply:
+`H<major>\\t<minor>\\t<value type>\\t<user>\\t<dict name>`. Majors 2 (Dovecot 2.3.0–2.3.16: the
+user is in the handshake, commands carry none), 3 (2.3.17–2.3.21: commands end with the user)
+and 4 (2.4: `B` also carries an expiry) are spoken. Then, one per line:
+
+- `L<key>[\\t<user>]` → `O<value>`, `N` (not found) or `F<error>`;
+- `I<flags>\\t<max rows>\\t<path>[\\t<user>]` → rows `O<key>\\t<value>`, then an empty line;
+- `B<id>…` begins a transaction; `S` `U` `A` `P` `T` `V` add to it without a reply; `R<id>` drops
+  it; `C<id>` (or 2.3's `D<id>`) commits it → `O<id>`, or `F<id>\\t<error>` (`D`: `AO<id>`…).
+
+Keys on dict `auth`: `shared/passdb/<login>`, `shared/userdb/<login>`; iteration of
+`shared/userdb/` lists every mailbox (`doveadm user '*'`). Dict `quota` accepts transactions
+setting `priv/quota/storage` and `priv/quota/messages` for the transaction's user, and hands
+them to the `QuotaWriter`; it refuses every other write.
+
+Replies go out strictly in the order of the commands. Every command but an iteration is answered
+synchronously as its line is read; while an iteration streams its rows, the lines after it wait
+(and the connection stops reading), so the order holds without Dovecot's async reply ids.
+
+Every failure has a conservative answer:
+- no snapshot loaded yet, an exception inside a lookup, a key this server does not know (a
+  configuration mistake) → `F`, which Dovecot reports as a temporary failure. `N` ("unknown
+  user", which makes LMTP bounce and IMAP say "wrong password") only when the data says so;
+- a login that is not UTF-8 or holds a NUL → `N` (no stored address can match it);
+- a refused write → `F<id>` on commit; nothing of that transaction is kept;
+- an unknown command, a malformed line, a line over 64 KiB, an unknown transaction id, too many
+  open transactions, or a connection idle too long → that connection is closed, others go on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import cast
+
+from dinomail.listen import ListenAddress, parse_listen
+from lookupd.dovecot.auth import (
+    UserdbSettings,
+    encode_fields,
+    iter_users,
+    lookup_passdb,
+    lookup_userdb,
+)
+from lookupd.dovecot.tabescape import split_fields, tabescape
+from lookupd.listen import ConnectionSet, Listener, create_server
+from lookupd.metrics import UNKNOWN_MAP, LookupdMetrics, LookupRecorder
+from lookupd.quota import QuotaWriter, Usage
+from lookupd.resolve import decode_key, find_login
+from lookupd.snapshot import Snapshot
+
+logger = logging.getLogger(__name__)
+
+PROTOCOL = "dovecot_dict"
+MAP_NAMES = ("passdb", "userdb", "iterate", "quota")
+
+AUTH_DICT = "auth"
+QUOTA_DICT = "quota"
+DICT_NAMES = (AUTH_DICT, QUOTA_DICT)
+SUPPORTED_MAJORS = (2, 3, 4)
+
+# Dovecot's own dict server accepts lines up to this; a longer one is not a request of ours.
+MAX_LINE_BYTES = 64 * 1024
+
+# Dovecot disconnects after each lookup by default (idle_msecs=0), or after its idle_msecs;
+# a connection quiet this long is a client gone without closing.
+DEFAULT_IDLE_TIMEOUT = 300.0
+DEFAULT_SHUTDOWN_TIMEOUT = 5.0
+SHUTDOWN_QUIET = 0.1
+
+# quota_clone opens one transaction at a time with two changes; these bounds only stop a client
+# from holding memory.
+MAX_TRANSACTIONS = 64
+MAX_TRANSACTION_CHANGES = 1024
+
+# Rows written between two yields to the event loop while iterating a million mailboxes, so that
+# lookups on other connections keep being answered.
+ITERATE_BATCH = 512
+
+# Iteration flags (src/lib-dict/dict.h).
+ITERATE_RECURSE = 0x01
+ITERATE_SORT_BY_KEY = 0x02
+ITERATE_SORT_BY_VALUE = 0x04
+ITERATE_NO_VALUE = 0x08
+ITERATE_EXACT_KEY = 0x10
+
+PASSDB_PREFIX = b"shared/passdb/"
+USERDB_PREFIX = b"shared/userdb/"
+QUOTA_BYTES_KEY = b"priv/quota/storage"
+QUOTA_MESSAGES_KEY = b"priv/quota/messages"
+
+_NOT_FOUND = b"N\n"
+_FAIL_NOT_LOADED = b"Fmail data not loaded yet\n"
+_FAIL_INTERNAL = b"Finternal error\n"
+_FAIL_UNKNOWN_KEY = b"Funknown key (known: shared/passdb/<user>, shared/userdb/<user>)\n"
+_FAIL_QUOTA_LOOKUP = b"Fthe quota dict only accepts quota_clone's writes\n"
+_FAIL_UNKNOWN_PATH = b"Funknown iteration path (this dict iterates shared/userdb/)\n"
+
+SnapshotSource = Callable[[], Snapshot | None]
+
+
+class DictClientError(Exception):
+    """The client broke the protocol: its connection is closed. `reason` labels the metric."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class Transaction:
+    __slots__ = ("changes", "user")
+
+    def __init__(self, user: str) -> None:
+        self.user = user
+        self.changes: list[tuple[bytes, bytes, bytes]] = []  # (command, key, value)
+
+
+class DictService:
+    """What the connections share: where answers come from and where usage goes."""
+
+    __slots__ = ("quota_writer", "recorder", "snapshot_source", "userdb")
+
+    def __init__(
+        self,
+        snapshot_source: SnapshotSource,
+        *,
+        userdb: UserdbSettings | None = None,
+        quota_writer: QuotaWriter | None = None,
+        recorder: LookupRecorder | None = None,
+    ) -> None:
+        self.snapshot_source = snapshot_source
+        self.userdb = userdb or UserdbSettings()
+        self.quota_writer = quota_writer
+        self.recorder = recorder
+
+    def lookup(self, key: bytes) -> bytes:
+        """One `L` on dict `auth`: the reply line; never raises."""
+        started = time.perf_counter()
+        if key.startswith(PASSDB_PREFIX):
+            kind = "passdb"
+        elif key.startswith(USERDB_PREFIX):
+            kind = "userdb"
+        else:
+            self._record(UNKNOWN_MAP, "temp", started)
+            return _FAIL_UNKNOWN_KEY
+        error = None
+        try:
+            result, reply = self._lookup(kind, key[len(PASSDB_PREFIX):])
+        except Exception:
+            logger.exception("dict %s lookup failed", kind)
+            result, reply, error = "temp", _FAIL_INTERNAL, "exception"
+        self._record(kind, result, started, error)
+        return reply
+
+    def _lookup(self, kind: str, raw_login: bytes) -> tuple[str, bytes]:
+        snapshot = self.snapshot_source()
+        if snapshot is None:
+            return "temp", _FAIL_NOT_LOADED
+        login = decode_key(raw_login)
+        if login is None:
+            return "notfound", _NOT_FOUND
+        if kind == "passdb":
+            fields = lookup_passdb(snapshot, login)
+        else:
+            fields = lookup_userdb(snapshot, login, self.userdb)
+        if fields is None:
+            return "notfound", _NOT_FOUND
+        return "ok", b"O" + tabescape(encode_fields(fields)) + b"\n"
+
+    def canonical_user(self, user: str) -> str:
+        """The stored address of the mailbox `user` names (Dovecot may use an alias domain)."""
+        snapshot = self.snapshot_source()
+        if snapshot is not None:
+            record = find_login(snapshot, user)
+            if record is not None:
+                return record.email
+        return user.lower()
+
+    def _record(self, kind: str, result: str, started: float, error: str | None = None) -> None:
+        recorder = self.recorder
+        if recorder is not None:
+            recorder.lookup(kind, result, time.perf_counter() - started)
+            if error is not None:
+                recorder.lookup_error(error)
+
+
+def _parse_uint(field: bytes, what: str) -> int:
+    if not field.isdigit():
+        raise DictClientError("malformed", f"{what} is not a number: {field[:40]!r}")
+    return int(field)
+
+
+def _parse_int(field: bytes, what: str) -> int:
+    digits = field[1:] if field[:1] in (b"-", b"+") else field
+    if not digits.isdigit():
+        raise DictClientError("malformed", f"{what} is not a number: {field[:40]!r}")
+    return int(field)
+
+
+class DictProtocol(asyncio.Protocol):
+    """One Dovecot connection: handshake, then commands answered in order."""
+
+    def __init__(
+        self,
+        service: DictService,
+        *,
+        idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+        connections: ConnectionSet | None = None,
+    ) -> None:
+        self._service = service
+        self._recorder = service.recorder
+        self._connections = connections
+        self._idle_timeout = idle_timeout
+        self._transport: asyncio.Transport | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._idle_handle: asyncio.TimerHandle | None = None
+        self._last_activity = 0.0
+        self._partial = b""
+        self._queue: deque[bytes] = deque()
+        self._major = 0  # 0 until the handshake
+        self._dict = ""
+        self._handshake_user = ""
+        self._transactions: dict[int, Transaction] = {}
+        self._iteration: asyncio.Task[None] | None = None
+        self._writable = asyncio.Event()
+        self._writable.set()
+        self._closing = False
+        self._draining = False
+
+    # --- asyncio callbacks -----------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.Transport, transport)
+        self._loop = asyncio.get_running_loop()
+        self._last_activity = self._loop.time()
+        self._arm_timer(self._last_activity + self._idle_timeout)
+        if self._recorder is not None:
+            self._recorder.connections.inc()
+        if self._connections is not None:
+            self._connections.add(self)
+            if self._connections.closing:
+                self.shutdown()
+
+    def data_received(self, data: bytes) -> None:
+        if self._closing:
+            return
+        assert self._loop is not None
+        self._last_activity = self._loop.time()
+        if self._partial:
+            data = self._partial + data
+            self._partial = b""
+        if b"\n" not in data:
+            if len(data) > MAX_LINE_BYTES:
+                self._client_error("oversize", f"a line longer than {MAX_LINE_BYTES} bytes")
+            else:
+                self._partial = data
+            return
+        lines = data.split(b"\n")
+        partial = lines.pop()
+        if len(partial) > MAX_LINE_BYTES:
+            self._client_error("oversize", f"a line longer than {MAX_LINE_BYTES} bytes")
+            return
+        self._partial = partial
+        self._queue.extend(lines)
+        self._run_queue()
+
+    def eof_received(self) -> bool:
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._idle_handle is not None:
+            self._idle_handle.cancel()
+            self._idle_handle = None
+        if self._iteration is not None:
+            self._iteration.cancel()
+        self._writable.set()
+        if self._recorder is not None:
+            self._recorder.connections.dec()
+        if self._connections is not None:
+            self._connections.discard(self)
+        self._transport = None
+        self._closing = True
+
+    def pause_writing(self) -> None:
+        # Replies pile up unread: stop reading until the client catches up; an iteration waits.
+        self._writable.clear()
+        if self._transport is not None:
+            self._transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self._writable.set()
+        if self._transport is not None and not self._closing and self._iteration is None:
+            self._transport.resume_reading()
+
+    # --- commands --------------------------------------------------------------------------------
+
+    def _run_queue(self) -> None:
+        transport = self._transport
+        if transport is None:
+            return
+        replies: list[bytes] = []
+        queue = self._queue
+        try:
+            while queue and self._iteration is None and not self._closing:
+                line = queue.popleft()
+                if len(line) > MAX_LINE_BYTES:
+                    raise DictClientError("oversize", f"a line longer than {MAX_LINE_BYTES} bytes")
+                reply = self._command(line)
+                if reply:
+                    replies.append(reply)
+        except DictClientError as error:
+            if replies:
+                transport.write(b"".join(replies))
+            self._client_error(error.reason, str(error))
+            return
+        if replies:
+            transport.write(replies[0] if len(replies) == 1 else b"".join(replies))
+        if self._iteration is not None and queue:
+            transport.pause_reading()  # later commands wait for the rows; so does the client
+
+    def _command(self, line: bytes) -> bytes | None:
+        if not line:
+            raise DictClientError("malformed", "an empty line")
+        command = line[0]
+        if self._major == 0:
+            if command != 0x48:  # H
+                raise DictClientError("malformed", "the first line is not a handshake")
+            self._handshake(line)
+            return None
+        if command == 0x4C:  # L: the hot path
+            args = line[1:]
+            key = split_fields(args)[0] if b"\t" in args or b"\x01" in args else args
+            if self._dict == AUTH_DICT:
+                return self._service.lookup(key)
+            self._record("quota", "perm")
+            return _FAIL_QUOTA_LOOKUP
+        handler = _HANDLERS.get(command)
+        if handler is None:
+            raise DictClientError("unknown_command", f"unknown command {bytes((command,))!r}")
+        return handler(self, split_fields(line[1:]))
+
+    def _handshake(self, line: bytes) -> None:
+        fields = split_fields(line[1:])
+        if len(fields) < 5 or not fields[0].isdigit():
+            raise DictClientError("malformed", "a malformed handshake")
+        major = int(fields[0])
+        if major not in SUPPORTED_MAJORS:
+            raise DictClientError("malformed", f"dict protocol version {major} is not spoken here")
+        try:
+            name = fields[4].decode("utf-8")
+            user = fields[3].decode("utf-8")
+        except UnicodeDecodeError:
+            raise DictClientError("malformed", "a handshake that is not UTF-8") from None
+        if name not in DICT_NAMES:
+            # Dovecot's own dict server closes too; the client logs it on its side.
+            logger.warning("dict client asked for dict %r; known: %s", name, ", ".join(DICT_NAMES))
+            raise DictClientError("unknown_dict", f"unknown dict name {name!r}")
+        self._major = major
+        self._dict = name
+        self._handshake_user = user
+
+    def _iterate(self, args: list[bytes]) -> bytes | None:
+        if len(args) < 3:
+            raise DictClientError("malformed", "an iteration without a path")
+        flags = _parse_uint(args[0], "iteration flags")
+        max_rows = _parse_uint(args[1], "iteration row limit")
+        path = args[2]
+        started = time.perf_counter()
+        if self._dict != AUTH_DICT:
+            self._record("iterate", "perm", started)
+            return _FAIL_QUOTA_LOOKUP
+        snapshot = self._service.snapshot_source()
+        if snapshot is None:
+            self._record("iterate", "temp", started)
+            return _FAIL_NOT_LOADED
+        if flags & ITERATE_EXACT_KEY:
+            if not path.startswith(USERDB_PREFIX):
+                self._record("iterate", "temp", started)
+                return _FAIL_UNKNOWN_PATH
+            login = decode_key(path[len(USERDB_PREFIX):])
+            emails = [] if login is None else [login]
+        elif path == USERDB_PREFIX:
+            emails = list(iter_users(snapshot))
+            if flags & ITERATE_SORT_BY_KEY:
+                emails.sort()
+        else:
+            self._record("iterate", "temp", started)
+            return _FAIL_UNKNOWN_PATH
+        if max_rows:
+            del emails[max_rows:]
+        self._iteration = asyncio.ensure_future(
+            self._stream_rows(snapshot, emails, not flags & ITERATE_NO_VALUE, started)
+        )
+        self._iteration.add_done_callback(self._iteration_done)
+        return None
+
+    async def _stream_rows(
+        self, snapshot: Snapshot, emails: list[str], with_values: bool, started: float
+    ) -> None:
+        userdb = self._service.userdb
+        rows: list[bytes] = []
+        result = "ok"
+        try:
+            for email in emails:
+                fields = lookup_userdb(snapshot, email, userdb)
+                if fields is None:
+                    continue  # removed since the iteration began
+                key = USERDB_PREFIX + email.encode("utf-8")
+                value = tabescape(encode_fields(fields)) if with_values else b""
+                rows.append(b"O" + tabescape(key) + b"\t" + value + b"\n")
+                if len(rows) >= ITERATE_BATCH:
+                    if not await self._send(rows):
+                        return
+                    rows = []
+            rows.append(b"\n")
+        except Exception:
+            logger.exception("dict iteration failed")
+            rows.append(_FAIL_INTERNAL)
+            result = "temp"
+        await self._send(rows)
+        self._record("iterate", result, started)
+
+    async def _send(self, rows: list[bytes]) -> bool:
+        """Write rows, then let the loop serve others (and wait while the client is behind)."""
+        if self._transport is None or self._closing:
+            return False
+        self._transport.write(b"".join(rows))
+        await asyncio.sleep(0)
+        await self._writable.wait()
+        return self._transport is not None and not self._closing
+
+    def _iteration_done(self, task: asyncio.Task[None]) -> None:
+        self._iteration = None
+        if self._transport is None or self._closing:
+            return
+        if self._loop is not None:
+            self._last_activity = self._loop.time()
+        self._run_queue()
+        if self._iteration is None and self._writable.is_set() and self._transport is not None:
+            self._transport.resume_reading()
+
+    # --- transactions ----------------------------------------------------------------------------
+
+    def _transaction(self, field: bytes) -> tuple[int, Transaction]:
+        transaction_id = _parse_uint(field, "transaction id")
+        transaction = self._transactions.get(transaction_id)
+        if transaction is None:
+            raise DictClientError("malformed", f"transaction {transaction_id} does not exist")
+        return transaction_id, transaction
+
+    def _begin(self, args: list[bytes]) -> None:
+        if not args:
+            raise DictClientError("malformed", "a transaction without an id")
+        transaction_id = _parse_uint(args[0], "transaction id")
+        if transaction_id in self._transactions:
+            raise DictClientError("malformed", f"transaction {transaction_id} already exists")
+        if len(self._transactions) >= MAX_TRANSACTIONS:
+            raise DictClientError("too_many_transactions", "too many open transactions")
+        if self._major >= 3 and len(args) > 1:
+            user = args[1].decode("utf-8", "replace")
+        else:
+            user = self._handshake_user
+        self._transactions[transaction_id] = Transaction(user)
+
+    def _change(self, command: bytes, args: list[bytes], with_value: bool) -> None:
+        if len(args) != (3 if with_value else 2):
+            raise DictClientError("malformed", f"a malformed {command.decode()} command")
+        _, transaction = self._transaction(args[0])
+        if command == b"A":
+            _parse_int(args[2], "increment")  # Dovecot's server closes on a bad number too
+        if len(transaction.changes) >= MAX_TRANSACTION_CHANGES:
+            raise DictClientError("too_many_changes", "too many changes in one transaction")
+        transaction.changes.append((command, args[1], args[2] if with_value else b""))
+
+    def _no_reply(self, args: list[bytes]) -> None:
+        # T (timestamp) and V (hide log values): nothing to keep, but the transaction must exist.
+        if not args:
+            raise DictClientError("malformed", "a transaction command without an id")
+        self._transaction(args[0])
+
+    def _rollback(self, args: list[bytes]) -> None:
+        if not args:
+            raise DictClientError("malformed", "a rollback without an id")
+        transaction_id, _ = self._transaction(args[0])
+        del self._transactions[transaction_id]
+
+    def _commit(self, args: list[bytes], prefix: bytes) -> bytes:
+        if not args:
+            raise DictClientError("malformed", "a commit without an id")
+        transaction_id, transaction = self._transaction(args[0])
+        del self._transactions[transaction_id]
+        started = time.perf_counter()
+        if self._dict == QUOTA_DICT:
+            error = self._commit_quota(transaction)
+        else:
+            error = "read-only dict: passdb and userdb are changed through DinoMail"
+        self._record("quota" if self._dict == QUOTA_DICT else UNKNOWN_MAP,
+                     "ok" if error is None else "perm", started)
+        if error is None:
+            return b"%sO%d\n" % (prefix, transaction_id)
+        return b"%sF%d\t%s\n" % (prefix, transaction_id, tabescape(error.encode("utf-8")))
+
+    def _commit_quota(self, transaction: Transaction) -> str | None:
+        """Hand a committed `quota_clone` transaction to the writer; an error text if refused."""
+        writer = self._service.quota_writer
+        if writer is None:
+            return "quota usage is not stored by this server"
+        if not transaction.user:
+            return "quota usage needs a user"
+        if not transaction.changes:
+            return None
+        usage = Usage()
+        for command, key, value in transaction.changes:
+            if key not in (QUOTA_BYTES_KEY, QUOTA_MESSAGES_KEY):
+                return f"refused: only {QUOTA_BYTES_KEY.decode()} and " \
+                       f"{QUOTA_MESSAGES_KEY.decode()} are written here"
+            is_bytes = key == QUOTA_BYTES_KEY
+            if command == b"S":
+                if not value.isdigit():
+                    return f"refused: {key.decode()} must be a whole number"
+                absolute, delta = int(value), 0
+            elif command == b"U":
+                absolute, delta = 0, 0
+            elif command == b"A":
+                absolute = usage.bytes if is_bytes else usage.messages
+                delta = (usage.bytes_delta if is_bytes else usage.messages_delta) + int(value)
+            else:
+                return f"refused: {command.decode()} is not supported on quota values"
+            if is_bytes:
+                usage.bytes, usage.bytes_delta = absolute, delta
+            else:
+                usage.messages, usage.messages_delta = absolute, delta
+        writer.accept(self._service.canonical_user(transaction.user), usage)
+        return None
+
+    # --- closing ---------------------------------------------------------------------------------
+
+    def shutdown(self) -> None:
+        """Close once quiet: no line half received, no iteration streaming."""
+        if self._draining or self._transport is None:
+            return
+        self._draining = True
+        self._arm_timer(self._last_activity + SHUTDOWN_QUIET)
+
+    def abort(self) -> None:
+        self._closing = True
+        if self._transport is not None:
+            self._transport.abort()
+
+    def _close(self) -> None:
+        if self._closing or self._transport is None:
+            return
+        self._closing = True
+        if self._iteration is not None:
+            self._iteration.cancel()
+        self._transport.close()
+
+    def _client_error(self, reason: str, message: str) -> None:
+        if self._recorder is not None:
+            self._recorder.client_error(reason)
+        logger.info("dict: closing connection: %s", message)
+        self._close()
+
+    def _record(self, kind: str, result: str, started: float | None = None) -> None:
+        if self._recorder is not None:
+            seconds = 0.0 if started is None else time.perf_counter() - started
+            self._recorder.lookup(kind, result, seconds)
+
+    def _arm_timer(self, when: float) -> None:
+        assert self._loop is not None
+        if self._idle_handle is not None:
+            self._idle_handle.cancel()
+        self._idle_handle = self._loop.call_at(when, self._check_idle)
+
+    def _check_idle(self) -> None:
+        self._idle_handle = None
+        if self._transport is None or self._loop is None or self._closing:
+            return
+        quiet_enough = SHUTDOWN_QUIET if self._draining else self._idle_timeout
+        now = self._loop.time()
+        deadline = self._last_activity + quiet_enough
+        if now < deadline:
+            self._arm_timer(deadline)
+        elif self._draining:
+            if self._partial or self._queue or self._iteration is not None:
+                self._arm_timer(now + SHUTDOWN_QUIET)  # a command is on its way: wait
+            else:
+                self._close()
+        elif self._iteration is not None:
+            self._arm_timer(now + self._idle_timeout)  # busy sending, not idle
+        else:
+            if self._recorder is not None:
+                self._recorder.client_error("idle")
+            if self._transport.get_write_buffer_size():
+                self.abort()
+            else:
+                self._close()
+
+
+def _commit(protocol: DictProtocol, args: list[bytes]) -> bytes:
+    return protocol._commit(args, b"")
+
+
+def _commit_async(protocol: DictProtocol, args: list[bytes]) -> bytes:
+    return protocol._commit(args, b"A")
+
+
+_HANDLERS: dict[int, Callable[[DictProtocol, list[bytes]], bytes | None]] = {
+    ord("I"): DictProtocol._iterate,
+    ord("B"): DictProtocol._begin,
+    ord("S"): lambda p, args: p._change(b"S", args, True),
+    ord("U"): lambda p, args: p._change(b"U", args, False),
+    ord("A"): lambda p, args: p._change(b"A", args, True),
+    ord("P"): lambda p, args: p._change(b"P", args, True),
+    ord("T"): DictProtocol._no_reply,
+    ord("V"): DictProtocol._no_reply,
+    ord("R"): DictProtocol._rollback,
+    ord("C"): _commit,
+    ord("D"): _commit_async,
+}
+
+
+class DictServer:
+    """A listening dict server and its connections."""
+
+    def __init__(self, listener: Listener, connections: ConnectionSet) -> None:
+        self.listener = listener
+        self.connections = connections
+
+    @property
+    def address(self) -> ListenAddress:
+        return self.listener.address
+
+    def close(self) -> None:
+        """Stop accepting, and close each connection once it is quiet between commands."""
+        self.listener.close()
+        self.connections.shutdown()
+
+    async def wait_closed(self, timeout: float = DEFAULT_SHUTDOWN_TIMEOUT) -> None:
+        await self.connections.wait_drained(timeout)
+        await self.listener.wait_closed()
+
+
+async def start_dict_server(
+    listen: str | ListenAddress,
+    snapshot_source: SnapshotSource,
+    *,
+    userdb: UserdbSettings | None = None,
+    quota_writer: QuotaWriter | None = None,
+    idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+    metrics: LookupdMetrics | None = None,
+) -> DictServer:
+    """Listen on `listen` (normally `unix:/path`) and answer Dovecot's dict clients.
+
+    `snapshot_source` is called for every lookup (e.g. `lambda: holder.current`). Without a
+    `quota_writer`, commits on dict `quota` are refused.
+    """
+    address = parse_listen(listen) if isinstance(listen, str) else listen
+    recorder = metrics.recorder(PROTOCOL, MAP_NAMES) if metrics is not None else None
+    service = DictService(
+        snapshot_source, userdb=userdb, quota_writer=quota_writer, recorder=recorder
+    )
+    connections = ConnectionSet()
+
+    def protocol_factory() -> DictProtocol:
+        return DictProtocol(service, idle_timeout=idle_timeout, connections=connections)
+
+    listener = await create_server(protocol_factory, address)
+    return DictServer(listener, connections)
