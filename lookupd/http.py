@@ -7,6 +7,7 @@ Dovecot's Lua driver (`conf/dovecot/dinomail-auth.lua`) asks:
   while no snapshot is loaded or when the lookup failed (Lua answers "internal failure", never
   "unknown user");
 - `GET /dovecot/users` → a JSON array of every mailbox's address (`doveadm user '*'`).
+`?dovecot=2.4` on the userdb lookup names the quota as Dovecot 2.4 does (`quota_storage_size`).
 
 These answers hold password hashes. They are given only to clients on the loopback interface or
 a unix socket, unless `DOVECOT_HTTP_SECRET` is set: then to any client sending
@@ -72,7 +73,7 @@ def create_http_app(
         return hmac.compare_digest(given, expected_authorization)
 
     def dovecot_lookup(
-        kind: str, lookup: Callable[[Snapshot, str], dict[str, Any] | None]
+        kind: str, lookup: Callable[[Snapshot, str, Request], dict[str, Any] | None]
     ) -> Callable[[Request], Any]:
         async def endpoint(request: Request) -> Response:
             if not allowed(request):
@@ -83,7 +84,7 @@ def create_http_app(
                 recorder.lookup(kind, "temp", time.perf_counter() - started)
                 return JSONResponse({"error": "mail data not loaded yet"}, status_code=503)
             try:
-                fields = lookup(snapshot, request.path_params["login"])
+                fields = lookup(snapshot, request.path_params["login"], request)
             except Exception:
                 log.exception("Dovecot %s lookup failed", kind)
                 recorder.lookup(kind, "temp", time.perf_counter() - started)
@@ -120,13 +121,17 @@ def create_http_app(
     async def prometheus(request: Request) -> Response:
         return Response(metrics.exposition(), media_type=PROMETHEUS_TEXT)
 
-    def userdb_lookup(snapshot: Snapshot, login: str) -> dict[str, Any] | None:
-        return lookup_userdb(snapshot, login, userdb)
+    def passdb_lookup(snapshot: Snapshot, login: str, request: Request) -> dict[str, Any] | None:
+        return lookup_passdb(snapshot, login)
+
+    def userdb_lookup(snapshot: Snapshot, login: str, request: Request) -> dict[str, Any] | None:
+        dovecot24 = request.query_params.get("dovecot") == "2.4"
+        return lookup_userdb(snapshot, login, userdb, dovecot24=dovecot24)
 
     return Starlette(routes=[
         Route("/healthz", healthz),
         Route("/metrics", prometheus),
-        Route("/dovecot/passdb/{login:path}", dovecot_lookup("passdb", lookup_passdb)),
+        Route("/dovecot/passdb/{login:path}", dovecot_lookup("passdb", passdb_lookup)),
         Route("/dovecot/userdb/{login:path}", dovecot_lookup("userdb", userdb_lookup)),
         Route("/dovecot/users", dovecot_users),
     ])

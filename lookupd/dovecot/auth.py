@@ -11,7 +11,8 @@ who knew it, so the reason never tells a stranger which addresses exist. `user` 
 the canonical address differs from the login (`local@alias.tld` → `local@target.tld`, a Unicode
 domain → its ASCII form), so Dovecot continues with the mailbox's own name.
 
-userdb: `uid`, `gid`, `home` and, for a limited mailbox, `quota_rule`. It answers for inactive
+userdb: `uid`, `gid`, `home` and, for a limited mailbox, `quota_rule` (`*:bytes=N`; Dovecot
+2.4, which dropped quota rules, gets `quota_storage_size` = N instead). It answers for inactive
 mailboxes too: the userdb says where mail lives (doveadm still has to reach it to expunge or
 export it); who may log in is the passdb's decision, and Postfix delivers nothing to an inactive
 mailbox because the socketmap does not list it.
@@ -86,14 +87,19 @@ def passdb_fields(record: LoginRecord, login: str) -> dict[str, str]:
     return fields
 
 
-def userdb_fields(record: LoginRecord, login: str, settings: UserdbSettings) -> dict[str, Any]:
+def userdb_fields(
+    record: LoginRecord, login: str, settings: UserdbSettings, *, dovecot24: bool = False
+) -> dict[str, Any]:
     fields: dict[str, Any] = {
         "uid": settings.uid,
         "gid": settings.gid,
         "home": expand_home(settings.home, record.email),
     }
     if record.quota:  # 0 and None mean unlimited: no rule at all
-        fields["quota_rule"] = f"*:bytes={record.quota}"
+        if dovecot24:
+            fields["quota_storage_size"] = record.quota
+        else:
+            fields["quota_rule"] = f"*:bytes={record.quota}"
     if record.email != login:
         fields["user"] = record.email
     return fields
@@ -106,11 +112,13 @@ def lookup_passdb(snapshot: Snapshot, login: str) -> dict[str, str] | None:
 
 
 def lookup_userdb(
-    snapshot: Snapshot, login: str, settings: UserdbSettings
+    snapshot: Snapshot, login: str, settings: UserdbSettings, *, dovecot24: bool = False
 ) -> dict[str, Any] | None:
     """The userdb fields for `login`, or None when no mailbox has that name."""
     record = find_login(snapshot, login)
-    return None if record is None else userdb_fields(record, login, settings)
+    if record is None:
+        return None
+    return userdb_fields(record, login, settings, dovecot24=dovecot24)
 
 
 def iter_users(snapshot: Snapshot) -> Iterator[str]:
