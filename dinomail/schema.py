@@ -259,3 +259,83 @@ for _table, _column in (
     (aliasdomain, "name"),
 ):
     _trigram_index(_table, _column)
+
+
+# --- mail client settings, DKIM keys and DNS checks (migration 0003_dns_autoconfig) ---------------
+
+clientconfig = sa.Table(
+    "dinomail_clientconfig",
+    metadata,
+    # What autoconfig, Autodiscover and .mobileconfig offer a domain's mail clients, and the host
+    # its MX should name. A domain without a row gets the column defaults. A port of 0 means
+    # the mode is not offered; implicit TLS is offered first, STARTTLS as the alternative.
+    sa.Column(
+        "domain_id",
+        sa.Integer,
+        sa.ForeignKey("core_virtualdomain.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("imap_ssl_port", sa.Integer, nullable=False, server_default="993"),
+    sa.Column("imap_starttls_port", sa.Integer, nullable=False, server_default="143"),
+    sa.Column("pop3_ssl_port", sa.Integer, nullable=False, server_default="995"),
+    sa.Column("pop3_starttls_port", sa.Integer, nullable=False, server_default="110"),
+    sa.Column("smtp_ssl_port", sa.Integer, nullable=False, server_default="465"),
+    sa.Column("smtp_starttls_port", sa.Integer, nullable=False, server_default="587"),
+    sa.Column("mx_host", sa.String(253), nullable=False, server_default=""),
+    _timestamp("updated_at"),
+)
+
+dkimkey = sa.Table(
+    "dinomail_dkimkey",
+    metadata,
+    # The key pair DinoMail generated for a domain. The public half is also the domain's
+    # `dkim_key` (with `dkim_key_name` = selector), as in the original; the private half lives
+    # only here, is never listed by the API and never written to the audit log.
+    sa.Column(
+        "domain_id",
+        sa.Integer,
+        sa.ForeignKey("core_virtualdomain.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("selector", sa.String(63), nullable=False),
+    sa.Column("algorithm", sa.String(16), nullable=False),
+    sa.Column("key_bits", sa.Integer, nullable=False),
+    sa.Column("dkim_private_key", sa.Text, nullable=False),  # PKCS#8 PEM
+    sa.Column("public_key", sa.Text, nullable=False),  # the p= value
+    _timestamp("created_at"),
+)
+
+dnscheck = sa.Table(
+    "dinomail_dnscheck",
+    metadata,
+    # The last result of each DNS check of each domain. Kept apart from core_virtualdomain,
+    # whose change-log triggers would wake every lookup daemon at each background check.
+    sa.Column(
+        "domain_id",
+        sa.Integer,
+        sa.ForeignKey("core_virtualdomain.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("name", sa.String(32), primary_key=True),  # dkim, spf, dmarc, mx, ...
+    sa.Column("status", sa.String(32), nullable=False),
+    sa.Column("details", sa.Text, nullable=False),  # JSON: queries, records, expected, problems
+    _timestamp("checked_at"),
+)
+
+dnscheckrun = sa.Table(
+    "dinomail_dnscheckrun",
+    metadata,
+    # When a domain was last checked and with which inputs, so the background checker knows
+    # what is due: never checked, asked for, inputs changed, or older than the interval.
+    sa.Column(
+        "domain_id",
+        sa.Integer,
+        sa.ForeignKey("core_virtualdomain.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("inputs", sa.String(64), nullable=False, server_default=""),
+    _timestamp("checked_at", nullable=True),
+    # Some check could not be made (DNS timeout): retried sooner than the interval.
+    sa.Column("incomplete", sa.Boolean, nullable=False, server_default=sa.false()),
+    _timestamp("requested_at", nullable=True),
+)
