@@ -78,6 +78,9 @@ class Refresher:
     async def run(self, stop: asyncio.Event) -> None:
         failures = 0
         while not stop.is_set():
+            # Cleared before reading the log: a notification that arrives during the refresh
+            # must trigger another one, not be lost until the next safety poll.
+            self._wake.clear()
             try:
                 await self._refresh()
                 failures = 0
@@ -88,7 +91,6 @@ class Refresher:
                 failures += 1
                 await _wait(stop, delay)
                 continue
-            self._wake.clear()
             await _wait(stop, self.poll_interval, self._wake)
         await self._listener.close()
 
