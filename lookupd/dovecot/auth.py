@@ -5,9 +5,12 @@ Lua driver calls (`lookupd.http`). They hold Dovecot's rules; the address rules 
 domains, IDNA) are `lookupd.resolve.find_login`'s.
 
 passdb: `password` is the stored `{SCHEME}hash`, which Dovecot verifies itself. A mailbox that
-exists but may not log in (inactive, or its domain inactive) is answered with its password and
-`nologin` + `reason`: Dovecot checks the password first and shows the reason only to someone
-who knew it, so the reason never tells a stranger which addresses exist. `user` is added when
+exists but may not log in (inactive, or its domain inactive) is answered with its password,
+`nologin` + `reason` (the reason is in Dovecot's log) and `fail`: `nologin` alone is enforced
+only by Dovecot's own login processes (IMAP, POP3), while SASL clients such as Postfix's smtpd
+and `doveadm auth test` would see a success; `fail` makes the auth server itself refuse, with
+the same "authentication failed" as a wrong password, so it tells a stranger nothing about
+which addresses exist. `user` is added when
 the canonical address differs from the login (`local@alias.tld` → `local@target.tld`, a Unicode
 domain → its ASCII form), so Dovecot continues with the mailbox's own name.
 
@@ -80,9 +83,11 @@ def passdb_fields(record: LoginRecord, login: str) -> dict[str, str]:
         fields["reason"] = NO_PASSWORD_REASON
     elif not record.active:
         fields["nologin"] = "y"
+        fields["fail"] = "y"
         fields["reason"] = INACTIVE_MAILBOX_REASON
     elif not record.domain_active:
         fields["nologin"] = "y"
+        fields["fail"] = "y"
         fields["reason"] = INACTIVE_DOMAIN_REASON
     return fields
 
