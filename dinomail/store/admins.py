@@ -70,6 +70,15 @@ async def get(conn: AsyncConnection, admin_id: int) -> Row:
     return row
 
 
+async def password_hash(conn: AsyncConnection, admin_id: int) -> str:
+    """The admin's stored password hash; the pages bind a login session to it, so that a new
+    password ends every session opened with the old one."""
+    stored = await conn.scalar(sa.select(admin.c.password).where(admin.c.id == admin_id))
+    if stored is None:
+        raise NotFound("admin not found")
+    return str(stored)
+
+
 async def get_by_username(conn: AsyncConnection, username: str) -> Row:
     query = sa.select(*_PUBLIC).where(admin.c.username == username)
     return await fetch_one(conn, query, "admin")
