@@ -1,4 +1,5 @@
-"""The admin HTTP application: the REST API, metrics and health, behind the host check."""
+"""The admin HTTP application: the REST API, the web pages, metrics and health, behind the host
+check."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from adminapi import api
+from adminapi import api, pages
 from adminapi.api.errors import EXCEPTION_HANDLERS
 from adminapi.metrics import HttpMetrics, MetricsMiddleware
 from dinomail.settings import Settings
@@ -52,6 +53,8 @@ def create_app(settings: Settings, store: Store) -> Starlette:
         Route("/healthz", healthz, methods=["GET"]),
         Route("/metrics", metrics.endpoint, methods=["GET"]),
         *api.routes(),
+        # After the API's: a page never shadows an API path.
+        *pages.routes(),
     ]
     app = Starlette(
         routes=routes,
@@ -60,10 +63,12 @@ def create_app(settings: Settings, store: Store) -> Starlette:
             Middleware(TrustedHostMiddleware, allowed_hosts=list(settings.ALLOWED_HOSTS)),
             Middleware(ApiTrailingSlash),
         ],
-        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        # The API's JSON errors on its paths; pages in the admin's language elsewhere.
+        exception_handlers=pages.exception_handlers(EXCEPTION_HANDLERS),  # type: ignore[arg-type]
     )
     app.router.redirect_slashes = False
     app.state.settings = settings
     app.state.store = store
     app.state.metrics = metrics
+    app.state.pages = pages.build_state(settings)
     return app

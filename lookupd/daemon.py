@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 from dinomail.http_server import HttpServer
 from dinomail.settings import Settings
@@ -70,6 +71,9 @@ async def start_lookupd(settings: Settings, store: Store) -> Lookupd:
     quota_writer = QuotaWriter(
         store, flush_interval=settings.QUOTA_FLUSH_INTERVAL, metrics=metrics
     )
+    if not settings.DICT_LISTEN:
+        # The default socket lives in STATE_DIR, which `dinomail lookupd` alone never created.
+        Path(settings.STATE_DIR).mkdir(mode=0o750, parents=True, exist_ok=True)
     dovecot_dict = await start_dict_server(
         settings.dict_listen, lambda: holder.current, userdb=userdb,
         quota_writer=quota_writer, metrics=metrics,

@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from json.encoder import encode_basestring as _json_string  # type: ignore[attr-defined]
 from typing import Any
 
 from lookupd.resolve import LoginRecord, find_login, iter_mailbox_emails
@@ -132,5 +133,17 @@ def iter_users(snapshot: Snapshot) -> Iterator[str]:
 
 
 def encode_fields(fields: dict[str, Any]) -> bytes:
-    """One flat JSON object, as Dovecot's dict passdb/userdb (`format = json`) reads it."""
-    return json.dumps(fields, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    """One flat JSON object, as Dovecot's dict passdb/userdb (`format = json`) reads it.
+
+    Written by hand over the C string encoder: the objects are flat, their values strings or
+    integers, and `json.dumps` costs half of a whole lookup here.
+    """
+    parts = []
+    for key, value in fields.items():
+        if type(value) is str:
+            parts.append(f"{_json_string(key)}:{_json_string(value)}")
+        elif type(value) is int:
+            parts.append(f"{_json_string(key)}:{value}")
+        else:
+            parts.append(f"{_json_string(key)}:{json.dumps(value)}")
+    return ("{" + ",".join(parts) + "}").encode("utf-8")

@@ -255,6 +255,13 @@ class DictProtocol(asyncio.Protocol):
         if self._partial:
             data = self._partial + data
             self._partial = b""
+        elif (
+            data[-1:] == b"\n" and data.count(b"\n") == 1 and self._major
+            and not self._queue and self._iteration is None and len(data) <= MAX_LINE_BYTES
+        ):
+            # The common case, one whole command (Dovecot waits for each answer): skip the queue.
+            self._run_line(data[:-1])
+            return
         if b"\n" not in data:
             if len(data) > MAX_LINE_BYTES:
                 self._client_error("oversize", f"a line longer than {MAX_LINE_BYTES} bytes")
@@ -323,6 +330,16 @@ class DictProtocol(asyncio.Protocol):
             transport.write(replies[0] if len(replies) == 1 else b"".join(replies))
         if self._iteration is not None and queue:
             transport.pause_reading()  # later commands wait for the rows; so does the client
+
+    def _run_line(self, line: bytes) -> None:
+        assert self._transport is not None
+        try:
+            reply = self._command(line)
+        except DictClientError as error:
+            self._client_error(error.reason, str(error))
+            return
+        if reply:
+            self._transport.write(reply)
 
     def _command(self, line: bytes) -> bytes | None:
         if not line:

@@ -1,0 +1,117 @@
+"""Aliases: list with a source-domain filter and the original "Exterior?" and "Ok?" columns,
+create, edit, delete (a POST after a confirmation page; the original deleted on a GET)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.responses import Response
+
+from adminapi.pages.domain_select import domain_choices, find_domain
+from adminapi.pages.forms import Form
+from adminapi.pages.listing import PAGE_SIZE, page_links, parse_paging, search_text
+from adminapi.pages.web import Page
+from dinomail import validation as v
+from dinomail.store import StoreError, aliases
+
+
+def label(alias: dict[str, Any]) -> str:
+    """The original's `str(alias)`."""
+    return f"{alias['source']} -> {alias['destination']}"
+
+
+async def alias_list(page: Page) -> Response:
+    q = search_text(page)
+    typed_domain = page.request.query_params.get("domain", "").strip()
+    domain = await find_domain(page, typed_domain) if typed_domain else None
+    unknown_domain = typed_domain if typed_domain and domain is None else None
+    paging = parse_paging(page, "source")
+    async with page.store.read() as conn:
+        window = await aliases.list_window(
+            conn, page.scope, domain_id=domain["id"] if domain else None, q=q or None,
+            order_by="source", limit=PAGE_SIZE, offset=paging.offset, after=paging.after,
+        )
+        # Interior destinations → whether they exist; exterior ones are absent (always ok).
+        status = await aliases.destination_status(
+            conn, [row["destination"] for row in window.rows])
+    query = {"domain": domain["name"] if domain else "", "q": q}
+    return page.render(
+        "aliases.html", aliases=window.rows, alias_status=status, q=q, domain=domain,
+        unknown_domain=unknown_domain, choices=await domain_choices(page),
+        links=page_links(page, "alias_list", paging, window, query),
+    )
+
+
+async def _form_page(page: Page, form: Form, alias: dict | None, *, status: int = 200
+                     ) -> Response:
+    return page.render("alias_form.html", status=status, form=form, alias=alias,
+                       choices=await domain_choices(page))
+
+
+async def _posted(page: Page, form: Form) -> dict[str, Any]:
+    data = page.form_data
+    form.values["source"] = data.text("source")
+    form.values["destination"] = data.text("destination")
+    form.values["domain"] = data.text("domain")
+    values: dict[str, Any] = {"source": form.values["source"],
+                              "destination": form.values["destination"]}
+    if form.values["domain"]:
+        domain = await find_domain(page, form.values["domain"])
+        if domain is None:
+            form.add_error("domain", page._("No such domain among yours."))
+        else:
+            values["domain_id"] = domain["id"]
+    return values
+
+
+async def alias_new(page: Page) -> Response:
+    _ = page._
+    form = Form(values={"domain": page.request.query_params.get("domain", ""), "source": "",
+                        "destination": ""})
+    if page.request.method == "GET":
+        return await _form_page(page, form, None)
+    values = await _posted(page, form)
+    if not form.valid:
+        return await _form_page(page, form, None, status=400)
+    try:
+        async with page.store.write() as conn:
+            created = await aliases.create(conn, page.admin.actor, page.scope, values)
+    except (StoreError, v.ValidationError) as error:
+        page.refuse_into(form, error)
+        return await _form_page(page, form, None, status=400)
+    page.flash("success", _("Alias %(alias)s was created.") % {"alias": label(created)})
+    return page.redirect(page.url("alias_list"))
+
+
+async def alias_edit(page: Page) -> Response:
+    _ = page._
+    alias_id = page.path_id()
+    async with page.store.read() as conn:
+        alias = await aliases.get(conn, page.scope, alias_id)
+    form = Form(values={"domain": alias["domain_name"], "source": alias["source"],
+                        "destination": alias["destination"]})
+    if page.request.method == "GET":
+        return await _form_page(page, form, alias)
+    values = await _posted(page, form)
+    if not form.valid:
+        return await _form_page(page, form, alias, status=400)
+    try:
+        async with page.store.write() as conn:
+            changed = await aliases.update(conn, page.admin.actor, page.scope, alias_id, values)
+    except (StoreError, v.ValidationError) as error:
+        page.refuse_into(form, error)
+        return await _form_page(page, form, alias, status=400)
+    page.flash("success", _("Alias %(alias)s was changed.") % {"alias": label(changed)})
+    return page.redirect(page.url("alias_list"))
+
+
+async def alias_delete(page: Page) -> Response:
+    alias_id = page.path_id()
+    async with page.store.read() as conn:
+        alias = await aliases.get(conn, page.scope, alias_id)
+    if page.request.method == "POST":
+        async with page.store.write() as conn:
+            await aliases.delete(conn, page.admin.actor, page.scope, alias_id)
+        page.flash("warning", page._("Alias %(alias)s was deleted.") % {"alias": label(alias)})
+        return page.redirect(page.url("alias_list"))
+    return page.render("alias_delete.html", alias=alias)

@@ -1,0 +1,189 @@
+"""Domains: the list with DNS statuses, create, edit, delete, the autoconfig download, and the
+DNS status pages."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.responses import Response
+
+from adminapi.pages.autoconfig_file import build_autoconfig
+from adminapi.pages.forms import N_, Form
+from adminapi.pages.listing import PAGE_SIZE, page_links, parse_paging, search_text
+from adminapi.pages.web import Page
+from dinomail import validation as v
+from dinomail.store import Forbidden, StoreError, domains, limits
+
+# The original's statuses (`DkimStatus`, `DmarcStatus`, `SpfStatus`) with their wording; the
+# tone says how the page colours them.
+DKIM_STATUSES = {
+    0: (N_("Not set"), "unset"),
+    1: (N_("DNS record not found"), "bad"),
+    2: (N_("No DNS key found in record"), "bad"),
+    3: (N_("Key and DNS record don't match"), "bad"),
+    4: (N_("OK"), "ok"),
+}
+DMARC_STATUSES = {
+    0: (N_("No DNS record for DMARC"), "unset"),
+    1: (N_("DNS record does not contain v=DMARC1"), "bad"),
+    2: (N_("OK"), "ok"),
+}
+SPF_STATUSES = {
+    0: (N_("No DNS record for SPF"), "unset"),
+    1: (N_("OK"), "ok"),
+}
+STATUS_TABLES = {"dkim": DKIM_STATUSES, "dmarc": DMARC_STATUSES, "spf": SPF_STATUSES}
+
+# The form's text fields, in the order shown; `name` comes first and is handled apart.
+TEXT_FIELDS = (
+    "display_name", "short_display_name", "dkim_key_name", "dkim_key", "imap_address",
+    "pop_address", "smtp_address",
+)
+
+
+def status_of(kind: str, value: int) -> tuple[str, str]:
+    return STATUS_TABLES[kind].get(value, (N_("Unknown"), "bad"))
+
+
+async def domain_list(page: Page) -> Response:
+    q = search_text(page)
+    paging = parse_paging(page, "name")
+    async with page.store.read() as conn:
+        window = await domains.list_window(
+            conn, page.scope, q=q or None, order_by="name", limit=PAGE_SIZE,
+            offset=paging.offset, after=paging.after,
+        )
+    return page.render(
+        "domains.html", domains=window.rows, q=q, status_of=status_of,
+        links=page_links(page, "domain_list", paging, window, {"q": q}),
+    )
+
+
+def _empty_form() -> Form:
+    return Form(values={"name": "", **dict.fromkeys(TEXT_FIELDS, ""), "active": True})
+
+
+def _form_of(domain: dict[str, Any]) -> Form:
+    values = {name: domain[name] or "" for name in ("name", *TEXT_FIELDS)}
+    return Form(values={**values, "name": v.display_domain(domain["name"]),
+                        "active": bool(domain["active"])})
+
+
+def _posted(page: Page, form: Form, *, with_name: bool) -> dict[str, Any]:
+    data = page.form_data
+    for name in TEXT_FIELDS:
+        form.values[name] = data.get(name)
+    form.values["active"] = data.checked("active")
+    values: dict[str, Any] = {name: form.values[name] for name in TEXT_FIELDS}
+    values["active"] = form.values["active"]
+    if with_name:
+        form.values["name"] = data.text("name")
+        values["name"] = form.values["name"]
+    return values
+
+
+def _form_page(page: Page, form: Form, domain: dict | None, *, status: int = 200) -> Response:
+    return page.render("domain_form.html", status=status, form=form, domain=domain)
+
+
+async def domain_new(page: Page) -> Response:
+    _ = page._
+    if not page.is_superadmin:
+        raise Forbidden("only a superadmin can create a domain")
+    form = _empty_form()
+    if page.request.method == "GET":
+        return _form_page(page, form, None)
+    values = _posted(page, form, with_name=True)
+    try:
+        async with page.store.write() as conn:
+            created = await domains.create(conn, page.admin.actor, page.scope, values)
+    except (StoreError, v.ValidationError) as error:
+        page.refuse_into(form, error)
+        return _form_page(page, form, None, status=400)
+    page.flash("success", _("Domain %(name)s was created.")
+               % {"name": v.display_domain(created["name"])})
+    return page.redirect(page.url("domain_list"))
+
+
+async def domain_edit(page: Page) -> Response:
+    _ = page._
+    domain_id = page.path_id()
+    async with page.store.read() as conn:
+        domain = await domains.get(conn, page.scope, domain_id)
+    form = _form_of(domain)
+    if page.request.method == "GET":
+        return _form_page(page, form, domain)
+    # Only a superadmin may rename; a domain admin's form has the name disabled.
+    values = _posted(page, form, with_name=page.is_superadmin)
+    try:
+        async with page.store.write() as conn:
+            changed = await domains.update(conn, page.admin.actor, page.scope, domain_id, values)
+    except (StoreError, v.ValidationError) as error:
+        if isinstance(error, Forbidden) and error.field is None:
+            raise
+        page.refuse_into(form, error)
+        return _form_page(page, form, domain, status=400)
+    page.flash("success", _("Domain %(name)s was changed.")
+               % {"name": v.display_domain(changed["name"])})
+    return page.redirect(page.url("domain_list"))
+
+
+def _names_match(typed: str, name: str) -> bool:
+    typed = typed.strip().rstrip(".").lower()
+    return typed in (name, v.display_domain(name).lower())
+
+
+async def domain_delete(page: Page) -> Response:
+    _ = page._
+    domain_id = page.path_id()
+    async with page.store.read() as conn:
+        domain = await domains.get(conn, page.scope, domain_id)
+        usage = (await limits.usage(conn, [domain_id]))[domain_id]
+    if not page.is_superadmin:
+        raise Forbidden("only a superadmin can delete a domain")
+    form = Form(values={"verifier": ""})
+    if page.request.method == "POST":
+        form.values["verifier"] = page.form_data.text("verifier")
+        if _names_match(form.values["verifier"], domain["name"]):
+            async with page.store.write() as conn:
+                await domains.delete(conn, page.admin.actor, page.scope, domain_id)
+            page.flash("warning", _("Domain %(name)s was deleted.")
+                       % {"name": v.display_domain(domain["name"])})
+            return page.redirect(page.url("domain_list"))
+        form.add_error("verifier", _("Names don't match. Operation cancelled."))
+    return page.render("domain_delete.html", status=200 if form.valid else 400, form=form,
+                       domain=domain, usage=usage)
+
+
+async def domain_autoconfig(page: Page) -> Response:
+    async with page.store.read() as conn:
+        domain = await domains.get(conn, page.scope, page.path_id())
+    return Response(
+        build_autoconfig(domain), media_type="application/xml",
+        headers={"Content-Disposition": "attachment; filename=autoconfig.xml"},
+    )
+
+
+async def domain_update_status(page: Page) -> Response:
+    """The original's "update status" (a GET there; a POST here)."""
+    async with page.store.read() as conn:
+        domain = await domains.get(conn, page.scope, page.path_id())
+    page.flash("warning", page._(
+        "DNS checks are not available yet: the statuses shown for %(name)s are the last "
+        "stored results.") % {"name": v.display_domain(domain["name"])})
+    return page.redirect(page.url("domain_list"))
+
+
+def _scan_view(kind: str):  # type: ignore[no-untyped-def]
+    async def view(page: Page) -> Response:
+        async with page.store.read() as conn:
+            domain = await domains.get(conn, page.scope, page.path_id())
+        return page.render("domain_scan.html", domain=domain, kind=kind, status_of=status_of)
+
+    view.__name__ = f"domain_{kind}_scan"
+    return view
+
+
+domain_dkim_scan = _scan_view("dkim")
+domain_dmarc_scan = _scan_view("dmarc")
+domain_spf_scan = _scan_view("spf")

@@ -1,0 +1,377 @@
+"""What every page shares: the session, the logged-in admin, CSRF checks, rendering, and the
+headers that keep the pages from being framed, sniffed or cached.
+
+A page is an `async def view(page: Page) -> Response` wrapped by `page_endpoint`, which does the
+rest: reads the session cookie, sends anyone not logged in to the login page, checks the CSRF
+token of every POST before the view runs, turns "not found" and "forbidden" into pages, and
+writes the session back when it changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from sqlalchemy.exc import InterfaceError, OperationalError
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+
+from adminapi.api.auth import Caller
+from adminapi.api.errors import ApiError
+from adminapi.api.serialize import MAX_ID
+from adminapi.pages.forms import BadForm, Form, FormData, read_form, translate_refusal
+from adminapi.pages.i18n import LANGUAGE_NAMES, Formats, choose_language, translations_for
+from adminapi.pages.icons import icon
+from adminapi.pages.ratelimit import LoginRateLimiter
+from adminapi.pages.sessions import (
+    Session,
+    SessionCodec,
+    cookie_is_secure,
+    read_session,
+    write_session,
+)
+from dinomail import __version__
+from dinomail.settings import LANGUAGES, Settings
+from dinomail.store import Forbidden, NotFound, Scope, Store, StoreError, admins
+from dinomail.validation import ValidationError, display_domain
+
+log = logging.getLogger("dinomail.pages")
+
+PACKAGE_DIR = Path(__file__).parent
+TEMPLATES_DIR = PACKAGE_DIR / "templates"
+STATIC_DIR = PACKAGE_DIR / "static"
+CSRF_FIELD = "csrf_token"
+# Route names of the pages are kept apart from the API's (both have an `aliasdomain_list`).
+ROUTE_PREFIX = "pages:"
+
+# No inline script or style anywhere, no third-party origin: everything comes from DinoMail.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; style-src 'self'; img-src 'self' data:; script-src 'self'; "
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+    # Pages show data of the admin's domains (and, once, an API key): never keep them in a cache.
+    "Cache-Control": "no-store",
+}
+
+
+@dataclass(frozen=True)
+class PagesState:
+    """Built once per application: signing keys, counters and template environments."""
+
+    codec: SessionCodec
+    limiter: LoginRateLimiter
+    environments: dict[str, Environment]
+    static_version: str
+
+
+def _static_version() -> str:
+    """A digest of the static files, added to their URLs so a new release is never hidden by a
+    browser's cached copy of the old stylesheet."""
+    digest = hashlib.sha256()
+    for path in sorted(STATIC_DIR.rglob("*")):
+        if path.is_file():
+            digest.update(path.name.encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def make_environment(language: str) -> Environment:
+    environment = Environment(
+        loader=FileSystemLoader(TEMPLATES_DIR),
+        autoescape=select_autoescape(("html", "xml")),
+        extensions=["jinja2.ext.i18n"],
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    environment.install_gettext_translations(  # type: ignore[attr-defined]
+        translations_for(language), newstyle=True
+    )
+    environment.globals["icon"] = icon
+    environment.filters["idn"] = display_domain
+    environment.filters["address"] = display_address
+    return environment
+
+
+def display_address(address: str) -> str:
+    """An address with its domain in Unicode, as people write it (`eve@bücher.example`)."""
+    local, at, domain = address.rpartition("@")
+    return f"{local}{at}{display_domain(domain)}" if at else address
+
+
+def build_state(settings: Settings) -> PagesState:
+    # Without a SECRET_KEY (tests, or an app built by hand) sessions are signed with a key of
+    # this process: they end when it stops. `dinomail serve` always provides one.
+    secret = settings.SECRET_KEY or secrets.token_bytes(32)
+    return PagesState(
+        codec=SessionCodec(secret),
+        limiter=LoginRateLimiter(),
+        environments={language: make_environment(language) for language in LANGUAGES},
+        static_version=_static_version(),
+    )
+
+
+class Page:
+    """One request to a page, with what its view needs to answer it."""
+
+    def __init__(self, request: Request, session: Session) -> None:
+        self.request = request
+        self.state: PagesState = request.app.state.pages
+        self.settings: Settings = request.app.state.settings
+        self.store: Store = request.app.state.store
+        self.session = session
+        self.language = choose_language(request, session.language, self.settings.LANGUAGE_CODE)
+        translations = translations_for(self.language)
+        self._ = translations.gettext
+        self.ngettext = translations.ngettext
+        self.formats = Formats(self.language, self.settings.TIME_ZONE)
+        self.caller: Caller | None = None
+        self.form_data = FormData(())
+
+    # --- who is asking ---------------------------------------------------------------------------
+
+    @property
+    def admin(self) -> Caller:
+        assert self.caller is not None, "a view for logged-in admins only"
+        return self.caller
+
+    @property
+    def scope(self) -> Scope:
+        return self.admin.scope
+
+    @property
+    def is_superadmin(self) -> bool:
+        return self.caller is not None and self.caller.is_superadmin
+
+    # --- answering -------------------------------------------------------------------------------
+
+    def url(self, name: str, /, **params: Any) -> str:
+        return str(self.request.app.url_path_for(ROUTE_PREFIX + name, **params))
+
+    def url_with(self, name: str, query: dict[str, Any] | None = None, /, **params: Any) -> str:
+        kept = {key: value for key, value in (query or {}).items() if value not in (None, "")}
+        return self.url(name, **params) + (f"?{urlencode(kept)}" if kept else "")
+
+    def path_id(self, name: str = "pk") -> int:
+        """An object id from the URL; ids beyond the tables' 32 bits name nothing."""
+        value = int(self.request.path_params[name])
+        if not 0 < value <= MAX_ID:
+            raise NotFound("no such object")
+        return value
+
+    def static(self, path: str) -> str:
+        return f"/static/{path}?v={self.state.static_version}"
+
+    def flash(self, level: str, message: str) -> None:
+        self.session.flash(level, message)
+
+    def refusal(self, error: StoreError | ValidationError) -> str:
+        return translate_refusal(error, self._, self.formats.size)
+
+    def refuse_into(self, form: Form, error: StoreError | ValidationError,
+                    fields: dict[str, str] | None = None) -> None:
+        """Put a store refusal under the field it names (`fields` maps the store's names to the
+        form's where they differ)."""
+        name = (fields or {}).get(error.field or "", error.field)
+        form.add_error(name, self.refusal(error))
+
+    def render(self, template: str, *, status: int = 200, **context: Any) -> HTMLResponse:
+        environment = self.state.environments[self.language]
+        values = {
+            "page": self,
+            "caller": self.caller,
+            "csrf_token": self.session.csrf_token,
+            "csrf_field": CSRF_FIELD,
+            "flashes": self.session.pop_flashes(),
+            "language": self.language,
+            "languages": [(code, LANGUAGE_NAMES[code]) for code in LANGUAGES],
+            "site_name": self.settings.DINOMAIL_NAME,
+            "version": __version__,
+            "formats": self.formats,
+            "current_path": self.request.url.path,
+            **context,
+        }
+        html = environment.get_template(template).render(values)
+        return HTMLResponse(html, status_code=status)
+
+    def redirect(self, url: str) -> RedirectResponse:
+        # 303: after a POST, the browser follows with a GET (a refresh does not post again).
+        return RedirectResponse(url, status_code=303)
+
+    def error(self, status: int, title: str, message: str) -> HTMLResponse:
+        return self.render("error.html", status=status, code=status, title=title,
+                           message=message)
+
+
+View = Callable[[Page], Awaitable[Response]]
+
+
+def local_path(target: str | None, fallback: str = "/") -> str:
+    """`target` if it is a path on this site, else `fallback`: a login link must not send the
+    admin elsewhere (`//evil.example`, `https://…`, `/\\evil.example` all count as elsewhere)."""
+    if not target or not target.startswith("/") or target.startswith(("//", "/\\")):
+        return fallback
+    if any(ord(char) < 32 or char == "\\" for char in target):
+        return fallback
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc:
+        return fallback
+    return target
+
+
+async def load_caller(page: Page) -> Caller | None:
+    """The admin of the session, checked again on every request: still there, still active,
+    and with the same password as when they logged in."""
+    admin_id = page.session.admin_id
+    if admin_id is None:
+        return None
+    async with page.store.read() as conn:
+        try:
+            account = await admins.get(conn, admin_id)
+            stored_hash = await admins.password_hash(conn, admin_id)
+        except NotFound:
+            return None
+    binding = page.state.codec.password_binding(admin_id, stored_hash)
+    if not account["is_active"] or not hmac.compare_digest(
+        binding, page.session.password_binding
+    ):
+        return None
+    scope = Scope() if account["is_superadmin"] else Scope(frozenset(account["domain_ids"]))
+    return Caller(account=account, scope=scope, key=None)
+
+
+def _same_origin(request: Request) -> bool:
+    """A POST whose Origin header names another site is refused whatever its token (browsers
+    send Origin with every POST; its absence, from older clients, is left to the token)."""
+    origin = request.headers.get("origin")
+    if origin is None:
+        return True
+    host = request.headers.get("host", "")
+    return origin != "null" and urlsplit(origin).netloc.lower() == host.lower()
+
+
+def csrf_ok(page: Page) -> bool:
+    sent = page.form_data.get(CSRF_FIELD)
+    expected = page.session.csrf_token
+    return (
+        bool(sent) and sent.isascii()
+        and hmac.compare_digest(sent.encode(), expected.encode())
+        and _same_origin(page.request)
+    )
+
+
+def csrf_failure(page: Page) -> HTMLResponse:
+    _ = page._
+    return page.error(
+        403, _("Request refused"),
+        _("This form was sent without a valid security token, so nothing was changed. Reload "
+          "the page and send the form again. Cookies must be enabled for this site."),
+    )
+
+
+def _login_redirect(page: Page) -> Response:
+    request = page.request
+    target = request.url.path
+    if request.url.query:
+        target += "?" + request.url.query
+    query = {"next": target} if request.method == "GET" and target != "/" else {}
+    return page.redirect(page.url_with("login", query))
+
+
+def _finish(page: Page, response: Response) -> Response:
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    if page.session.modified:
+        write_session(
+            response, page.session, page.state.codec,
+            secure=cookie_is_secure(page.request, page.settings.DEBUG),
+        )
+    return response
+
+
+async def _answer(page: Page, view: View, public: bool) -> Response:
+    _ = page._
+    if not public or page.session.admin_id is not None:
+        page.caller = await load_caller(page)
+        if page.caller is None and page.session.admin_id is not None:
+            page.session.log_out()
+        if page.caller is None and not public:
+            return _login_redirect(page)
+    if page.request.method == "POST":
+        try:
+            page.form_data = await read_form(page.request)
+        except BadForm:
+            return page.error(400, _("Bad request"), _("This request is not a form of DinoMail."))
+        if not csrf_ok(page):
+            return csrf_failure(page)
+    try:
+        return await view(page)
+    except NotFound:
+        return page.error(404, _("Not found"),
+                          _("There is nothing here, or nothing you may see."))
+    except Forbidden as error:
+        return page.error(403, _("Not allowed"), page.refusal(error))
+
+
+def page_endpoint(view: View, *, public: bool = False) -> Callable[[Request], Awaitable[Response]]:
+    """The Starlette endpoint of a view; `public` views are shown without a login."""
+
+    async def endpoint(request: Request) -> Response:
+        session, _ = read_session(request, request.app.state.pages.codec)
+        page = Page(request, session)
+        try:
+            response = await _answer(page, view, public)
+        except ApiError as error:
+            # The only ones raised here come from reading the body (too large, bad length).
+            response = page.error(error.status, page._("Bad request"), error.message)
+        return _finish(page, response)
+
+    endpoint.__name__ = view.__name__
+    return endpoint
+
+
+# --- pages for errors raised outside a view (no such URL, database down) -------------------------
+
+
+def error_page(request: Request, status: int, kind: str) -> Response:
+    """An error page in the admin's language, for requests no view answered."""
+    state: PagesState | None = getattr(request.app.state, "pages", None)
+    if state is None:
+        return HTMLResponse(f"<h1>{status}</h1>", status_code=status)
+    session, _ = read_session(request, state.codec)
+    page = Page(request, session)
+    _ = page._
+    titles = {
+        "not_found": (_("Not found"), _("There is nothing here, or nothing you may see.")),
+        "method": (_("Not allowed"), _("This page cannot be used that way.")),
+        "unavailable": (_("Database unavailable"),
+                        _("The database is not answering. Try again in a moment.")),
+        "internal": (_("Internal error"),
+                     _("Something went wrong on the server; it has been logged.")),
+    }
+    title, message = titles[kind]
+    # A fresh session made here would carry no data worth a cookie.
+    page.session.modified = False
+    try:
+        response: Response = page.error(status, title, message)
+    except Exception:
+        log.exception("cannot render the error page")
+        response = HTMLResponse(f"<h1>{status}</h1>", status_code=status)
+    return _finish(page, response)
+
+
+DATABASE_ERRORS = (OperationalError, InterfaceError, ConnectionError, TimeoutError)
+
