@@ -76,6 +76,18 @@ class Settings:
     SQLITE_POLL_INTERVAL: float = 0.25
     FULL_RESYNC_INTERVAL: float = 3600.0
 
+    # DNS checks of each domain (DKIM, SPF, DMARC, MX, MTA-STS, TLS-RPT, autoconfig names).
+    # Resolvers as `IP` or `IP:PORT` (`[IPv6]:PORT`); empty: the system's (/etc/resolv.conf).
+    DNS_RESOLVERS: tuple[str, ...] = ()
+    DNS_TIMEOUT: float = 5.0
+    # Seconds between background checks of a domain; 0 checks only when asked to.
+    DNS_CHECK_INTERVAL: float = 21600.0
+    DNS_CHECK_CONCURRENCY: int = 4
+    # The host MX records should name, unless a domain sets its own (`/api/clientconfig/`).
+    MX_HOST: str = ""
+    # Where the DKIM signer (OpenDKIM, Rspamd) finds the private keys DinoMail exports.
+    DKIM_KEY_DIR: str = "/var/lib/dinomail/dkim"
+
     @property
     def dict_listen(self) -> str:
         return self.DICT_LISTEN or f"unix:{Path(self.STATE_DIR).resolve() / 'dovecot-dict.sock'}"
@@ -243,6 +255,42 @@ _CHECKS: dict[str, Callable[[Any], None]] = {
     "QUOTA_FLUSH_INTERVAL": _check_positive,
     "DOVECOT_HTTP_SECRET": _check_http_secret,
 }
+
+
+def _check_resolvers(value: tuple[str, ...]) -> None:
+    from dinomail.dnscheck.resolver import parse_nameserver
+
+    for item in value:
+        parse_nameserver(item)
+
+
+def _check_mx_host(value: str) -> None:
+    from dinomail.validation import ValidationError, normalize_hostname
+
+    try:
+        normalize_hostname(value, "MX_HOST")
+    except ValidationError as error:
+        raise ValueError(error.message) from None
+
+
+def _check_at_least_one(value: int) -> None:
+    if value < 1:
+        raise ValueError("must be 1 or more")
+
+
+def _check_absolute_path(value: str) -> None:
+    if not value.startswith("/"):
+        raise ValueError("must be an absolute path")
+
+
+_CHECKS.update({
+    "DNS_RESOLVERS": _check_resolvers,
+    "DNS_TIMEOUT": _check_positive,
+    "DNS_CHECK_INTERVAL": _check_non_negative,
+    "DNS_CHECK_CONCURRENCY": _check_at_least_one,
+    "MX_HOST": _check_mx_host,
+    "DKIM_KEY_DIR": _check_absolute_path,
+})
 
 
 def _check_password_scheme(values: dict[str, Any]) -> None:

@@ -1,0 +1,294 @@
+"""Per-domain mail client settings (`dinomail_clientconfig`), generated DKIM keys
+(`dinomail_dkimkey`) and DNS check results (`dinomail_dnscheck`, `dinomail_dnscheckrun`).
+
+A DKIM private key is read by one function only, `dkim_private_key`, which writes an audit
+entry; every other read leaves the column out, so it cannot reach a list, a log or a page by
+accident.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from dinomail import validation as v
+from dinomail.dkim import KeyPair
+from dinomail.schema import clientconfig, dkimkey, dnscheck, dnscheckrun, virtualdomain
+from dinomail.store import audit, domains
+from dinomail.store.common import Row, changed_values, fetch_all, now
+from dinomail.store.errors import NotFound
+from dinomail.store.fields import clean_fields
+from dinomail.store.scope import Scope
+
+# Ids per `IN (...)` list: below SQLite's variable limit.
+CHUNK = 500
+
+# --- mail client settings -------------------------------------------------------------------------
+
+PROTOCOLS = ("imap", "pop3", "smtp")
+PORT_FIELDS = tuple(f"{protocol}_{mode}_port" for protocol in PROTOCOLS
+                    for mode in ("ssl", "starttls"))
+CLIENT_DEFAULTS: dict[str, Any] = {
+    "imap_ssl_port": 993, "imap_starttls_port": 143,
+    "pop3_ssl_port": 995, "pop3_starttls_port": 110,
+    "smtp_ssl_port": 465, "smtp_starttls_port": 587,
+    "mx_host": "",
+}
+# IMAP and SMTP must each be offered somehow; POP3 may be turned off entirely.
+REQUIRED_PROTOCOLS = ("imap", "smtp")
+
+
+def normalize_port(value: object, field: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise v.ValidationError(field, "must be a port number (0 turns the mode off)")
+    if not 0 <= value <= 65535:
+        raise v.ValidationError(field, "must be from 1 to 65535, or 0 to turn the mode off")
+    return value
+
+
+CLIENT_NORMALIZERS: dict[str, Any] = {name: normalize_port for name in PORT_FIELDS}
+CLIENT_NORMALIZERS["mx_host"] = v.normalize_hostname
+
+
+async def client_configs(conn: AsyncConnection, domain_ids: Sequence[int]) -> dict[int, Row]:
+    """The settings of each domain; a domain without a row gets the defaults."""
+    found: dict[int, Row] = {}
+    ids = list(domain_ids)
+    for start in range(0, len(ids), CHUNK):
+        chunk = ids[start:start + CHUNK]
+        query = sa.select(clientconfig).where(clientconfig.c.domain_id.in_(chunk))
+        for row in await fetch_all(conn, query):
+            found[row["domain_id"]] = row
+    return {
+        domain_id: found.get(domain_id, {"domain_id": domain_id, **CLIENT_DEFAULTS,
+                                         "updated_at": None})
+        for domain_id in ids
+    }
+
+
+async def update_client_config(
+    conn: AsyncConnection, actor: str, scope: Scope, domain_id: int, data: Mapping[str, Any]
+) -> Row:
+    """Change a domain's client settings; the domain admin of the domain may."""
+    domain = await domains.get(conn, scope, domain_id)
+    values = clean_fields(data, CLIENT_NORMALIZERS)
+    old = (await client_configs(conn, [domain_id]))[domain_id]
+    new = {name: values.get(name, old[name]) for name in CLIENT_DEFAULTS}
+    for protocol in REQUIRED_PROTOCOLS:
+        if not new[f"{protocol}_ssl_port"] and not new[f"{protocol}_starttls_port"]:
+            raise v.ValidationError(
+                f"{protocol}_ssl_port",
+                f"{protocol.upper()} must be offered with implicit TLS or STARTTLS (or both)",
+            )
+    before, after = changed_values(old, values)
+    if after:
+        await _upsert(conn, clientconfig, ("domain_id",),
+                      {"domain_id": domain_id, **new, "updated_at": now()})
+        await audit.record(conn, actor, "update", "clientconfig", domain_id, domain["name"],
+                           old=before, new=after)
+    return domain
+
+
+# --- DKIM keys ------------------------------------------------------------------------------------
+
+# Every column but the private key.
+_PUBLIC_KEY_COLUMNS = (
+    dkimkey.c.domain_id, dkimkey.c.selector, dkimkey.c.algorithm, dkimkey.c.key_bits,
+    dkimkey.c.public_key, dkimkey.c.created_at,
+)
+
+
+async def dkim_key(conn: AsyncConnection, scope: Scope, domain_id: int) -> Row | None:
+    """The generated key of a visible domain, without its private half; None if none."""
+    await domains.get(conn, scope, domain_id)
+    row = (await conn.execute(
+        sa.select(*_PUBLIC_KEY_COLUMNS).where(dkimkey.c.domain_id == domain_id)
+    )).mappings().first()
+    return dict(row) if row else None
+
+
+async def save_dkim_key(
+    conn: AsyncConnection, actor: str, scope: Scope, domain_id: int, selector: str, pair: KeyPair
+) -> Row:
+    """Store a new key pair for the domain, replacing its previous one (a rotation), and make
+    it the domain's published key (`dkim_key_name`, `dkim_key`)."""
+    domain = await domains.get(conn, scope, domain_id)
+    previous = await dkim_key(conn, scope, domain_id)
+    await _upsert(conn, dkimkey, ("domain_id",), {
+        "domain_id": domain_id, "selector": selector, "algorithm": pair.algorithm,
+        "key_bits": pair.key_bits, "dkim_private_key": pair.private_pem,
+        "public_key": pair.public_value, "created_at": now(),
+    })
+    await domains.update(conn, actor, scope, domain_id,
+                         {"dkim_key_name": selector, "dkim_key": pair.public_value})
+    shown = {"selector": selector, "algorithm": pair.algorithm, "key_bits": pair.key_bits}
+    await audit.record(
+        conn, actor, "rotate_dkim" if previous else "generate_dkim", "dkimkey", domain_id,
+        domain["name"], old={"selector": previous["selector"]} if previous else None, new=shown,
+    )
+    saved = await dkim_key(conn, scope, domain_id)
+    assert saved is not None
+    return saved
+
+
+async def dkim_private_key(
+    conn: AsyncConnection, actor: str, scope: Scope, domain_id: int
+) -> Row:
+    """The private key of the domain's current DKIM key, for its signer. Audited; the caller
+    decides who may (the API: superadmins only)."""
+    domain = await domains.get(conn, scope, domain_id)
+    row = (await conn.execute(
+        sa.select(dkimkey).where(dkimkey.c.domain_id == domain_id)
+    )).mappings().first()
+    if row is None or not key_in_use(domain, row):
+        raise NotFound("DinoMail holds no private key for the domain's current DKIM key")
+    await audit.record(conn, actor, "export_dkim", "dkimkey", domain_id, domain["name"],
+                       new={"selector": row["selector"]})
+    return {**dict(row), "domain": domain["name"]}
+
+
+def key_in_use(domain: Mapping[str, Any], key: Mapping[str, Any]) -> bool:
+    """The stored key is still what the domain publishes (the selector and key can be edited by
+    hand on the domain, which leaves the stored private key behind)."""
+    return (domain["dkim_key_name"] == key["selector"]
+            and "".join(domain["dkim_key"].split()) == key["public_key"])
+
+
+async def signer_keys(conn: AsyncConnection) -> list[Row]:
+    """Every domain's current generated key, private half included, for the signer's files."""
+    query = (
+        sa.select(virtualdomain.c.name, virtualdomain.c.dkim_key_name, virtualdomain.c.dkim_key,
+                  dkimkey.c.selector, dkimkey.c.public_key, dkimkey.c.dkim_private_key)
+        .join(dkimkey, dkimkey.c.domain_id == virtualdomain.c.id)
+        .order_by(virtualdomain.c.name)
+    )
+    return [row for row in await fetch_all(conn, query) if key_in_use(row, row)]
+
+
+# --- DNS check results ----------------------------------------------------------------------------
+
+
+def _targets_query() -> sa.Select:
+    return (
+        sa.select(
+            virtualdomain.c.id, virtualdomain.c.name, virtualdomain.c.dkim_key_name,
+            virtualdomain.c.dkim_key, virtualdomain.c.dkim_status, virtualdomain.c.dmarc_status,
+            virtualdomain.c.spf_status, virtualdomain.c.dkim_last_update,
+            virtualdomain.c.dmarc_last_update, virtualdomain.c.spf_last_update,
+            clientconfig.c.mx_host, dnscheckrun.c.inputs, dnscheckrun.c.checked_at,
+            dnscheckrun.c.requested_at, dnscheckrun.c.incomplete,
+        )
+        .select_from(virtualdomain)
+        .outerjoin(clientconfig, clientconfig.c.domain_id == virtualdomain.c.id)
+        .outerjoin(dnscheckrun, dnscheckrun.c.domain_id == virtualdomain.c.id)
+    )
+
+
+async def check_targets(
+    conn: AsyncConnection, *, after_id: int = 0, limit: int = CHUNK,
+    domain_ids: Sequence[int] | None = None,
+) -> list[Row]:
+    """What the checks of each domain need and when it was last checked, in id order:
+    `limit` domains after `after_id`, or the given ones. `mx_host` and the run's columns are
+    None for a domain that has no row there yet."""
+    query = _targets_query().order_by(virtualdomain.c.id)
+    if domain_ids is not None:
+        return await fetch_all(conn, query.where(virtualdomain.c.id.in_(list(domain_ids))))
+    return await fetch_all(conn, query.where(virtualdomain.c.id > after_id).limit(limit))
+
+
+async def save_check_results(
+    conn: AsyncConnection,
+    domain_id: int,
+    results: Sequence[Mapping[str, Any]],
+    *,
+    inputs: str,
+    incomplete: bool,
+    started_at: datetime,
+    original: Mapping[str, int],
+) -> bool:
+    """Store one run of a domain's checks: `results` as `{"name", "status", "details"}`.
+
+    `original` holds the statuses for the original columns (`dkim_status`, ...); they are
+    written only when they change, because core_virtualdomain is a mail table and each write
+    there wakes every lookup daemon. False if the domain was deleted meanwhile.
+    """
+    domain = (await conn.execute(
+        sa.select(virtualdomain.c.dkim_status, virtualdomain.c.dmarc_status,
+                  virtualdomain.c.spf_status).where(virtualdomain.c.id == domain_id)
+    )).mappings().first()
+    if domain is None:
+        return False
+    moment = now()
+    for result in results:
+        await _upsert(conn, dnscheck, ("domain_id", "name"), {
+            "domain_id": domain_id, "name": result["name"], "status": result["status"],
+            "details": json.dumps(result["details"], sort_keys=True, default=str),
+            "checked_at": moment,
+        })
+    await _upsert(conn, dnscheckrun, ("domain_id",), {
+        "domain_id": domain_id, "inputs": inputs, "checked_at": moment, "incomplete": incomplete,
+    })
+    # A request made while this run was under way asked for news this run may not have seen.
+    await conn.execute(
+        dnscheckrun.update()
+        .where(dnscheckrun.c.domain_id == domain_id, dnscheckrun.c.requested_at <= started_at)
+        .values(requested_at=None)
+    )
+    changed: dict[str, Any] = {}
+    for column, status in original.items():
+        if domain[column] != status:
+            changed[column] = status
+            changed[column.replace("_status", "_last_update")] = moment
+    if changed:
+        await domains.set_dns_status(conn, domain_id, changed)
+    return True
+
+
+async def check_results(conn: AsyncConnection, domain_id: int) -> tuple[Row | None, list[Row]]:
+    """The last run of a domain's checks (None if never run) and its stored results."""
+    run = (await conn.execute(
+        sa.select(dnscheckrun).where(dnscheckrun.c.domain_id == domain_id)
+    )).mappings().first()
+    results = await fetch_all(
+        conn, sa.select(dnscheck).where(dnscheck.c.domain_id == domain_id)
+    )
+    for row in results:
+        row["details"] = json.loads(row["details"])
+    return (dict(run) if run else None), results
+
+
+async def request_check(conn: AsyncConnection, scope: Scope, domain_id: int) -> datetime:
+    """Ask for the domain's checks to run soon (the background checker does them)."""
+    await domains.get(conn, scope, domain_id)
+    moment = now()
+    await _upsert(conn, dnscheckrun, ("domain_id",), {"domain_id": domain_id,
+                                                      "requested_at": moment})
+    return moment
+
+
+async def status_counts(conn: AsyncConnection) -> list[tuple[str, str, int]]:
+    """How many domains have each status for each check: (check, status, count)."""
+    query = (
+        sa.select(dnscheck.c.name, dnscheck.c.status, sa.func.count())
+        .group_by(dnscheck.c.name, dnscheck.c.status)
+    )
+    return [(row[0], row[1], int(row[2])) for row in await conn.execute(query)]
+
+
+async def _upsert(
+    conn: AsyncConnection, table: sa.Table, keys: tuple[str, ...], values: Mapping[str, Any]
+) -> None:
+    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    statement = insert(table).values(**values)
+    updates = {name: statement.excluded[name] for name in values if name not in keys}
+    await conn.execute(
+        statement.on_conflict_do_update(index_elements=list(keys), set_=updates)
+        if updates else statement.on_conflict_do_nothing(index_elements=list(keys))
+    )
