@@ -5,15 +5,16 @@ from __future__ import annotations
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from adminapi import api, pages
+from adminapi import api, autoconfig, pages
 from adminapi.api.errors import EXCEPTION_HANDLERS
 from adminapi.metrics import HttpMetrics, MetricsMiddleware
+from dinomail.dnscheck import DnsRefresher
+from dinomail.dnscheck.metrics import DnsCheckMetrics
 from dinomail.settings import Settings
 from dinomail.store import Store
 
@@ -53,6 +54,8 @@ def create_app(settings: Settings, store: Store) -> Starlette:
         Route("/healthz", healthz, methods=["GET"]),
         Route("/metrics", metrics.endpoint, methods=["GET"]),
         *api.routes(),
+        # Public, without login: where mail clients look for their settings.
+        *autoconfig.routes(),
         # After the API's: a page never shadows an API path.
         *pages.routes(),
     ]
@@ -60,7 +63,8 @@ def create_app(settings: Settings, store: Store) -> Starlette:
         routes=routes,
         middleware=[
             Middleware(MetricsMiddleware, metrics=metrics),
-            Middleware(TrustedHostMiddleware, allowed_hosts=list(settings.ALLOWED_HOSTS)),
+            # ALLOWED_HOSTS, except on the autoconfig paths (asked at every hosted domain).
+            Middleware(autoconfig.HostCheck, allowed_hosts=list(settings.ALLOWED_HOSTS)),
             Middleware(ApiTrailingSlash),
         ],
         # The API's JSON errors on its paths; pages in the admin's language elsewhere.
@@ -70,5 +74,7 @@ def create_app(settings: Settings, store: Store) -> Starlette:
     app.state.settings = settings
     app.state.store = store
     app.state.metrics = metrics
+    # Started by the process that serves the app (`dinomail serve`, `dinomail adminapi`).
+    app.state.dns_refresher = DnsRefresher(store, settings, DnsCheckMetrics(metrics.registry))
     app.state.pages = pages.build_state(settings)
     return app

@@ -38,6 +38,7 @@ async def _check_migrated(settings: Settings) -> None:
 async def run_service(settings: Settings, command: str) -> None:
     from adminapi.app import create_app
     from dinomail.cli import fail
+    from dinomail.dnscheck import DnsRefresher
     from dinomail.http_server import HttpServer
     from dinomail.secret_key import ensure_secret_key
     from dinomail.store import Store
@@ -53,20 +54,26 @@ async def run_service(settings: Settings, command: str) -> None:
     _stop_on_signals(stop)
     store = Store(settings.DATABASE_URL)
     adminapi: HttpServer | None = None
+    refresher: DnsRefresher | None = None
     lookupd: Lookupd | None = None
     try:
         try:
             if with_lookupd:
                 lookupd = await start_lookupd(settings, store)
             if with_adminapi:
-                adminapi = HttpServer(create_app(settings, store), settings.HTTP_LISTEN)
+                app = create_app(settings, store)
+                adminapi = HttpServer(app, settings.HTTP_LISTEN)
                 await adminapi.start()
+                refresher = app.state.dns_refresher
+                refresher.start()
                 log.info("admin API listening on http://%s/", settings.HTTP_LISTEN)
         except OSError as error:
             fail(f"cannot listen: {error.strerror or error}")
         await stop.wait()
         log.info("stopping")
     finally:
+        if refresher is not None:
+            await refresher.stop()
         if adminapi is not None:
             await adminapi.stop()
         if lookupd is not None:

@@ -9,6 +9,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from adminapi.api import dns as dns_api
 from adminapi.api import docs, openapi
 from adminapi.api.accounts import admin, auditlog
 from adminapi.api.keys import apikey, apikey_detail, apikey_list
@@ -27,16 +28,19 @@ from adminapi.api.serialize import list_uri
 # Served by the generic list and detail endpoints.
 GENERIC_RESOURCES: tuple[Resource, ...] = (
     virtualdomain, virtualuser, virtualalias, aliasdomain, domainlimit, admin, auditlog,
+    dns_api.clientconfig,
 )
 # Everything the OpenAPI document describes, in its order.
 RESOURCES: tuple[Resource, ...] = (
     virtualdomain, virtualuser, virtualalias, aliasdomain, domainlimit, admin, apikey, auditlog,
+    dns_api.clientconfig,
 )
 
 
 @cache
 def openapi_document() -> dict[str, Any]:
-    return openapi.document(RESOURCES)
+    return openapi.document(RESOURCES, extra_paths=dns_api.openapi_paths(),
+                            extra_schemas=dns_api.openapi_schemas())
 
 
 async def openapi_json(request: Request) -> Response:
@@ -86,4 +90,7 @@ def routes() -> list[BaseRoute]:
         Route(_detail_path("changeuserpassword"), change_password,
               methods=["PUT", "PATCH", "POST"]),
     ]
+    # A domain's DKIM key and DNS checks, under its URI.
+    for suffix, endpoint, methods in dns_api.routes():
+        table.append(Route(_detail_path("virtualdomain") + suffix, endpoint, methods=methods))
     return table

@@ -7,7 +7,7 @@ routes, so an endpoint cannot exist undocumented.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from adminapi.api.body import MAX_BODY_BYTES
@@ -327,7 +327,13 @@ def _service_paths(resources: Sequence[Resource]) -> dict[str, Any]:
     }
 
 
-def document(resources: Sequence[Resource]) -> dict[str, Any]:
+def document(
+    resources: Sequence[Resource],
+    *,
+    extra_paths: Mapping[str, Any] | None = None,
+    extra_schemas: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The document; `extra_*` are endpoints described by their own module (DNS and DKIM)."""
     paths: dict[str, Any] = {}
     schemas: dict[str, Any] = {
         "Error": {
@@ -363,6 +369,8 @@ def document(resources: Sequence[Resource]) -> dict[str, Any]:
         paths.update(resource_paths(resource))
         schemas.update(resource_schemas(resource))
     paths.update(_password_paths())
+    paths.update(extra_paths or {})
+    schemas.update(extra_schemas or {})
     paths.update(_service_paths(resources))
     return {
         "openapi": "3.1.0",
