@@ -205,8 +205,7 @@ def _dkim_choices(body: Mapping[str, Any]) -> dict[str, Any]:
     for name in body:
         if name not in DKIM_INPUT:
             raise invalid(name, "is not a field here (selector, algorithm, key_bits)")
-    choices = {name: check_value({key: value for key, value in schema.items()
-                                  if key != "description"}, body[name], name)
+    choices = {name: check_value(schema, body[name], name)
                for name, schema in DKIM_INPUT.items() if name in body}
     algorithm = choices.get("algorithm", dkim.RSA)
     if algorithm != dkim.RSA and "key_bits" in choices:
