@@ -231,6 +231,73 @@ state = sa.Table(
     sa.Column("value", sa.Text, nullable=False),
 )
 
+# --- outbound sending limits (Postfix policy service; migration 0004_policy) ---------------------
+# Not mail tables: no change-log trigger. The lookup daemons reload the limits every few seconds
+# (POLICY_REFRESH_INTERVAL); a counter write must not wake them.
+
+domainsendlimit = sa.Table(
+    "dinomail_domainsendlimit",
+    metadata,
+    # A domain without a row sends without limits. 0 means unlimited, as everywhere.
+    sa.Column(
+        "domain_id",
+        sa.Integer,
+        sa.ForeignKey("core_virtualdomain.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    # What each mailbox of the domain may send, unless it has its own row below.
+    sa.Column("mailbox_messages_per_hour", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("mailbox_messages_per_day", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("mailbox_recipients_per_hour", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("mailbox_recipients_per_day", sa.Integer, nullable=False, server_default="0"),
+    # What all mailboxes of the domain may send together.
+    sa.Column("domain_messages_per_hour", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("domain_messages_per_day", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("domain_recipients_per_hour", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("domain_recipients_per_day", sa.Integer, nullable=False, server_default="0"),
+    # The Postfix action over a limit, as `DEFER_IF_PERMIT 4.7.1 text`; empty: the
+    # POLICY_RATE_LIMIT_REPLY setting.
+    sa.Column("reply", sa.String(200), nullable=False, server_default=""),
+    _timestamp("updated_at"),
+)
+
+mailboxsendlimit = sa.Table(
+    "dinomail_mailboxsendlimit",
+    metadata,
+    # One mailbox's own limits; NULL takes its domain's mailbox default, 0 means unlimited.
+    sa.Column(
+        "user_id",
+        sa.Integer,
+        sa.ForeignKey("core_virtualuser.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("messages_per_hour", sa.Integer, nullable=True),
+    sa.Column("messages_per_day", sa.Integer, nullable=True),
+    sa.Column("recipients_per_hour", sa.Integer, nullable=True),
+    sa.Column("recipients_per_day", sa.Integer, nullable=True),
+    _timestamp("updated_at"),
+)
+
+sendcount = sa.Table(
+    "dinomail_sendcount",
+    metadata,
+    # Messages and recipients sent by a mailbox (`kind` mailbox, `name` its address) or a whole
+    # domain (`kind` domain, `name` the domain) in one time bucket: [bucket_start, bucket_start +
+    # bucket_seconds), Unix time. Every lookup daemon adds to the same rows (INSERT ... ON
+    # CONFLICT DO UPDATE SET messages = messages + ...), so their counts add up.
+    sa.Column("kind", sa.String(8), primary_key=True),
+    sa.Column("name", sa.String(254), primary_key=True),
+    sa.Column("bucket_seconds", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("bucket_start", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("messages", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("recipients", sa.BigInteger, nullable=False, server_default="0"),
+    # Who wrote the row last (a lookup daemon's random id) and when, by the database's clock:
+    # each daemon reads the rows other daemons changed since its last read.
+    sa.Column("writer", sa.String(32), nullable=False, server_default=""),
+    _timestamp("updated_at"),
+    sa.Index(None, "updated_at"),
+)
+
 # The tables whose every row change the lookup daemon must see.
 MAIL_TABLES = (
     virtualdomain.name,

@@ -57,6 +57,34 @@ class Settings:
     LOOKUPD_HTTP_LISTEN: str = "127.0.0.1:10029"
     DICT_LISTEN: str = ""  # empty: a socket in STATE_DIR, see `dict_listen`
 
+    # Postfix policy service (POLICY_LISTEN): a full mailbox refused at RCPT TO with
+    # POLICY_QUOTA_REPLY; authenticated senders over their sending limits answered with
+    # POLICY_RATE_LIMIT_REPLY (unless their domain sets its own). Seconds between reloads of
+    # the limits and full mailboxes, between writes of the counts, and between reads of the
+    # counts other lookup daemons wrote.
+    POLICY_CHECK_QUOTA: bool = True
+    POLICY_QUOTA_REPLY: str = "552 5.2.2 Mailbox full"
+    POLICY_RATE_LIMIT_REPLY: str = (
+        "DEFER_IF_PERMIT 4.7.1 Sending rate limit exceeded, try again later"
+    )
+    POLICY_REFRESH_INTERVAL: float = 5.0
+    POLICY_FLUSH_INTERVAL: float = 1.0
+    POLICY_SYNC_INTERVAL: float = 5.0
+
+    # Dovecot auth policy (brute-force protection, `/dovecot/auth-policy` on LOOKUPD_HTTP_LISTEN):
+    # distinct failed passwords remembered for AUTH_POLICY_WINDOW seconds, per client address
+    # and per login; past *_TARPIT_AFTER a delay of AUTH_POLICY_TARPIT_SECONDS per further
+    # failure (up to AUTH_POLICY_MAX_TARPIT), past *_BLOCK_AFTER a refusal (0: never).
+    AUTH_POLICY_API_KEY: str = ""  # empty: loopback clients only
+    AUTH_POLICY_WINDOW: float = 600.0
+    AUTH_POLICY_IP_TARPIT_AFTER: int = 5
+    AUTH_POLICY_IP_BLOCK_AFTER: int = 20
+    AUTH_POLICY_LOGIN_TARPIT_AFTER: int = 5
+    AUTH_POLICY_LOGIN_BLOCK_AFTER: int = 30
+    AUTH_POLICY_TARPIT_SECONDS: int = 2
+    AUTH_POLICY_MAX_TARPIT: int = 15
+    AUTH_POLICY_ALLOW_NETWORKS: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
+
     # Where generated state lives (the SECRET_KEY file, the default dict socket).
     # systemd's StateDirectory= sets $STATE_DIRECTORY, which is the natural default there.
     STATE_DIR: str = field(default_factory=lambda: os.environ.get("STATE_DIRECTORY", "state"))
@@ -235,6 +263,29 @@ def _check_allowed_hosts(value: tuple[str, ...]) -> None:
         raise ValueError("must name at least one host, or * for any")
 
 
+def _check_policy_reply(value: str) -> None:
+    # The store validates a domain's own reply with the same rules.
+    from dinomail.store.policy import normalize_policy_reply
+    from dinomail.validation import ValidationError
+
+    try:
+        normalized = normalize_policy_reply(value, "reply")
+    except ValidationError as error:
+        raise ValueError(error.message) from None
+    if not normalized:
+        raise ValueError("must be a Postfix action, as in `552 5.2.2 Mailbox full`")
+
+
+def _check_networks(value: tuple[str, ...]) -> None:
+    import ipaddress
+
+    for item in value:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise ValueError(f"{item!r} is not a network, as in 192.0.2.0/24 or ::1") from None
+
+
 _CHECKS: dict[str, Callable[[Any], None]] = {
     "DATABASE_URL": _check_database_url,
     "LANGUAGE_CODE": _check_language,
@@ -244,6 +295,20 @@ _CHECKS: dict[str, Callable[[Any], None]] = {
     "HTTP_LISTEN": _check_listen,
     "SOCKETMAP_LISTEN": _check_listen,
     "POLICY_LISTEN": _check_listen,
+    "POLICY_QUOTA_REPLY": _check_policy_reply,
+    "POLICY_RATE_LIMIT_REPLY": _check_policy_reply,
+    "POLICY_REFRESH_INTERVAL": _check_positive,
+    "POLICY_FLUSH_INTERVAL": _check_positive,
+    "POLICY_SYNC_INTERVAL": _check_positive,
+    "AUTH_POLICY_API_KEY": _check_http_secret,
+    "AUTH_POLICY_WINDOW": _check_positive,
+    "AUTH_POLICY_IP_TARPIT_AFTER": _check_non_negative,
+    "AUTH_POLICY_IP_BLOCK_AFTER": _check_non_negative,
+    "AUTH_POLICY_LOGIN_TARPIT_AFTER": _check_non_negative,
+    "AUTH_POLICY_LOGIN_BLOCK_AFTER": _check_non_negative,
+    "AUTH_POLICY_TARPIT_SECONDS": _check_non_negative,
+    "AUTH_POLICY_MAX_TARPIT": _check_non_negative,
+    "AUTH_POLICY_ALLOW_NETWORKS": _check_networks,
     "LOOKUPD_HTTP_LISTEN": _check_listen,
     "DICT_LISTEN": lambda value: value and _check_listen(value),
     "RECIPIENT_DELIMITER": _check_delimiter,

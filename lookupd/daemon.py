@@ -10,10 +10,12 @@ from pathlib import Path
 from dinomail.http_server import HttpServer
 from dinomail.settings import Settings
 from dinomail.store import Store
+from lookupd.authpolicy import AuthPolicy, AuthPolicyConfig
 from lookupd.dovecot.auth import UserdbSettings
 from lookupd.dovecot.dict import DictServer, start_dict_server
 from lookupd.http import create_http_app
 from lookupd.metrics import LookupdMetrics
+from lookupd.policy import PolicyConfig, PolicyService, start_policy_service
 from lookupd.quota import QuotaWriter
 from lookupd.refresher import Refresher, SnapshotHolder
 from lookupd.socketmap import SocketmapServer, start_socketmap_server
@@ -35,6 +37,8 @@ class Lookupd:
     dovecot_dict: DictServer
     quota_writer: QuotaWriter
     quota_task: asyncio.Task[None]
+    policy: PolicyService
+    auth_policy: AuthPolicy
 
     async def stop(self) -> None:
         """Stop accepting, let in-flight requests finish, stop following the database."""
@@ -42,6 +46,7 @@ class Lookupd:
         self.dovecot_dict.close()
         await self.socketmap.wait_closed()
         await self.dovecot_dict.wait_closed()
+        await self.policy.stop()  # its last counts are written before it returns
         await self.http.stop()
         # Only now: the quota writer's last flush must come after the last commit it accepted.
         self.stop_event.set()
@@ -78,9 +83,23 @@ async def start_lookupd(settings: Settings, store: Store) -> Lookupd:
         settings.dict_listen, lambda: holder.current, userdb=userdb,
         quota_writer=quota_writer, metrics=metrics,
     )
+    policy = await start_policy_service(
+        settings.POLICY_LISTEN, store, lambda: holder.current,
+        config=PolicyConfig(
+            check_quota=settings.POLICY_CHECK_QUOTA,
+            quota_reply=settings.POLICY_QUOTA_REPLY,
+            rate_limit_reply=settings.POLICY_RATE_LIMIT_REPLY,
+        ),
+        refresh_interval=settings.POLICY_REFRESH_INTERVAL,
+        flush_interval=settings.POLICY_FLUSH_INTERVAL,
+        sync_interval=settings.POLICY_SYNC_INTERVAL,
+        metrics=metrics,
+    )
+    auth_policy = AuthPolicy(auth_policy_config(settings), metrics=metrics)
     http = HttpServer(
         create_http_app(
-            holder, metrics, userdb=userdb, dovecot_secret=settings.DOVECOT_HTTP_SECRET
+            holder, metrics, userdb=userdb, dovecot_secret=settings.DOVECOT_HTTP_SECRET,
+            auth_policy=auth_policy, auth_policy_api_key=settings.AUTH_POLICY_API_KEY,
         ),
         settings.LOOKUPD_HTTP_LISTEN,
     )
@@ -90,10 +109,24 @@ async def start_lookupd(settings: Settings, store: Store) -> Lookupd:
     quota_task = asyncio.create_task(quota_writer.run(stop_event))
     log.info("socketmap listening on %s", socketmap.address)
     log.info("Dovecot dict listening on %s", dovecot_dict.address)
+    log.info("policy listening on %s", policy.address)
     log.info("lookupd HTTP listening on %s", settings.LOOKUPD_HTTP_LISTEN)
     return Lookupd(
         holder, metrics, refresher, socketmap, http, refresh_task, stop_event,
-        dovecot_dict, quota_writer, quota_task,
+        dovecot_dict, quota_writer, quota_task, policy, auth_policy,
+    )
+
+
+def auth_policy_config(settings: Settings) -> AuthPolicyConfig:
+    return AuthPolicyConfig(
+        window=settings.AUTH_POLICY_WINDOW,
+        ip_tarpit_after=settings.AUTH_POLICY_IP_TARPIT_AFTER,
+        ip_block_after=settings.AUTH_POLICY_IP_BLOCK_AFTER,
+        login_tarpit_after=settings.AUTH_POLICY_LOGIN_TARPIT_AFTER,
+        login_block_after=settings.AUTH_POLICY_LOGIN_BLOCK_AFTER,
+        tarpit_seconds=settings.AUTH_POLICY_TARPIT_SECONDS,
+        max_tarpit=settings.AUTH_POLICY_MAX_TARPIT,
+        allow_networks=settings.AUTH_POLICY_ALLOW_NETWORKS,
     )
 
 

@@ -8,6 +8,8 @@ Dovecot's Lua driver (`conf/dovecot/dinomail-auth.lua`) asks:
   "unknown user");
 - `GET /dovecot/users` → a JSON array of every mailbox's address (`doveadm user '*'`).
 `?dovecot=2.4` on the userdb lookup names the quota as Dovecot 2.4 does (`quota_storage_size`).
+Dovecot's auth policy (`auth_policy_server_url`) posts to `/dovecot/auth-policy` (see
+`lookupd.authpolicy`, which has its own key, AUTH_POLICY_API_KEY).
 
 These answers hold password hashes. They are given only to clients on the loopback interface or
 a unix socket, unless `DOVECOT_HTTP_SECRET` is set: then to any client sending
@@ -31,6 +33,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from lookupd.authpolicy import AuthPolicy, auth_policy_route
 from lookupd.dovecot.auth import UserdbSettings, iter_users, lookup_passdb, lookup_userdb
 from lookupd.metrics import LookupdMetrics
 from lookupd.refresher import SnapshotHolder
@@ -61,6 +64,8 @@ def create_http_app(
     *,
     userdb: UserdbSettings | None = None,
     dovecot_secret: str = "",
+    auth_policy: AuthPolicy | None = None,
+    auth_policy_api_key: str = "",
 ) -> Starlette:
     userdb = userdb or UserdbSettings()
     recorder = metrics.recorder(DOVECOT_HTTP_PROTOCOL, DOVECOT_HTTP_MAPS)
@@ -134,6 +139,8 @@ def create_http_app(
         Route("/dovecot/passdb/{login:path}", dovecot_lookup("passdb", passdb_lookup)),
         Route("/dovecot/userdb/{login:path}", dovecot_lookup("userdb", userdb_lookup)),
         Route("/dovecot/users", dovecot_users),
+        # Dovecot's auth_policy_server_url (brute-force protection, lookupd.authpolicy).
+        *([auth_policy_route(auth_policy, auth_policy_api_key)] if auth_policy else []),
     ])
 
 

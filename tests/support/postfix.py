@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import shutil
 import subprocess
 import tempfile
@@ -34,6 +35,7 @@ def postmap_query(config: Path, key: str, table: str) -> subprocess.CompletedPro
 POSTFIX = shutil.which("postfix") or "/usr/sbin/postfix"
 SHIPPED_MAIN_CF = Path(__file__).parent.parent.parent / "conf" / "postfix" / "main.cf"
 SHIPPED_SOCKETMAP = "inet:127.0.0.1:10027"
+SHIPPED_POLICY = "inet:127.0.0.1:10028"
 
 
 def have_postfix() -> bool:
@@ -53,13 +55,14 @@ def postfix_folder() -> Iterator[Path]:
 
 class PostfixInstance:
     """A real Postfix with a private configuration, queue and log, its smtpd on a loopback
-    port, and the shipped `conf/postfix/main.cf` lines (socketmap endpoint adapted).
+    port, and the shipped `conf/postfix/main.cf` lines (socketmap and policy endpoints adapted;
+    without a `policy` endpoint, the shipped `check_policy_service` entries are left out).
 
     Runs as root, as Postfix does (its daemons drop to the `postfix` user).
     """
 
     def __init__(self, root: Path, *, smtp_port: int, socketmap: str,
-                 extra_main_cf: str = "") -> None:
+                 policy: str | None = None, extra_main_cf: str = "") -> None:
         self.root = root
         self.config = root / "conf"
         self.queue = root / "queue"
@@ -70,6 +73,10 @@ class PostfixInstance:
             folder.mkdir(parents=True, exist_ok=True)
         shutil.chown(self.data, "postfix")
         shipped = SHIPPED_MAIN_CF.read_text().replace(SHIPPED_SOCKETMAP, socketmap)
+        if policy is None:
+            shipped = re.sub(rf"\n\s*check_policy_service {SHIPPED_POLICY},?", "", shipped)
+        else:
+            shipped = shipped.replace(SHIPPED_POLICY, policy)
         (self.config / "main.cf").write_text(
             f"""compatibility_level = 3.6
 queue_directory = {self.queue}
