@@ -12,6 +12,7 @@ import urllib.request
 from pathlib import Path
 
 from tests.support.cli import dinomail
+from tests.support.dns import unused_nameserver
 from tests.support.ports import free_port
 from tests.support.socketmap_client import socketmap_query
 
@@ -59,6 +60,8 @@ async def test_serve_runs_everything_and_stops_cleanly(tmp_path: Path) -> None:
         "DINOMAIL_LOOKUPD_HTTP_LISTEN": f"127.0.0.1:{free_port()}",
         "DINOMAIL_POLICY_LISTEN": f"127.0.0.1:{free_port()}",
         "DINOMAIL_DICT_LISTEN": f"unix:{tmp_path / 'dict.sock'}",
+        # The background DNS checker asks only a loopback port nothing answers.
+        "DINOMAIL_DNS_RESOLVERS": unused_nameserver(),
     }
     assert dinomail("migrate", env=env, cwd=tmp_path).returncode == 0
     process = _start(env, tmp_path)
