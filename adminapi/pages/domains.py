@@ -7,11 +7,12 @@ from typing import Any
 
 from starlette.responses import Response
 
-from adminapi.pages.autoconfig_file import build_autoconfig
+from adminapi.autoconfig import download
 from adminapi.pages.forms import N_, Form
 from adminapi.pages.listing import PAGE_SIZE, page_links, parse_paging, search_text
-from adminapi.pages.web import Page
+from adminapi.pages.web import Page, local_path
 from dinomail import validation as v
+from dinomail.dnscheck import CheckStatus, read_report, request_run
 from dinomail.store import Forbidden, StoreError, domains, limits
 
 # The original's statuses (`DkimStatus`, `DmarcStatus`, `SpfStatus`) with their wording; the
@@ -33,6 +34,22 @@ SPF_STATUSES = {
     1: (N_("OK"), "ok"),
 }
 STATUS_TABLES = {"dkim": DKIM_STATUSES, "dmarc": DMARC_STATUSES, "spf": SPF_STATUSES}
+# The detailed statuses of the DNS checks (`dinomail.dnscheck`), for the scan pages.
+CHECK_STATUSES = {
+    CheckStatus.OK: (N_("OK"), "ok"),
+    CheckStatus.WARNING: (N_("Warning"), "warn"),
+    CheckStatus.MISSING: (N_("Missing"), "bad"),
+    CheckStatus.ABSENT: (N_("Not published"), "unset"),
+    CheckStatus.INVALID: (N_("Invalid"), "bad"),
+    CheckStatus.MISMATCH: (N_("Does not match"), "bad"),
+    CheckStatus.NOT_CONFIGURED: (N_("Not configured"), "unset"),
+    CheckStatus.COULD_NOT_CHECK: (N_("Could not check"), "warn"),
+}
+# What DNS answered to each question.
+OUTCOMES = {
+    "answer": N_("Answer"), "nxdomain": N_("No such name"), "nodata": N_("No record"),
+    "timeout": N_("No answer in time"), "servfail": N_("Server failure"), "error": N_("Error"),
+}
 
 # The form's text fields, in the order shown; `name` comes first and is handled apart.
 TEXT_FIELDS = (
@@ -43,6 +60,10 @@ TEXT_FIELDS = (
 
 def status_of(kind: str, value: int) -> tuple[str, str]:
     return STATUS_TABLES[kind].get(value, (N_("Unknown"), "bad"))
+
+
+def check_status(status: CheckStatus) -> tuple[str, str]:
+    return CHECK_STATUSES.get(status, (N_("Unknown"), "bad"))
 
 
 async def domain_list(page: Page) -> Response:
@@ -156,29 +177,39 @@ async def domain_delete(page: Page) -> Response:
 
 
 async def domain_autoconfig(page: Page) -> Response:
-    async with page.store.read() as conn:
-        domain = await domains.get(conn, page.scope, page.path_id())
+    """The original's download: Thunderbird's file for the domain, as mail clients get it."""
+    document, filename = await download(page.store, page.scope, page.path_id())
     return Response(
-        build_autoconfig(domain), media_type="application/xml",
-        headers={"Content-Disposition": "attachment; filename=autoconfig.xml"},
+        document, media_type="application/xml",
+        headers={"Content-Disposition": f"attachment; filename={filename}"},
     )
 
 
 async def domain_update_status(page: Page) -> Response:
-    """The original's "update status" (a GET there; a POST here)."""
+    """The original's "update status" (a GET there; a POST here). The check itself runs in the
+    background checker, so the page never waits on DNS."""
+    domain_id = page.path_id()
     async with page.store.read() as conn:
-        domain = await domains.get(conn, page.scope, page.path_id())
-    page.flash("warning", page._(
-        "DNS checks are not available yet: the statuses shown for %(name)s are the last "
-        "stored results.") % {"name": v.display_domain(domain["name"])})
-    return page.redirect(page.url("domain_list"))
+        domain = await domains.get(conn, page.scope, domain_id)
+    await request_run(page.store, page.scope, domain_id)
+    page.flash("success", page._(
+        "A DNS check of %(name)s was asked for: its statuses are updated within a few "
+        "seconds.") % {"name": v.display_domain(domain["name"])})
+    back = page.form_data.get("next")
+    return page.redirect(local_path(back, page.url("domain_list")))
 
 
 def _scan_view(kind: str):  # type: ignore[no-untyped-def]
     async def view(page: Page) -> Response:
+        domain_id = page.path_id()
         async with page.store.read() as conn:
-            domain = await domains.get(conn, page.scope, page.path_id())
-        return page.render("domain_scan.html", domain=domain, kind=kind, status_of=status_of)
+            domain = await domains.get(conn, page.scope, domain_id)
+        report = await read_report(page.store, page.settings, page.scope, domain_id)
+        return page.render(
+            "domain_scan.html", domain=domain, kind=kind, status_of=status_of,
+            report=report, result=report.check(kind), check_status=check_status,
+            outcome_label=OUTCOMES,
+        )
 
     view.__name__ = f"domain_{kind}_scan"
     return view
