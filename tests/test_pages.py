@@ -30,6 +30,7 @@ CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 TABLES = (
     schema.virtualdomain, schema.virtualuser, schema.virtualalias, schema.aliasdomain,
     schema.quotausage, schema.admin, schema.admin_domain, schema.apikey, schema.auditlog,
+    schema.dnscheckrun, schema.dnscheck,
 )
 
 
@@ -599,6 +600,46 @@ async def test_lists_are_paged_with_a_cursor(client: httpx.AsyncClient, store: S
     # A damaged cursor falls back to the page number.
     assert "Showing 51–100" in (await client.get(
         "/virtual-users/", params={"page": "2", "after": "garbage"})).text
+
+
+async def test_status_update_asks_the_checker_and_scan_pages_show_what_it_stored(
+    client: httpx.AsyncClient, store: Store
+) -> None:
+    from datetime import UTC, datetime
+
+    from dinomail.store import dns as dns_store
+
+    browser = await log_in(client, "root")
+    answer = await browser.post("/virtual-domains/1/update-status",
+                                {"next": "/virtual-domains/1/spf-scan"})
+    assert (answer.status_code, answer.headers["location"]) == (303, "/virtual-domains/1/spf-scan")
+    page = (await client.get(answer.headers["location"])).text
+    assert "A DNS check of a.org was asked for" in page
+    assert "A check of this domain is due" in page and "Not checked yet." in page
+    async with store.read() as conn:
+        run, _results = await dns_store.check_results(conn, 1)
+    assert run is not None and run["requested_at"] is not None
+
+    details = {
+        "summary": "v=spf1 record found", "expected": None, "found": "v=spf1 mx -all",
+        "problems": ["ends with -all"], "data": {},
+        "queries": [{"name": "a.org", "type": "TXT", "outcome": "answer",
+                     "records": ["v=spf1 mx -all", "<script>x</script>"], "error": None}],
+    }
+    async with store.write() as conn:
+        await dns_store.save_check_results(
+            conn, 1, [{"name": "spf", "status": "ok", "details": details}], inputs="x",
+            incomplete=False, started_at=datetime.now(UTC), original={"spf_status": 1})
+    page = (await client.get("/virtual-domains/1/spf-scan")).text
+    assert "v=spf1 record found" in page and "ends with -all" in page
+    assert "<code class=\"wrap record\">v=spf1 mx -all</code>" in page
+    assert "&lt;script&gt;x&lt;/script&gt;" in page and "<script>x" not in page
+    assert 'class="badge badge--ok"' in page
+    # The original column follows, shown in the list.
+    listing = (await client.get("/virtual-domains/")).text
+    row_of_a = listing.split("<strong>a.org</strong>")[1].split("<strong>b.org</strong>")[0]
+    assert "No DNS record for SPF" not in row_of_a and ">OK</span>" in row_of_a
+    assert "Not checked yet." in (await client.get("/virtual-domains/1/dmarc-scan")).text
 
 
 async def test_search_finds_domains_mailboxes_and_aliases(client: httpx.AsyncClient) -> None:

@@ -13,6 +13,7 @@ import pytest
 playwright_api = pytest.importorskip("playwright.sync_api")
 from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright  # noqa: E402
 
+from dinomail.dnscheck.runner import target_of  # noqa: E402
 from dinomail.passwords import verify_password  # noqa: E402
 from dinomail.settings import Settings  # noqa: E402
 from dinomail.store import (  # noqa: E402
@@ -21,9 +22,11 @@ from dinomail.store import (  # noqa: E402
     admins,
     aliasdomains,
     aliases,
+    dns,
     domains,
     mailboxes,
 )
+from dinomail.store.common import now  # noqa: E402
 from tests.support.adminapi import FAST_ARGON2, PASSWORD  # noqa: E402
 from tests.support.browser import (  # noqa: E402
     CHROMIUM,
@@ -69,6 +72,22 @@ async def fill(store: Store) -> None:
                                  {"source": source, "destination": destination})
         await aliasdomains.create(conn, "test", EVERYTHING,
                                   {"name": "example.net", "target_domain_id": example["id"]})
+        # What the background DNS checker would have stored for example.org.
+        spf = {"summary": "An SPF record is published.", "expected": None,
+               "found": "v=spf1 mx -all", "problems": [], "data": {},
+               "queries": [{"name": "example.org", "type": "TXT", "outcome": "answer",
+                            "records": ["v=spf1 mx -all"], "error": None}]}
+        dmarc = {"summary": "No DMARC record is published.", "expected": None, "found": None,
+                 "problems": ["Publish a TXT record at _dmarc.example.org."], "data": {},
+                 "queries": [{"name": "_dmarc.example.org", "type": "TXT",
+                              "outcome": "nxdomain", "records": [], "error": None}]}
+        await dns.save_check_results(
+            conn, example["id"], [{"name": "spf", "status": "ok", "details": spf},
+                                  {"name": "dmarc", "status": "missing", "details": dmarc}],
+            inputs=target_of((await dns.check_targets(conn, domain_ids=[example["id"]]))[0],
+                             Settings()).fingerprint,
+            incomplete=False, started_at=now(),
+            original={"spf_status": 1, "dmarc_status": 0})
 
 
 @pytest.fixture(scope="module")
