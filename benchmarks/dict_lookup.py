@@ -38,6 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -55,6 +56,9 @@ DOMAINS = 10_000
 SQL_DEFAULT = "SQL, 5 connections"
 SQL_WIDE = "SQL, a connection per client"
 WARMUP_SECONDS = 1.0
+# Clients (and their PostgreSQL backends) stay alive this long after the measured window, so
+# that the CPU they used is still in /proc when it is read at the window's end.
+HOLD_SECONDS = 1.0
 
 FILL_SQL = """
 SET session_replication_role = replica;
@@ -227,6 +231,7 @@ async def client_tasks(mode: str, target: str, tasks: int, warm_until: float, de
             results = await asyncio.gather(*(
                 sql_lookups(pool, deadline, warm_until, mailboxes, rng) for rng in rngs
             ))
+            await asyncio.sleep(HOLD_SECONDS)
         finally:
             await pool.close()
     else:
@@ -234,6 +239,7 @@ async def client_tasks(mode: str, target: str, tasks: int, warm_until: float, de
         results = await asyncio.gather(*(
             client(target, deadline, warm_until, mailboxes, rng) for rng in rngs
         ))
+        await asyncio.sleep(HOLD_SECONDS)
     latencies = [value for _, values in results for value in values]
     return sum(done for done, _ in results), latencies
 
@@ -248,29 +254,51 @@ def client_process(arguments: tuple[str, str, int, float, float, int, int, int],
         results.put(uvloop.run(client_tasks(*arguments)))
 
 
-def cpu_by_group(lookupd_pid: int, client_pids: set[int]) -> dict[str, float]:
-    """CPU seconds used so far by the lookup daemon, PostgreSQL's processes and the clients."""
-    groups = {"lookupd": 0.0, "postgres": 0.0, "clients": 0.0}
+def cpu_by_process(lookupd_pid: int, client_pids: set[int],
+                   database: bytes) -> dict[int, tuple[str, float]]:
+    """CPU seconds used so far by the lookup daemon, the clients, and the PostgreSQL backends
+    serving `database`, by process. Other PostgreSQL servers on a shared machine (other test
+    runs) are not ours, and a process that ended since the last look must not count as a
+    negative."""
+    found: dict[int, tuple[str, float]] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         pid = int(entry)
         try:
             if pid == lookupd_pid:
-                groups["lookupd"] += process_cpu_seconds(pid)
+                found[pid] = ("lookupd", process_cpu_seconds(pid))
             elif pid in client_pids:
-                groups["clients"] += process_cpu_seconds(pid)
+                found[pid] = ("clients", process_cpu_seconds(pid))
             else:
                 with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
-                    if cmdline.read().startswith(b"postgres"):
-                        groups["postgres"] += process_cpu_seconds(pid)
+                    title = cmdline.read()
+                # A backend's title: "postgres: <user> <database> <client> <state>".
+                if title.startswith(b"postgres: ") and b" " + database + b" " in title:
+                    found[pid] = ("postgres", process_cpu_seconds(pid))
         except OSError:
             continue
+    return found
+
+
+def machine_ticks() -> tuple[int, int]:
+    """(busy, total) CPU ticks of the whole machine since boot, from /proc/stat."""
+    with open("/proc/stat") as stat:
+        values = [int(value) for value in stat.readline().split()[1:]]
+    idle = values[3] + values[4]  # idle + iowait
+    return sum(values) - idle, sum(values)
+
+
+def cpu_used(before: dict[int, tuple[str, float]],
+             after: dict[int, tuple[str, float]]) -> dict[str, float]:
+    groups = {"lookupd": 0.0, "postgres": 0.0, "clients": 0.0}
+    for pid, (group, seconds) in after.items():
+        groups[group] += seconds - before.get(pid, (group, 0.0))[1]
     return groups
 
 
 def run_mode(mode: str, target: str, sql_connections: int, args: argparse.Namespace,
-             lookupd_pid: int) -> dict[str, float]:
+             lookupd_pid: int, database: bytes) -> dict[str, float]:
     kind = "sql" if mode.startswith("SQL") else mode
     count = args.client_processes
     per_process = [args.clients // count + (1 if n < args.clients % count else 0)
@@ -293,9 +321,11 @@ def run_mode(mode: str, target: str, sql_connections: int, args: argparse.Namesp
         process.start()
     pids = {process.pid for process in processes if process.pid is not None}
     time.sleep(max(0.0, warm_until - time.perf_counter()))
-    before = cpu_by_group(lookupd_pid, pids)
+    before = cpu_by_process(lookupd_pid, pids, database)
+    machine_before = machine_ticks()
     time.sleep(max(0.0, deadline - time.perf_counter()))
-    after = cpu_by_group(lookupd_pid, pids)
+    used = cpu_used(before, cpu_by_process(lookupd_pid, pids, database))
+    machine_after = machine_ticks()
     results = [queue.get() for _ in processes]
     for process in processes:
         process.join()
@@ -306,8 +336,12 @@ def run_mode(mode: str, target: str, sql_connections: int, args: argparse.Namesp
         "p50_ms": statistics.median(latencies) * 1000,
         "p99_ms": latencies[int(len(latencies) * 0.99)] * 1000,
     }
-    for group in before:
-        measured[f"{group}_cpu"] = (after[group] - before[group]) / args.seconds
+    for group, seconds in used.items():
+        measured[f"{group}_cpu"] = seconds / args.seconds
+    # Everything that ran, ours and the rest of the machine's work, in cores.
+    busy = machine_after[0] - machine_before[0]
+    total = machine_after[1] - machine_before[1]
+    measured["machine_busy"] = busy / total * (os.cpu_count() or 1) if total else 0.0
     return measured
 
 
@@ -342,8 +376,8 @@ def report(results: dict[str, dict[str, float]], args: argparse.Namespace,
         f"of warm-up each; load average before the run {load_average:.1f}.",
         "",
         "| path | lookups/s | × SQL, 5 conn. | × SQL, conn. per client | p50 ms | p99 ms "
-        "| CPU (cores): lookupd | PostgreSQL | clients | server CPU µs/lookup |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| CPU (cores): lookupd | PostgreSQL | clients | machine busy | server CPU µs/lookup |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for mode, result in results.items():
         lines.append(
@@ -351,6 +385,7 @@ def report(results: dict[str, dict[str, float]], args: argparse.Namespace,
             f"| {result['per_second'] / wide:.2f} "
             f"| {result['p50_ms']:.2f} | {result['p99_ms']:.2f} | {result['lookupd_cpu']:.2f} "
             f"| {result['postgres_cpu']:.2f} | {result['clients_cpu']:.2f} "
+            f"| {result['machine_busy']:.2f} "
             f"| {server_cpu_us(result):.1f} |"
         )
     return "\n".join(lines)
@@ -390,6 +425,7 @@ def main() -> None:
             process = start_lookupd(url, dict_socket, http_port, Path(state))
             try:
                 load_seconds = wait_loaded(process, http_port)
+                database = urllib.parse.urlsplit(url).path.lstrip("/").encode()
                 print(f"lookupd loaded its snapshot in {load_seconds:.0f} s", flush=True)
                 targets = {
                     "dict persistent": (str(dict_socket), 0),
@@ -402,9 +438,13 @@ def main() -> None:
                 rounds: dict[str, list[dict[str, float]]] = {mode: [] for mode in targets}
                 for number in range(1, args.rounds + 1):
                     for mode, (target, connections) in targets.items():
-                        result = run_mode(mode, target, connections, args, process.pid)
+                        result = run_mode(mode, target, connections, args, process.pid,
+                                          database)
                         rounds[mode].append(result)
-                        print(f"round {number}, {mode}: {result['per_second']:,.0f} lookups/s",
+                        print(f"round {number}, {mode}: {result['per_second']:,.0f} lookups/s; "
+                              f"CPU lookupd {result['lookupd_cpu']:.2f}, PostgreSQL "
+                              f"{result['postgres_cpu']:.2f}, clients {result['clients_cpu']:.2f}, "
+                              f"machine {result['machine_busy']:.2f}",
                               flush=True)
                 results = {
                     mode: sorted(values, key=lambda r: r["per_second"])[len(values) // 2]
