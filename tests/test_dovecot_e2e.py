@@ -116,12 +116,14 @@ def start_stack(root: Path, database_url: str) -> Stack:
 @pytest.fixture(scope="module")
 def stack(postgres: PostgresServer) -> Iterator[Stack]:
     root = make_root()
-    started = start_stack(root, new_postgres_database(postgres))
     try:
-        yield started
+        started = start_stack(root, new_postgres_database(postgres))
+        try:
+            yield started
+        finally:
+            started.dovecot.stop()
+            started.lookupd.stop()
     finally:
-        started.dovecot.stop()
-        started.lookupd.stop()
         shutil.rmtree(root, ignore_errors=True)
 
 
