@@ -7,7 +7,7 @@ set -euo pipefail
 PACKAGES=(
   postgresql
   postfix postfix-pgsql
-  dovecot-core dovecot-imapd dovecot-lmtpd dovecot-auth-lua lua-socket lua-json
+  dovecot-core dovecot-imapd dovecot-lmtpd dovecot-auth-lua lua-socket lua-json lua-dkjson
   chromium chromium-driver
   dnsmasq-base
   systemd
