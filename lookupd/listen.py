@@ -175,3 +175,30 @@ class ConnectionSet:
             # Aborted transports report connection_lost on the next loop iterations.
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._drained.wait(), 1.0)
+
+
+# How long a stopping server waits for its connections to finish before aborting them.
+DEFAULT_SHUTDOWN_TIMEOUT = 5.0
+
+
+class ProtocolServer:
+    """A listening protocol server (socketmap, Dovecot dict, policy) and its connections."""
+
+    def __init__(self, listener: Listener, connections: ConnectionSet) -> None:
+        self.listener = listener
+        self.connections = connections
+
+    @property
+    def address(self) -> ListenAddress:
+        return self.listener.address
+
+    def close(self) -> None:
+        """Stop accepting, and close each connection once it is quiet between requests."""
+        self.listener.close()
+        self.connections.shutdown()
+
+    async def wait_closed(self, timeout: float = DEFAULT_SHUTDOWN_TIMEOUT) -> None:
+        """Wait for the connections to finish; abort those still open after `timeout`."""
+        await self.connections.wait_drained(timeout)
+        await self.listener.wait_closed()
+

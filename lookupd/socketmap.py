@@ -27,7 +27,7 @@ from collections.abc import Callable
 from typing import cast
 
 from dinomail.listen import ListenAddress, parse_listen
-from lookupd.listen import ConnectionSet, Listener, create_server
+from lookupd.listen import ConnectionSet, ProtocolServer, create_server
 from lookupd.metrics import UNKNOWN_MAP, LookupdMetrics, LookupRecorder
 from lookupd.netstring import MAX_QUERY_BYTES, NetstringError, NetstringParser, encode_netstring
 from lookupd.resolve import (
@@ -48,7 +48,6 @@ PROTOCOL = "socketmap"
 DEFAULT_IDLE_TIMEOUT = 60.0
 
 # How long a shutdown waits for connections to finish the request they are sending.
-DEFAULT_SHUTDOWN_TIMEOUT = 5.0
 
 # During shutdown, a connection quiet for this long has no request on its way and is closed.
 SHUTDOWN_QUIET = 0.1
@@ -306,26 +305,7 @@ class SocketmapProtocol(asyncio.Protocol):
                 self._close()
 
 
-class SocketmapServer:
-    """A listening socketmap server and its connections."""
-
-    def __init__(self, listener: Listener, connections: ConnectionSet) -> None:
-        self.listener = listener
-        self.connections = connections
-
-    @property
-    def address(self) -> ListenAddress:
-        return self.listener.address
-
-    def close(self) -> None:
-        """Stop accepting, and close each connection once it is quiet between requests."""
-        self.listener.close()
-        self.connections.shutdown()
-
-    async def wait_closed(self, timeout: float = DEFAULT_SHUTDOWN_TIMEOUT) -> None:
-        """Wait for the connections to finish; abort those still open after `timeout`."""
-        await self.connections.wait_drained(timeout)
-        await self.listener.wait_closed()
+SocketmapServer = ProtocolServer
 
 
 async def start_socketmap_server(

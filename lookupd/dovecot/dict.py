@@ -49,7 +49,7 @@ from lookupd.dovecot.auth import (
     lookup_userdb,
 )
 from lookupd.dovecot.tabescape import split_fields, tabescape
-from lookupd.listen import ConnectionSet, Listener, create_server
+from lookupd.listen import ConnectionSet, ProtocolServer, create_server
 from lookupd.metrics import UNKNOWN_MAP, LookupdMetrics, LookupRecorder
 from lookupd.quota import QuotaWriter, Usage
 from lookupd.resolve import decode_key, find_login
@@ -71,7 +71,6 @@ MAX_LINE_BYTES = 64 * 1024
 # Dovecot disconnects after each lookup by default (idle_msecs=0), or after its idle_msecs;
 # a connection quiet this long is a client gone without closing.
 DEFAULT_IDLE_TIMEOUT = 300.0
-DEFAULT_SHUTDOWN_TIMEOUT = 5.0
 SHUTDOWN_QUIET = 0.1
 
 # quota_clone opens one transaction at a time with two changes; these bounds only stop a client
@@ -643,25 +642,7 @@ _HANDLERS: dict[int, Callable[[DictProtocol, list[bytes]], bytes | None]] = {
 }
 
 
-class DictServer:
-    """A listening dict server and its connections."""
-
-    def __init__(self, listener: Listener, connections: ConnectionSet) -> None:
-        self.listener = listener
-        self.connections = connections
-
-    @property
-    def address(self) -> ListenAddress:
-        return self.listener.address
-
-    def close(self) -> None:
-        """Stop accepting, and close each connection once it is quiet between commands."""
-        self.listener.close()
-        self.connections.shutdown()
-
-    async def wait_closed(self, timeout: float = DEFAULT_SHUTDOWN_TIMEOUT) -> None:
-        await self.connections.wait_drained(timeout)
-        await self.listener.wait_closed()
+DictServer = ProtocolServer
 
 
 async def start_dict_server(

@@ -34,7 +34,7 @@ from lookupd.counters import (
     CounterSync,
     SendCounters,
 )
-from lookupd.listen import ConnectionSet, Listener, create_server
+from lookupd.listen import ConnectionSet, ProtocolServer, create_server
 from lookupd.metrics import LookupdMetrics, LookupRecorder
 from lookupd.policy.request import PolicyRequestError, PolicyRequestParser
 from lookupd.policy.rules import (
@@ -55,7 +55,6 @@ PROTOCOL = "policy"
 # server that closes first makes the next request fail once and wait a second before Postfix
 # reconnects, so only connections quiet for much longer than that are closed here.
 DEFAULT_IDLE_TIMEOUT = 600.0
-DEFAULT_SHUTDOWN_TIMEOUT = 5.0
 SHUTDOWN_QUIET = 0.1
 # How often abandoned transactions are forgotten.
 HOUSEKEEPING_INTERVAL = 60.0
@@ -231,24 +230,7 @@ class PolicyProtocol(asyncio.Protocol):
                 self._close()
 
 
-class PolicyServer:
-    """A listening policy server and its connections."""
-
-    def __init__(self, listener: Listener, connections: ConnectionSet) -> None:
-        self.listener = listener
-        self.connections = connections
-
-    @property
-    def address(self) -> ListenAddress:
-        return self.listener.address
-
-    def close(self) -> None:
-        self.listener.close()
-        self.connections.shutdown()
-
-    async def wait_closed(self, timeout: float = DEFAULT_SHUTDOWN_TIMEOUT) -> None:
-        await self.connections.wait_drained(timeout)
-        await self.listener.wait_closed()
+PolicyServer = ProtocolServer
 
 
 async def start_policy_server(
