@@ -12,14 +12,12 @@ from dinomail import validation as v
 from dinomail.schema import aliasdomain, virtualdomain
 from dinomail.store import audit
 from dinomail.store.common import (
-    Page,
     Row,
     Window,
     changed_values,
     escape_like,
     fetch_one,
     fetch_window,
-    paginate,
 )
 from dinomail.store.errors import Conflict, NotFound
 from dinomail.store.fields import clean_fields
@@ -49,26 +47,6 @@ async def get(conn: AsyncConnection, scope: Scope, alias_domain_id: int) -> Row:
     query = _select(scope).where(aliasdomain.c.id == alias_domain_id)
     return await fetch_one(conn, query, "alias domain")
 
-
-async def list_page(
-    conn: AsyncConnection,
-    scope: Scope,
-    *,
-    domain_id: int | None = None,
-    q: str | None = None,
-    order_by: str = "id",
-    descending: bool = False,
-    limit: int,
-    offset: int = 0,
-) -> Page:
-    query = _select(scope)
-    if domain_id is not None:
-        query = query.where(aliasdomain.c.target_domain_id == domain_id)
-    if q:
-        query = query.where(aliasdomain.c.name.like(f"%{escape_like(q.lower())}%", escape="\\"))
-    column = aliasdomain.c[order_by]
-    order = [column.desc() if descending else column.asc(), aliasdomain.c.id]
-    return await paginate(conn, query, order_by=order, limit=limit, offset=offset)
 
 
 async def _check(
@@ -149,7 +127,7 @@ async def list_window(
     offset: int = 0,
     after: tuple[Any, int] | None = None,
 ) -> Window:
-    """Like `list_page`, but fast on large tables: see `common.fetch_window`."""
+    """A page of the list, fast on large tables: see `common.fetch_window`."""
     where = [scope.filter(aliasdomain.c.target_domain_id)]
     if domain_id is not None:
         where.append(aliasdomain.c.target_domain_id == domain_id)

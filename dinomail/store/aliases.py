@@ -12,14 +12,12 @@ from dinomail import validation as v
 from dinomail.schema import aliasdomain, virtualalias, virtualdomain, virtualuser
 from dinomail.store import audit, limits
 from dinomail.store.common import (
-    Page,
     Row,
     Window,
     changed_values,
     escape_like,
     fetch_one,
     fetch_window,
-    paginate,
 )
 from dinomail.store.errors import Conflict, NotFound
 from dinomail.store.fields import clean_fields
@@ -53,32 +51,6 @@ def _select(scope: Scope) -> sa.Select:
 async def get(conn: AsyncConnection, scope: Scope, alias_id: int) -> Row:
     return await fetch_one(conn, _select(scope).where(virtualalias.c.id == alias_id), "alias")
 
-
-async def list_page(
-    conn: AsyncConnection,
-    scope: Scope,
-    *,
-    domain_id: int | None = None,
-    q: str | None = None,
-    order_by: str = "id",
-    descending: bool = False,
-    limit: int,
-    offset: int = 0,
-) -> Page:
-    query = _select(scope)
-    if domain_id is not None:
-        query = query.where(virtualalias.c.domain_id == domain_id)
-    if q:
-        pattern = f"%{escape_like(q.lower())}%"
-        query = query.where(
-            sa.or_(
-                virtualalias.c.source.like(pattern, escape="\\"),
-                virtualalias.c.destination.like(pattern, escape="\\"),
-            )
-        )
-    column = virtualalias.c[order_by]
-    order = [column.desc() if descending else column.asc(), virtualalias.c.id]
-    return await paginate(conn, query, order_by=order, limit=limit, offset=offset)
 
 
 async def _domain_for(conn: AsyncConnection, scope: Scope, values: Mapping[str, Any]) -> Row:
@@ -211,7 +183,7 @@ async def list_window(
     offset: int = 0,
     after: tuple[Any, int] | None = None,
 ) -> Window:
-    """Like `list_page`, but fast on large tables: see `common.fetch_window`."""
+    """A page of the list, fast on large tables: see `common.fetch_window`."""
     where = [scope.filter(virtualalias.c.domain_id)]
     if domain_id is not None:
         where.append(virtualalias.c.domain_id == domain_id)

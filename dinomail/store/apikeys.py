@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from dinomail import validation as v
 from dinomail.schema import admin, apikey
 from dinomail.store import audit
-from dinomail.store.common import Page, Row, Window, aware, fetch_one, fetch_window, now, paginate
+from dinomail.store.common import Row, Window, aware, fetch_one, fetch_window, now
 
 OBJECT_TYPE = "api_key"
 PREFIX_LENGTH = 8
@@ -68,14 +68,6 @@ async def get(conn: AsyncConnection, admin_id: int | None, key_id: int) -> Row:
         query = query.where(apikey.c.admin_id == admin_id)
     return await fetch_one(conn, query, "API key")
 
-
-async def list_page(
-    conn: AsyncConnection, admin_id: int | None, *, limit: int, offset: int = 0
-) -> Page:
-    query = sa.select(*_PUBLIC)
-    if admin_id is not None:
-        query = query.where(apikey.c.admin_id == admin_id)
-    return await paginate(conn, query, order_by=[apikey.c.id], limit=limit, offset=offset)
 
 
 async def revoke(conn: AsyncConnection, actor: str, admin_id: int | None, key_id: int) -> Row:

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dinomail.schema import auditlog
-from dinomail.store.common import Page, Row, Window, fetch_one, fetch_window, paginate
+from dinomail.store.common import Row, Window, fetch_one, fetch_window
 from dinomail.store.scope import Scope
 
 # Never written to the log, whatever the object: invariant 6.
@@ -52,17 +52,6 @@ async def record(
         )
     )
 
-
-async def list_entries(
-    conn: AsyncConnection, scope: Scope, *, limit: int, offset: int
-) -> Page:
-    """The log, newest first. Only superadmins read the whole log; others see nothing yet."""
-    query = sa.select(auditlog)
-    if not scope.is_global:
-        query = query.where(sa.false())
-    return await paginate(
-        conn, query, order_by=[auditlog.c.id.desc()], limit=limit, offset=offset
-    )
 
 
 def _visible(scope: Scope) -> sa.ColumnElement[bool]:

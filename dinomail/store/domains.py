@@ -12,14 +12,12 @@ from dinomail import validation as v
 from dinomail.schema import aliasdomain, virtualalias, virtualdomain, virtualuser
 from dinomail.store import audit
 from dinomail.store.common import (
-    Page,
     Row,
     Window,
     changed_values,
     escape_like,
     fetch_one,
     fetch_window,
-    paginate,
 )
 from dinomail.store.errors import Conflict, Forbidden
 from dinomail.store.fields import clean_fields
@@ -58,23 +56,6 @@ async def get_by_name(conn: AsyncConnection, scope: Scope, name: str) -> Row:
     query = _select(scope).where(virtualdomain.c.name == v.normalize_domain(name, "domain"))
     return await fetch_one(conn, query, "domain")
 
-
-async def list_page(
-    conn: AsyncConnection,
-    scope: Scope,
-    *,
-    q: str | None = None,
-    order_by: str = "id",
-    descending: bool = False,
-    limit: int,
-    offset: int = 0,
-) -> Page:
-    query = _select(scope)
-    if q:
-        query = query.where(virtualdomain.c.name.like(f"%{escape_like(q.lower())}%", escape="\\"))
-    column = virtualdomain.c[order_by]
-    order = [column.desc() if descending else column.asc(), virtualdomain.c.id]
-    return await paginate(conn, query, order_by=order, limit=limit, offset=offset)
 
 
 async def _check_name_free(conn: AsyncConnection, name: str, domain_id: int | None) -> None:
@@ -187,7 +168,7 @@ async def list_window(
     offset: int = 0,
     after: tuple[Any, int] | None = None,
 ) -> Window:
-    """Like `list_page`, but fast on large tables: see `common.fetch_window`.
+    """A page of the list, fast on large tables: see `common.fetch_window`.
 
     `domain_id` restricts the list to that one domain (the API's `?domain=` filter).
     """

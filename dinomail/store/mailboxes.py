@@ -15,14 +15,12 @@ from dinomail.passwords import hash_password
 from dinomail.schema import quotausage, virtualdomain, virtualuser
 from dinomail.store import audit, limits
 from dinomail.store.common import (
-    Page,
     Row,
     Window,
     changed_values,
     escape_like,
     fetch_one,
     fetch_window,
-    paginate,
 )
 from dinomail.store.errors import Conflict, Forbidden, NotFound
 from dinomail.store.fields import clean_fields
@@ -100,26 +98,6 @@ async def get_by_email(conn: AsyncConnection, scope: Scope, email: str) -> Row:
     query = _select(scope).where(virtualuser.c.email == v.normalize_email(email))
     return await fetch_one(conn, query, "mailbox")
 
-
-async def list_page(
-    conn: AsyncConnection,
-    scope: Scope,
-    *,
-    domain_id: int | None = None,
-    q: str | None = None,
-    order_by: str = "id",
-    descending: bool = False,
-    limit: int,
-    offset: int = 0,
-) -> Page:
-    query = _select(scope)
-    if domain_id is not None:
-        query = query.where(virtualuser.c.domain_id == domain_id)
-    if q:
-        query = query.where(virtualuser.c.email.like(f"%{escape_like(q.lower())}%", escape="\\"))
-    column = virtualuser.c[order_by]
-    order = [column.desc() if descending else column.asc(), virtualuser.c.id]
-    return await paginate(conn, query, order_by=order, limit=limit, offset=offset)
 
 
 async def _domain_for(conn: AsyncConnection, scope: Scope, values: Mapping[str, Any]) -> Row:
@@ -298,7 +276,7 @@ async def list_window(
     offset: int = 0,
     after: tuple[Any, int] | None = None,
 ) -> Window:
-    """Like `list_page`, but fast on a million mailboxes: see `common.fetch_window`."""
+    """A page of mailboxes, fast on a million of them: see `common.fetch_window`."""
     where = [scope.filter(virtualuser.c.domain_id)]
     if domain_id is not None:
         where.append(virtualuser.c.domain_id == domain_id)
