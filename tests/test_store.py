@@ -332,6 +332,8 @@ async def test_load_mail_data(store: Store) -> None:
     assert [(a.source, a.destination) for a in data.aliases] == [
         ("b@example.org", "a@example.org")
     ]
+    # A destination that is a local mailbox is the mailbox's own string, held once.
+    assert data.aliases[0].destination is data.mailboxes[0].email
     assert [(a.name, a.target_domain_id) for a in data.alias_domains] == [
         ("example.net", domain["id"])
     ]
