@@ -29,6 +29,7 @@ from dinomail.settings import Settings, load_settings
 from dinomail.store import Store
 from lookupd.daemon import Lookupd, start_lookupd
 from tests.support.ports import free_port
+from tests.support.tls import Certificate
 
 T = TypeVar("T")
 
@@ -98,7 +99,11 @@ class DovecotInstance:
     under `root`, IMAP on a loopback port, LMTP and SASL on unix sockets under `root`.
 
     `auth` picks the shipped auth include: `dict` (dict proxy, the 2.3 default) or `lua`
-    (Lua + HTTP). Runs as root, as Dovecot does; mail processes run as `nobody`.
+    (Lua + HTTP). `postfix_private` puts the LMTP and SASL sockets in a real Postfix's
+    `private` folder (`PostfixInstance.private`) instead. `auth_policy` includes the shipped
+    auth-policy.conf.ext, as its instructions say, asking `lookupd_url`. `tls` keeps the
+    shipped `ssl = required` with a test certificate (otherwise TLS is off).
+    Runs as root, as Dovecot does; mail processes run as `nobody`.
     """
 
     def __init__(
@@ -109,6 +114,9 @@ class DovecotInstance:
         imap_port: int,
         lookupd_url: str = SHIPPED_LOOKUPD_URL,
         auth: str = "dict",
+        postfix_private: Path | None = None,
+        auth_policy: bool = False,
+        tls: Certificate | None = None,
         extra_conf: str = "",
     ) -> None:
         self.root = root
@@ -118,7 +126,8 @@ class DovecotInstance:
         self.state_dir = root / "state"
         self.log = root / "dovecot.log"
         self.vmail = root / "vmail"
-        self.private = root / "postfix-private"  # stands for /var/spool/postfix/private
+        # Stands for /var/spool/postfix/private.
+        self.private = postfix_private or root / "postfix-private"
         self.lmtp_socket = self.private / "dovecot-lmtp"
         self.sasl_socket = self.private / "auth"
         self.imap_port = imap_port
@@ -128,7 +137,8 @@ class DovecotInstance:
         self.vmail.mkdir(exist_ok=True)
         os.chown(self.vmail, self.mail_uid, self.mail_gid)
         socket_group = grp.getgrgid(os.stat(Path(dict_socket).parent).st_gid).gr_name
-        self._write_config(dict_socket, lookupd_url, auth, socket_group, extra_conf)
+        self._write_config(dict_socket, lookupd_url, auth, socket_group, auth_policy, tls,
+                           extra_conf)
 
     @property
     def mail_home(self) -> str:
@@ -136,16 +146,26 @@ class DovecotInstance:
         return f"{self.vmail}/%d/%n"
 
     def _write_config(
-        self, dict_socket: str, lookupd_url: str, auth: str, socket_group: str, extra: str
+        self, dict_socket: str, lookupd_url: str, auth: str, socket_group: str,
+        auth_policy: bool, tls: Certificate | None, extra: str,
     ) -> None:
         source = SHIPPED / "2.3"
         conf_dir = f"{self.config_dir}/"
         main = (source / "dovecot.conf").read_text()
         where = "conf/dovecot/2.3/dovecot.conf"
+        if tls is None:
+            replacements = [
+                ("ssl = required", "ssl = no"),
+                ("ssl_cert = </etc/ssl/mail/fullchain.pem", "# ssl_cert: none in tests"),
+                ("ssl_key = </etc/ssl/mail/privkey.pem", "# ssl_key: none in tests"),
+            ]
+        else:
+            replacements = [
+                ("/etc/ssl/mail/fullchain.pem", str(tls.certificate)),
+                ("/etc/ssl/mail/privkey.pem", str(tls.key)),
+            ]
         for old, new in (
-            ("ssl = required", "ssl = no"),
-            ("ssl_cert = </etc/ssl/mail/fullchain.pem", "# ssl_cert: none in tests"),
-            ("ssl_key = </etc/ssl/mail/privkey.pem", "# ssl_key: none in tests"),
+            *replacements,
             ("listen = *, ::", "listen = 127.0.0.1"),
             ("first_valid_uid = 5000", f"first_valid_uid = {self.mail_uid}"),
             ("last_valid_uid = 5000", f"last_valid_uid = {self.mail_uid}"),
@@ -165,6 +185,8 @@ class DovecotInstance:
             )
         elif auth != "dict":
             raise ValueError(f"auth must be dict or lua, not {auth!r}")
+        if auth_policy:
+            main += "\n!include auth-policy.conf.ext\n"
         main += f"""
 # --- tests: private folders ---
 base_dir = {self.base_dir}
@@ -178,7 +200,7 @@ auth_failure_delay = 0
 """
         self.config.write_text(main)
         for name in ("auth-dinomail-dict.conf.ext", "auth-dinomail-lua.conf.ext",
-                     "dinomail-dict-auth.conf.ext"):
+                     "dinomail-dict-auth.conf.ext", "auth-policy.conf.ext"):
             text = (source / name).read_text()
             if "/etc/dovecot/" in text:
                 text = text.replace("/etc/dovecot/", conf_dir)

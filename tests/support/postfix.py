@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from tests.support.tls import write_self_signed
+
 POSTMAP = shutil.which("postmap") or "/usr/sbin/postmap"
 
 
@@ -34,6 +36,7 @@ def postmap_query(config: Path, key: str, table: str) -> subprocess.CompletedPro
 
 POSTFIX = shutil.which("postfix") or "/usr/sbin/postfix"
 SHIPPED_MAIN_CF = Path(__file__).parent.parent.parent / "conf" / "postfix" / "main.cf"
+SHIPPED_MASTER_CF = SHIPPED_MAIN_CF.with_name("master.cf")
 SHIPPED_SOCKETMAP = "inet:127.0.0.1:10027"
 SHIPPED_POLICY = "inet:127.0.0.1:10028"
 
@@ -53,30 +56,47 @@ def postfix_folder() -> Iterator[Path]:
         shutil.rmtree(root, ignore_errors=True)
 
 
+def _adapt_policy(text: str, policy: str | None) -> str:
+    """The shipped lines with the policy endpoint replaced, or its entries left out."""
+    if policy is None:
+        return re.sub(rf"\n?\s*check_policy_service {SHIPPED_POLICY},?", "", text)
+    return text.replace(SHIPPED_POLICY, policy)
+
+
 class PostfixInstance:
     """A real Postfix with a private configuration, queue and log, its smtpd on a loopback
     port, and the shipped `conf/postfix/main.cf` lines (socketmap and policy endpoints adapted;
     without a `policy` endpoint, the shipped `check_policy_service` entries are left out).
 
+    With `submission_port`, the shipped `conf/postfix/master.cf` submission service listens
+    there too, with a self-signed certificate for its TLS. Dovecot's LMTP and SASL sockets
+    (`virtual_transport`, `smtpd_sasl_path`) are expected in `private`, as on a real server.
+
     Runs as root, as Postfix does (its daemons drop to the `postfix` user).
     """
 
     def __init__(self, root: Path, *, smtp_port: int, socketmap: str,
-                 policy: str | None = None, extra_main_cf: str = "") -> None:
+                 policy: str | None = None, submission_port: int | None = None,
+                 extra_main_cf: str = "") -> None:
         self.root = root
         self.config = root / "conf"
         self.queue = root / "queue"
         self.data = root / "data"
         self.log = root / "postfix.log"
         self.smtp_port = smtp_port
+        self.submission_port = submission_port
+        self.policy = policy
         for folder in (self.config, self.queue, self.data):
             folder.mkdir(parents=True, exist_ok=True)
         shutil.chown(self.data, "postfix")
-        shipped = SHIPPED_MAIN_CF.read_text().replace(SHIPPED_SOCKETMAP, socketmap)
-        if policy is None:
-            shipped = re.sub(rf"\n\s*check_policy_service {SHIPPED_POLICY},?", "", shipped)
-        else:
-            shipped = shipped.replace(SHIPPED_POLICY, policy)
+        shipped = _adapt_policy(
+            SHIPPED_MAIN_CF.read_text().replace(SHIPPED_SOCKETMAP, socketmap), policy
+        )
+        if submission_port is not None:
+            tls = write_self_signed(self.config)
+            extra_main_cf = (
+                f"smtpd_tls_chain_files = {tls.key}, {tls.certificate}\n{extra_main_cf}"
+            )
         (self.config / "main.cf").write_text(
             f"""compatibility_level = 3.6
 queue_directory = {self.queue}
@@ -100,15 +120,25 @@ default_transport = error:no delivery in tests
         )
         (self.config / "master.cf").write_text(self._master_cf())
 
+    @property
+    def private(self) -> Path:
+        """Where Postfix's daemons find `private/...` sockets: Dovecot's LMTP and SASL."""
+        return self.queue / "private"
+
     def _master_cf(self) -> str:
+        text = Path("/etc/postfix/master.cf").read_text()
+        if self.submission_port is not None:
+            text += "\n" + _adapt_policy(SHIPPED_MASTER_CF.read_text(), self.policy)
         lines = []
-        for line in Path("/etc/postfix/master.cf").read_text().splitlines():
+        for line in text.splitlines():
             fields = line.split()
             if line[:1] in ("", "#", " ", "\t") or len(fields) < 8:
                 lines.append(line)
                 continue
             if fields[0] == "smtp" and fields[1] == "inet":
                 fields[0] = f"127.0.0.1:{self.smtp_port}"
+            elif fields[0] == "submission" and fields[1] == "inet":
+                fields[0] = f"127.0.0.1:{self.submission_port}"
             # No chroot: the private queue folder holds none of the files a chroot needs.
             fields[4] = "n"
             lines.append(" ".join(fields))
