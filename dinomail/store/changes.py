@@ -6,7 +6,7 @@ hand in `psql` or `sqlite3` is followed like one changed through the API.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -18,6 +18,8 @@ from dinomail.schema import aliasdomain, changelog, state, virtualalias, virtual
 HORIZON = "changelog_horizon"
 # Ids per `IN (...)` list when fetching changed rows: below SQLite's variable limit.
 FETCH_CHUNK = 500
+# Rows per fetch of a full load.
+LOAD_CHUNK = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,21 +65,34 @@ async def load_mail_data(conn: AsyncConnection) -> tuple[int, MailData]:
     # distinct domain ids and quotas, so sharing them saves tens of megabytes of resident memory.
     shared: dict[int | None, int | None] = {}
     share = shared.setdefault
-    domains = [DomainRow(*row) for row in await conn.execute(_DOMAINS)]
-    alias_domains = [AliasDomainRow(*row) for row in await conn.execute(_ALIAS_DOMAINS)]
+    domains = [DomainRow(*row) async for row in _stream(conn, _DOMAINS)]
+    alias_domains = [AliasDomainRow(*row) async for row in _stream(conn, _ALIAS_DOMAINS)]
     mailboxes = [
         MailboxRow(row[0], share(row[1], row[1]), row[2], row[3], share(row[4], row[4]), row[5])
-        for row in await conn.execute(_MAILBOXES)
+        async for row in _stream(conn, _MAILBOXES)
     ]
     # Most aliases forward to a local mailbox: the destination then shares the mailbox's string
     # (about 80 bytes an alias). The index is dropped once the aliases are read.
     addresses = {row.email: row.email for row in mailboxes}
     aliases = [
         AliasRow(row[0], share(row[1], row[1]), row[2], addresses.get(row[3], row[3]))
-        for row in await conn.execute(_ALIASES)
+        async for row in _stream(conn, _ALIASES)
     ]
     del addresses
     return seq, MailData(domains, alias_domains, mailboxes, aliases)
+
+
+async def _stream(conn: AsyncConnection, query: sa.Select) -> AsyncIterator[sa.Row]:
+    """The rows of `query`, fetched LOAD_CHUNK at a time (a server-side cursor on PostgreSQL).
+
+    Fetched whole, a million rows' driver records would all be alive at once and then freed:
+    the process would keep that peak as resident memory. A chunk at a time, each reuses the
+    memory of the one before.
+    """
+    result = await conn.stream(query.execution_options(yield_per=LOAD_CHUNK))
+    async for partition in result.partitions():
+        for row in partition:
+            yield row
 
 
 async def changes_since(conn: AsyncConnection, seq: int, limit: int) -> list[Change]:
