@@ -1,12 +1,8 @@
 """Sending counts per mailbox and per domain: counted in memory on the policy service's hot
 path, written to the database in batches, shared by every lookup daemon through it.
 
-Windows. "Per hour" and "per day" are sliding: the last 3600 s and 86400 s before the request.
-Counts are kept in time buckets, 10 minutes long for the hour window and one hour long for the
-day window; the bucket that straddles the window's old edge counts in proportion to the part of
-it inside the window (as if its sends were spread evenly over it). The error is thus at most one
-bucket's worth of sends at the old edge, and there is no doubling at the turn of the hour that
-fixed windows allow.
+Windows: sliding, counted in buckets (`dinomail.sendwindows`, the math the admin API shows
+too).
 
 Sharing. Each cell (subject, bucket) holds `stored`, the total in the database when last read
 (every daemon's sends included), and `pending`, what this daemon counted and has not written
@@ -16,6 +12,14 @@ RETURNING`), which gives back the new totals, and reads the rows other daemons c
 sync interval. A daemon sees all its own sends at once, and the other daemons' sends at most a
 flush plus a sync interval late: that is the overshoot a sender spreading its mail over several
 daemons can get past a limit.
+
+Reset. An admin's reset (`dinomail.store.policy.reset_counts`) zeroes a subject's rows, with a
+fresh `updated_at` and a writer that no daemon is. Every read of a row (a sync, or the totals a
+flush gets back) replaces the cell's stored total: reads are made one at a time by the one
+`CounterSync` task, each newer than the one before, so the last read is the truth, lower totals
+included. Each daemon thus drops the reset subject's counts within a sync interval (or at its
+next flush of that subject, whose returned totals start again from zero). What it counted but
+had not written yet (at most one flush interval of sends) survives the reset.
 
 Restart. The counts live in the table; a starting daemon loads the rows of the last day before
 it answers. What was pending when a daemon died (at most one flush interval of sends) is lost;
@@ -34,18 +38,19 @@ from datetime import datetime, timedelta
 
 from prometheus_client import Counter, Gauge
 
+from dinomail.sendwindows import (
+    BUCKET_SECONDS,
+    HOUR,
+    WINDOW_OF_BUCKET,
+    bucket_start,
+    bucket_weight,
+    oldest_bucket,
+)
 from dinomail.store import Store
 from dinomail.store.policy import SendCount, add_counts, load_counts, prune_counts
 from lookupd.metrics import LookupdMetrics
 
 log = logging.getLogger("dinomail.lookupd.counters")
-
-HOUR = 3600
-DAY = 86400
-WINDOWS = (HOUR, DAY)
-# The bucket length each window is counted in.
-BUCKET_SECONDS = {HOUR: 600, DAY: 3600}
-WINDOW_OF_BUCKET = {size: window for window, size in BUCKET_SECONDS.items()}
 
 DEFAULT_FLUSH_INTERVAL = 1.0
 DEFAULT_SYNC_INTERVAL = 5.0
@@ -92,7 +97,7 @@ class SendCounters:
             cells = self._cells[subject] = {}
         second = int(now)
         for size in BUCKET_SECONDS.values():
-            key = (size, second - second % size)
+            key = (size, bucket_start(second, size))
             cell = cells.get(key)
             if cell is None:
                 cell = cells[key] = Cell()
@@ -105,16 +110,11 @@ class SendCounters:
         cells = self._cells.get((kind, name))
         if not cells:
             return 0.0, 0.0
-        size = BUCKET_SECONDS[window]
-        edge = now - window
         messages = recipients = 0.0
         for (bucket_seconds, start), cell in cells.items():
-            if bucket_seconds != size:
+            weight = bucket_weight(bucket_seconds, start, window, now)
+            if not weight:
                 continue
-            end = start + size
-            if end <= edge:
-                continue
-            weight = 1.0 if start >= edge else (end - edge) / size
             messages += weight * (cell.stored_messages + cell.pending_messages)
             recipients += weight * (cell.stored_recipients + cell.pending_recipients)
         return messages, recipients
@@ -147,8 +147,8 @@ class SendCounters:
             self._dirty.add(((row.kind, row.name), (row.bucket_seconds, row.bucket_start)))
 
     def merge(self, rows: Iterable[SendCount]) -> None:
-        """Totals read from the database. A row's totals only grow, so an older read arriving
-        after a newer one changes nothing."""
+        """Totals read from the database replace the stored ones (see "Reset" above: the
+        reads come one at a time, each newer than the one before)."""
         for row in rows:
             if row.bucket_seconds not in WINDOW_OF_BUCKET:
                 continue
@@ -159,8 +159,8 @@ class SendCounters:
             cell = cells.get(key)
             if cell is None:
                 cell = cells[key] = Cell()
-            cell.stored_messages = max(cell.stored_messages, row.messages)
-            cell.stored_recipients = max(cell.stored_recipients, row.recipients)
+            cell.stored_messages = row.messages
+            cell.stored_recipients = row.recipients
 
     def expire(self, now: float) -> None:
         """Forget the buckets that left their window and hold nothing unwritten."""
@@ -175,11 +175,6 @@ class SendCounters:
                     self._dirty.discard((subject, key))
             if not cells:
                 del self._cells[subject]
-
-
-def oldest_bucket(now: float) -> int:
-    """The start of the oldest bucket any window can still reach at `now`."""
-    return int(now) - DAY - BUCKET_SECONDS[DAY]
 
 
 class CounterSync:

@@ -9,6 +9,9 @@ a domain admin whose account is stolen must not be able to lift them.
 
 Counts: `add_counts` adds to the stored totals atomically and returns the new totals, so any
 number of lookup daemons writing the same rows add up; `load_counts` reads what the others wrote.
+`reset_counts` zeroes a subject's rows as written by RESET_WRITER, which the daemons read like
+another daemon's write (`lookupd.counters`, "Reset"); `window_counts` gives the figures the
+daemons compare with the limits (`dinomail.sendwindows`).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from dinomail.schema import (
     virtualdomain,
     virtualuser,
 )
+from dinomail.sendwindows import DAY, HOUR, oldest_bucket, window_totals
 from dinomail.store import audit
 from dinomail.store.common import Row, changed_values
 from dinomail.store.errors import Forbidden, NotFound
@@ -45,6 +49,11 @@ REPLY_MAX_LENGTH = 200
 # `kind` of a count row.
 MAILBOX = "mailbox"
 DOMAIN = "domain"
+# The `writer` of rows an admin reset; a daemon's writer is 16 hexadecimal digits, never this.
+RESET_WRITER = "admin-reset"
+# The figures `window_counts` gives, in the daemons' windows.
+COUNT_FIGURES = ("messages_last_hour", "recipients_last_hour", "messages_last_day",
+                 "recipients_last_day")
 
 
 # --- Postfix replies -----------------------------------------------------------------------------
@@ -125,17 +134,22 @@ def _domain_defaults(domain_id: int) -> Row:
             "reply": ""}
 
 
+async def domain_limits_of(conn: AsyncConnection, domain_ids: Iterable[int]) -> dict[int, Row]:
+    """Each domain's limits (all 0, reply empty, for a domain without a row); no scope check."""
+    found = {domain_id: _domain_defaults(domain_id) for domain_id in domain_ids}
+    if found:
+        rows = await conn.execute(
+            sa.select(domainsendlimit).where(domainsendlimit.c.domain_id.in_(sorted(found)))
+        )
+        for row in rows.mappings():
+            found[row["domain_id"]] = {key: row[key] for key in _domain_defaults(0)}
+    return found
+
+
 async def get_domain_limits(conn: AsyncConnection, scope: Scope, domain_id: int) -> Row:
     """The domain's limits (all 0, reply empty, when it has none)."""
     await _visible_domain(conn, scope, domain_id)
-    row = (
-        await conn.execute(
-            sa.select(domainsendlimit).where(domainsendlimit.c.domain_id == domain_id)
-        )
-    ).mappings().first()
-    if row is None:
-        return _domain_defaults(domain_id)
-    return {key: row[key] for key in _domain_defaults(domain_id)}
+    return (await domain_limits_of(conn, [domain_id]))[domain_id]
 
 
 async def set_domain_limits(
@@ -162,15 +176,34 @@ async def set_domain_limits(
     return new
 
 
+async def mailbox_limits_of(conn: AsyncConnection, mailbox_ids: Iterable[int]) -> dict[int, Row]:
+    """Each mailbox's own limits, None where its domain's default applies; no scope check."""
+    found = {mailbox_id: {"mailbox_id": mailbox_id, **dict.fromkeys(LIMITS)}
+             for mailbox_id in mailbox_ids}
+    if found:
+        rows = await conn.execute(
+            sa.select(mailboxsendlimit).where(mailboxsendlimit.c.user_id.in_(sorted(found)))
+        )
+        for row in rows.mappings():
+            found[row["user_id"]].update({key: row[key] for key in LIMITS})
+    return found
+
+
 async def get_mailbox_limits(conn: AsyncConnection, scope: Scope, mailbox_id: int) -> Row:
     """The mailbox's own limits; None where its domain's default applies."""
     await _visible_mailbox(conn, scope, mailbox_id)
-    row = (
-        await conn.execute(
-            sa.select(mailboxsendlimit).where(mailboxsendlimit.c.user_id == mailbox_id)
-        )
-    ).mappings().first()
-    return {"mailbox_id": mailbox_id, **{key: row[key] if row else None for key in LIMITS}}
+    return (await mailbox_limits_of(conn, [mailbox_id]))[mailbox_id]
+
+
+def effective_mailbox_limits(own: Mapping[str, Any], domain: Mapping[str, Any] | None
+                             ) -> dict[str, int]:
+    """What a mailbox may send: its own limit where it has one, else its domain's default for
+    each mailbox (`domain` is the domain's limits row; None or no row: unlimited)."""
+    return {
+        key: int(own[key]) if own.get(key) is not None
+        else int(domain[f"mailbox_{key}"]) if domain is not None else 0
+        for key in LIMITS
+    }
 
 
 async def set_mailbox_limits(
@@ -334,3 +367,56 @@ async def counts_of(
     )
     return [SendCount(*row) for row in await conn.execute(query)]
 
+
+
+async def window_counts(
+    conn: AsyncConnection, kind: str, names: Iterable[str], now: float
+) -> dict[str, Row]:
+    """What each subject sent in the last hour and day before `now` (Unix time), every daemon's
+    written counts included, with the daemons' math (`COUNT_FIGURES`, rounded to hundredths:
+    the bucket at a window's old edge counts in part)."""
+    wanted = sorted(set(names))
+    rows: dict[str, list[SendCount]] = {name: [] for name in wanted}
+    if wanted:
+        query = sa.select(*_COUNT_COLUMNS).where(
+            sendcount.c.kind == kind, sendcount.c.name.in_(wanted),
+            sendcount.c.bucket_start >= oldest_bucket(now),
+        )
+        for row in await conn.execute(query):
+            rows[row.name].append(SendCount(*row))
+    figures = {}
+    for name, buckets in rows.items():
+        hour = window_totals(buckets, HOUR, now)
+        day = window_totals(buckets, DAY, now)
+        figures[name] = dict(zip(COUNT_FIGURES, (round(value, 2) for value in (*hour, *day)),
+                                 strict=True))
+    return figures
+
+
+async def reset_counts(
+    conn: AsyncConnection, actor: str, scope: Scope, kind: str, object_id: int
+) -> str:
+    """Start a domain's (its totals) or a mailbox's counts again from zero; the subject's name.
+
+    The rows are zeroed, not deleted: the daemons only learn of rows that exist (a sync reads
+    the rows changed since the last one). A superadmin's decision, as the limits are.
+    """
+    if kind == DOMAIN:
+        name = await _visible_domain(conn, scope, object_id)
+    elif kind == MAILBOX:
+        name = await _visible_mailbox(conn, scope, object_id)
+    else:
+        raise ValueError(f"unknown kind {kind!r}")
+    # After the visibility check: outside their domains, an admin learns nothing (404).
+    if not scope.is_global:
+        raise Forbidden("only a superadmin can reset sending counts")
+    result = await conn.execute(
+        sendcount.update()
+        .where(sendcount.c.kind == kind, sendcount.c.name == name)
+        .values(messages=0, recipients=0, writer=RESET_WRITER, updated_at=sa.func.now())
+    )
+    await audit.record(
+        conn, actor, "reset", f"{kind}_send_counts", object_id, name,
+        new={"rows": int(result.rowcount or 0)},
+    )
+    return name

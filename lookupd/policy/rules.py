@@ -35,7 +35,8 @@ from dataclasses import dataclass
 from prometheus_client import Counter
 
 from dinomail.records import MailboxRow
-from lookupd.counters import DAY, HOUR, SendCounters
+from dinomail.sendwindows import DAY, HOUR
+from lookupd.counters import SendCounters
 from lookupd.metrics import LookupdMetrics
 from lookupd.policy.request import PolicyRequest
 from lookupd.policy.tables import PolicyTables, SendLimits

@@ -21,9 +21,9 @@ from prometheus_client import Counter
 from dinomail.store import Store
 from dinomail.store.policy import (
     DOMAIN_TOTALS,
-    LIMITS,
     MAILBOX_DEFAULTS,
     LimitRows,
+    effective_mailbox_limits,
     load_full_mailboxes,
     load_limits,
 )
@@ -80,13 +80,13 @@ class PolicyTables:
             )
             for row in rows.domains
         }
-        mailboxes = {}
-        for row in rows.mailboxes:
-            domain = domains.get(row["email"].rpartition("@")[2])
-            default = domain.mailbox_default if domain is not None else UNLIMITED
-            mailboxes[row["email"]] = SendLimits(*(
-                getattr(default, key) if row[key] is None else row[key] for key in LIMITS
+        domain_rows = {row["name"]: row for row in rows.domains}
+        mailboxes = {
+            row["email"]: SendLimits(**effective_mailbox_limits(
+                row, domain_rows.get(row["email"].rpartition("@")[2])
             ))
+            for row in rows.mailboxes
+        }
         return cls(domains, mailboxes, full_mailboxes)
 
     def limits_for(self, email: str, domain: str) -> tuple[SendLimits, SendLimits, str]:
