@@ -10,7 +10,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from adminapi.api import dns as dns_api
-from adminapi.api import docs, openapi
+from adminapi.api import docs, openapi, sendlimits
 from adminapi.api.accounts import admin, auditlog
 from adminapi.api.keys import apikey, apikey_detail, apikey_list
 from adminapi.api.mail import (
@@ -28,19 +28,21 @@ from adminapi.api.serialize import list_uri
 # Served by the generic list and detail endpoints.
 GENERIC_RESOURCES: tuple[Resource, ...] = (
     virtualdomain, virtualuser, virtualalias, aliasdomain, domainlimit, admin, auditlog,
-    dns_api.clientconfig,
+    dns_api.clientconfig, *sendlimits.RESOURCES,
 )
 # Everything the OpenAPI document describes, in its order.
 RESOURCES: tuple[Resource, ...] = (
     virtualdomain, virtualuser, virtualalias, aliasdomain, domainlimit, admin, apikey, auditlog,
-    dns_api.clientconfig,
+    dns_api.clientconfig, *sendlimits.RESOURCES,
 )
 
 
 @cache
 def openapi_document() -> dict[str, Any]:
-    return openapi.document(RESOURCES, extra_paths=dns_api.openapi_paths(),
-                            extra_schemas=dns_api.openapi_schemas())
+    return openapi.document(
+        RESOURCES, extra_paths={**dns_api.openapi_paths(), **sendlimits.openapi_paths()},
+        extra_schemas=dns_api.openapi_schemas(),
+    )
 
 
 async def openapi_json(request: Request) -> Response:
@@ -93,4 +95,7 @@ def routes() -> list[BaseRoute]:
     # A domain's DKIM key and DNS checks, under its URI.
     for suffix, endpoint, methods in dns_api.routes():
         table.append(Route(_detail_path("virtualdomain") + suffix, endpoint, methods=methods))
+    # Resetting the sending counts of a domain or a mailbox.
+    for path, endpoint, methods in sendlimits.routes():
+        table.append(Route(path, endpoint, methods=methods))
     return table

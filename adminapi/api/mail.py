@@ -83,7 +83,7 @@ async def _domain_of_address(
     data["domain_id"] = domain["id"]
 
 
-def _list_with_domain(store_list: Any) -> Any:
+def list_with_domain(store_list: Any) -> Any:
     """A `read_list` that applies `?domain=` and the remaining list options to `store_list`."""
 
     async def read_list(conn: AsyncConnection, caller: Caller, query: ListQuery) -> Window:
@@ -149,7 +149,7 @@ virtualdomain = Resource(
         orderable=domains.ORDERABLE, keyset=("id", "name"), search="the domain name",
         domain_filter="this one domain (by name or URI)",
     ),
-    read_list=_list_with_domain(domains.list_window),
+    read_list=list_with_domain(domains.list_window),
     read_one=lambda conn, caller, pk: domains.get(conn, caller.scope, pk),
     create=lambda conn, caller, data: domains.create(conn, caller.actor, caller.scope, data),
     update=lambda conn, caller, pk, data: domains.update(
@@ -224,7 +224,7 @@ virtualuser = Resource(
         orderable=mailboxes.ORDERABLE, keyset=("id", "email", "quota"),
         search="the address", domain_filter="the mailboxes of this domain (name or URI)",
     ),
-    read_list=_list_with_domain(mailboxes.list_window),
+    read_list=list_with_domain(mailboxes.list_window),
     read_one=lambda conn, caller, pk: mailboxes.get(conn, caller.scope, pk),
     create=_create_mailbox,
     update=lambda conn, caller, pk, data: mailboxes.update(
@@ -265,7 +265,7 @@ virtualalias = Resource(
         orderable=aliases.ORDERABLE, keyset=("id", "source", "destination"),
         search="the source and the destination", domain_filter="the aliases of this domain",
     ),
-    read_list=_list_with_domain(aliases.list_window),
+    read_list=list_with_domain(aliases.list_window),
     read_one=lambda conn, caller, pk: aliases.get(conn, caller.scope, pk),
     create=_create_alias,
     update=lambda conn, caller, pk, data: aliases.update(
@@ -296,7 +296,7 @@ aliasdomain = Resource(
         orderable=aliasdomains.ORDERABLE, keyset=("id", "name"), search="the name",
         domain_filter="the alias domains of this target domain",
     ),
-    read_list=_list_with_domain(aliasdomains.list_window),
+    read_list=list_with_domain(aliasdomains.list_window),
     read_one=lambda conn, caller, pk: aliasdomains.get(conn, caller.scope, pk),
     create=lambda conn, caller, data: aliasdomains.create(
         conn, caller.actor, caller.scope, data
@@ -360,7 +360,7 @@ domainlimit = Resource(
         orderable=("id", "name"), keyset=("id", "name"), search="the domain name",
         domain_filter="this one domain",
     ),
-    read_list=_list_with_domain(domains.list_window),
+    read_list=list_with_domain(domains.list_window),
     read_one=lambda conn, caller, pk: domains.get(conn, caller.scope, pk),
     update=_update_limits,
     enrich=_with_usage,

@@ -44,6 +44,11 @@ def _error(status: int) -> dict[str, Any]:
     return response
 
 
+def error_responses(statuses: Sequence[int]) -> dict[str, Any]:
+    """The error responses of an operation, for endpoints described by their own module."""
+    return {str(status): _error(status) for status in statuses}
+
+
 def _json(description: str, schema: dict[str, Any]) -> dict[str, Any]:
     return {"description": description, "content": {JSON: {"schema": schema}}}
 
