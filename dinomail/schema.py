@@ -406,3 +406,32 @@ dnscheckrun = sa.Table(
     sa.Column("incomplete", sa.Boolean, nullable=False, server_default=sa.false()),
     _timestamp("requested_at", nullable=True),
 )
+
+
+# --- failed-login blocks of the Dovecot auth policy (migration 0005_authblocks) -------------------
+
+authblock = sa.Table(
+    "dinomail_authblock",
+    metadata,
+    # A client address (`kind` client, `key` its IPv4 address or IPv6 /64) or a login (`kind`
+    # login) that a lookup daemon refuses now for too many failed logins. The failures are
+    # counted in each daemon's memory; each writes its current blocks here every
+    # AUTH_POLICY_SYNC_INTERVAL, so admins can see them. An admin's unblock sets `released_at`;
+    # the daemons read it, forget that key's failures and delete their row. No change-log
+    # trigger: not a mail table.
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("kind", sa.String(8), nullable=False),
+    sa.Column("key", sa.String(320), nullable=False),
+    # A login's domain (the part after @), for domain admins' scope; empty for clients.
+    sa.Column("domain", sa.String(253), nullable=False, server_default=""),
+    sa.Column("failures", sa.Integer, nullable=False),
+    _timestamp("blocked_at"),
+    sa.Column("last_failure_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("blocked_until", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("writer", sa.String(32), nullable=False),
+    _timestamp("updated_at"),
+    _timestamp("released_at", nullable=True),
+    sa.Column("released_by", sa.String(200), nullable=True),
+    sa.UniqueConstraint("kind", "key", "writer"),
+    sa.Index(None, "blocked_until"),
+)

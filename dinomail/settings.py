@@ -84,6 +84,9 @@ class Settings:
     AUTH_POLICY_TARPIT_SECONDS: int = 2
     AUTH_POLICY_MAX_TARPIT: int = 15
     AUTH_POLICY_ALLOW_NETWORKS: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
+    # Seconds between writes of the current blocks to the database (where admins list and
+    # unblock them) and reads of admins' unblocks.
+    AUTH_POLICY_SYNC_INTERVAL: float = 5.0
 
     # Where generated state lives (the SECRET_KEY file, the default dict socket).
     # systemd's StateDirectory= sets $STATE_DIRECTORY, which is the natural default there.
@@ -309,6 +312,7 @@ _CHECKS: dict[str, Callable[[Any], None]] = {
     "AUTH_POLICY_TARPIT_SECONDS": _check_non_negative,
     "AUTH_POLICY_MAX_TARPIT": _check_non_negative,
     "AUTH_POLICY_ALLOW_NETWORKS": _check_networks,
+    "AUTH_POLICY_SYNC_INTERVAL": _check_positive,
     "LOOKUPD_HTTP_LISTEN": _check_listen,
     "DICT_LISTEN": lambda value: value and _check_listen(value),
     "RECIPIENT_DELIMITER": _check_delimiter,

@@ -30,6 +30,9 @@ counted nor slowed down.
 
 All of this is in memory, per lookup daemon: a restart forgets it, like Dovecot's own
 auth_failure_delay; with several daemons behind one Dovecot, point Dovecot at one of them.
+The current blocks are copied to the database every AUTH_POLICY_SYNC_INTERVAL, where admins
+list them and unblock (`lookupd.authblocks`); an unblock makes this daemon forget the key's
+failures (`release`). No request waits for that I/O.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from dinomail.store.authblocks import CLIENT, LOGIN
 from lookupd.metrics import LookupdMetrics
 
 PATH = "/dovecot/auth-policy"
@@ -137,6 +141,23 @@ class FailureLog:
             if items and next(reversed(items.values())) >= horizon:
                 break
             del keys[first]
+
+    def blocked(self, threshold: int, now: float) -> list[tuple[str, int, float, float]]:
+        """(key, failures, last failure, end of the block) of every key with at least
+        `threshold` failures (none when 0). The block ends when enough failures have left the
+        window for the count to fall below the threshold."""
+        if threshold <= 0:
+            return []
+        self.expire(now)
+        found = []
+        for key in list(self._keys):
+            count = self.count(key, now)
+            if count < threshold:
+                continue
+            # Items are in the order they were last seen: the oldest first.
+            seen = list(self._keys[key].values())
+            found.append((key, count, seen[-1], seen[count - threshold] + self.window))
+        return found
 
     def over(self, threshold: int, now: float) -> int:
         """How many keys have at least `threshold` failures (0: none, whatever the counts)."""
@@ -290,6 +311,23 @@ class AuthPolicy:
                 self.logins.record(login, pwhash, now)
         self.clients.expire(now)
         self.logins.expire(now)
+
+    def blocks(self) -> list[tuple[str, str, int, float, float]]:
+        """(kind, key, failures, last failure, end) of every client and login refused now;
+        times on `clock`."""
+        now = self.clock()
+        return [
+            (kind, *found)
+            for kind, log, threshold in (
+                (CLIENT, self.clients, self.config.ip_block_after),
+                (LOGIN, self.logins, self.config.login_block_after),
+            )
+            for found in log.blocked(threshold, now)
+        ]
+
+    def release(self, kind: str, key: str) -> None:
+        """An admin unblocked this client or login: forget its failures."""
+        (self.clients if kind == CLIENT else self.logins).forget(key)
 
     def blocked_clients(self) -> int:
         return self.clients.over(self.config.ip_block_after, self.clock())

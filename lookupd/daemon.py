@@ -10,6 +10,7 @@ from pathlib import Path
 from dinomail.http_server import HttpServer
 from dinomail.settings import Settings
 from dinomail.store import Store
+from lookupd.authblocks import BlockSync
 from lookupd.authpolicy import AuthPolicy, AuthPolicyConfig
 from lookupd.dovecot.auth import UserdbSettings
 from lookupd.dovecot.dict import DictServer, start_dict_server
@@ -39,6 +40,8 @@ class Lookupd:
     quota_task: asyncio.Task[None]
     policy: PolicyService
     auth_policy: AuthPolicy
+    block_sync: BlockSync
+    block_task: asyncio.Task[None]
 
     async def stop(self) -> None:
         """Stop accepting, let in-flight requests finish, stop following the database."""
@@ -51,6 +54,7 @@ class Lookupd:
         # Only now: the quota writer's last flush must come after the last commit it accepted.
         self.stop_event.set()
         await self.quota_task
+        await self.block_task  # removes this daemon's blocks from the table
         await self.refresh_task
 
 
@@ -96,6 +100,9 @@ async def start_lookupd(settings: Settings, store: Store) -> Lookupd:
         metrics=metrics,
     )
     auth_policy = AuthPolicy(auth_policy_config(settings), metrics=metrics)
+    block_sync = BlockSync(
+        store, auth_policy, interval=settings.AUTH_POLICY_SYNC_INTERVAL, metrics=metrics
+    )
     http = HttpServer(
         create_http_app(
             holder, metrics, userdb=userdb, dovecot_secret=settings.DOVECOT_HTTP_SECRET,
@@ -107,13 +114,14 @@ async def start_lookupd(settings: Settings, store: Store) -> Lookupd:
     stop_event = asyncio.Event()
     refresh_task = asyncio.create_task(refresher.run(stop_event))
     quota_task = asyncio.create_task(quota_writer.run(stop_event))
+    block_task = asyncio.create_task(block_sync.run(stop_event))
     log.info("socketmap listening on %s", socketmap.address)
     log.info("Dovecot dict listening on %s", dovecot_dict.address)
     log.info("policy listening on %s", policy.address)
     log.info("lookupd HTTP listening on %s", settings.LOOKUPD_HTTP_LISTEN)
     return Lookupd(
         holder, metrics, refresher, socketmap, http, refresh_task, stop_event,
-        dovecot_dict, quota_writer, quota_task, policy, auth_policy,
+        dovecot_dict, quota_writer, quota_task, policy, auth_policy, block_sync, block_task,
     )
 
 

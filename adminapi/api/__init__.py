@@ -12,6 +12,7 @@ from starlette.routing import BaseRoute, Route
 from adminapi.api import dns as dns_api
 from adminapi.api import docs, openapi, sendlimits
 from adminapi.api.accounts import admin, auditlog
+from adminapi.api.authblocks import authblock
 from adminapi.api.keys import apikey, apikey_detail, apikey_list
 from adminapi.api.mail import (
     aliasdomain,
@@ -28,12 +29,12 @@ from adminapi.api.serialize import list_uri
 # Served by the generic list and detail endpoints.
 GENERIC_RESOURCES: tuple[Resource, ...] = (
     virtualdomain, virtualuser, virtualalias, aliasdomain, domainlimit, admin, auditlog,
-    dns_api.clientconfig, *sendlimits.RESOURCES,
+    dns_api.clientconfig, *sendlimits.RESOURCES, authblock,
 )
 # Everything the OpenAPI document describes, in its order.
 RESOURCES: tuple[Resource, ...] = (
     virtualdomain, virtualuser, virtualalias, aliasdomain, domainlimit, admin, apikey, auditlog,
-    dns_api.clientconfig, *sendlimits.RESOURCES,
+    dns_api.clientconfig, *sendlimits.RESOURCES, authblock,
 )
 
 
