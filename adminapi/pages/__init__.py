@@ -21,10 +21,12 @@ from adminapi.pages import (
     account,
     aliasdomains,
     aliases,
+    authblocks,
     domains,
     limits,
     mailboxes,
     overview,
+    sendlimits,
 )
 from adminapi.pages.web import (
     DATABASE_ERRORS,
@@ -88,7 +90,7 @@ def routes() -> list[BaseRoute]:
     lists = {
         "/virtual-domains": "/virtual-domains/", "/virtual-users": "/virtual-users/",
         "/virtual-aliases": "/virtual-aliases/", "/alias-domains": "/alias-domains/",
-        "/domain-limits": "/domain-limits/",
+        "/domain-limits": "/domain-limits/", "/blocked-logins": "/blocked-logins/",
     }
     return [
         _route("/", overview.home),
@@ -129,6 +131,15 @@ def routes() -> list[BaseRoute]:
 
         _route("/domain-limits/", limits.limit_list),
         _route("/domain-limits/{pk:int}/edit", limits.limit_edit, GET_POST),
+        _route("/domain-limits/{pk:int}/sending", sendlimits.domain_sending, GET_POST),
+        _route("/domain-limits/{pk:int}/sending/reset", sendlimits.domain_sending_reset,
+               ("POST",)),
+        _route("/virtual-users/{pk:int}/sending", sendlimits.mailbox_sending, GET_POST),
+        _route("/virtual-users/{pk:int}/sending/reset", sendlimits.mailbox_sending_reset,
+               ("POST",)),
+
+        _route("/blocked-logins/", authblocks.authblock_list),
+        _route("/blocked-logins/{pk:int}/unblock", authblocks.authblock_unblock, ("POST",)),
 
         *(Route(path, _redirect_to(target), methods=["GET"]) for path, target in lists.items()),
         Mount("/static", app=StaticHeaders(StaticFiles(directory=STATIC_DIR)), name="static"),

@@ -91,6 +91,12 @@ class Form:
         return not self.errors and self.error is None
 
 
+def parse_count(text: str) -> int | None:
+    """A whole number typed by a person (a limit); None when it is not one."""
+    text = text.strip()
+    return int(text) if text.isdigit() and text.isascii() else None
+
+
 # --- sizes ---------------------------------------------------------------------------------------
 
 # French writes octets: Go, Mo, ko. Binary units are accepted for those who think in them.
@@ -175,6 +181,15 @@ STORE_MESSAGES: tuple[tuple[re.Pattern[str], str, tuple[str, ...]], ...] = tuple
             "other mailboxes)."), ("total", "others")),
         (r"(?P<name>\S+) is not a domain managed here",
          N_("%(name)s is not a domain managed here."), ()),
+        (r"only a superadmin can change sending limits",
+         N_("Only a superadmin can change sending limits."), ()),
+        (r"only a superadmin can reset sending counts",
+         N_("Only a superadmin can reset sending counts."), ()),
+        (r"must be a Postfix action: .*",
+         N_("Enter a Postfix action: DEFER_IF_PERMIT, DEFER, REJECT or a 4xx/5xx code, then "
+            "an optional status and text (ASCII), as in “452 4.2.2 Mailbox full”."), ()),
+        (r"the status (?P<status>\S+) does not match a (?P<reply_class>\d)xx reply",
+         N_("The status %(status)s does not match a %(reply_class)sxx reply."), ()),
         (r"domain not found", N_("No such domain among yours."), ()),
         (r"an alias cannot deliver to its own address",
          N_("An alias cannot deliver to its own address."), ()),

@@ -7,7 +7,7 @@ from typing import Any
 
 from starlette.responses import Response
 
-from adminapi.pages.forms import Form, parse_size, size_for_input
+from adminapi.pages.forms import Form, parse_count, parse_size, size_for_input
 from adminapi.pages.listing import PAGE_SIZE, page_links, parse_paging, search_text
 from adminapi.pages.web import Page
 from dinomail import validation as v
@@ -55,7 +55,7 @@ async def limit_edit(page: Page) -> Response:
             typed = page.form_data.text(name) or "0"
             form.values[name] = typed
             if name in COUNT_FIELDS:
-                number = int(typed) if typed.isdigit() and typed.isascii() else None
+                number = parse_count(typed)
                 if number is None:
                     form.add_error(name, _("Enter a whole number, 0 for no limit."))
             else:
