@@ -14,7 +14,9 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import schemathesis
@@ -26,7 +28,7 @@ from schemathesis.core.failures import Failure, FailureGroup
 
 from adminapi.app import create_app
 from dinomail import migrate
-from dinomail.store import EVERYTHING, Store, aliasdomains, aliases
+from dinomail.store import EVERYTHING, Store, aliasdomains, aliases, authblocks, policy
 from tests.conftest import new_postgres_database
 from tests.support.adminapi import (
     FAST_ARGON2,
@@ -102,6 +104,16 @@ class ApiServer:
                                  {"source": "info@example.org", "destination": "alice@example.org"})
             await aliasdomains.create(conn, "test", EVERYTHING,
                                       {"name": "example.net", "target_domain_id": domain["id"]})
+            # Sending counts and a blocked login, so that their objects are not all empty.
+            now = time.time()
+            await policy.add_counts(conn, [
+                policy.SendCount(kind, name, size, int(now) - int(now) % size, 2, 3)
+                for kind, name in (("mailbox", "alice@example.org"), ("domain", "example.org"))
+                for size in (600, 3600)
+            ], writer="seed")
+            moment = datetime.now(UTC)
+            await authblocks.write_blocks(conn, "seed", [authblocks.Block(
+                "login", "alice@example.org", 30, moment, moment + timedelta(days=1))], [])
         app = create_app(api_settings(ALLOWED_HOSTS=("127.0.0.1",)), store)
         config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
                                 lifespan="off", access_log=False)
