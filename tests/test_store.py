@@ -337,3 +337,20 @@ async def test_load_mail_data(store: Store) -> None:
     assert [(a.name, a.target_domain_id) for a in data.alias_domains] == [
         ("example.net", domain["id"])
     ]
+
+
+async def test_load_mail_data_in_pages(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Pages of two rows: five mailboxes and three aliases take several pages, the last one
+    # short, and none is lost or read twice at a page's edge.
+    monkeypatch.setattr(changes, "LOAD_CHUNK", 2)
+    await make_domain(store)
+    emails = [f"user{n}@example.org" for n in range(5)]
+    for email in emails:
+        await make_mailbox(store, email)
+    for n in range(4):
+        await make_alias(store, f"alias{n}@example.org", emails[n])
+    async with store.read() as conn:
+        _, data = await changes.load_mail_data(conn)
+    assert [m.email for m in data.mailboxes] == emails
+    assert [a.source for a in data.aliases] == [f"alias{n}@example.org" for n in range(4)]
+    assert [a.id for a in data.aliases] == sorted({a.id for a in data.aliases})

@@ -6,7 +6,7 @@ hand in `psql` or `sqlite3` is followed like one changed through the API.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -18,8 +18,8 @@ from dinomail.schema import aliasdomain, changelog, state, virtualalias, virtual
 HORIZON = "changelog_horizon"
 # Ids per `IN (...)` list when fetching changed rows: below SQLite's variable limit.
 FETCH_CHUNK = 500
-# Rows per fetch of a full load.
-LOAD_CHUNK = 10_000
+# Rows per query of a full load.
+LOAD_CHUNK = 50_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,34 +65,46 @@ async def load_mail_data(conn: AsyncConnection) -> tuple[int, MailData]:
     # distinct domain ids and quotas, so sharing them saves tens of megabytes of resident memory.
     shared: dict[int | None, int | None] = {}
     share = shared.setdefault
-    domains = [DomainRow(*row) async for row in _stream(conn, _DOMAINS)]
-    alias_domains = [AliasDomainRow(*row) async for row in _stream(conn, _ALIAS_DOMAINS)]
+    domains = [
+        DomainRow(*row) async for rows in _pages(conn, _DOMAINS, virtualdomain) for row in rows
+    ]
+    alias_domains = [
+        AliasDomainRow(*row)
+        async for rows in _pages(conn, _ALIAS_DOMAINS, aliasdomain) for row in rows
+    ]
     mailboxes = [
         MailboxRow(row[0], share(row[1], row[1]), row[2], row[3], share(row[4], row[4]), row[5])
-        async for row in _stream(conn, _MAILBOXES)
+        async for rows in _pages(conn, _MAILBOXES, virtualuser) for row in rows
     ]
     # Most aliases forward to a local mailbox: the destination then shares the mailbox's string
     # (about 80 bytes an alias). The index is dropped once the aliases are read.
     addresses = {row.email: row.email for row in mailboxes}
     aliases = [
         AliasRow(row[0], share(row[1], row[1]), row[2], addresses.get(row[3], row[3]))
-        async for row in _stream(conn, _ALIASES)
+        async for rows in _pages(conn, _ALIASES, virtualalias) for row in rows
     ]
     del addresses
     return seq, MailData(domains, alias_domains, mailboxes, aliases)
 
 
-async def _stream(conn: AsyncConnection, query: sa.Select) -> AsyncIterator[sa.Row]:
-    """The rows of `query`, fetched LOAD_CHUNK at a time (a server-side cursor on PostgreSQL).
+async def _pages(
+    conn: AsyncConnection, query: sa.Select, table: sa.Table
+) -> AsyncIterator[Sequence[sa.Row]]:
+    """The rows of `query`, LOAD_CHUNK at a time in the order of their id (keyset pages).
 
     Fetched whole, a million rows' driver records would all be alive at once and then freed:
-    the process would keep that peak as resident memory. A chunk at a time, each reuses the
-    memory of the one before.
+    the process would keep that peak as resident memory. A page at a time, each reuses the
+    memory of the one before. Pages are read in one transaction but, on PostgreSQL, not from
+    one snapshot: a row changed between two pages is after the position `load_mail_data` read
+    first, so the change log brings it anyway.
     """
-    result = await conn.stream(query.execution_options(yield_per=LOAD_CHUNK))
-    async for partition in result.partitions():
-        for row in partition:
-            yield row
+    page = query.order_by(table.c.id).limit(LOAD_CHUNK)
+    rows = (await conn.execute(page)).all()
+    while rows:
+        yield rows
+        if len(rows) < LOAD_CHUNK:
+            return
+        rows = (await conn.execute(page.where(table.c.id > rows[-1][0]))).all()
 
 
 async def changes_since(conn: AsyncConnection, seq: int, limit: int) -> list[Change]:
