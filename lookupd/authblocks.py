@@ -25,6 +25,7 @@ from dinomail.store.authblocks import (
     take_releases,
     write_blocks,
 )
+from dinomail.waiting import wait_for_event
 from lookupd.authpolicy import AuthPolicy
 from lookupd.metrics import LookupdMetrics
 
@@ -119,7 +120,6 @@ class BlockSync:
                 self._failing = True
             else:
                 self._failing = False
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.interval)
+            await wait_for_event(stop, self.interval)
         with contextlib.suppress(Exception):
             await self.close()

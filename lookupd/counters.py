@@ -29,7 +29,6 @@ at a clean stop it is written.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import secrets
 import time
@@ -48,6 +47,7 @@ from dinomail.sendwindows import (
 )
 from dinomail.store import Store
 from dinomail.store.policy import SendCount, add_counts, load_counts, prune_counts
+from dinomail.waiting import wait_for_event
 from lookupd.metrics import LookupdMetrics
 
 log = logging.getLogger("dinomail.lookupd.counters")
@@ -291,8 +291,7 @@ class CounterSync:
                 if self._failing:
                     log.info("sending counts: the database answers again")
                 self._failing = False
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.flush_interval)
+            await wait_for_event(stop, self.flush_interval)
 
     async def _tick(self) -> None:
         if not self.loaded:

@@ -7,7 +7,6 @@ Shared by every lookup protocol (socketmap, Dovecot dict, policy): each one hand
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
 import os
 import socket
@@ -16,6 +15,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from dinomail.listen import ListenAddress
+from dinomail.waiting import wait_for_event
 
 # Enough for every Postfix process to connect at once after a restart (the kernel caps it at
 # net.core.somaxconn).
@@ -167,14 +167,11 @@ class ConnectionSet:
 
     async def wait_drained(self, timeout: float) -> None:
         """Wait for the connections to close; abort those still open after `timeout` seconds."""
-        try:
-            await asyncio.wait_for(self._drained.wait(), timeout)
-        except TimeoutError:
+        if not await wait_for_event(self._drained, timeout):
             for connection in list(self._open):
                 connection.abort()
             # Aborted transports report connection_lost on the next loop iterations.
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._drained.wait(), 1.0)
+            await wait_for_event(self._drained, 1.0)
 
 
 # How long a stopping server waits for its connections to finish before aborting them.

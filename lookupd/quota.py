@@ -21,7 +21,6 @@ are applied to the value in memory when there is one, else to the stored value a
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dinomail.store import EVERYTHING, NotFound, Store, mailboxes
+from dinomail.waiting import wait_for_event
 from lookupd.metrics import LookupdMetrics
 
 log = logging.getLogger("dinomail.lookupd.quota")
@@ -135,8 +135,7 @@ class QuotaWriter:
     async def run(self, stop: asyncio.Event) -> None:
         """Flush every interval until `stop` is set, then once more."""
         while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.flush_interval)
+            await wait_for_event(stop, self.flush_interval)
             await self.flush()
 
     async def flush(self) -> bool:

@@ -29,6 +29,7 @@ from dinomail.store import Store
 from dinomail.store import dns as dns_store
 from dinomail.store.common import now
 from dinomail.store.scope import Scope
+from dinomail.waiting import wait_for_event
 
 log = logging.getLogger("dinomail.dnscheck")
 
@@ -130,8 +131,7 @@ class DnsRefresher:
                     self._metrics.failed_passes.inc()
             if checked >= BATCH:
                 continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._woken.wait(), SCAN_EVERY)
+            await wait_for_event(self._woken, SCAN_EVERY)
             if self._woken.is_set():
                 self._woken.clear()
                 await asyncio.sleep(QUIET)

@@ -20,7 +20,6 @@ every few seconds and the counters flushed every second (`lookupd.counters`).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -28,6 +27,7 @@ from typing import cast
 
 from dinomail.listen import ListenAddress, parse_listen
 from dinomail.store import Store
+from dinomail.waiting import wait_for_event
 from lookupd.counters import (
     DEFAULT_FLUSH_INTERVAL,
     DEFAULT_SYNC_INTERVAL,
@@ -285,8 +285,7 @@ class PolicyService:
 
     async def _housekeeping(self) -> None:
         while not self._stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), HOUSEKEEPING_INTERVAL)
+            await wait_for_event(self._stop, HOUSEKEEPING_INTERVAL)
             self.decider.expire()
 
     async def stop(self) -> None:

@@ -11,7 +11,6 @@ at request time, so raising a full mailbox's quota lets mail in immediately.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from dinomail.store.policy import (
     load_full_mailboxes,
     load_limits,
 )
+from dinomail.waiting import wait_for_event
 from lookupd.metrics import LookupdMetrics
 
 log = logging.getLogger("dinomail.lookupd.policy")
@@ -161,5 +161,4 @@ class PolicyTablesLoader:
             else:
                 self._failing = False
             wait = self.interval if self.current is not None else RETRY_INTERVAL
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), wait)
+            await wait_for_event(stop, wait)
