@@ -5,8 +5,10 @@ Starts a throwaway PostgreSQL server, fills it as `benchmarks/socketmap_bench.py
 10,000 domains, 1,000,000 mailboxes, 1,000,000 aliases), then runs the refresher's full load
 (`load_mail_data`, `Snapshot.build`, `gc.collect()`, `gc.freeze()`) in a fresh Python process
 per run, alternating the two ways of fetching, and reports for each the median over rounds of
-the load and build times and of the process's resident memory (VmRSS) after the load and its
-peak (VmHWM). "Whole" replaces the pages with a plain `execute`: every row of a table is
+the load and build times, of the process's resident memory (VmRSS) after the load and its
+peak (VmHWM), and of the time `resolve_mailbox` then takes per lookup (200,000 keys, half of
+them mailboxes), which shows whether the way the rows were loaded changes how fast they are
+found. "Whole" replaces the pages with a plain `execute`: every row of a table is
 fetched before the first is filed.
 
     .venv/bin/python benchmarks/full_load.py [--rounds 3]
@@ -20,6 +22,7 @@ import asyncio
 import gc
 import json
 import os
+import random
 import statistics
 import subprocess
 import sys
@@ -36,11 +39,22 @@ from socketmap_bench import fill, migrate, proc_status  # noqa: E402
 from tests.support.postgres import PostgresServer, find_bindir  # noqa: E402
 
 WAYS = ("pages", "whole")
+LOOKUP_KEYS = 200_000
 
 
 async def fetch_whole(conn: Any, query: Any, table: Any) -> AsyncIterator[Any]:
     """Every row of `query` in one page: a plain `execute`."""
     yield (await conn.execute(query)).all()
+
+
+def lookup_seconds(snapshot: Any, keys: list[str]) -> float:
+    """Seconds per `resolve_mailbox` over `keys`: the snapshot's part of a socketmap lookup."""
+    from lookupd.resolve import resolve_mailbox
+
+    started = time.perf_counter()
+    for key in keys:
+        resolve_mailbox(snapshot, key)
+    return (time.perf_counter() - started) / len(keys)
 
 
 async def child(url: str, way: str) -> dict[str, float]:
@@ -56,7 +70,15 @@ async def child(url: str, way: str) -> dict[str, float]:
             _, data = await changes.load_mail_data(conn)
         loaded = time.perf_counter()
         snapshot = Snapshot.build(data)
-        del data
+        # Half existing mailboxes, half unknown addresses, as new strings (as read from a
+        # client, their hashes not yet computed), in the same order in every run.
+        rng = random.Random(4)
+        count = min(LOOKUP_KEYS // 2, len(data.mailboxes))
+        emails = [row.email for row in rng.sample(data.mailboxes, count)]
+        keys = [f"{email}x".removesuffix("x") for email in emails]
+        keys += [f"nobody{n}@{email.partition('@')[2]}" for n, email in enumerate(emails)]
+        rng.shuffle(keys)
+        del data, emails
         gc.collect()
         gc.freeze()
         built = time.perf_counter()
@@ -68,6 +90,7 @@ async def child(url: str, way: str) -> dict[str, float]:
         "build_s": built - loaded,
         "rss_mib": status["VmRSS"] / 1024,
         "hwm_mib": status["VmHWM"] / 1024,
+        "lookup_us": lookup_seconds(snapshot, keys) * 1e6,
         "rows": sum(snapshot.row_counts().values()),
     }
 
@@ -115,12 +138,13 @@ def main() -> None:
     print(f"Data: {args.domains:,} domains, {args.mailboxes:,} mailboxes, {args.aliases:,} "
           f"aliases; medians of {args.rounds} rounds, each way in a fresh process.")
     print()
-    print("| fetch | load s | build s | VmRSS after MiB | VmHWM peak MiB |")
-    print("|---|---:|---:|---:|---:|")
+    print("| fetch | load s | build s | VmRSS after MiB | VmHWM peak MiB | resolve_mailbox µs |")
+    print("|---|---:|---:|---:|---:|---:|")
     for way, runs in results.items():
         cells = [statistics.median(run[key] for run in runs)
-                 for key in ("load_s", "build_s", "rss_mib", "hwm_mib")]
-        print(f"| {way} | {cells[0]:.2f} | {cells[1]:.2f} | {cells[2]:.0f} | {cells[3]:.0f} |")
+                 for key in ("load_s", "build_s", "rss_mib", "hwm_mib", "lookup_us")]
+        print(f"| {way} | {cells[0]:.2f} | {cells[1]:.2f} | {cells[2]:.0f} | {cells[3]:.0f} "
+              f"| {cells[4]:.2f} |")
 
 
 if __name__ == "__main__":
