@@ -12,6 +12,7 @@ import asyncio
 import getpass
 import os
 import sys
+import threading
 from collections.abc import Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -208,6 +209,30 @@ def _database_error(error: BaseException) -> str | None:
     return None
 
 
+# The name Python gives the worker thread of each aiosqlite connection.
+_SQLITE_WORKER = "(_connection_worker_thread)"
+_SQLITE_WORKER_WAIT = 2.0
+
+
+async def _settled(command: Coroutine[Any, Any, None]) -> None:
+    """Run `command`; when it fails on the database, let the SQLite drivers' threads end first.
+
+    aiosqlite closes a connection that failed to open from its worker thread, which then hands
+    the result to the event loop: were the loop closed by then, the thread would print a
+    traceback after the one-line error. Waiting for those threads while the loop still runs
+    leaves the line alone.
+    """
+    try:
+        await command
+    except Exception as error:
+        if _database_error(error) is not None:
+            workers = [thread for thread in threading.enumerate()
+                       if thread.name.endswith(_SQLITE_WORKER)]
+            for thread in workers:
+                await asyncio.to_thread(thread.join, _SQLITE_WORKER_WAIT)
+        raise
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if "pw" in argv:
@@ -223,7 +248,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from lookupd.listen import event_loop_factory
 
         with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
-            runner.run(command(settings, args))
+            runner.run(_settled(command(settings, args)))
     except SettingsError as error:
         print(f"dinomail: error: {error}", file=sys.stderr)
         return EXIT_USAGE

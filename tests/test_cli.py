@@ -47,6 +47,16 @@ def test_check_fails_clearly_on_unreachable_databases(tmp_path: Path) -> None:
         assert "database" in _one_line_error(result)
 
 
+def test_a_sqlite_file_that_cannot_open_is_one_line_every_time(tmp_path: Path) -> None:
+    # aiosqlite's worker thread reports the closing of the failed connection to the event loop;
+    # were the loop closed first, a traceback would follow the line about half the time.
+    url = f"sqlite:///{tmp_path}/no/such/folder/db.sqlite3"
+    for _ in range(5):
+        result = dinomail("check", env={"DINOMAIL_DATABASE_URL": url}, cwd=tmp_path)
+        assert result.returncode == 1
+        assert "unable to open database file" in _one_line_error(result)
+
+
 def test_createsuperuser_noinput(database_url: str, tmp_path: Path) -> None:
     env = {"DINOMAIL_DATABASE_URL": database_url}
     assert dinomail("migrate", env=env, cwd=tmp_path).returncode == 0
