@@ -198,4 +198,3 @@ class ProtocolServer:
         """Wait for the connections to finish; abort those still open after `timeout`."""
         await self.connections.wait_drained(timeout)
         await self.listener.wait_closed()
-

@@ -368,7 +368,6 @@ async def counts_of(
     return [SendCount(*row) for row in await conn.execute(query)]
 
 
-
 async def window_counts(
     conn: AsyncConnection, kind: str, names: Iterable[str], now: float
 ) -> dict[str, Row]:
