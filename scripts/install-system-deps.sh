@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Debian packages the test suite drives for real: PostgreSQL, Postfix (with its pgsql maps),
-# Dovecot (IMAP, LMTP, Lua auth), Chromium for the pages, dnsmasq for the DNS checks.
+# Dovecot (IMAP, LMTP, Lua auth), Chromium for the pages, dnsmasq for the DNS checks, the
+# sqlite3 shell for the documented online backup.
 # Installs only what is missing; needs root (apt). Safe to run again.
 set -euo pipefail
 
@@ -10,6 +11,7 @@ PACKAGES=(
   dovecot-core dovecot-imapd dovecot-lmtpd dovecot-auth-lua lua-socket lua-json lua-dkjson
   chromium chromium-driver
   dnsmasq-base
+  sqlite3
   systemd
 )
 
