@@ -118,21 +118,17 @@ virtualdomain = Resource(
         Field("name", {"type": "string", "minLength": 1, "maxLength": 253},
               "The domain name; Unicode names are stored in their IDNA (xn--) form.",
               required=True),
-        Field("dkim_key_name", _text(200), "The DKIM selector.", put_default=""),
-        Field("dkim_key", _text(10_000), "The DKIM public key (the p= value).", put_default=""),
+        Field("dkim_key_name", _text(200), "The DKIM selector."),
+        Field("dkim_key", _text(10_000), "The DKIM public key (the p= value)."),
         Field("dkim_status", {"type": "integer", "enum": [0, 1, 2, 3, 4]},
               f"Result of the last DKIM check: {DKIM_STATUS}. Read-only (ignored on input).",
               read_only=True),
         Field("dkim_last_update", DATETIME, "When DKIM was last checked.", read_only=True),
-        Field("display_name", _text(200), "Name shown by mail clients (autoconfig).",
-              put_default=""),
-        Field("short_display_name", _text(50), "Short name for mail clients.", put_default=""),
-        Field("imap_address", _text(255), "IMAP server host name for autoconfig.",
-              put_default=""),
-        Field("pop_address", _text(255), "POP3 server host name for autoconfig.",
-              put_default=""),
-        Field("smtp_address", _text(255), "SMTP server host name for autoconfig.",
-              put_default=""),
+        Field("display_name", _text(200), "Name shown by mail clients (autoconfig)."),
+        Field("short_display_name", _text(50), "Short name for mail clients."),
+        Field("imap_address", _text(255), "IMAP server host name for autoconfig."),
+        Field("pop_address", _text(255), "POP3 server host name for autoconfig."),
+        Field("smtp_address", _text(255), "SMTP server host name for autoconfig."),
         Field("dmarc_status", {"type": "integer", "enum": [0, 1, 2]},
               "Last DMARC check: 0 no record, 1 record without v=DMARC1, 2 ok. Read-only.",
               read_only=True),
@@ -201,7 +197,7 @@ virtualuser = Resource(
               "The address; its domain must be the mailbox's domain.", required=True),
         Field("quota", {"type": ["integer", "null"], "minimum": 0, "maximum": MAX_BYTES},
               "Quota in bytes; 0 is unlimited; null (or absent on POST and PUT) takes the "
-              "domain's default quota.", put_default=None),
+              "domain's default quota."),
         _domain_reference(description="The domain, as a URI (/api/virtualdomain/1/) or an id. "
                           "On POST it may be left out: the address's domain is used. PUT leaves "
                           "it unchanged when absent."),
@@ -288,8 +284,7 @@ aliasdomain = Resource(
               "The alias domain's name (not a mail domain as well).", required=True),
         _domain_reference(name="target_domain", column="target_domain_id", required=True,
                           description="The domain it stands for, as a URI or an id."),
-        Field("active", {"type": "boolean"}, "An inactive alias domain resolves nothing.",
-              put_default=True),
+        Field("active", {"type": "boolean"}, "An inactive alias domain resolves nothing."),
         Field("created_at", DATETIME, "When the alias domain was created.", read_only=True),
     ),
     list_options=ListOptions(
@@ -324,7 +319,7 @@ async def _update_limits(
 
 def _limit(name: str, maximum: int, description: str) -> Field:
     return Field(name, {"type": "integer", "minimum": 0, "maximum": maximum},
-                 f"{description} 0 is unlimited.", put_default=0)
+                 f"{description} 0 is unlimited.")
 
 
 def _usage(name: str, description: str) -> Field:

@@ -93,9 +93,7 @@ def input_schema(resource: Resource, action: str) -> dict[str, Any]:
         if spec.create_only and action != "create":
             continue
         properties[spec.name] = {**spec.schema, "description": spec.description}
-        if action != "update" and (
-            spec.required or (spec.required_on_post and action == "create")
-        ):
+        if action == "create" and (spec.required or spec.required_on_post):
             required.append(spec.name)
     properties["resource_uri"] = {"description": "Read-only: accepted and ignored."}
     schema: dict[str, Any] = {
@@ -216,9 +214,10 @@ def resource_paths(resource: Resource) -> dict[str, Any]:
     }
     if resource.update:
         detail["put"] = operation(
-            "PUT", f"Replace a {name} object",
+            "PUT", f"Change a {name} object",
             requestBody=_body(_ref(f"{name}_replace")),
-            responses=_responses({204: {"description": "Replaced."}}, writes),
+            responses=_responses({204: {"description": "Changed; fields left out of the body "
+                                               "keep their stored values."}}, writes),
         )
         detail["patch"] = operation(
             "PATCH", f"Update a {name} object",
