@@ -87,7 +87,7 @@ admin = Resource(
     fields=(
         id_field(),
         Field("username", {"type": "string", "pattern": r"^[A-Za-z0-9@.+_-]{1,150}$"},
-              "The login name; cannot be changed.", required=True),
+              "The login name; cannot be changed.", required=True, unique=True),
         Field("email", {"type": "string", "maxLength": 254}, "A contact address, or empty."),
         Field("password", {"type": "string", "minLength": 1, "maxLength": 1024},
               "The password (8 characters or more), stored as an Argon2id hash. Needed on "

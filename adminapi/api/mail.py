@@ -23,7 +23,7 @@ from adminapi.api.resource import (
     id_field,
     object_id,
 )
-from adminapi.api.serialize import reference_id, reference_schema, resource_uri
+from adminapi.api.serialize import is_reference, reference_id, reference_schema, resource_uri
 from dinomail import validation as v
 from dinomail.settings import Settings
 from dinomail.store import NotFound, aliasdomains, aliases, domains, limits, mailboxes
@@ -53,7 +53,7 @@ def _domain_reference(*, required: bool = False, name: str = "domain",
 async def filtered_domain_id(conn: AsyncConnection, caller: Caller, query: ListQuery) -> int | None:
     """The id named by `?domain=` (a name or a URI); NotFound if the caller sees no such domain."""
     assert query.domain is not None
-    if query.domain.startswith("/api/"):
+    if is_reference(query.domain):
         domain_id = reference_id("virtualdomain", query.domain, "domain")
         return int((await domains.get(conn, caller.scope, domain_id))["id"])
     name = v.normalize_domain(query.domain, "domain")
@@ -117,7 +117,7 @@ virtualdomain = Resource(
         id_field(),
         Field("name", {"type": "string", "minLength": 1, "maxLength": 253},
               "The domain name; Unicode names are stored in their IDNA (xn--) form.",
-              required=True),
+              required=True, unique=True),
         Field("dkim_key_name", _text(200), "The DKIM selector."),
         Field("dkim_key", _text(10_000), "The DKIM public key (the p= value)."),
         Field("dkim_status", {"type": "integer", "enum": [0, 1, 2, 3, 4]},
@@ -137,8 +137,8 @@ virtualdomain = Resource(
               "Last SPF check: 0 no record, 1 ok. Read-only.", read_only=True),
         Field("spf_last_update", DATETIME, "When SPF was last checked.", read_only=True),
         Field("active", {"type": "boolean"},
-              "An inactive domain receives and sends nothing but keeps its data. Left unchanged "
-              "by a PUT that omits it."),
+              "An inactive domain receives and sends nothing but keeps its data. True when a "
+              "POST leaves it out."),
         Field("created_at", DATETIME, "When the domain was created.", read_only=True),
     ),
     list_options=ListOptions(
@@ -194,20 +194,21 @@ virtualuser = Resource(
     fields=(
         id_field(),
         Field("email", {"type": "string", "minLength": 1, "maxLength": 254},
-              "The address; its domain must be the mailbox's domain.", required=True),
+              "The address; its domain must be the mailbox's domain.", required=True,
+              unique=True),
         Field("quota", {"type": ["integer", "null"], "minimum": 0, "maximum": MAX_BYTES},
-              "Quota in bytes; 0 is unlimited; null (or absent on POST and PUT) takes the "
-              "domain's default quota."),
-        _domain_reference(description="The domain, as a URI (/api/virtualdomain/1/) or an id. "
-                          "On POST it may be left out: the address's domain is used. PUT leaves "
-                          "it unchanged when absent."),
+              "Quota in bytes; 0 is unlimited; null (or absent on POST) takes the domain's "
+              "default quota."),
+        _domain_reference(description="The domain, as a URI (/api/virtualdomain/1/, also "
+                          "with scheme and host) or an id. On POST it may be left out: the "
+                          "address's domain is used."),
         Field("password", {"type": "string", "minLength": 1, "maxLength": 1024},
               "On POST only: the plain password, hashed with the configured scheme. Without "
               "it the mailbox gets a random password nobody knows.",
               write_only=True, create_only=CHANGE_PASSWORD),
         Field("active", {"type": "boolean"},
-              "An inactive mailbox cannot log in or receive. Left unchanged by a PUT that "
-              "omits it."),
+              "An inactive mailbox cannot log in or receive. True when a POST leaves it "
+              "out."),
         Field("created_at", DATETIME, "When the mailbox was created.", read_only=True),
         Field("quota_used_bytes", {"type": "integer", "minimum": 0},
               "Bytes in the mailbox, as Dovecot last reported.", read_only=True),
@@ -253,8 +254,7 @@ virtualalias = Resource(
         Field("destination", {"type": "string", "minLength": 1, "maxLength": 254},
               "Where mail to the source goes.", required=True),
         _domain_reference(description="The source's domain, as a URI or an id. On POST it may "
-                          "be left out: the source's domain is used. PUT leaves it unchanged "
-                          "when absent."),
+                          "be left out: the source's domain is used."),
         Field("created_at", DATETIME, "When the alias was created.", read_only=True),
     ),
     list_options=ListOptions(

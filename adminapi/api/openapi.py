@@ -289,7 +289,12 @@ def _service_paths(resources: Sequence[Resource]) -> dict[str, Any]:
         "type": "object",
         "additionalProperties": {
             "type": "object",
-            "properties": {"list_endpoint": {"type": "string"}, "schema": {"type": "string"}},
+            "properties": {
+                "list_endpoint": {"type": "string"},
+                "schema": {"type": ["string", "object"],
+                           "description": "The URL of its schema/; the schema itself with "
+                           "?fullschema=true."},
+            },
             "required": ["list_endpoint", "schema"],
         },
     }
@@ -297,6 +302,9 @@ def _service_paths(resources: Sequence[Resource]) -> dict[str, Any]:
         "/api/": {"get": {
             "operationId": "api_index", "summary": "The resources and their list URLs",
             "tags": ["Service"], "security": public,
+            "parameters": [{"name": "fullschema", "in": "query",
+                            "description": "true: each resource's schema in place of its URL.",
+                            "schema": {"type": "string", "enum": ["true", "false"]}}],
             "responses": _responses({200: _json("One entry per resource.", index_schema)}, [400]),
         }},
         "/api/openapi.json": {"get": {
@@ -382,8 +390,9 @@ def document(
             "title": "DinoMail admin API",
             "version": __version__,
             "description": "The original DinoMail (tastypie) API, compatible with its clients, "
-            "plus domain scoping, new resources and strict validation. Read /api/docs/ for "
-            "authentication, paging and the differences from the original.",
+            "plus domain scoping, new resources and strict validation. Every API URL also "
+            "answers OPTIONS (200, its methods in the Allow header), without credentials. "
+            "Read /api/docs/ for authentication, paging and the differences from the original.",
         },
         "paths": paths,
         "components": {
