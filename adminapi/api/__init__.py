@@ -45,6 +45,9 @@ SET_RESOURCES: tuple[Resource, ...] = (*GENERIC_RESOURCES, apikey)
 INDEX_NAMES: tuple[str, ...] = (*(resource.name for resource in RESOURCES), "changeuserpassword")
 
 
+NOT_FULLSCHEMA = ("", "false", "False", "null", "none", "None")
+
+
 @cache
 def openapi_document() -> dict[str, Any]:
     return openapi.document(
@@ -72,7 +75,8 @@ async def index(request: Request) -> Response:
     """Tastypie's top-level listing of the resources; `?fullschema=true` puts each resource's
     schema in place of its URL, as there."""
     check_parameters(request, ("fullschema",))
-    full = request.query_params.get("fullschema", "").lower() in ("true", "1", "yes")
+    # tastypie read the value with `string_to_python`: any text but these means yes.
+    full = request.query_params.get("fullschema", "") not in NOT_FULLSCHEMA
     limit = request.app.state.settings.api_page_limit
     schemas: dict[str, Any] = {
         resource.name: tastypie.resource_schema(resource, limit) for resource in RESOURCES

@@ -303,8 +303,9 @@ def _service_paths(resources: Sequence[Resource]) -> dict[str, Any]:
             "operationId": "api_index", "summary": "The resources and their list URLs",
             "tags": ["Service"], "security": public,
             "parameters": [{"name": "fullschema", "in": "query",
-                            "description": "true: each resource's schema in place of its URL.",
-                            "schema": {"type": "string", "enum": ["true", "false"]}}],
+                            "description": "Each resource's schema in place of its URL, unless "
+                            "empty, false, null or none (tastypie's reading).",
+                            "schema": {"type": "string"}}],
             "responses": _responses({200: _json("One entry per resource.", index_schema)}, [400]),
         }},
         "/api/openapi.json": {"get": {
