@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,7 +19,7 @@ import slumber
 from slumber.exceptions import HttpClientError, HttpNotFoundError
 from uvicorn.logging import AccessFormatter
 
-from dinomail.store import Store
+from dinomail.store import EVERYTHING, Store, admins, mailboxes
 from tests.support.adminapi import (
     PASSWORD,
     Account,
@@ -283,3 +285,31 @@ async def test_query_string_key_can_be_turned_off(store: Store, root: Account) -
         header = await client.get("/api/virtualdomain/", headers=key_header("root", root.secret))
     assert refused.status_code == 400 and "API_KEY_IN_QUERY" in refused.json()["error"]
     assert header.status_code == 200
+
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def _readme_example() -> str:
+    """The Python example of the README's admin API section."""
+    section = README.read_text().split("## The admin API", 1)[1].split("\n## ", 1)[0]
+    match = re.search(r"```python\n(.*?)```", section, re.S)
+    assert match, "the admin API section has no Python example"
+    return match.group(1)
+
+
+async def test_readme_example_runs(
+    server: str, store: Store, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy",
+                 "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    async with store.write() as conn:
+        await admins.create(conn, "test", username="admin", password="password",
+                            is_superadmin=True)
+    code = _readme_example().replace("http://127.0.0.1:8000", server)
+    await asyncio.to_thread(exec, compile(code, "README.md", "exec"), {})
+    assert capsys.readouterr().out == "1\n"
+    async with store.read() as conn:
+        box = await mailboxes.get_by_email(conn, EVERYTHING, "ann@example.org")
+    assert box["quota"] == 10**9
