@@ -19,7 +19,8 @@ import slumber
 from slumber.exceptions import HttpClientError, HttpNotFoundError
 from uvicorn.logging import AccessFormatter
 
-from dinomail.store import EVERYTHING, Store, admins, mailboxes
+from adminapi.api import GENERIC_RESOURCES
+from dinomail.store import EVERYTHING, Store, admins, aliasdomains, aliases, mailboxes
 from tests.support.adminapi import (
     PASSWORD,
     Account,
@@ -313,3 +314,41 @@ async def test_readme_example_runs(
     async with store.read() as conn:
         box = await mailboxes.get_by_email(conn, EVERYTHING, "ann@example.org")
     assert box["quota"] == 10**9
+
+
+async def test_an_empty_put_or_patch_changes_nothing_anywhere(
+    client: httpx.AsyncClient, root: Account, store: Store
+) -> None:
+    domain = await add_domain(store, "nanoy.fr", display_name="Nanoy", smtp_address="smtp.x")
+    await add_mailbox(store, "a@nanoy.fr", quota=123)
+    other = await add_domain(store, "other.fr")
+    await add_admin(store, "tenant", domain_ids=(domain["id"],))
+    async with store.write() as conn:
+        await aliases.create(conn, "t", EVERYTHING,
+                             {"source": "b@nanoy.fr", "destination": "a@nanoy.fr"})
+        await aliasdomains.create(conn, "t", EVERYTHING,
+                                  {"name": "alias.fr", "target_domain_id": other["id"]})
+    # Every resource that PUT and PATCH reach, with values that differ from their defaults.
+    changes = {
+        "domainlimit": {"max_mailboxes": 9, "default_quota": 77},
+        "clientconfig": {"imap_ssl_port": 10993, "mx_host": "mx.nanoy.fr"},
+        "domainsendlimit": {"mailbox_messages_per_hour": 5, "reply": "REJECT busy"},
+        "mailboxsendlimit": {"messages_per_hour": 3},
+        "aliasdomain": {"active": False},
+        "admin": {"email": "t@nanoy.fr"},
+    }
+    for name, values in changes.items():
+        answer = await client.patch(f"/api/{name}/1/" if name != "admin" else "/api/admin/2/",
+                                    json=values, headers=root.headers)
+        assert answer.status_code == 202, (name, answer.text)
+    for resource in (*GENERIC_RESOURCES,):
+        if resource.update is None:
+            continue
+        url = f"/api/{resource.name}/{2 if resource.name == 'admin' else 1}/"
+        before = (await client.get(url, headers=root.headers)).json()
+        for method in ("PUT", "PATCH"):
+            answer = await client.request(method, url, json={}, headers=root.headers)
+            assert answer.status_code in (202, 204), (url, answer.text)
+            after = (await client.get(url, headers=root.headers)).json()
+            after.pop("updated_at", None)
+            assert {k: v for k, v in before.items() if k != "updated_at"} == after, (url, method)
