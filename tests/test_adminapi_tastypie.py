@@ -181,6 +181,7 @@ async def test_put_changes_only_what_it_names_and_never_creates(
     missing = await client.put("/api/virtualdomain/77/", json={"name": "new.org"},
                                headers=root.headers)
     assert missing.status_code == 404 and missing.json()["code"] == "not_found"
+    assert "never creates" in missing.json()["error"]
     names = [obj["name"] for obj in
              (await client.get("/api/virtualdomain/", headers=root.headers)).json()["objects"]]
     assert names == ["nanoy.fr"]

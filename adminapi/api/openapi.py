@@ -401,7 +401,9 @@ def document(
             "securitySchemes": {
                 "ApiKey": {"type": "apiKey", "in": "header", "name": "Authorization",
                            "description": "Authorization: ApiKey <username>:<key> (the "
-                           "original's form)."},
+                           "original's form). As in the original, the key may instead come in "
+                           "the URL, ?username=<username>&api_key=<key>, unless the "
+                           "API_KEY_IN_QUERY setting is off."},
                 "Bearer": {"type": "http", "scheme": "bearer",
                            "description": "Authorization: Bearer <key>."},
                 "Basic": {"type": "http", "scheme": "basic",

@@ -37,10 +37,10 @@ from adminapi.api.paging import (
     list_body,
     parse_list_query,
 )
-from adminapi.api.serialize import MAX_ID, plain, resource_uri
+from adminapi.api.serialize import MAX_ID, list_uri, plain, resource_uri
 from adminapi.api.values import check_schema, check_value
 from dinomail.settings import Settings
-from dinomail.store import Store
+from dinomail.store import NotFound, Store
 from dinomail.store.common import Row, Window
 
 Action = Literal["create", "replace", "update"]
@@ -293,7 +293,14 @@ def detail_endpoint(resource: Resource) -> Callable[[Request], Awaitable[Respons
         # The object must be visible before the body is looked at: a 404 says nothing of what
         # the body would have done, and a password is not hashed for an object that is not there.
         async with _store(request).read() as conn:
-            await resource.read_one(conn, caller, pk)
+            try:
+                await resource.read_one(conn, caller, pk)
+            except NotFound as error:
+                if action != "replace":
+                    raise
+                # tastypie created the object here; say why nothing was.
+                raise NotFound(f"{error.message}; PUT changes an existing object and never "
+                               f"creates one: POST to {list_uri(resource.name)}") from None
         data = await _body_and_data(request, resource, action)
         async with _store(request).write() as conn:
             row = await resource.update(conn, caller, pk, data)
