@@ -19,7 +19,7 @@ import slumber
 from slumber.exceptions import HttpClientError, HttpNotFoundError
 from uvicorn.logging import AccessFormatter
 
-from adminapi.api import GENERIC_RESOURCES
+from adminapi.api import GENERIC_RESOURCES, logredact
 from dinomail.store import EVERYTHING, Store, admins, aliasdomains, aliases, mailboxes
 from tests.support.adminapi import (
     PASSWORD,
@@ -353,3 +353,18 @@ async def test_an_empty_put_or_patch_changes_nothing_anywhere(
             after = (await client.get(url, headers=root.headers)).json()
             after.pop("updated_at", None)
             assert {k: v for k, v in before.items() if k != "updated_at"} == after, (url, method)
+
+
+def test_redaction_covers_the_forms_a_url_takes() -> None:
+    secret = "0123456789abcdef0123456789abcdef01234567"
+    for line in (f"GET /api/x/?username=u&api_key={secret} HTTP/1.1",
+                 f"GET /api/x/?api%5Fkey={secret}&_=1",
+                 f"GET /api/x/?API_KEY={secret}", f"/api/x/?access_token={secret}#top",
+                 f"GET /api/x/?api_key%3D{secret}"):
+        redacted = logredact.redact(line)
+        assert secret not in redacted and logredact.REDACTED in redacted, line
+    assert logredact.redact("GET /api/x/?my_api_keyring=1") == "GET /api/x/?my_api_keyring=1"
+    record = logging.LogRecord("uvicorn.access", logging.INFO, __file__, 1, '%s - "%s %s" %d',
+                               ("127.0.0.1:1", "GET", f"/a/?api_key={secret}", 200), None)
+    logredact.RedactQueryKeys().filter(record)
+    assert record.args == ("127.0.0.1:1", "GET", "/a/?api_key=[redacted]", 200)
