@@ -11,6 +11,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from adminapi import api, autoconfig, pages
+from adminapi.api import logredact
 from adminapi.api.errors import EXCEPTION_HANDLERS
 from adminapi.metrics import HttpMetrics, MetricsMiddleware
 from dinomail.dnscheck import DnsRefresher
@@ -49,6 +50,8 @@ class ApiTrailingSlash:
 
 
 def create_app(settings: Settings, store: Store) -> Starlette:
+    # API keys may come in URLs (tastypie's ?api_key=); no log of this process shows them.
+    logredact.install()
     metrics = HttpMetrics()
     routes = [
         Route("/healthz", healthz, methods=["GET"]),

@@ -193,6 +193,11 @@ apikey = sa.Table(
     _timestamp("created_at"),
     _timestamp("last_used_at", nullable=True),
     _timestamp("revoked_at", nullable=True),
+    # The admin's login key (the one `GET /api/apikey/` with Basic credentials returns) is
+    # derived from SECRET_KEY and this number, so it can be shown again without being stored;
+    # the next generation replaces it. Null for keys made otherwise.
+    sa.Column("generation", sa.Integer, nullable=True),
+    sa.Index(None, "admin_id", "generation", unique=True),
 )
 
 auditlog = sa.Table(

@@ -44,6 +44,9 @@ class Settings:
     TIME_ZONE: str = "UTC"
     STATIC_ROOT: str = ""
     API_LIMIT_PER_PAGE: int = 0
+    # Accept the API key in the query string (`?username=…&api_key=…`), as tastypie did; the
+    # original's clients (and the `slumber` client's usual setup) send it so. Logs redact it.
+    API_KEY_IN_QUERY: bool = True
     DINOMAIL_NAME: str = "DinoMail"
     DINOMAIL_CATCH_LINE: str = "Peaceful emails !"
     DINOMAIL_LEGALS: str = ""

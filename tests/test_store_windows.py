@@ -9,7 +9,17 @@ import pytest
 import sqlalchemy as sa
 
 from dinomail.schema import virtualuser
-from dinomail.store import EVERYTHING, Scope, Store, apikeys, audit, common, limits, mailboxes
+from dinomail.store import (
+    EVERYTHING,
+    Scope,
+    Store,
+    admins,
+    apikeys,
+    audit,
+    common,
+    limits,
+    mailboxes,
+)
 from tests.support.adminapi import add_admin, add_domain, add_mailbox, fast_admin_hashing
 
 
@@ -101,21 +111,30 @@ async def test_usage_of_domains(store: Store) -> None:
     assert used[99]["mailboxes"] == 0
 
 
-async def test_least_recently_used_keys_are_revoked(store: Store) -> None:
+async def test_login_key_is_derived_stored_hashed_and_regenerated(store: Store) -> None:
     account = await add_admin(store, "root")
+    async with store.read() as conn:
+        row = await admins.get(conn, account.id)
     async with store.write() as conn:
-        made = [await apikeys.create(conn, "t", account.id, name="login") for _ in range(4)]
-        await apikeys.authenticate(conn, made[0][1])  # the oldest is the one in use
-        revoked = await apikeys.revoke_least_recently_used(
-            conn, "t", account.id, name="login", keep=2
-        )
-    assert sorted(row["id"] for row in revoked) == [made[1][0]["id"], made[2][0]["id"]]
+        first, secret = await apikeys.login_key(conn, "t", row, "secret key")
+        again, same = await apikeys.login_key(conn, "t", row, "secret key")
+    assert (again["id"], same) == (first["id"], secret)
+    assert secret == apikeys.login_secret("secret key", row, 1) and first["generation"] == 1
+    async with store.read() as conn:
+        stored = (await conn.execute(sa.text("SELECT * FROM dinomail_apikey"))).mappings().all()
+    # Only the hash is stored: the database alone does not give the key.
+    assert secret not in str([dict(r) for r in stored])
+    async with store.write() as conn:
+        await apikeys.revoke(conn, "t", account.id, first["id"])
+        second, new_secret = await apikeys.login_key(conn, "t", row, "secret key")
+        assert await apikeys.authenticate(conn, secret) is None
+        assert await apikeys.authenticate(conn, new_secret) is not None
+    assert second["generation"] == 2 and new_secret != secret
     async with store.read() as conn:
         window = await apikeys.list_window(conn, account.id, limit=10)
         entry = await audit.get(conn, EVERYTHING, 1)
         with pytest.raises(common.NotFound):
             await audit.get(conn, Scope(frozenset({1})), 1)
-    assert [row["id"] for row in window.rows] == [5, 4, 3, 2, 1]
-    live = {row["id"] for row in window.rows if row["revoked_at"] is None}
-    assert live == {account.key_id, made[0][0]["id"], made[3][0]["id"]}
+    live = {r["id"] for r in window.rows if r["revoked_at"] is None}
+    assert live == {account.key_id, second["id"]}
     assert entry["id"] == 1

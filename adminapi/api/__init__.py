@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import cache
 from typing import Any
 
@@ -10,7 +11,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from adminapi.api import dns as dns_api
-from adminapi.api import docs, openapi, sendlimits
+from adminapi.api import docs, openapi, sendlimits, tastypie
 from adminapi.api.accounts import admin, auditlog
 from adminapi.api.authblocks import authblock
 from adminapi.api.keys import apikey, apikey_detail, apikey_list
@@ -38,10 +39,23 @@ RESOURCES: tuple[Resource, ...] = (
 )
 
 
+# The resources with tastypie's `set/` (changeuserpassword shows no objects, so has none).
+SET_RESOURCES: tuple[Resource, ...] = (*GENERIC_RESOURCES, apikey)
+# Listed by /api/, each with its `schema/`.
+INDEX_NAMES: tuple[str, ...] = (*(resource.name for resource in RESOURCES), "changeuserpassword")
+
+
+NOT_FULLSCHEMA = ("", "false", "False", "null", "none", "None")
+
+
 @cache
 def openapi_document() -> dict[str, Any]:
     return openapi.document(
-        RESOURCES, extra_paths={**dns_api.openapi_paths(), **sendlimits.openapi_paths()},
+        RESOURCES,
+        extra_paths={
+            **dns_api.openapi_paths(), **sendlimits.openapi_paths(),
+            **tastypie.openapi_paths(SET_RESOURCES, ()),
+        },
         extra_schemas=dns_api.openapi_schemas(),
     )
 
@@ -58,14 +72,22 @@ async def docs_page(request: Request) -> Response:
 
 
 async def index(request: Request) -> Response:
-    """Tastypie's top-level listing of the resources."""
-    check_parameters(request, ())
+    """Tastypie's top-level listing of the resources; `?fullschema=true` puts each resource's
+    schema in place of its URL, as there."""
+    check_parameters(request, ("fullschema",))
+    # tastypie read the value with `string_to_python`: any text but these means yes.
+    full = request.query_params.get("fullschema", "") not in NOT_FULLSCHEMA
+    limit = request.app.state.settings.api_page_limit
+    schemas: dict[str, Any] = {
+        resource.name: tastypie.resource_schema(resource, limit) for resource in RESOURCES
+    }
+    schemas["changeuserpassword"] = tastypie.password_schema(limit)
     return JSONResponse({
-        resource.name: {
-            "list_endpoint": list_uri(resource.name),
-            "schema": f"/api/openapi.json#/components/schemas/{resource.name}",
+        name: {
+            "list_endpoint": list_uri(name),
+            "schema": schemas[name] if full else f"{list_uri(name)}schema/",
         }
-        for resource in RESOURCES
+        for name in INDEX_NAMES
     })
 
 
@@ -73,30 +95,47 @@ def _detail_path(name: str) -> str:
     return f"{list_uri(name)}{{pk:int}}/"
 
 
+def _route(path: str, endpoint: Any, methods: Sequence[str]) -> Route:
+    """A route that also answers OPTIONS with its methods, as tastypie did."""
+    return Route(path, tastypie.with_options(endpoint, methods),
+                 methods=[*methods, "OPTIONS"])
+
+
 def routes() -> list[BaseRoute]:
     table: list[BaseRoute] = [
-        Route("/api/", index, methods=["GET"]),
+        _route("/api/", index, ["GET"]),
         Route("/api/openapi.json", openapi_json, methods=["GET"]),
         Route("/api/docs/", docs_page, methods=["GET"]),
     ]
     for resource in GENERIC_RESOURCES:
-        table.append(
-            Route(list_uri(resource.name), list_endpoint(resource), methods=resource.list_methods)
-        )
-        table.append(
-            Route(_detail_path(resource.name), detail_endpoint(resource),
-                  methods=resource.detail_methods)
-        )
+        table.append(_route(list_uri(resource.name), list_endpoint(resource),
+                            resource.list_methods))
+        table.append(_route(_detail_path(resource.name), detail_endpoint(resource),
+                            resource.detail_methods))
     table += [
-        Route(list_uri("apikey"), apikey_list, methods=apikey.list_methods),
-        Route(_detail_path("apikey"), apikey_detail, methods=apikey.detail_methods),
-        Route(_detail_path("changeuserpassword"), change_password,
-              methods=["PUT", "PATCH", "POST"]),
+        _route(list_uri("apikey"), apikey_list, apikey.list_methods),
+        _route(_detail_path("apikey"), apikey_detail, apikey.detail_methods),
+        # Listed by /api/ as in the original, which allowed no method on it.
+        _route(list_uri("changeuserpassword"), _no_list, []),
+        _route(_detail_path("changeuserpassword"), change_password,
+               tastypie.PASSWORD_METHODS),
+        _route(f"{list_uri('changeuserpassword')}schema/", tastypie.schema_endpoint(None),
+               ["GET"]),
     ]
+    for resource in RESOURCES:
+        table.append(_route(f"{list_uri(resource.name)}schema/",
+                            tastypie.schema_endpoint(resource), ["GET"]))
+    for resource in SET_RESOURCES:
+        table.append(_route(f"{list_uri(resource.name)}set/{{ids}}/",
+                            tastypie.set_endpoint(resource), ["GET"]))
     # A domain's DKIM key and DNS checks, under its URI.
     for suffix, endpoint, methods in dns_api.routes():
-        table.append(Route(_detail_path("virtualdomain") + suffix, endpoint, methods=methods))
+        table.append(_route(_detail_path("virtualdomain") + suffix, endpoint, methods))
     # Resetting the sending counts of a domain or a mailbox.
     for path, endpoint, methods in sendlimits.routes():
-        table.append(Route(path, endpoint, methods=methods))
+        table.append(_route(path, endpoint, methods))
     return table
+
+
+async def _no_list(request: Request) -> Response:  # pragma: no cover - no method reaches it
+    raise AssertionError("a route without methods was called")

@@ -87,23 +87,19 @@ admin = Resource(
     fields=(
         id_field(),
         Field("username", {"type": "string", "pattern": r"^[A-Za-z0-9@.+_-]{1,150}$"},
-              "The login name; cannot be changed.", required=True),
-        Field("email", {"type": "string", "maxLength": 254}, "A contact address, or empty.",
-              put_default=""),
+              "The login name; cannot be changed.", required=True, unique=True),
+        Field("email", {"type": "string", "maxLength": 254}, "A contact address, or empty."),
         Field("password", {"type": "string", "minLength": 1, "maxLength": 1024},
               "The password (8 characters or more), stored as an Argon2id hash. Needed on "
               "POST; a PUT or PATCH without it keeps the current one.",
               write_only=True, required_on_post=True),
-        Field("is_superadmin", {"type": "boolean"}, "Sees and changes everything.",
-              put_default=False),
+        Field("is_superadmin", {"type": "boolean"}, "Sees and changes everything."),
         Field("is_active", {"type": "boolean"},
-              "An inactive admin cannot log in, and their API keys stop working.",
-              put_default=True),
+              "An inactive admin cannot log in, and their API keys stop working."),
         Field("domains",
               {"type": "array", "items": reference_schema("virtualdomain"),
                "maxItems": MAX_DOMAINS_PER_ADMIN},
               "The domains a domain admin manages, as URIs or ids.", column="domain_ids",
-              put_default=[],
               to_store=lambda values: [reference_id("virtualdomain", value, "domains")
                                        for value in values],
               from_row=lambda row: [resource_uri("virtualdomain", domain_id)

@@ -1,9 +1,11 @@
-"""Who is calling: API keys (`ApiKey user:key`, `Bearer key`) and, for `/api/apikey/` only,
-HTTP Basic credentials.
+"""Who is calling: API keys (`ApiKey user:key`, `Bearer key`, or tastypie's
+`?username=…&api_key=…`) and, for `/api/apikey/` only, HTTP Basic credentials.
 
 Basic credentials are checked with Argon2 (slow on purpose), so they are accepted only where a
 key is obtained; every other request carries a key, checked with one indexed SHA-256 lookup.
-Keys in the query string are refused: URLs end up in access logs, proxies and browser history.
+A key in the query string is accepted, as tastypie's ApiKeyAuthentication did, unless the
+API_KEY_IN_QUERY setting is off; URLs end up in access logs, so DinoMail's logs redact it
+(`adminapi.logredact`). A header, when present, wins over the query string, as in tastypie.
 """
 
 from __future__ import annotations
@@ -19,8 +21,10 @@ from adminapi.api.errors import ApiError, invalid
 from dinomail import validation as v
 from dinomail.store import Scope, Store, admins, apikeys
 
-# Query parameters that carried credentials in the original API (tastypie) or in OAuth habits.
-CREDENTIAL_PARAMETERS = ("api_key", "username", "access_token")
+# Query parameters that carry a key: tastypie's pair, and OAuth's habit (always refused).
+QUERY_USERNAME = "username"
+QUERY_KEY = "api_key"
+QUERY_TOKEN = "access_token"
 KEY_CHALLENGE = 'ApiKey realm="dinomail", Bearer realm="dinomail"'
 BASIC_CHALLENGE = 'Basic realm="dinomail", charset="UTF-8"'
 # Longer than any key DinoMail makes (40 characters); a longer value cannot be one.
@@ -66,14 +70,28 @@ def unauthenticated(message: str, *, basic: bool = False) -> ApiError:
     )
 
 
-def refuse_credentials_in_query(request: Request) -> None:
-    for name in CREDENTIAL_PARAMETERS:
-        if name in request.query_params:
-            raise invalid(
-                name,
-                "credentials are not accepted in the URL (it ends up in logs); send the header "
-                "Authorization: ApiKey <username>:<key>",
-            )
+def _query_credentials(request: Request) -> tuple[str, str] | None:
+    """(username, key) from tastypie's query parameters, None when the URL carries none.
+
+    Refused with a 400 when the API_KEY_IN_QUERY setting is off, and `access_token` always:
+    the original never took it, so only a misconfigured client sends it.
+    """
+    params = request.query_params
+    if QUERY_TOKEN in params:
+        raise invalid(QUERY_TOKEN, "credentials are not accepted in access_token; send the header "
+                      "Authorization: ApiKey <username>:<key>")
+    if QUERY_KEY not in params:
+        return None
+    if not request.app.state.settings.API_KEY_IN_QUERY:
+        raise invalid(
+            QUERY_KEY,
+            "API keys are not accepted in the URL here (API_KEY_IN_QUERY is off); send the "
+            "header Authorization: ApiKey <username>:<key>",
+        )
+    username, secret = params.get(QUERY_USERNAME, ""), params[QUERY_KEY]
+    if not username or not secret:
+        raise unauthenticated("the URL must carry both username and api_key")
+    return username, secret
 
 
 def _scheme_and_value(request: Request) -> tuple[str, str]:
@@ -136,10 +154,17 @@ async def caller_from_basic(store: Store, value: str) -> Caller | None:
 
 
 async def authenticate(request: Request, *, allow_basic: bool = False) -> Caller:
-    """The caller of `request`, or a 401 (or a 400 for credentials in the URL)."""
-    refuse_credentials_in_query(request)
+    """The caller of `request`, or a 401 (or a 400 for credentials the URL may not carry)."""
     store: Store = request.app.state.store
     scheme, value = _scheme_and_value(request)
+    in_query = _query_credentials(request)
+    if not scheme and in_query is not None:
+        caller = await caller_from_key(store, *in_query)
+        if caller is None:
+            raise unauthenticated(
+                "this API key is not valid (wrong, revoked, or not this user's)"
+            )
+        return caller
     if scheme == "basic":
         if not allow_basic:
             raise unauthenticated(

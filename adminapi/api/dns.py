@@ -74,8 +74,7 @@ async def _with_client_config(conn: AsyncConnection, rows: list[Row]) -> list[Ro
 
 def _port(name: str, description: str) -> Field:
     return Field(name, {"type": "integer", "minimum": 0, "maximum": 65535},
-                 f"{description} 0: not offered. Default {dns_store.CLIENT_DEFAULTS[name]}.",
-                 put_default=dns_store.CLIENT_DEFAULTS[name])
+                 f"{description} 0: not offered. Default {dns_store.CLIENT_DEFAULTS[name]}.")
 
 
 def _host(name: str, description: str, host: Any) -> Field:
@@ -108,8 +107,7 @@ clientconfig = Resource(
         _port("smtp_ssl_port", "Submission port with implicit TLS."),
         _port("smtp_starttls_port", "Submission port with STARTTLS."),
         Field("mx_host", {"type": "string", "maxLength": 253},
-              "The host the domain's MX should name; empty: the MX_HOST setting.",
-              put_default=""),
+              "The host the domain's MX should name; empty: the MX_HOST setting."),
         Field("updated_at", OPTIONAL_DATETIME, "When the settings were last changed; null: "
               "never (the defaults).", read_only=True),
     ),

@@ -8,7 +8,7 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from adminapi.api.keys import LOGIN_KEY_NAME, MAX_LOGIN_KEYS
+from adminapi.api.keys import LOGIN_KEY_NAME
 from adminapi.api.paging import MAX_OFFSET
 from dinomail.settings import MAX_PAGE_LIMIT
 from dinomail.store.common import EXACT_COUNT_LIMIT
@@ -73,5 +73,4 @@ def render(document: dict[str, Any], settings_page_limit: int) -> str:
         max_offset=MAX_OFFSET,
         exact_count_limit=EXACT_COUNT_LIMIT,
         login_key_name=LOGIN_KEY_NAME,
-        max_login_keys=MAX_LOGIN_KEYS,
     )

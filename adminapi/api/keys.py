@@ -2,12 +2,11 @@
 
 The original stored each admin's one key in clear and returned it on every
 `GET /api/apikey/` with Basic credentials; its Android client (and scripts written the same way)
-log in like that and keep `objects[0].key`. DinoMail stores only a hash of each key (a secret is
-never shown again after it is made), so it cannot return an existing key. To keep those clients
-working, a `GET /api/apikey/` with Basic credentials makes a new key for this login and returns
-it, in full, as `objects[0]`; the caller's other keys follow with their prefix only. So that
-repeated logins do not pile up valid keys, an admin keeps at most `MAX_LOGIN_KEYS` such login
-keys: the least recently used beyond that are revoked.
+log in like that and keep `objects[0].key`. DinoMail stores only a hash of each key, so the key
+such a GET returns is derived again from SECRET_KEY (see `dinomail.store.apikeys.login_key`):
+the same key at every call, in full, as `objects[0]`; the caller's other keys follow with their
+prefix only. Revoking it (`DELETE /api/apikey/<id>/`) regenerates it: the next GET returns a
+new key, and the old one no longer works.
 
 The rest is new: `POST /api/apikey/` (Basic credentials: a key cannot mint keys) makes a named,
 optionally read-only key; `DELETE /api/apikey/<id>/` revokes one. Everyone sees only their own
@@ -24,7 +23,7 @@ from starlette.responses import JSONResponse, Response
 
 from adminapi.api.auth import Caller, authenticate, require_write
 from adminapi.api.body import read_json_object
-from adminapi.api.errors import forbidden
+from adminapi.api.errors import ApiError, forbidden
 from adminapi.api.paging import (
     ListOptions,
     ListQuery,
@@ -44,8 +43,7 @@ from adminapi.api.resource import (
 from dinomail.store import apikeys
 from dinomail.store.common import Row, Window
 
-LOGIN_KEY_NAME = "login (GET /api/apikey/)"
-MAX_LOGIN_KEYS = 10
+LOGIN_KEY_NAME = apikeys.LOGIN_KEY_NAME
 # Shown in place of a secret that was given once and is not stored.
 HIDDEN = "..."
 
@@ -75,9 +73,10 @@ async def _revoke_key(conn: AsyncConnection, caller: Caller, pk: int) -> Row:
 apikey = Resource(
     name="apikey",
     title="API keys",
-    description="Your own API keys. `GET` with Basic credentials makes a login key and returns "
-    "it in full as objects[0] (the original API's way to log in); `POST` with Basic credentials "
-    "makes a named key. A key's secret is shown once, in the answer that made it.",
+    description="Your own API keys. `GET` with Basic credentials returns your login key in "
+    "full as objects[0], the same key at every call until it is revoked (the original API's "
+    "way to log in); `POST` with Basic credentials makes a named key, whose secret is shown "
+    "once, in the answer that made it.",
     basic_auth=True,
     fields=(
         id_field(),
@@ -86,10 +85,8 @@ apikey = Resource(
               "'...'.", read_only=True, from_row=_shown_key),
         Field("prefix", {"type": "string"}, "The key's first characters, to tell keys apart.",
               read_only=True),
-        Field("name", {"type": "string", "maxLength": 100}, "What the key is for.",
-              put_default=""),
-        Field("read_only", {"type": "boolean"}, "A read-only key can read but not change.",
-              put_default=False),
+        Field("name", {"type": "string", "maxLength": 100}, "What the key is for."),
+        Field("read_only", {"type": "boolean"}, "A read-only key can read but not change."),
         Field("created", DATETIME, "When the key was made (the original's name).",
               read_only=True, from_row=lambda row: row["created_at"]),
         Field("last_used_at", OPTIONAL_DATETIME, "Last use, to the minute.", read_only=True),
@@ -102,36 +99,48 @@ apikey = Resource(
     create=_create_key,
     delete=_revoke_key,
     notes={
-        "GET list": "With Basic credentials, makes a login key first and returns it in full as "
-        f"objects[0]; at most {MAX_LOGIN_KEYS} login keys stay valid per admin.",
+        "GET list": "With Basic credentials, returns the login key in full as objects[0] (made "
+        "at the first call), the same at every call until it is revoked.",
         "POST": "Needs Basic credentials: a key cannot make keys.",
-        "DELETE": "Revokes the key; it stays listed with its revoked_at.",
+        "DELETE": "Revokes the key; it stays listed with its revoked_at. Revoking the login key "
+        "regenerates it: the next GET with Basic credentials returns a new one.",
     },
 )
 
 
-async def _issue_login_key(request: Request, caller: Caller) -> Row:
+def _secret_key(request: Request) -> str:
+    secret_key: str = request.app.state.settings.SECRET_KEY
+    if not secret_key:
+        # `dinomail serve` and `dinomail adminapi` always set one; only a hand-made app lacks it.
+        raise ApiError(503, "SECRET_KEY is not set, so no login key can be given",
+                       code="unavailable")
+    return secret_key
+
+
+async def _login_key(request: Request, caller: Caller) -> Row:
     async with request.app.state.store.write() as conn:
-        row = await _create_key(conn, caller, {"name": LOGIN_KEY_NAME})
-        await apikeys.revoke_least_recently_used(
-            conn, caller.actor, caller.admin_id, name=LOGIN_KEY_NAME, keep=MAX_LOGIN_KEYS
+        row, secret = await apikeys.login_key(
+            conn, caller.actor, caller.account, _secret_key(request)
         )
-    return row
+    return {**row, "secret": secret}
 
 
 async def apikey_list(request: Request) -> Response:
     if request.method == "POST":
         return await _post(request)
     caller = await authenticate(request, allow_basic=True)
-    query = parse_list_query(request, request.app.state.settings, apikey.list_options)
-    fresh = None
-    # Newest first, so the new key is objects[0]: where the original's clients read their key.
-    first_page = query.offset == 0 and not query.after and query.descending
-    if caller.key is None and request.method == "GET" and first_page:
-        fresh = await _issue_login_key(request, caller)
+    query = parse_list_query(
+        request, request.app.state.settings, apikey.list_options, fields=apikey.field_names
+    )
+    login = None
+    # The original's clients read their key from objects[0] of the first page.
+    if caller.key is None and query.offset == 0 and not query.after:
+        login = await _login_key(request, caller)
     async with request.app.state.store.read() as conn:
         window = await _list_keys(conn, caller, query)
-    rows = [fresh if fresh and row["id"] == fresh["id"] else row for row in window.rows]
+    rows = window.rows
+    if login is not None:
+        rows = [login, *(row for row in rows if row["id"] != login["id"])][: query.limit]
     objects = [apikey.to_object(row) for row in rows]
     return JSONResponse(
         list_body(request, apikey.name, query, window, objects, apikey.list_options)

@@ -23,7 +23,7 @@ from adminapi.api.resource import (
     id_field,
     object_id,
 )
-from adminapi.api.serialize import reference_id, reference_schema, resource_uri
+from adminapi.api.serialize import is_reference, reference_id, reference_schema, resource_uri
 from dinomail import validation as v
 from dinomail.settings import Settings
 from dinomail.store import NotFound, aliasdomains, aliases, domains, limits, mailboxes
@@ -53,7 +53,7 @@ def _domain_reference(*, required: bool = False, name: str = "domain",
 async def filtered_domain_id(conn: AsyncConnection, caller: Caller, query: ListQuery) -> int | None:
     """The id named by `?domain=` (a name or a URI); NotFound if the caller sees no such domain."""
     assert query.domain is not None
-    if query.domain.startswith("/api/"):
+    if is_reference(query.domain):
         domain_id = reference_id("virtualdomain", query.domain, "domain")
         return int((await domains.get(conn, caller.scope, domain_id))["id"])
     name = v.normalize_domain(query.domain, "domain")
@@ -117,22 +117,18 @@ virtualdomain = Resource(
         id_field(),
         Field("name", {"type": "string", "minLength": 1, "maxLength": 253},
               "The domain name; Unicode names are stored in their IDNA (xn--) form.",
-              required=True),
-        Field("dkim_key_name", _text(200), "The DKIM selector.", put_default=""),
-        Field("dkim_key", _text(10_000), "The DKIM public key (the p= value).", put_default=""),
+              required=True, unique=True),
+        Field("dkim_key_name", _text(200), "The DKIM selector."),
+        Field("dkim_key", _text(10_000), "The DKIM public key (the p= value)."),
         Field("dkim_status", {"type": "integer", "enum": [0, 1, 2, 3, 4]},
               f"Result of the last DKIM check: {DKIM_STATUS}. Read-only (ignored on input).",
               read_only=True),
         Field("dkim_last_update", DATETIME, "When DKIM was last checked.", read_only=True),
-        Field("display_name", _text(200), "Name shown by mail clients (autoconfig).",
-              put_default=""),
-        Field("short_display_name", _text(50), "Short name for mail clients.", put_default=""),
-        Field("imap_address", _text(255), "IMAP server host name for autoconfig.",
-              put_default=""),
-        Field("pop_address", _text(255), "POP3 server host name for autoconfig.",
-              put_default=""),
-        Field("smtp_address", _text(255), "SMTP server host name for autoconfig.",
-              put_default=""),
+        Field("display_name", _text(200), "Name shown by mail clients (autoconfig)."),
+        Field("short_display_name", _text(50), "Short name for mail clients."),
+        Field("imap_address", _text(255), "IMAP server host name for autoconfig."),
+        Field("pop_address", _text(255), "POP3 server host name for autoconfig."),
+        Field("smtp_address", _text(255), "SMTP server host name for autoconfig."),
         Field("dmarc_status", {"type": "integer", "enum": [0, 1, 2]},
               "Last DMARC check: 0 no record, 1 record without v=DMARC1, 2 ok. Read-only.",
               read_only=True),
@@ -141,8 +137,8 @@ virtualdomain = Resource(
               "Last SPF check: 0 no record, 1 ok. Read-only.", read_only=True),
         Field("spf_last_update", DATETIME, "When SPF was last checked.", read_only=True),
         Field("active", {"type": "boolean"},
-              "An inactive domain receives and sends nothing but keeps its data. Left unchanged "
-              "by a PUT that omits it."),
+              "An inactive domain receives and sends nothing but keeps its data. True when a "
+              "POST leaves it out."),
         Field("created_at", DATETIME, "When the domain was created.", read_only=True),
     ),
     list_options=ListOptions(
@@ -198,20 +194,21 @@ virtualuser = Resource(
     fields=(
         id_field(),
         Field("email", {"type": "string", "minLength": 1, "maxLength": 254},
-              "The address; its domain must be the mailbox's domain.", required=True),
+              "The address; its domain must be the mailbox's domain.", required=True,
+              unique=True),
         Field("quota", {"type": ["integer", "null"], "minimum": 0, "maximum": MAX_BYTES},
-              "Quota in bytes; 0 is unlimited; null (or absent on POST and PUT) takes the "
-              "domain's default quota.", put_default=None),
-        _domain_reference(description="The domain, as a URI (/api/virtualdomain/1/) or an id. "
-                          "On POST it may be left out: the address's domain is used. PUT leaves "
-                          "it unchanged when absent."),
+              "Quota in bytes; 0 is unlimited; null (or absent on POST) takes the domain's "
+              "default quota."),
+        _domain_reference(description="The domain, as a URI (/api/virtualdomain/1/, also "
+                          "with scheme and host) or an id. On POST it may be left out: the "
+                          "address's domain is used."),
         Field("password", {"type": "string", "minLength": 1, "maxLength": 1024},
               "On POST only: the plain password, hashed with the configured scheme. Without "
               "it the mailbox gets a random password nobody knows.",
               write_only=True, create_only=CHANGE_PASSWORD),
         Field("active", {"type": "boolean"},
-              "An inactive mailbox cannot log in or receive. Left unchanged by a PUT that "
-              "omits it."),
+              "An inactive mailbox cannot log in or receive. True when a POST leaves it "
+              "out."),
         Field("created_at", DATETIME, "When the mailbox was created.", read_only=True),
         Field("quota_used_bytes", {"type": "integer", "minimum": 0},
               "Bytes in the mailbox, as Dovecot last reported.", read_only=True),
@@ -257,8 +254,7 @@ virtualalias = Resource(
         Field("destination", {"type": "string", "minLength": 1, "maxLength": 254},
               "Where mail to the source goes.", required=True),
         _domain_reference(description="The source's domain, as a URI or an id. On POST it may "
-                          "be left out: the source's domain is used. PUT leaves it unchanged "
-                          "when absent."),
+                          "be left out: the source's domain is used."),
         Field("created_at", DATETIME, "When the alias was created.", read_only=True),
     ),
     list_options=ListOptions(
@@ -288,8 +284,7 @@ aliasdomain = Resource(
               "The alias domain's name (not a mail domain as well).", required=True),
         _domain_reference(name="target_domain", column="target_domain_id", required=True,
                           description="The domain it stands for, as a URI or an id."),
-        Field("active", {"type": "boolean"}, "An inactive alias domain resolves nothing.",
-              put_default=True),
+        Field("active", {"type": "boolean"}, "An inactive alias domain resolves nothing."),
         Field("created_at", DATETIME, "When the alias domain was created.", read_only=True),
     ),
     list_options=ListOptions(
@@ -324,7 +319,7 @@ async def _update_limits(
 
 def _limit(name: str, maximum: int, description: str) -> Field:
     return Field(name, {"type": "integer", "minimum": 0, "maximum": maximum},
-                 f"{description} 0 is unlimited.", put_default=0)
+                 f"{description} 0 is unlimited.")
 
 
 def _usage(name: str, description: str) -> Field:

@@ -93,9 +93,7 @@ def input_schema(resource: Resource, action: str) -> dict[str, Any]:
         if spec.create_only and action != "create":
             continue
         properties[spec.name] = {**spec.schema, "description": spec.description}
-        if action != "update" and (
-            spec.required or (spec.required_on_post and action == "create")
-        ):
+        if action == "create" and (spec.required or spec.required_on_post):
             required.append(spec.name)
     properties["resource_uri"] = {"description": "Read-only: accepted and ignored."}
     schema: dict[str, Any] = {
@@ -216,9 +214,10 @@ def resource_paths(resource: Resource) -> dict[str, Any]:
     }
     if resource.update:
         detail["put"] = operation(
-            "PUT", f"Replace a {name} object",
+            "PUT", f"Change a {name} object",
             requestBody=_body(_ref(f"{name}_replace")),
-            responses=_responses({204: {"description": "Replaced."}}, writes),
+            responses=_responses({204: {"description": "Changed; fields left out of the body "
+                                               "keep their stored values."}}, writes),
         )
         detail["patch"] = operation(
             "PATCH", f"Update a {name} object",
@@ -290,7 +289,12 @@ def _service_paths(resources: Sequence[Resource]) -> dict[str, Any]:
         "type": "object",
         "additionalProperties": {
             "type": "object",
-            "properties": {"list_endpoint": {"type": "string"}, "schema": {"type": "string"}},
+            "properties": {
+                "list_endpoint": {"type": "string"},
+                "schema": {"type": ["string", "object"],
+                           "description": "The URL of its schema/; the schema itself with "
+                           "?fullschema=true."},
+            },
             "required": ["list_endpoint", "schema"],
         },
     }
@@ -298,6 +302,10 @@ def _service_paths(resources: Sequence[Resource]) -> dict[str, Any]:
         "/api/": {"get": {
             "operationId": "api_index", "summary": "The resources and their list URLs",
             "tags": ["Service"], "security": public,
+            "parameters": [{"name": "fullschema", "in": "query",
+                            "description": "Each resource's schema in place of its URL, unless "
+                            "empty, false, null or none (tastypie's reading).",
+                            "schema": {"type": "string"}}],
             "responses": _responses({200: _json("One entry per resource.", index_schema)}, [400]),
         }},
         "/api/openapi.json": {"get": {
@@ -383,8 +391,9 @@ def document(
             "title": "DinoMail admin API",
             "version": __version__,
             "description": "The original DinoMail (tastypie) API, compatible with its clients, "
-            "plus domain scoping, new resources and strict validation. Read /api/docs/ for "
-            "authentication, paging and the differences from the original.",
+            "plus domain scoping, new resources and strict validation. Every API URL also "
+            "answers OPTIONS (200, its methods in the Allow header), without credentials. "
+            "Read /api/docs/ for authentication, paging and the differences from the original.",
         },
         "paths": paths,
         "components": {
@@ -392,7 +401,9 @@ def document(
             "securitySchemes": {
                 "ApiKey": {"type": "apiKey", "in": "header", "name": "Authorization",
                            "description": "Authorization: ApiKey <username>:<key> (the "
-                           "original's form)."},
+                           "original's form). As in the original, the key may instead come in "
+                           "the URL, ?username=<username>&api_key=<key>, unless the "
+                           "API_KEY_IN_QUERY setting is off."},
                 "Bearer": {"type": "http", "scheme": "bearer",
                            "description": "Authorization: Bearer <key>."},
                 "Basic": {"type": "http", "scheme": "basic",

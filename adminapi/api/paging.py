@@ -30,6 +30,10 @@ MAX_OFFSET = 10**9
 MAX_QUERY_LENGTH = 254
 # The original accepted tastypie's `format` parameter; JSON is the only format.
 FORMAT_PARAMETER = "format"
+# Where tastypie's credentials travel in a query string (ApiKeyAuthentication).
+CREDENTIAL_PARAMETERS = ("username", "api_key")
+# Django's lookup separator, as in `?name__startswith=`.
+LOOKUP_SEPARATOR = "__"
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,15 +74,29 @@ class ListQuery:
     domain: str | None
 
 
-def check_parameters(request: Request, allowed: Iterable[str]) -> None:
-    """Refuse parameters this endpoint does not know (as the original refused unknown filters)
-    and a `format` other than JSON."""
+def check_parameters(
+    request: Request, allowed: Iterable[str] = (), *, fields: Iterable[str] = ()
+) -> None:
+    """Check the query parameters this endpoint knows; ignore the others, as tastypie did.
+
+    Clients add parameters of their own (jQuery's `_=` cache buster, `format=json`); refusing
+    them would break those clients. What must not pass silently is a filter the list cannot
+    apply: a parameter named after one of the resource's `fields` (before any `__lookup`) that
+    is not among `allowed` gets tastypie's 400, naming the field, instead of a list that looks
+    filtered and is not. The original's credential parameters are never taken for filters.
+    """
     known = set(allowed) | {FORMAT_PARAMETER}
+    filters = set(fields) | {"resource_uri"}
     for name in request.query_params:
-        if name not in known:
-            raise invalid(name, f"{name!r} is not a parameter of this endpoint")
-        if len(request.query_params.getlist(name)) > 1:
-            raise invalid(name, "is given more than once")
+        if name in known:
+            if len(request.query_params.getlist(name)) > 1:
+                raise invalid(name, "is given more than once")
+            continue
+        if name in CREDENTIAL_PARAMETERS:
+            continue
+        field_name = name.split(LOOKUP_SEPARATOR, 1)[0]
+        if field_name in filters:
+            raise invalid(field_name, f"The '{field_name}' field does not allow filtering.")
     chosen = request.query_params.get(FORMAT_PARAMETER)
     if chosen is not None and chosen != "json":
         raise invalid(FORMAT_PARAMETER, "the only format is json")
@@ -117,9 +135,13 @@ def decode_cursor(text: str, order_by: str) -> tuple[Any, int]:
     return value, last_id
 
 
-def parse_list_query(request: Request, settings: Settings, options: ListOptions) -> ListQuery:
+def parse_list_query(
+    request: Request, settings: Settings, options: ListOptions, *, fields: Iterable[str] = ()
+) -> ListQuery:
+    """The list options of `request`; `fields` are the resource's field names (see
+    `check_parameters`)."""
     params = request.query_params
-    check_parameters(request, options.parameters)
+    check_parameters(request, options.parameters, fields=fields)
     limit = settings.api_page_limit
     if "limit" in params:
         # As in the original (tastypie): 0 means the largest page, larger values are capped.

@@ -10,9 +10,11 @@ Input rules, the same for every resource:
   `"paswword"` bug);
 - read-only fields (`id`, `resource_uri`, statuses, timestamps, usage) are accepted and ignored,
   so a client may PUT back the body of a GET;
-- POST and PUT need the required fields; PUT replaces every writable field, giving absent ones
-  their default, except the fields DinoMail added to the original resources, which PUT leaves
-  as they are when absent (an original client, which does not know them, must not reset them).
+- POST needs the required fields; a field left out of a POST gets its documented default;
+- PUT and PATCH change only the fields they name and keep the stored value of every other one,
+  as tastypie did (it filled absent fields from the stored object): a client that PUTs back an
+  object without `quota` must not make a mailbox unlimited. They differ only in their status
+  (PUT 204, PATCH 202). A PUT to an object that does not exist is a 404, never a create.
 """
 
 from __future__ import annotations
@@ -35,15 +37,13 @@ from adminapi.api.paging import (
     list_body,
     parse_list_query,
 )
-from adminapi.api.serialize import MAX_ID, plain, resource_uri
+from adminapi.api.serialize import MAX_ID, list_uri, plain, resource_uri
 from adminapi.api.values import check_schema, check_value
 from dinomail.settings import Settings
-from dinomail.store import Store
+from dinomail.store import NotFound, Store
 from dinomail.store.common import Row, Window
 
 Action = Literal["create", "replace", "update"]
-# PUT leaves the field out of the store's data when absent (see `Field.put_default`).
-KEEP = object()
 
 
 @dataclass(frozen=True)
@@ -53,11 +53,12 @@ class Field:
     description: str
     read_only: bool = False
     write_only: bool = False
-    # Needed on POST and PUT; `required_on_post`: on POST only (an admin's password).
+    # Needed on POST (`required`, also refused as null or empty by its schema on PUT and
+    # PATCH); `required_on_post`: needed on POST only (an admin's password).
     required: bool = False
     required_on_post: bool = False
-    # What PUT gives the field when absent; KEEP leaves it unchanged (fields DinoMail added).
-    put_default: Any = KEEP
+    # No two objects share the value (shown by the tastypie `schema/`).
+    unique: bool = False
     # Accepted only on POST; `create_only` is the message that says where to change it later.
     create_only: str | None = None
     # The key in the store's data and rows, when it differs from `name`.
@@ -160,6 +161,10 @@ class Resource:
             methods.append("DELETE")
         return tuple(methods)
 
+    @property
+    def field_names(self) -> tuple[str, ...]:
+        return tuple(spec.name for spec in self.fields)
+
     def field_named(self, name: str) -> Field | None:
         return next((spec for spec in self.fields if spec.name == name), None)
 
@@ -170,7 +175,8 @@ class Resource:
 
 
 def input_data(resource: Resource, body: Mapping[str, Any], action: Action) -> dict[str, Any]:
-    """The store's data for `body`: checked, converted, and completed for PUT."""
+    """The store's data for `body`: checked and converted; only the fields it names, so an
+    update never touches a field the request left out."""
     data: dict[str, Any] = {}
     for name, value in body.items():
         spec = resource.field_named(name)
@@ -184,17 +190,13 @@ def input_data(resource: Resource, body: Mapping[str, Any], action: Action) -> d
             raise invalid(name, spec.create_only)
         value = check_value(spec.schema, value, name)
         data[spec.key] = spec.to_store(value) if spec.to_store and value is not None else value
-    if action == "update":
+    if action != "create":
         return data
     for spec in resource.fields:
         if spec.read_only or spec.key in data:
             continue
-        if spec.create_only and action != "create":
-            continue
-        if spec.required or (spec.required_on_post and action == "create"):
+        if spec.required or spec.required_on_post:
             raise invalid(spec.name, "is required")
-        if action == "replace" and spec.put_default is not KEEP:
-            data[spec.key] = spec.put_default
     return data
 
 
@@ -243,7 +245,9 @@ def list_endpoint(resource: Resource) -> Callable[[Request], Awaitable[Response]
         if request.method == "POST":
             return await _create(request, resource)
         caller = await _caller(request, resource, writing=False)
-        query = parse_list_query(request, _settings(request), resource.list_options)
+        query = parse_list_query(
+            request, _settings(request), resource.list_options, fields=resource.field_names
+        )
         async with _store(request).read() as conn:
             window = await resource.read_list(conn, caller, query)
             objects = await _objects(resource, conn, window.rows)
@@ -289,7 +293,14 @@ def detail_endpoint(resource: Resource) -> Callable[[Request], Awaitable[Respons
         # The object must be visible before the body is looked at: a 404 says nothing of what
         # the body would have done, and a password is not hashed for an object that is not there.
         async with _store(request).read() as conn:
-            await resource.read_one(conn, caller, pk)
+            try:
+                await resource.read_one(conn, caller, pk)
+            except NotFound as error:
+                if action != "replace":
+                    raise
+                # tastypie created the object here; say why nothing was.
+                raise NotFound(f"{error.message}; PUT changes an existing object and never "
+                               f"creates one: POST to {list_uri(resource.name)}") from None
         data = await _body_and_data(request, resource, action)
         async with _store(request).write() as conn:
             row = await resource.update(conn, caller, pk, data)

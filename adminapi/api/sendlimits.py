@@ -54,7 +54,7 @@ def _count_fields() -> tuple[Field, ...]:
 
 def _limit(name: str, description: str) -> Field:
     return Field(name, {"type": "integer", "minimum": 0, "maximum": MAX_COUNT},
-                 f"{description} 0 is unlimited.", put_default=0)
+                 f"{description} 0 is unlimited.")
 
 
 # --- domainsendlimit ------------------------------------------------------------------------------
@@ -95,7 +95,7 @@ domainsendlimit = Resource(
         Field("reply", {"type": "string", "maxLength": policy_store.REPLY_MAX_LENGTH},
               "What Postfix answers a sender over a limit: DEFER_IF_PERMIT, DEFER, REJECT or a "
               "4xx/5xx code, then an optional status and text. Empty: the "
-              "POLICY_RATE_LIMIT_REPLY setting.", put_default=""),
+              "POLICY_RATE_LIMIT_REPLY setting."),
         *_count_fields(),
     ),
     list_options=ListOptions(
@@ -151,8 +151,7 @@ mailboxsendlimit = Resource(
         Field("domain", {"type": "string"}, "The domain's URI.", read_only=True,
               from_row=lambda row: resource_uri("virtualdomain", row["domain_id"])),
         *(Field(key, {"type": ["integer", "null"], "minimum": 0, "maximum": MAX_COUNT},
-                f"The mailbox's own limit: {text}; 0 is unlimited; null: its domain's default.",
-                put_default=None)
+                f"The mailbox's own limit: {text}; 0 is unlimited; null: its domain's default.")
           for key, text in LIMIT_DESCRIPTIONS.items()),
         *(Field(f"effective_{key}", {"type": "integer"},
                 f"The limit that applies: {text}; 0 is unlimited.", read_only=True)

@@ -22,20 +22,33 @@ def list_uri(resource: str) -> str:
     return f"{API_PREFIX}{resource}/"
 
 
+# What may come before `/api/` in a reference: tastypie resolved a URI from the resource's
+# name onwards, so clients that build absolute URLs (`http://host/api/virtualdomain/1/`) worked;
+# the scheme and host are not checked, as there.
+_ORIGIN = r"(?:https?://[^/?#\s]+)?"
+
+
 def reference_schema(resource: str) -> dict[str, Any]:
-    """A reference to another object: its URI, as the original wrote them, or its bare id."""
+    """A reference to another object: its URI, as the original wrote them (relative or
+    absolute), or its bare id."""
     return {
         "anyOf": [
-            {"type": "string", "pattern": rf"^{API_PREFIX}{resource}/[0-9]{{1,10}}/?$"},
+            {"type": "string",
+             "pattern": rf"^{_ORIGIN}{API_PREFIX}{resource}/[0-9]{{1,10}}/?$"},
             {"type": "integer", "minimum": 1, "maximum": MAX_ID},
         ],
     }
 
 
+def is_reference(value: str) -> bool:
+    """Whether `value` is written as a URI (relative or absolute), not as a name."""
+    return re.match(rf"{_ORIGIN}{API_PREFIX}", value) is not None
+
+
 def reference_id(resource: str, value: str | int, field: str) -> int:
     """The id in a reference that already matched `reference_schema(resource)`."""
     if isinstance(value, str):
-        match = re.fullmatch(rf"{API_PREFIX}{resource}/([0-9]+)/?", value)
+        match = re.fullmatch(rf"{_ORIGIN}{API_PREFIX}{resource}/([0-9]+)/?", value)
         if match is None:
             raise invalid(field, f"must be a URI such as {resource_uri(resource, 1)}")
         value = int(match.group(1))

@@ -1,8 +1,17 @@
-"""API keys: several per admin, stored as SHA-256 hashes, shown once, revocable."""
+"""API keys: several per admin, stored as SHA-256 hashes, shown once, revocable.
+
+One key per admin is special: the login key, which the original API's clients obtain with
+`GET /api/apikey/` and Basic credentials, expecting the same key every time. It is not random
+but derived (HMAC-SHA256) from SECRET_KEY, the admin and a generation number, so it can be
+computed again when asked for while the database holds only its hash, like every other key: a
+copy of the database alone does not give it. Revoking it retires its generation; the next
+request makes the next one, a different key.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import secrets
 from datetime import timedelta
 from typing import Any
@@ -17,13 +26,17 @@ from dinomail.store.common import Row, Window, aware, fetch_one, fetch_window, n
 
 OBJECT_TYPE = "api_key"
 PREFIX_LENGTH = 8
+# The name of the login keys, so that an admin can tell them from keys they made.
+LOGIN_KEY_NAME = "login (GET /api/apikey/)"
+# Keeps the login keys' HMAC apart from any other use of SECRET_KEY.
+_LOGIN_KEY_PURPOSE = b"dinomail api login key"
 # Writing last_used_at at every request would turn each read into a write; a minute is precise
 # enough to tell which keys are in use.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 _PUBLIC = (
     apikey.c.id, apikey.c.admin_id, apikey.c.name, apikey.c.prefix, apikey.c.read_only,
-    apikey.c.created_at, apikey.c.last_used_at, apikey.c.revoked_at,
+    apikey.c.created_at, apikey.c.last_used_at, apikey.c.revoked_at, apikey.c.generation,
 )
 
 
@@ -42,7 +55,19 @@ async def create(
 ) -> tuple[Row, str]:
     """A new key for the admin; returns the row and the secret, which is never shown again."""
     name = v.normalize_text(name, "name", 100)
-    secret = new_secret()
+    return await _insert(conn, actor, admin_id, new_secret(), name=name, read_only=read_only)
+
+
+async def _insert(
+    conn: AsyncConnection,
+    actor: str,
+    admin_id: int,
+    secret: str,
+    *,
+    name: str,
+    read_only: bool = False,
+    generation: int | None = None,
+) -> tuple[Row, str]:
     key_id = (
         await conn.execute(
             apikey.insert()
@@ -52,6 +77,7 @@ async def create(
                 prefix=secret[:PREFIX_LENGTH],
                 key_hash=hash_key(secret),
                 read_only=bool(read_only),
+                generation=generation,
             )
             .returning(apikey.c.id)
         )
@@ -127,24 +153,54 @@ async def list_window(
     )
 
 
-async def revoke_least_recently_used(
-    conn: AsyncConnection, actor: str, admin_id: int, *, name: str, keep: int
-) -> list[Row]:
-    """Revoke the admin's live keys called `name` beyond the `keep` most recently used.
+def login_secret(secret_key: str, account: Row, generation: int) -> str:
+    """The login key of `account` (an admin row) at `generation`.
 
-    Keys handed out on each login of the original API's clients carry one name; this bounds
-    how many of them stay valid. A key never used counts as used when it was created.
+    The admin's id, username and creation time are all in the message: an id that SQLite
+    hands out again after a deletion must not give a new admin the old one's key.
     """
-    last_use = sa.func.coalesce(apikey.c.last_used_at, apikey.c.created_at)
-    query = (
-        sa.select(*_PUBLIC)
-        .where(
-            apikey.c.admin_id == admin_id, apikey.c.name == name, apikey.c.revoked_at.is_(None)
+    if not secret_key:
+        raise ValueError("SECRET_KEY is empty: login keys cannot be derived")
+    created = int(aware(account["created_at"]).timestamp())
+    message = b"\x00".join([
+        _LOGIN_KEY_PURPOSE, str(account["id"]).encode(), str(account["username"]).encode(),
+        str(created).encode(), str(generation).encode(),
+    ])
+    # 40 hexadecimal characters, the form of the original's keys; 160 bits of the HMAC.
+    return hmac.new(secret_key.encode(), message, hashlib.sha256).hexdigest()[:40]
+
+
+async def login_key(
+    conn: AsyncConnection, actor: str, account: Row, secret_key: str
+) -> tuple[Row, str]:
+    """The admin's live login key and its secret, made when there is none.
+
+    The same key comes back until it is revoked (then the next generation is made). If the
+    stored key is no longer the derived one (SECRET_KEY changed), it cannot be shown again, so
+    it is revoked and the next generation replaces it.
+    """
+    admin_id = int(account["id"])
+    if conn.dialect.name == "postgresql":
+        # Two first logins at once must not both make generation 1 (SQLite writes one at a time).
+        await conn.execute(sa.select(admin.c.id).where(admin.c.id == admin_id).with_for_update())
+    latest = (
+        await conn.execute(
+            sa.select(apikey.c.id, apikey.c.generation, apikey.c.key_hash, apikey.c.revoked_at)
+            .where(apikey.c.admin_id == admin_id, apikey.c.generation.is_not(None))
+            .order_by(apikey.c.generation.desc())
+            .limit(1)
         )
-        .order_by(last_use.desc(), apikey.c.id.desc())
-        .offset(keep)
+    ).mappings().first()
+    generation = 1
+    if latest is not None:
+        generation = int(latest["generation"]) + 1
+        if latest["revoked_at"] is None:
+            secret = login_secret(secret_key, account, int(latest["generation"]))
+            if hmac.compare_digest(hash_key(secret), latest["key_hash"]):
+                return await get(conn, admin_id, int(latest["id"])), secret
+            await revoke(conn, actor, admin_id, int(latest["id"]))
+    secret = login_secret(secret_key, account, generation)
+    return await _insert(
+        conn, actor, admin_id, secret, name=LOGIN_KEY_NAME, generation=generation
     )
-    stale = [dict(row) for row in (await conn.execute(query)).mappings()]
-    for row in stale:
-        await revoke(conn, actor, admin_id, row["id"])
-    return stale
+

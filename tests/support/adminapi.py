@@ -31,7 +31,9 @@ def fast_admin_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def api_settings(**overrides: Any) -> Settings:
-    values: dict[str, Any] = {"ALLOWED_HOSTS": (HOST,), "API_LIMIT_PER_PAGE": 20}
+    values: dict[str, Any] = {
+        "ALLOWED_HOSTS": (HOST,), "API_LIMIT_PER_PAGE": 20, "SECRET_KEY": "test secret key",
+    }
     values.update(overrides)
     return Settings(**values)
 
