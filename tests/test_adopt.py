@@ -290,6 +290,36 @@ def test_a_second_migrate_is_a_no_op(adopted: Adopted) -> None:
     assert adopted.original.dump() == before
 
 
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_inactive_users_stay_inactive_and_users_without_rights_are_not_admins(
+    kind: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    original = new_original(kind, request, tmp_path, extra_sql=(
+        "UPDATE auth_user SET is_active = false WHERE username = 'helper';"
+        "INSERT INTO auth_user (id, password, last_login, is_superuser, username, first_name, "
+        "last_name, email, is_staff, is_active, date_joined) VALUES (3, '!unusable', NULL, "
+        "false, 'reader', '', '', '', false, true, '2026-12-05 23:37:05');"
+        "INSERT INTO tastypie_apikey (id, key, created, user_id) "
+        "VALUES (3, 'feedfacefeedfacefeedfacefeedfacefeedface', '2026-12-05 23:37:05', 3);"))
+    planned = original.run("migrate", "--plan")
+    assert planned.returncode == 0, planned.stderr
+    assert ("admin: helper (auth_user id 2): admin of every domain at adoption "
+            "(legacy.example, second.example), inactive (stays inactive)") in planned.stdout
+    assert "not an admin: reader (auth_user id 3): not staff" in planned.stdout
+    assert ("API key not kept: tastypie_apikey id 3: its user does not become an admin"
+            in planned.stdout)
+    assert original.run("migrate").returncode == 0
+    import asyncio
+
+    rows = asyncio.run(_rows(original.url, "SELECT username, is_active, is_superadmin "
+                                           "FROM dinomail_admin ORDER BY id"))
+    assert [(name, bool(active), bool(superadmin)) for name, active, superadmin in rows] == [
+        ("oldadmin", True, True), ("helper", False, False)]
+    keys = asyncio.run(_rows(original.url, "SELECT prefix FROM dinomail_apikey ORDER BY id"))
+    assert [prefix for (prefix,) in keys] == [
+        key[:8] for key in API_KEYS[kind].values()]
+
+
 # --- refusals ------------------------------------------------------------------------------------
 
 
