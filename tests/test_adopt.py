@@ -320,6 +320,32 @@ def test_inactive_users_stay_inactive_and_users_without_rights_are_not_admins(
         key[:8] for key in API_KEYS[kind].values()]
 
 
+def test_postgresql_tables_keep_their_owner_and_grants(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """A role of Postfix's `pgsql:` maps that may read the mail tables still may."""
+    number = next(_names)
+    reader, owner = f"mapreader_{number}", f"mailowner_{number}"
+    tables = "core_virtualdomain, core_virtualuser, core_virtualalias"
+    original = new_original("postgresql", request, tmp_path, extra_sql=(
+        f"CREATE ROLE {reader} LOGIN; CREATE ROLE {owner};"
+        f"GRANT SELECT ON {tables} TO {reader};"
+        + "".join(f"ALTER TABLE {table} OWNER TO {owner};" for table in tables.split(", "))))
+    assert original.run("migrate").returncode == 0
+    server, database = original.server, original.database
+    assert server is not None
+    for table in tables.split(", "):
+        assert server.psql(
+            f"SELECT has_table_privilege('{reader}', '{table}', 'SELECT'), "
+            f"has_table_privilege('{reader}', '{table}', 'INSERT'), "
+            f"pg_get_userbyid(relowner) FROM pg_class WHERE relname = '{table}'", database
+        ).strip() == f"t|f|{owner}"
+    rows = server.psql(
+        "SELECT destination FROM core_virtualalias WHERE source = 'info@legacy.example' "
+        f"ORDER BY 1; SET ROLE {reader}; SELECT count(*) FROM core_virtualuser", database)
+    assert rows.split() == ["bob@second.example", "ssha512@legacy.example", "SET", "8"]
+
+
 # --- refusals ------------------------------------------------------------------------------------
 
 
