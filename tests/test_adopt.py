@@ -32,9 +32,10 @@ from tests.support.original_db import (
     load_postgres,
     load_sqlite,
 )
+from tests.support.postfix import have_postmap, postmap_config, postmap_query
 from tests.support.postgres import PostgresServer
 from tests.test_migrations import _declared_for
-from tests.test_original_queries import POSTFIX_QUERIES
+from tests.test_original_queries import POSTFIX_QUERIES, _pgsql_map
 
 _names = itertools.count(1)
 
@@ -277,6 +278,41 @@ def test_the_original_documented_queries_return_the_same_rows(adopted: Adopted) 
     assert after == adopted.queries_before
     assert after[("virtual-alias-maps", "info@legacy.example")] == ALIASES["info@legacy.example"]
     assert after[("virtual-mailbox-maps", "bob@second.example")] == {1}
+
+
+@pytest.mark.skipif(not have_postmap(), reason="postfix is not installed")
+def test_postfix_pgsql_maps_answer_the_same_through_postmap(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """Postfix's own pgsql client, with the original documentation's queries."""
+    original = new_original("postgresql", request, tmp_path)
+    server = original.server
+    assert server is not None
+    config = postmap_config(tmp_path / "postfix")
+    keys = {
+        "virtual-mailbox-domains": ["legacy.example", "second.example", "other.example"],
+        "virtual-mailbox-maps": [*MAILBOXES, "info@legacy.example"],
+        "virtual-alias-maps": [*ALIASES, "bob@second.example"],
+        "email2email": ["bob@second.example", "info@legacy.example"],
+    }
+
+    def answers() -> dict[tuple[str, str], tuple[int, set[str]]]:
+        found = {}
+        for name, values in keys.items():
+            table = _pgsql_map(tmp_path, server, original.url, name)
+            for key in values:
+                result = postmap_query(config, key, table)
+                found[(name, key)] = (result.returncode, set(filter(None, result.stdout.strip(
+                    ).split(","))))
+        return found
+
+    before = answers()
+    assert original.run("migrate").returncode == 0
+    after = answers()
+    assert after == before
+    assert after[("virtual-alias-maps", "info@legacy.example")] == (
+        0, ALIASES["info@legacy.example"])
+    assert after[("virtual-mailbox-maps", "info@legacy.example")] == (1, set())
 
 
 def test_a_second_migrate_is_a_no_op(adopted: Adopted) -> None:
