@@ -382,6 +382,51 @@ def test_postgresql_tables_keep_their_owner_and_grants(
     assert rows.split() == ["bob@second.example", "ssha512@legacy.example", "SET", "8"]
 
 
+async def test_the_original_app_can_still_write_the_adopted_tables(adopted: Adopted) -> None:
+    """A rollback runs the original on the adopted database: its INSERTs name only its own
+    columns (as Django writes them), and DinoMail's columns take their defaults."""
+    engine = create_engine(adopted.original.url)
+    try:
+        async with engine.begin() as conn:
+            domain_id = (await conn.execute(sa.text(
+                "INSERT INTO core_virtualdomain (name, dkim_key_name, dkim_key, dkim_status, "
+                "dkim_last_update, display_name, short_display_name, imap_address, "
+                "pop_address, smtp_address, dmarc_last_update, dmarc_status, "
+                "spf_last_update, spf_status) VALUES ('third.example', '', '', 0, "
+                "CURRENT_TIMESTAMP, '', '', '', '', '', CURRENT_TIMESTAMP, 0, "
+                "CURRENT_TIMESTAMP, 0) RETURNING id"))).scalar_one()
+            await conn.execute(sa.text(
+                "INSERT INTO core_virtualuser (email, password, quota, domain_id) "
+                "VALUES ('new@third.example', '{PLAIN}x', 0, :domain)"), {"domain": domain_id})
+            row = (await conn.execute(sa.text(
+                "SELECT u.active, u.created_at, d.active, d.max_mailboxes "
+                "FROM core_virtualuser u JOIN core_virtualdomain d ON d.id = u.domain_id "
+                "WHERE u.email = 'new@third.example'"))).one()
+            assert bool(row[0]) and row[1] is not None and bool(row[2]) and row[3] == 0
+            await conn.rollback()
+    finally:
+        await engine.dispose()
+
+
+def _readme_commands() -> list[str]:
+    text = (Path(__file__).parent.parent / "README.md").read_text()
+    section = text.split("## Coming from DinoMail 0.2 / 1.x", 1)[1].split("\n## ", 1)[0]
+    blocks = [block.split("```", 1)[0] for block in section.split("```sh")[1:]]
+    return [line.strip().split("#")[0].strip() for block in blocks
+            for line in block.splitlines() if line.strip().startswith("dinomail ")]
+
+
+def test_the_readme_steps_adopt_a_database(tmp_path: Path, request: pytest.FixtureRequest
+                                           ) -> None:
+    commands = _readme_commands()
+    assert commands == ["dinomail migrate --plan", "dinomail migrate", "dinomail check"]
+    original = new_original("sqlite", request, tmp_path)
+    for command in commands:
+        result = original.run(*command.split()[1:])
+        assert result.returncode == 0, (command, result.stderr)
+    assert f"{UNVERIFIABLE} (id 7)" in result.stdout
+
+
 # --- refusals ------------------------------------------------------------------------------------
 
 

@@ -180,6 +180,9 @@ async def test_original_api_keys_keep_working(running: Running, store: Store) ->
             answer = await client.get("/api/virtualuser/", headers=key_header(username, key))
             assert answer.status_code == 200, answer.text
             found[username] = {row["email"] for row in answer.json()["objects"]}
+        helper = key_header("helper", running.keys["helper"])
+        helper_aliases = (await client.get("/api/virtualalias/", headers=helper)).json()
+        helper_domains = (await client.get("/api/virtualdomain/", headers=helper)).json()
         # A key names its owner: another admin's name with it is refused.
         crossed = await client.get(
             "/api/virtualuser/", headers=key_header("helper", running.keys["oldadmin"]))
@@ -189,6 +192,10 @@ async def test_original_api_keys_keep_working(running: Running, store: Store) ->
     # The helper changed mailboxes in the original; it manages every domain here.
     assert found["helper"] == set(MAILBOXES)
     assert crossed.status_code == 401 and wrong.status_code == 401
+    # Unlike the original's per-model permissions (an empty list), as the README says.
+    assert helper_aliases["meta"]["total_count"] == 5
+    assert {row["name"] for row in helper_domains["objects"]} == {
+        "legacy.example", "second.example"}
 
 
 async def test_keys_are_stored_hashed(running: Running, store: Store) -> None:
