@@ -14,8 +14,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dinomail import migrate
 from dinomail.adoption.apply import apply_plan
-from dinomail.adoption.detect import DatabaseState, inspect_database
+from dinomail.adoption.detect import CORE_TABLES, DatabaseState, inspect_database
 from dinomail.adoption.plan import AdoptionPlan, Problem, build_plan
+
+# The Django tables the plan reads to decide admins and keys.
+ACCOUNT_TABLES = (
+    "auth_user", "auth_user_user_permissions", "auth_user_groups", "auth_group_permissions",
+    "auth_permission", "django_content_type", "tastypie_apikey",
+)
 
 __all__ = [
     "AdoptionPlan",
@@ -55,6 +61,13 @@ def _adopt(conn: Connection) -> AdoptionPlan:
     state = inspect_database(conn)
     if state.kind != "original":
         raise AdoptionRefused(state.reason or "this is not a database of the original DinoMail")
+    if conn.dialect.name == "postgresql":
+        # What the plan reads must stay what it read until the commit: the mail tables are
+        # rebuilt, and the accounts and keys only read (the original may still answer logins).
+        conn.exec_driver_sql(f"LOCK TABLE {', '.join(CORE_TABLES)} IN EXCLUSIVE MODE")
+        accounts = [name for name in ACCOUNT_TABLES if name in state.tables]
+        if accounts:
+            conn.exec_driver_sql(f"LOCK TABLE {', '.join(accounts)} IN SHARE MODE")
     plan = build_plan(conn)
     if plan.problems:
         raise AdoptionRefused(

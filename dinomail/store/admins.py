@@ -56,13 +56,9 @@ def _verify(stored: str, password: str) -> bool:
 
 
 def _needs_rehash(stored: str) -> bool:
-    """A Django hash, or an Argon2 hash with weaker parameters than today's."""
-    if djangopasswords.is_django_hash(stored):
-        return True
-    try:
-        return _hasher.check_needs_rehash(stored)
-    except InvalidHashError:
-        return False
+    """A Django hash, kept from an adopted database until its admin logs in. (Argon2 hashes
+    with older parameters are left alone: a new hash ends the admin's other page sessions.)"""
+    return djangopasswords.is_django_hash(stored)
 
 
 async def domain_ids(conn: AsyncConnection, admin_id: int) -> frozenset[int]:
