@@ -164,6 +164,29 @@ def test_plan_says_what_adoption_does(adopted: Adopted) -> None:
         f"Database adopted and migrated to revision {migrate.head_revision()}.\n")
 
 
+async def test_plan_on_a_dinomail_database_lists_pending_revisions(tmp_path: Path) -> None:
+    path = tmp_path / "dinomail.sqlite3"
+    url = f"sqlite:///{path}"
+    env = {"DINOMAIL_DATABASE_URL": url}
+    empty = dinomail("migrate", "--plan", env=env)
+    assert empty.returncode == 0, empty.stderr
+    assert empty.stdout.startswith("Database empty; `dinomail migrate` would apply:\n  0001: ")
+    assert not path.exists() or "core_virtualdomain" not in dump_sqlite(path)
+    engine = create_engine(url)
+    try:
+        await migrate.upgrade(engine, "0003_dns_autoconfig")
+    finally:
+        await engine.dispose()
+    before = dump_sqlite(path)
+    planned = dinomail("migrate", "--plan", env=env)
+    pending = [revision for revision, _ in migrate.pending_revisions("0003_dns_autoconfig")]
+    assert pending[0] == "0004_policy" and pending[-1] == migrate.head_revision()
+    assert planned.stdout.splitlines()[0] == (
+        "Database at revision 0003_dns_autoconfig; `dinomail migrate` would apply:")
+    assert [line.split(":")[0].strip() for line in planned.stdout.splitlines()[1:-1]] == pending
+    assert dump_sqlite(path) == before
+
+
 # --- check ---------------------------------------------------------------------------------------
 
 
