@@ -53,7 +53,7 @@ async def _migrate(settings: Settings, args: argparse.Namespace) -> None:
     try:
         state = await adoption.database_state(engine)
         if state.kind == "unsupported":
-            fail(state.reason, EXIT_USAGE)
+            fail(f"{state.reason}; nothing was changed", EXIT_USAGE)
         if args.plan:
             await _print_plan(engine, state)
             return
@@ -136,10 +136,10 @@ async def _check(settings: Settings, _args: argparse.Namespace) -> None:
             locked = await mailboxes.unverifiable_passwords(conn)
     finally:
         await store.close()
-    print(f"Settings valid; database reachable and at revision {head}.")
     if not locked:
-        print("No issues found.")
+        print(f"Settings valid; database reachable and at revision {head}. No issues found.")
         return
+    print(f"Settings valid; database reachable and at revision {head}.")
     print(f"{len(locked)} mailbox(es) cannot log in until their password is reset (an {{SSHA}} "
           "hash stored without its salt by the original DinoMail):")
     for row in locked:

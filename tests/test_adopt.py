@@ -476,6 +476,24 @@ def test_a_row_dinomail_cannot_accept_stops_adoption_and_changes_nothing(
     assert original.dump() == before
 
 
+@pytest.mark.parametrize(("change", "message"), [
+    ("DELETE FROM django_migrations WHERE app = 'core' AND name LIKE '0004%';",
+     "lacks its core migration 0004_auto_20200616_1218: upgrade it to DinoMail 1.1 first"),
+    ("DROP TABLE django_migrations;",
+     "made neither by DinoMail nor by the original DinoMail"),
+])
+def test_databases_neither_original_nor_dinomail_are_left_alone(
+    change: str, message: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    original = new_original("sqlite", request, tmp_path, extra_sql=change)
+    before = original.dump()
+    for args, status in ((("migrate",), 2), (("migrate", "--plan"), 2), (("check",), 1)):
+        result = original.run(*args)
+        assert result.returncode == status, (args, result.stderr)
+        assert message in result.stderr and "Traceback" not in result.stderr
+    assert original.dump() == before
+
+
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
 async def test_a_failure_half_way_leaves_the_database_as_it_was(
     kind: str, request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch

@@ -52,8 +52,7 @@ def inspect_database(conn: Connection) -> DatabaseState:
         return DatabaseState(
             "unsupported", tables,
             reason="the database has tables named core_* but was made neither by DinoMail nor "
-                   "by the original DinoMail (no django_migrations, or a core table missing); "
-                   "nothing was changed",
+                   "by the original DinoMail (no django_migrations, or a core table missing)",
         )
     applied = _core_migrations(conn)
     missing = [name for name in CORE_MIGRATIONS if name not in applied]
