@@ -453,19 +453,32 @@ def test_the_readme_steps_adopt_a_database(tmp_path: Path, request: pytest.Fixtu
 # --- refusals ------------------------------------------------------------------------------------
 
 
+REFUSED_ROWS = {
+    # The original checked this only in its forms: a mailbox outside its domain.
+    "outside its domain": (
+        "INSERT INTO core_virtualuser (id, email, password, quota, domain_id) "
+        "VALUES (9, 'alien@elsewhere.example', '{PLAIN}x', 0, 1);",
+        "core_virtualuser id 9: email 'alien@elsewhere.example' does not belong to its "
+        "domain legacy.example (domain 1)"),
+    # Unique as exact strings in the original; one address for DinoMail.
+    "same address in capitals": (
+        "INSERT INTO core_virtualuser (id, email, password, quota, domain_id) "
+        "VALUES (9, 'BOB@second.example', '{PLAIN}x', 0, 2);",
+        "core_virtualuser id 9: email 'BOB@second.example' is the address of mailbox 8 once "
+        "written in lowercase"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REFUSED_ROWS))
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
 def test_a_row_dinomail_cannot_accept_stops_adoption_and_changes_nothing(
-    kind: str, request: pytest.FixtureRequest, tmp_path: Path
+    kind: str, case: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
-    # The original checked this only in its forms: a mailbox outside its domain.
-    original = new_original(kind, request, tmp_path, extra_sql=(
-        "INSERT INTO core_virtualuser (id, email, password, quota, domain_id) "
-        "VALUES (9, 'alien@elsewhere.example', '{PLAIN}x', 0, 1);"))
+    extra_sql, reason = REFUSED_ROWS[case]
+    original = new_original(kind, request, tmp_path, extra_sql=extra_sql)
     before = original.dump()
     planned = original.run("migrate", "--plan")
     migrated = original.run("migrate")
-    reason = ("core_virtualuser id 9: email 'alien@elsewhere.example' does not belong to its "
-              "domain legacy.example (domain 1)")
     assert planned.returncode == 2
     assert f"  {reason}" in planned.stdout
     assert migrated.returncode == 2
@@ -474,6 +487,38 @@ def test_a_row_dinomail_cannot_accept_stops_adoption_and_changes_nothing(
         "dinomail: error: the database cannot be adopted: 1 row(s)")
     assert "nothing was changed" in migrated.stderr and "Traceback" not in migrated.stderr
     assert original.dump() == before
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_addresses_in_capitals_are_normalised_and_their_duplicates_collapse(
+    kind: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    original = new_original(kind, request, tmp_path, extra_sql=(
+        "UPDATE core_virtualdomain SET name = 'Second.Example' WHERE id = 2;"
+        "UPDATE core_virtualuser SET email = 'Bob@Second.Example' WHERE id = 8;"
+        "UPDATE core_virtualalias SET source = 'Dup@Second.Example' WHERE id = 6;"
+        "UPDATE core_virtualalias SET destination = 'SomeOne@GMail.com' WHERE id = 3;"))
+    planned = original.run("migrate", "--plan")
+    assert planned.returncode == 0, planned.stderr
+    for line in (
+        "normalise: core_virtualdomain id 2 name 'Second.Example' -> 'second.example'",
+        "normalise: core_virtualuser id 8 email 'Bob@Second.Example' -> 'bob@second.example'",
+        "normalise: core_virtualalias id 3 destination 'SomeOne@GMail.com' -> "
+        "'someone@gmail.com'",
+        "collapse: core_virtualalias id 6 into id 5 (dup@second.example -> bob@second.example)",
+    ):
+        assert f"  {line}\n" in planned.stdout
+    assert original.run("migrate").returncode == 0
+    import asyncio
+
+    assert asyncio.run(_rows(original.url, "SELECT name FROM core_virtualdomain ORDER BY id")
+                       ) == [("legacy.example",), ("second.example",)]
+    assert asyncio.run(_rows(original.url, "SELECT email FROM core_virtualuser WHERE id = 8")
+                       ) == [("bob@second.example",)]
+    assert asyncio.run(_rows(original.url, "SELECT id, source, destination FROM "
+                                           "core_virtualalias WHERE id IN (3, 5, 6) ORDER BY id")
+                       ) == [(3, "ext@legacy.example", "someone@gmail.com"),
+                             (5, "dup@second.example", "bob@second.example")]
 
 
 @pytest.mark.parametrize(("change", "message"), [
