@@ -314,7 +314,7 @@ def test_postfix_pgsql_maps_answer_the_same_through_postmap(
     config = postmap_config(tmp_path / "postfix")
     keys = {
         "virtual-mailbox-domains": ["legacy.example", "second.example", "other.example"],
-        "virtual-mailbox-maps": [*MAILBOXES, "info@legacy.example"],
+        "virtual-mailbox-maps": ["bob@second.example", UNVERIFIABLE, "info@legacy.example"],
         "virtual-alias-maps": [*ALIASES, "bob@second.example"],
         "email2email": ["bob@second.example", "info@legacy.example"],
     }
@@ -532,7 +532,7 @@ def test_databases_neither_original_nor_dinomail_are_left_alone(
 ) -> None:
     original = new_original("sqlite", request, tmp_path, extra_sql=change)
     before = original.dump()
-    for args, status in ((("migrate",), 2), (("migrate", "--plan"), 2), (("check",), 1)):
+    for args, status in ((("migrate",), 2), (("check",), 1)):
         result = original.run(*args)
         assert result.returncode == status, (args, result.stderr)
         assert message in result.stderr and "Traceback" not in result.stderr
