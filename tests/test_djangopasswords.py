@@ -84,3 +84,38 @@ def test_the_fixture_admins_django_hashes() -> None:
 def test_unusable_and_malformed_hashes_never_match(encoded: str) -> None:
     assert not djangopasswords.verify(encoded, "")
     assert not djangopasswords.verify(encoded, "lètmein")
+
+
+async def test_every_django_hasher_logs_an_admin_in_once_then_argon2(  # type: ignore[no-untyped-def]
+    store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlalchemy as sa
+
+    from tests.support.adminapi import fast_admin_hashing
+
+    fast_admin_hashing(monkeypatch)
+
+    from dinomail.schema import admin
+    from dinomail.store import admins
+
+    hashes = {
+        **{algorithm: (password, encoded) for password, encoded, algorithm in DJANGO_VECTORS},
+        "argon2": ("lètmein", _django_argon2("lètmein")),
+        "bcrypt_sha256": ("lètmein", _django_bcrypt_sha256("lètmein")),
+        "bcrypt": ("lètmein", _django_bcrypt("lètmein")),
+    }
+    async with store.write() as conn:
+        account = await admins.create(conn, "test", username="old", password="temporary-1")
+    for algorithm, (password, encoded) in hashes.items():
+        async with store.write() as conn:
+            await conn.execute(admin.update().where(admin.c.id == account["id"]).values(
+                password=encoded))
+        async with store.read() as conn:
+            assert await admins.authenticate(conn, "old", password + "!") is None, algorithm
+            assert await admins.authenticate(conn, "old", password) is not None, algorithm
+            await conn.commit()
+            stored = await conn.scalar(sa.select(admin.c.password).where(
+                admin.c.id == account["id"]))
+        assert stored.startswith("$argon2id$"), algorithm
+        async with store.read() as conn:
+            assert await admins.authenticate(conn, "old", password) is not None, algorithm
