@@ -20,6 +20,9 @@ from dinomail import __version__
 from dinomail.settings import Settings, SettingsError, load_settings
 
 if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+    from dinomail.adoption import DatabaseState
     from dinomail.store import Store
 
 EXIT_FAILURE = 1
@@ -42,12 +45,21 @@ def fail(message: str, status: int = EXIT_FAILURE) -> NoReturn:
 # --- commands ------------------------------------------------------------------------------------
 
 
-async def _migrate(settings: Settings, _args: argparse.Namespace) -> None:
-    from dinomail import migrate
+async def _migrate(settings: Settings, args: argparse.Namespace) -> None:
+    from dinomail import adoption, migrate
     from dinomail.database import create_engine
 
     engine = create_engine(settings.DATABASE_URL)
     try:
+        state = await adoption.database_state(engine)
+        if state.kind == "unsupported":
+            fail(f"{state.reason}; nothing was changed", EXIT_USAGE)
+        if args.plan:
+            await _print_plan(engine, state)
+            return
+        if state.kind == "original":
+            await _adopt(engine)
+            return
         before = await migrate.current_revision(engine)
         await migrate.upgrade(engine)
         after = await migrate.current_revision(engine)
@@ -59,21 +71,79 @@ async def _migrate(settings: Settings, _args: argparse.Namespace) -> None:
         print(f"Database migrated from {before or 'empty'} to revision {after}.")
 
 
+async def _print_plan(engine: AsyncEngine, state: DatabaseState) -> None:
+    """`migrate --plan`: what `migrate` would do, read only."""
+    from dinomail import adoption, migrate
+
+    if state.kind == "original":
+        plan = await adoption.read_plan(engine)
+        revisions = migrate.pending_revisions(None)
+        print("\n".join(plan.lines()))
+        print(f"Then DinoMail's revisions {revisions[0][0]} to {revisions[-1][0]} apply.")
+        if plan.problems:
+            fail(f"the database cannot be adopted as it is: {len(plan.problems)} problem(s) "
+                 "listed above; nothing was changed", EXIT_USAGE)
+        print("Nothing was changed; run `dinomail migrate` to adopt the database.")
+        return
+    pending = migrate.pending_revisions(state.revision)
+    where = f"at revision {state.revision}" if state.revision else "empty"
+    if not pending:
+        print(f"Database {where}, the latest: `dinomail migrate` has nothing to do.")
+        return
+    print(f"Database {where}; `dinomail migrate` would apply:")
+    for revision, summary in pending:
+        print(f"  {revision}: {summary}")
+    print("Nothing was changed.")
+
+
+async def _adopt(engine: AsyncEngine) -> None:
+    from dinomail import adoption, migrate
+
+    try:
+        plan = await adoption.adopt(engine)
+    except adoption.AdoptionRefused as refused:
+        if refused.plan is not None:
+            for problem in refused.plan.problems:
+                print(f"dinomail: {problem}", file=sys.stderr)
+        fail(str(refused), EXIT_USAGE)
+    print("\n".join(line for line in plan.lines() if not line.startswith("Problems")))
+    print(f"Database adopted and migrated to revision {await migrate.current_revision(engine)}.")
+
+
 async def _check(settings: Settings, _args: argparse.Namespace) -> None:
-    from dinomail import migrate
+    from dinomail import adoption, migrate
     from dinomail.database import create_engine
+    from dinomail.store import Store, mailboxes
 
     engine = create_engine(settings.DATABASE_URL)
     try:
-        current = await migrate.current_revision(engine)
+        state = await adoption.database_state(engine)
     finally:
         await engine.dispose()
     head = migrate.head_revision()
-    if current is None:
+    if state.kind == "original":
+        fail("this is a database of the original DinoMail (Django): run `dinomail migrate "
+             "--plan` to see what adopting it changes, then `dinomail migrate` to adopt it")
+    if state.kind == "unsupported":
+        fail(state.reason)
+    if state.revision is None:
         fail("the database has no DinoMail tables yet: run `dinomail migrate`")
-    if current != head:
-        fail(f"the database is at revision {current}, not {head}: run `dinomail migrate`")
-    print(f"Settings valid; database reachable and at revision {head}. No issues found.")
+    if state.revision != head:
+        fail(f"the database is at revision {state.revision}, not {head}: run `dinomail migrate`")
+    store = Store(settings.DATABASE_URL)
+    try:
+        async with store.read() as conn:
+            locked = await mailboxes.unverifiable_passwords(conn)
+    finally:
+        await store.close()
+    if not locked:
+        print(f"Settings valid; database reachable and at revision {head}. No issues found.")
+        return
+    print(f"Settings valid; database reachable and at revision {head}.")
+    print(f"{len(locked)} mailbox(es) cannot log in until their password is reset (an {{SSHA}} "
+          "hash stored without its salt by the original DinoMail):")
+    for row in locked:
+        print(f"  {row['email']} (id {row['id']})")
 
 
 def _prompt(label: str, *, secret: bool = False) -> str:
@@ -154,7 +224,8 @@ def _pw(pw_args: list[str], config: str | None) -> int:
 
 Command = Callable[[Settings, argparse.Namespace], Coroutine[Any, Any, None]]
 COMMANDS: dict[str, tuple[str, Command]] = {
-    "migrate": ("create or upgrade the database schema", _migrate),
+    "migrate": ("create or upgrade the database schema, or adopt an original DinoMail "
+                "database", _migrate),
     "check": ("check the settings, the database and its migrations", _check),
     "createsuperuser": ("create an admin who manages every domain", _createsuperuser),
     "serve": ("run the admin API and every lookup listener in one process", _serve),
@@ -176,6 +247,12 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (summary, _) in COMMANDS.items():
         sub = commands.add_parser(name, help=summary, description=summary)
+        if name == "migrate":
+            sub.add_argument(
+                "--plan", action="store_true",
+                help="print what migrating (or adopting an original database) would do; "
+                     "change nothing",
+            )
         if name == "createsuperuser":
             sub.add_argument("--username")
             sub.add_argument("--email")

@@ -17,6 +17,11 @@ def _config(connection: Connection | None = None) -> Config:
     return config
 
 
+def config(connection: Connection) -> Config:
+    """Alembic's configuration for running migrations on `connection`, in its transaction."""
+    return _config(connection)
+
+
 def head_revision() -> str:
     head = ScriptDirectory.from_config(_config()).get_current_head()
     assert head is not None, "the migrations folder has no revision"
@@ -42,3 +47,12 @@ async def current_revision(engine: AsyncEngine) -> str | None:
         return await connection.run_sync(
             lambda sync: MigrationContext.configure(sync).get_current_revision()
         )
+
+
+def pending_revisions(current: str | None) -> list[tuple[str, str]]:
+    """(revision, first line of its description) of each revision an upgrade would apply,
+    oldest first."""
+    script = ScriptDirectory.from_config(_config())
+    revisions = script.iterate_revisions(head_revision(), current)
+    return [(rev.revision, (rev.doc or "").strip().splitlines()[0] if rev.doc else "")
+            for rev in reversed(list(revisions))]

@@ -11,6 +11,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from dinomail import djangopasswords
 from dinomail import validation as v
 from dinomail.schema import admin, admin_domain, virtualdomain
 from dinomail.store import audit
@@ -45,10 +46,19 @@ async def _hash(password: str) -> str:
 
 
 def _verify(stored: str, password: str) -> bool:
+    # Admins adopted from the original product keep their Django hash until they log in.
+    if djangopasswords.is_django_hash(stored):
+        return djangopasswords.verify(stored, password)
     try:
         return _hasher.verify(stored, password)
     except (VerificationError, InvalidHashError):
         return False
+
+
+def _needs_rehash(stored: str) -> bool:
+    """A Django hash, kept from an adopted database until its admin logs in. (Argon2 hashes
+    with older parameters are left alone: a new hash ends the admin's other page sessions.)"""
+    return djangopasswords.is_django_hash(stored)
 
 
 async def domain_ids(conn: AsyncConnection, admin_id: int) -> frozenset[int]:
@@ -173,7 +183,12 @@ async def delete(conn: AsyncConnection, actor: str, admin_id: int) -> Row:
 
 
 async def authenticate(conn: AsyncConnection, username: str, password: str) -> Row | None:
-    """The active admin with these credentials, or None; as slow for unknown names."""
+    """The active admin with these credentials, or None; as slow for unknown names.
+
+    A hash of an older scheme (Django's, from an adopted database) is replaced by Argon2 now
+    that the password is known; the pages read the stored hash after this call, so the login
+    session they open is bound to the new hash.
+    """
     row = (
         await conn.execute(
             sa.select(admin.c.id, admin.c.password, admin.c.is_active).where(
@@ -185,5 +200,8 @@ async def authenticate(conn: AsyncConnection, username: str, password: str) -> R
     valid = await asyncio.to_thread(_verify, stored, password)
     if not (row and valid and row.is_active):
         return None
-    await conn.execute(admin.update().where(admin.c.id == row.id).values(last_login=now()))
+    values: dict[str, Any] = {"last_login": now()}
+    if _needs_rehash(stored):
+        values["password"] = await _hash(password)
+    await conn.execute(admin.update().where(admin.c.id == row.id).values(**values))
     return await get(conn, row.id)

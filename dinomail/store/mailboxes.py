@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dinomail import validation as v
 from dinomail.passwords import hash_password
+from dinomail.passwords.unverifiable import is_saltless_ssha
 from dinomail.schema import quotausage, virtualdomain, virtualuser
 from dinomail.store import audit, limits
 from dinomail.store.common import (
@@ -287,3 +288,18 @@ async def list_window(
         descending=descending, limit=limit, offset=offset, after=after,
         fetch=lambda ids: _select(scope).where(virtualuser.c.id.in_(ids)),
     )
+
+
+async def unverifiable_passwords(conn: AsyncConnection) -> list[Row]:
+    """Mailboxes whose stored hash no password can match (the original's saltless {SSHA}):
+    they cannot log in until their password is reset."""
+    query = (
+        sa.select(virtualuser.c.id, virtualuser.c.email, virtualuser.c.password)
+        .where(virtualuser.c.password.like("{SSHA}%"))
+        .order_by(virtualuser.c.id)
+    )
+    return [
+        {"id": row.id, "email": row.email}
+        for row in await conn.execute(query)
+        if is_saltless_ssha(row.password)
+    ]

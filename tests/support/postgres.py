@@ -37,11 +37,13 @@ class PostgresServer:
         self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust",
                   "-E", "UTF8", "--locale=C", "--no-sync")
 
-    def _run(self, tool: str, *args: str) -> subprocess.CompletedProcess[str]:
+    def _run(
+        self, tool: str, *args: str, input: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
         extra = {"user": "postgres", "group": "postgres"} if self._as_postgres else {}
         return subprocess.run(
             [str(self.bindir / tool), *args], check=True, capture_output=True, text=True,
-            cwd=self.root, **extra,  # type: ignore[arg-type]
+            cwd=self.root, input=input, **extra,  # type: ignore[arg-type]
         )
 
     def start(self) -> None:
@@ -62,6 +64,20 @@ class PostgresServer:
         return self._run(
             "psql", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-d", database,
             "-v", "ON_ERROR_STOP=1", "-At", "-c", sql,
+        ).stdout
+
+    def psql_script(self, script: str, database: str) -> str:
+        """Run a whole SQL script (a pg_dump, say) with psql, stopping at the first error."""
+        return self._run(
+            "psql", "-X", "-q", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres",
+            "-d", database, "-v", "ON_ERROR_STOP=1", "-f", "-", input=script,
+        ).stdout
+
+    def dump(self, database: str, *options: str) -> str:
+        """`pg_dump` of the database (schema and data) as text."""
+        return self._run(
+            "pg_dump", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres",
+            *options, database,
         ).stdout
 
     def create_database(self, name: str, template: str | None = None) -> str:
