@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import grp
 import os
+import pwd
 import socket
 import stat
 from collections.abc import Callable
@@ -98,6 +100,34 @@ async def create_server(
     os.chmod(address.path, unix_mode)
     info = os.lstat(address.path)
     return Listener(server, address, (info.st_dev, info.st_ino))
+
+
+def set_socket_permissions(path: str, *, owner: str, group: str, mode: int) -> None:
+    """Give a bound unix socket the owner, group and mode of the settings (empty: unchanged).
+
+    Done right after binding, before any client is told the daemon is up: Dovecot's mail
+    processes reach the dict socket only through its group (a root:root socket made by a daemon
+    run as root would refuse their quota_clone). Raises OSError naming the socket.
+    """
+    uid = _account_id(owner, pwd.getpwnam, "user") if owner else -1
+    gid = _account_id(group, grp.getgrnam, "group") if group else -1
+    try:
+        if uid != -1 or gid != -1:
+            os.chown(path, uid, gid)
+        os.chmod(path, mode)
+    except OSError as error:
+        raise OSError(error.errno, f"{path}: cannot give it owner {owner or '-'}, group "
+                      f"{group or '-'} and mode {mode:04o}: {error.strerror}") from None
+
+
+def _account_id(name: str, lookup: Callable[[str], object], kind: str) -> int:
+    if name.isdigit():
+        return int(name)
+    try:
+        entry = lookup(name)
+    except KeyError:
+        raise OSError(errno.EINVAL, f"no {kind} named {name!r} on this system") from None
+    return int(getattr(entry, "pw_uid" if kind == "user" else "gr_gid"))
 
 
 def _remove_stale_socket(path: str) -> None:
