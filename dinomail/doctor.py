@@ -294,12 +294,10 @@ def check_postfix(settings: Settings, report: Report, config_dir: str, sample: S
             wrong = True
             report.problem(f"Postfix's {name} is {have!r}, DinoMail's settings need {wanted!r}",
                            POSTFIX_FIX)
-    submission = _run(["postconf", "-c", config_dir, "-P", postfix_config.SUBMISSION])
-    policy = postfix_config.policy_service(settings)
-    if submission is None or policy not in submission.stdout:
+    if not _submission_asks_policy(config_dir, postfix_config.policy_service(settings)):
         wrong = True
-        report.problem("Postfix's submission service (port 587) is missing or does not ask "
-                       "DinoMail's policy service", POSTFIX_FIX)
+        report.problem("Postfix has no submission service (port 587, smtpd_sasl_auth_enable) "
+                       "asking DinoMail's policy service", POSTFIX_FIX)
     if not wrong:
         report.ok("Postfix's main.cf and master.cf ask DinoMail as its settings say")
     table = postfix_config.socketmap(settings, "domains")
@@ -315,6 +313,24 @@ def check_postfix(settings: Settings, report: Report, config_dir: str, sample: S
                            "start DinoMail and check SOCKETMAP_LISTEN")
             return
     report.ok(f"postmap answers through {table}")
+
+
+def _submission_asks_policy(config_dir: str, policy: str) -> bool:
+    """Whether master.cf has a service with SASL logins (submission, whatever its address) and
+    each such service checks the policy (its own restrictions, or main.cf's)."""
+    result = _run(["postconf", "-c", config_dir, "-P"])
+    if result is None or result.returncode != 0:
+        return False
+    services: dict[str, dict[str, str]] = {}
+    for line in result.stdout.splitlines():
+        key, _, value = line.partition(" = ")
+        service, _, parameter = key.rpartition("/")
+        services.setdefault(service, {})[parameter] = value.strip()
+    submissions = [options for options in services.values()
+                   if options.get("smtpd_sasl_auth_enable") == "yes"]
+    return bool(submissions) and all(
+        policy in options.get("smtpd_recipient_restrictions", policy) for options in submissions
+    )
 
 
 # --- Dovecot -------------------------------------------------------------------------------------
@@ -400,7 +416,9 @@ def _check_doveadm(settings: Settings, report: Report, config_file: str, sample:
         report.problem(f"Dovecot cannot look up {sample.mailbox} ({detail})",
                        "check DinoMail's and Dovecot's logs")
         return
-    fields = dict(re.findall(r"^\s*(\w+)\s*:\s*(.*)$", user.stdout, re.MULTILINE))
+    # doveadm prints a table: one `field<TAB>value` line per userdb field.
+    fields = dict(line.split(None, 1) for line in user.stdout.splitlines()
+                  if len(line.split(None, 1)) == 2)
     wanted = {"uid": str(settings.MAIL_UID), "gid": str(settings.MAIL_GID)}
     for name, value in wanted.items():
         if fields.get(name) != value:

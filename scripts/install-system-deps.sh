@@ -11,6 +11,7 @@ PACKAGES=(
   chromium chromium-driver
   dnsmasq-base
   systemd
+  python3-venv
 )
 
 missing=()

@@ -13,8 +13,12 @@
 #   CREATE_USERS=yes         create the `dinomail` and `vmail` users and groups when missing
 #                            (no: they must exist already, e.g. made by your own tooling)
 #   MAIL_UID=5000 MAIL_GID=5000  ids of a new `vmail` user (an existing one keeps its own)
+#   PYTHON=/usr/bin/python3  the Python the virtual environment is made from (Debian's: one
+#                            under /root, as pyenv's, would be unreadable to the daemons)
 #   PIP_OPTIONS=             extra options for pip (e.g. --no-index --find-links DIR offline)
 set -eu
+# The daemons' user must read the program whatever root's own umask is.
+umask 022
 
 PREFIX=${PREFIX:-/usr/local}
 VENV=${VENV:-/opt/dinomail/venv}
@@ -23,15 +27,16 @@ CREATE_USERS=${CREATE_USERS:-yes}
 MAIL_UID=${MAIL_UID:-5000}
 MAIL_GID=${MAIL_GID:-5000}
 PIP_OPTIONS=${PIP_OPTIONS:-}
+PYTHON=${PYTHON:-/usr/bin/python3}
 SOURCE=$(cd "$(dirname "$0")/.." && pwd)
 
 say() { printf '%s\n' "$*"; }
 die() { printf 'install.sh: %s\n' "$*" >&2; exit 1; }
 
 [ "$(id -u)" = 0 ] || die "run it as root (it creates users and system folders)"
-python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+"$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
     || die "DinoMail needs Python 3.11 or newer (Debian 12: apt install python3)"
-python3 -c 'import ensurepip, venv' 2>/dev/null \
+"$PYTHON" -c 'import ensurepip, venv' 2>/dev/null \
     || die "Python's venv module is missing: apt install python3-venv"
 
 # --- users and groups ---------------------------------------------------------------------------
@@ -53,7 +58,7 @@ MAIL_GID=$(id -g vmail)
 
 # --- the program --------------------------------------------------------------------------------
 say "Installing DinoMail into $DESTDIR$VENV ..."
-[ -x "$DESTDIR$VENV/bin/python" ] || python3 -m venv "$DESTDIR$VENV"
+[ -x "$DESTDIR$VENV/bin/python" ] || "$PYTHON" -m venv "$DESTDIR$VENV"
 # shellcheck disable=SC2086  # PIP_OPTIONS is a list of options
 "$DESTDIR$VENV/bin/python" -m pip install --quiet --disable-pip-version-check $PIP_OPTIONS \
     "$SOURCE"
@@ -76,7 +81,7 @@ CONFIG="$DESTDIR/etc/dinomail/dinomail.toml"
 if [ -e "$CONFIG" ]; then
     say "Keeping $CONFIG as it is."
 else
-    SECRET_KEY=$(python3 -c 'import secrets; print(secrets.token_urlsafe(48))')
+    SECRET_KEY=$("$PYTHON" -c 'import secrets; print(secrets.token_urlsafe(48))')
     umask 027
     cat > "$CONFIG.new" <<EOF
 # DinoMail's settings: README.md, "Configuration", lists them all. Written once by
