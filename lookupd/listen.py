@@ -102,22 +102,29 @@ async def create_server(
     return Listener(server, address, (info.st_dev, info.st_ino))
 
 
-def set_socket_permissions(path: str, *, owner: str, group: str, mode: int) -> None:
-    """Give a bound unix socket the owner, group and mode of the settings (empty: unchanged).
+def socket_owner_ids(owner: str, group: str) -> tuple[int, int]:
+    """The uid and gid for the unix sockets' owner and group settings (-1: leave as bound).
 
-    Done right after binding, before any client is told the daemon is up: Dovecot's mail
-    processes reach the dict socket only through its group (a root:root socket made by a daemon
-    run as root would refuse their quota_clone). Raises OSError naming the socket.
+    Resolved before any listener binds, so an unknown name stops the daemon before it listens.
     """
     uid = _account_id(owner, pwd.getpwnam, "user") if owner else -1
     gid = _account_id(group, grp.getgrnam, "group") if group else -1
+    return uid, gid
+
+
+def set_socket_permissions(path: str, ids: tuple[int, int], mode: int) -> None:
+    """Give a bound unix socket its owner, group and mode, right after binding.
+
+    Dovecot's mail processes reach the dict socket only through its group (a root:root socket
+    made by a daemon run as root would refuse their quota_clone). Raises OSError naming it.
+    """
     try:
-        if uid != -1 or gid != -1:
-            os.chown(path, uid, gid)
+        if ids != (-1, -1):
+            os.chown(path, *ids)
         os.chmod(path, mode)
     except OSError as error:
-        raise OSError(error.errno, f"{path}: cannot give it owner {owner or '-'}, group "
-                      f"{group or '-'} and mode {mode:04o}: {error.strerror}") from None
+        raise OSError(error.errno, f"{path}: cannot give it owner and group {ids} and mode "
+                      f"{mode:04o}: {error.strerror}") from None
 
 
 def _account_id(name: str, lookup: Callable[[str], object], kind: str) -> int:
