@@ -12,7 +12,7 @@ import subprocess
 from pathlib import Path
 
 from dinomail.listen import parse_listen
-from dinomail.settings import Settings
+from dinomail.settings import DEFAULT_UNIX_SOCKET_GROUP, Settings
 
 DEFAULT_OUTPUT_DIR = "/etc/dovecot/conf.d"
 DICT_FILE_NAME = "dinomail-dict-auth.conf.ext"
@@ -20,9 +20,6 @@ DEFAULT_POSTFIX_QUEUE = "/var/spool/postfix"
 # Below 30 s on purpose: Dovecot 2.3's dict client asserts (and its auth worker panics) when an
 # idle connection reaches its own 30 s input timeout.
 DICT_IDLE_MSECS = 10000
-# The group that lets Dovecot's mail processes (quota_clone) reach the dict socket when
-# UNIX_SOCKET_GROUP is left empty: the group the installed daemons run as.
-DEFAULT_SOCKET_GROUP = "dinomail"
 
 
 def dict_socket(settings: Settings) -> str:
@@ -34,7 +31,7 @@ def dict_socket(settings: Settings) -> str:
 
 
 def socket_group(settings: Settings) -> str:
-    return settings.UNIX_SOCKET_GROUP or DEFAULT_SOCKET_GROUP
+    return settings.UNIX_SOCKET_GROUP or DEFAULT_UNIX_SOCKET_GROUP
 
 
 def postfix_queue(postfix_config_dir: str | None) -> str:

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 CONFIG_ENV = "DINOMAIL_CONFIG"
+# The group the installed daemons run as, which Dovecot's mail processes join (dovecot-config).
+DEFAULT_UNIX_SOCKET_GROUP = "dinomail"
 DEFAULT_CONFIG_FILE = "dinomail.toml"
 LANGUAGES = ("en", "fr")
 
@@ -57,9 +59,10 @@ class Settings:
     LOOKUPD_HTTP_LISTEN: str = "127.0.0.1:10029"
     DICT_LISTEN: str = ""  # empty: a socket in STATE_DIR, see `dict_listen`
     # Who may connect to the lookup daemon's unix sockets (DICT_LISTEN, and any other *_LISTEN
-    # written `unix:/path`), applied right after each is bound. Empty owner or group: the
-    # daemon's own. Dovecot's mail processes (quota_clone) reach the dict socket through this
-    # group: the installed configuration sets `dinomail`, which Dovecot's mail_access_groups names.
+    # written `unix:/path`), applied right after each is bound. Empty owner: the daemon's own.
+    # Empty group: DEFAULT_UNIX_SOCKET_GROUP when that group exists (and the daemon may give
+    # it), else the daemon's own. Dovecot's mail processes (quota_clone) reach the dict socket
+    # through this group, which Dovecot's mail_access_groups names.
     UNIX_SOCKET_OWNER: str = ""
     UNIX_SOCKET_GROUP: str = ""
     UNIX_SOCKET_MODE: str = "0660"

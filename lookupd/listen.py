@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from dinomail.listen import ListenAddress
+from dinomail.settings import DEFAULT_UNIX_SOCKET_GROUP
 from dinomail.waiting import wait_for_event
 
 # Enough for every Postfix process to connect at once after a restart (the kernel caps it at
@@ -108,8 +109,20 @@ def socket_owner_ids(owner: str, group: str) -> tuple[int, int]:
     Resolved before any listener binds, so an unknown name stops the daemon before it listens.
     """
     uid = _account_id(owner, pwd.getpwnam, "user") if owner else -1
-    gid = _account_id(group, grp.getgrnam, "group") if group else -1
+    gid = _account_id(group, grp.getgrnam, "group") if group else _default_group()
     return uid, gid
+
+
+def _default_group() -> int:
+    """The installed daemons' group when it exists and this process may give it (root, or a
+    member): then `make run` as root on a mail server still lets Dovecot in. Else -1."""
+    try:
+        gid = grp.getgrnam(DEFAULT_UNIX_SOCKET_GROUP).gr_gid
+    except KeyError:
+        return -1
+    if os.geteuid() == 0 or gid == os.getegid() or gid in os.getgroups():
+        return gid
+    return -1
 
 
 def set_socket_permissions(path: str, ids: tuple[int, int], mode: int) -> None:
