@@ -255,6 +255,28 @@ def check_dict_socket_access(settings: Settings, report: Report, access_groups: 
     )
 
 
+def check_postfix_socket_access(settings: Settings, report: Report) -> None:
+    """Postfix's daemons run as `postfix`: a unix socketmap or policy socket must let it in."""
+    try:
+        account = pwd.getpwnam("postfix")
+    except KeyError:
+        return  # reported by the Postfix checks
+    gids = {account.pw_gid} | {entry.gr_gid for entry in grp.getgrall()
+                               if "postfix" in entry.gr_mem}
+    for name, value in (("SOCKETMAP_LISTEN", settings.SOCKETMAP_LISTEN),
+                        ("POLICY_LISTEN", settings.POLICY_LISTEN)):
+        path = parse_listen(value).path
+        if path is None or not os.path.exists(path):
+            continue
+        if not can_connect(path, account.pw_uid, gids):
+            report.problem(
+                f"Postfix (user postfix) cannot connect to {path} ({name})",
+                "set UNIX_SOCKET_GROUP to a group postfix is in (or add postfix to the "
+                "socket's group: `adduser postfix dinomail`) and restart both; note that a "
+                "chrooted smtpd reaches only sockets inside /var/spool/postfix",
+            )
+
+
 def _group_name(gid: int) -> str:
     try:
         return grp.getgrgid(gid).gr_name
@@ -300,6 +322,9 @@ def check_postfix(settings: Settings, report: Report, config_dir: str, sample: S
                        "asking DinoMail's policy service", POSTFIX_FIX)
     if not wrong:
         report.ok("Postfix's main.cf and master.cf ask DinoMail as its settings say")
+    files = re.split(r"[\s,]+", current.get("smtpd_tls_chain_files", ""))
+    files += [current.get("smtpd_tls_cert_file", ""), current.get("smtpd_tls_key_file", "")]
+    _check_files_readable(report, "Postfix", [path for path in files if path.startswith("/")])
     table = postfix_config.socketmap(settings, "domains")
     for key, expect_found in ((PROBE_DOMAIN, False), (sample.domain, True)):
         if key is None:
@@ -356,6 +381,9 @@ def check_dovecot(settings: Settings, report: Report, config_file: str, sample: 
         report.problem(f"cannot read Dovecot's settings in {config_file} ({error})",
                        "fix the line it names, or give --dovecot-config")
         return
+    certificate = _setting(text, "ssl_cert")
+    if certificate.startswith("<"):
+        _check_files_readable(report, "Dovecot", [certificate[1:].strip()])
     socket_path = parse_listen(settings.dict_listen).path or ""
     quota_dict = _setting(text, "quota_clone_dict")
     if not re.fullmatch(rf"proxy:(\S*:)?{re.escape(socket_path)}:quota", quota_dict):
@@ -446,6 +474,15 @@ def _check_mail_home(settings: Settings, report: Report) -> None:
     report.ok(f"{folder} belongs to MAIL_UID = {settings.MAIL_UID}")
 
 
+def _check_files_readable(report: Report, daemon: str, paths: list[str]) -> None:
+    for path in paths:
+        if not os.access(path, os.R_OK):
+            report.problem(f"{daemon}'s TLS file {path} is missing or unreadable, so TLS (and "
+                           "every login over it) fails",
+                           "point TLS_CERT_FILE and TLS_KEY_FILE at your certificate and key, "
+                           "then run postfix-config and dovecot-config again")
+
+
 # --- certificates, clock, DNS --------------------------------------------------------------------
 
 
@@ -504,6 +541,7 @@ async def run_doctor(settings: Settings, *, postfix_dir: str, dovecot_file: str)
     sample = await check_database(settings, report)
     check_listeners(settings, report)
     check_postfix(settings, report, postfix_dir, sample)
+    check_postfix_socket_access(settings, report)
     check_dovecot(settings, report, dovecot_file, sample)
     check_certificates(settings, report)
     check_clock_and_dns(settings, report)

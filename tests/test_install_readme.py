@@ -19,7 +19,7 @@ Then `dinomail doctor` passes, a mailbox made through the API receives mail sent
 (Postfix → socketmap → LMTP → Dovecot) and reads it over IMAP with the password set through the
 API, and Dovecot's quota_clone reaches DinoMail through the dict socket. Last, doctor fails with
 a clear line for each broken wiring: the dict socket's mode, a wrong socketmap port in Postfix,
-a MAIL_UID that Dovecot refuses, and the daemon stopped.
+a MAIL_UID that Dovecot refuses, a missing certificate, and the daemon stopped.
 """
 
 from __future__ import annotations
@@ -413,6 +413,13 @@ def test_install_section_of_the_readme_delivers_mail(sandbox: Sandbox) -> None:
     result = box.doctor(DINOMAIL_MAIL_UID="4999")
     assert result.returncode == 1
     assert "MAIL_UID = 4999 is outside Dovecot's first_valid_uid" in result.stdout
+
+    certificate = box.root / "etc/letsencrypt/live/mail.example.org/fullchain.pem"
+    certificate.rename(certificate.with_suffix(".moved"))
+    result = box.doctor()
+    assert result.returncode == 1
+    assert f"Postfix's TLS file {certificate} is missing or unreadable" in result.stdout
+    certificate.with_suffix(".moved").rename(certificate)
 
     assert box.doctor().returncode == 0
     box.stop_dinomail()
