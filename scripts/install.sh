@@ -121,6 +121,10 @@ for unit in "$SOURCE"/systemd/*.service; do
 done
 install -d -m 0755 "$DESTDIR/usr/share/doc/dinomail"
 install -m 0644 "$SOURCE/README.md" "$DESTDIR/usr/share/doc/dinomail/README.md"
+# The documented Postfix and Dovecot reference (what postfix-config and dovecot-config write).
+rm -rf "$DESTDIR/usr/share/doc/dinomail/conf"
+cp -R "$SOURCE/conf" "$DESTDIR/usr/share/doc/dinomail/conf"
+chmod -R u=rwX,go=rX "$DESTDIR/usr/share/doc/dinomail/conf"
 
 say "DinoMail $("$DESTDIR$VENV/bin/dinomail" --version | cut -d' ' -f2) installed."
 say "Next: systemctl daemon-reload && systemctl enable --now dinomail (README: Install on a mail server)."

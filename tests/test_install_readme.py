@@ -436,10 +436,12 @@ def test_uninstall_keeps_the_data(sandbox: Sandbox) -> None:
                              capture_output=True, text=True, timeout=600)
     assert install.returncode == 0, install.stderr
     secret = box.config.read_text()
-    again = subprocess.run([str(REPO / "scripts/install.sh")], env=environ,
+    # Run again (an upgrade), with the users left to the admin: they exist now.
+    again = subprocess.run([str(REPO / "scripts/install.sh")], env=environ | {"CREATE_USERS": "no"},
                            capture_output=True, text=True, timeout=600)
     assert again.returncode == 0 and "Keeping" in again.stdout
     assert box.config.read_text() == secret  # never overwritten
+    assert (box.root / "usr/share/doc/dinomail/conf/postfix/main.cf").exists()
     (box.root / "var/lib/dinomail/dinomail.sqlite3").write_text("data")
     removed = subprocess.run([str(REPO / "scripts/uninstall.sh")], env=environ,
                              capture_output=True, text=True, timeout=60)
