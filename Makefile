@@ -1,11 +1,13 @@
 # The two commands of the README:
 #   make run   install DinoMail in .venv and run it on the embedded SQLite database
 #   make test  install everything the tests need (Debian packages as root) and run them
+# On a mail server (as root): make install-system / make uninstall-system (scripts/install.sh:
+# its own virtualenv in /opt/dinomail, users, /etc/dinomail, systemd units; uninstall keeps data).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test install install-test system-deps lint clean
+.PHONY: run test install install-test system-deps lint clean install-system uninstall-system
 
 run: install
 	$(BIN)/dinomail migrate
@@ -25,6 +27,12 @@ install: $(BIN)/python
 
 install-test: $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test]'
+
+install-system:
+	./scripts/install.sh
+
+uninstall-system:
+	./scripts/uninstall.sh
 
 system-deps:
 	./scripts/install-system-deps.sh

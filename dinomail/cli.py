@@ -211,6 +211,61 @@ async def _serve(settings: Settings, args: argparse.Namespace) -> None:
     await run_service(settings, args.command)
 
 
+async def _postfix_config(settings: Settings, args: argparse.Namespace) -> None:
+    from dinomail import postfix_config
+
+    if not args.apply:
+        for command in postfix_config.postconf_commands(settings):
+            print(command.line())
+        return
+    errors = postfix_config.apply(settings, args.config_dir)
+    if errors:
+        fail("; ".join(errors))
+    print(f"Postfix's settings in {args.config_dir} now ask DinoMail: run `postfix reload`.")
+
+
+async def _dovecot_config(settings: Settings, args: argparse.Namespace) -> None:
+    from dinomail import dovecot_config
+
+    dict_file = args.dict_file or dovecot_config.default_dict_file(args.output)
+    try:
+        conf = dovecot_config.conf_d_file(
+            settings, dict_file=dict_file,
+            queue_directory=dovecot_config.postfix_queue(args.postfix_config_dir),
+        )
+        dict_settings = dovecot_config.dict_auth_file(settings)
+    except ValueError as error:
+        fail(str(error), EXIT_USAGE)
+    if args.output is None:
+        print(conf)
+        print(f"# --- {dict_file} ---")
+        print(dict_settings, end="")
+        return
+    for path, text in ((dict_file, dict_settings), (args.output, conf)):
+        try:
+            with open(path, "w") as file:
+                file.write(text)
+        except OSError as error:
+            fail(f"cannot write {path}: {error.strerror}")
+    print(f"Wrote {args.output} and {dict_file}: restart Dovecot.")
+
+
+async def _doctor(settings: Settings, args: argparse.Namespace) -> None:
+    from dinomail.doctor import run_doctor
+
+    report = await run_doctor(
+        settings, postfix_dir=args.postfix_config_dir, dovecot_file=args.dovecot_config
+    )
+    for line in report.passed:
+        print(f"ok: {line}")
+    for line in report.problems:
+        print(f"PROBLEM: {line}")
+    if report.problems:
+        fail(f"{len(report.problems)} problem(s): mail would not flow; fix them and run "
+             "`dinomail doctor` again")
+    print("No problems found: mail would flow.")
+
+
 def _pw(pw_args: list[str], config: str | None) -> int:
     from dinomail.pw_command import main as pw_main
 
@@ -231,6 +286,11 @@ COMMANDS: dict[str, tuple[str, Command]] = {
     "serve": ("run the admin API and every lookup listener in one process", _serve),
     "lookupd": ("run the lookup daemon (socketmap, Dovecot dict and HTTP, policy)", _serve),
     "adminapi": ("run the admin API and web pages", _serve),
+    "postfix-config": ("print (or --apply) the Postfix settings that ask DinoMail",
+                       _postfix_config),
+    "dovecot-config": ("write the Dovecot conf.d file that asks DinoMail", _dovecot_config),
+    "doctor": ("check that Postfix, Dovecot and DinoMail are wired so that mail flows",
+               _doctor),
 }
 
 
@@ -264,6 +324,28 @@ def build_parser() -> argparse.ArgumentParser:
                 "--if-missing", action="store_true",
                 help="do nothing if an admin account exists already (for first-run scripts)",
             )
+        if name == "postfix-config":
+            sub.add_argument("--apply", action="store_true",
+                             help="run the postconf commands instead of printing them")
+            sub.add_argument("--config-dir", default="/etc/postfix", metavar="DIR",
+                             help="Postfix's configuration directory (default: /etc/postfix)")
+        if name == "dovecot-config":
+            sub.add_argument("--output", "-o", metavar="FILE",
+                             help="write it there, e.g. /etc/dovecot/conf.d/99-dinomail.conf "
+                             "(default: print it)")
+            sub.add_argument("--dict-file", metavar="FILE",
+                             help="where the dict passdb/userdb settings go (default: "
+                             "dinomail-dict-auth.conf.ext next to --output)")
+            sub.add_argument("--postfix-config-dir", metavar="DIR",
+                             help="Postfix's configuration directory, whose queue_directory "
+                             "gets Dovecot's LMTP and SASL sockets (default: Postfix's own)")
+        if name == "doctor":
+            sub.add_argument("--postfix-config-dir", default="/etc/postfix", metavar="DIR",
+                             help="Postfix's configuration directory (default: /etc/postfix)")
+            sub.add_argument("--dovecot-config", default="/etc/dovecot/dovecot.conf",
+                             metavar="FILE",
+                             help="Dovecot's configuration file (default: "
+                             "/etc/dovecot/dovecot.conf)")
     pw = commands.add_parser(
         "pw", help="hash or verify a mailbox password, as `doveadm pw`", add_help=False
     )

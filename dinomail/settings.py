@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 CONFIG_ENV = "DINOMAIL_CONFIG"
+# The group the installed daemons run as, which Dovecot's mail processes join (dovecot-config).
+DEFAULT_UNIX_SOCKET_GROUP = "dinomail"
 DEFAULT_CONFIG_FILE = "dinomail.toml"
 LANGUAGES = ("en", "fr")
 
@@ -59,6 +61,14 @@ class Settings:
     POLICY_LISTEN: str = "127.0.0.1:10028"
     LOOKUPD_HTTP_LISTEN: str = "127.0.0.1:10029"
     DICT_LISTEN: str = ""  # empty: a socket in STATE_DIR, see `dict_listen`
+    # Who may connect to the lookup daemon's unix sockets (DICT_LISTEN, and any other *_LISTEN
+    # written `unix:/path`), applied right after each is bound. Empty owner: the daemon's own.
+    # Empty group: DEFAULT_UNIX_SOCKET_GROUP when that group exists (and the daemon may give
+    # it), else the daemon's own. Dovecot's mail processes (quota_clone) reach the dict socket
+    # through this group, which Dovecot's mail_access_groups names.
+    UNIX_SOCKET_OWNER: str = ""
+    UNIX_SOCKET_GROUP: str = ""
+    UNIX_SOCKET_MODE: str = "0660"
 
     # Postfix policy service (POLICY_LISTEN): a full mailbox refused at RCPT TO with
     # POLICY_QUOTA_REPLY; authenticated senders over their sending limits answered with
@@ -95,6 +105,11 @@ class Settings:
     # systemd's StateDirectory= sets $STATE_DIRECTORY, which is the natural default there.
     STATE_DIR: str = field(default_factory=lambda: os.environ.get("STATE_DIRECTORY", "state"))
 
+    # The certificate Postfix (ports 25 and 587) and Dovecot (993) present, for
+    # `dinomail postfix-config` and `dovecot-config` (empty: leave their TLS settings alone).
+    TLS_CERT_FILE: str = ""
+    TLS_KEY_FILE: str = ""
+
     # Mail rules shared by every lookup protocol.
     RECIPIENT_DELIMITER: str = "+"
     MAIL_HOME: str = "/var/vmail/%d/%n"
@@ -125,6 +140,10 @@ class Settings:
     @property
     def dict_listen(self) -> str:
         return self.DICT_LISTEN or f"unix:{Path(self.STATE_DIR).resolve() / 'dovecot-dict.sock'}"
+
+    @property
+    def unix_socket_mode(self) -> int:
+        return int(self.UNIX_SOCKET_MODE, 8)
 
     @property
     def api_page_limit(self) -> int:
@@ -355,7 +374,33 @@ def _check_absolute_path(value: str) -> None:
         raise ValueError("must be an absolute path")
 
 
+def _check_socket_mode(value: str) -> None:
+    try:
+        mode = int(value, 8)
+    except ValueError:
+        raise ValueError("must be an octal file mode, as in 0660") from None
+    if not 0 <= mode <= 0o777:
+        raise ValueError("must be an octal file mode from 0000 to 0777, as in 0660")
+    if not mode & 0o600 == 0o600:
+        raise ValueError("must let the owner read and write (0600 at least), as in 0660")
+
+
+def _check_account_name(value: str) -> None:
+    if value and (not value.replace("-", "").replace("_", "").replace(".", "").isalnum()):
+        raise ValueError("must be a user or group name (or number), as in dinomail")
+
+
+def _check_optional_path(value: str) -> None:
+    if value:
+        _check_absolute_path(value)
+
+
 _CHECKS.update({
+    "UNIX_SOCKET_OWNER": _check_account_name,
+    "UNIX_SOCKET_GROUP": _check_account_name,
+    "UNIX_SOCKET_MODE": _check_socket_mode,
+    "TLS_CERT_FILE": _check_optional_path,
+    "TLS_KEY_FILE": _check_optional_path,
     "DNS_RESOLVERS": _check_resolvers,
     "DNS_TIMEOUT": _check_positive,
     "DNS_CHECK_INTERVAL": _check_non_negative,

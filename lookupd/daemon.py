@@ -15,6 +15,7 @@ from lookupd.authpolicy import AuthPolicy, AuthPolicyConfig
 from lookupd.dovecot.auth import UserdbSettings
 from lookupd.dovecot.dict import DictServer, start_dict_server
 from lookupd.http import create_http_app
+from lookupd.listen import set_socket_permissions, socket_owner_ids
 from lookupd.metrics import LookupdMetrics
 from lookupd.policy import PolicyConfig, PolicyService, start_policy_service
 from lookupd.quota import QuotaWriter
@@ -71,6 +72,7 @@ async def start_lookupd(settings: Settings, store: Store) -> Lookupd:
     )
     # A write through the store of this process is seen at once, even on SQLite.
     store.on_write(refresher.wake)
+    socket_ids = socket_owner_ids(settings.UNIX_SOCKET_OWNER, settings.UNIX_SOCKET_GROUP)
     socketmap = await start_socketmap_server(
         settings.SOCKETMAP_LISTEN, lambda: holder.current, metrics=metrics
     )
@@ -103,6 +105,9 @@ async def start_lookupd(settings: Settings, store: Store) -> Lookupd:
     block_sync = BlockSync(
         store, auth_policy, interval=settings.AUTH_POLICY_SYNC_INTERVAL, metrics=metrics
     )
+    for server in (socketmap, dovecot_dict, policy):
+        if server.address.path is not None:
+            set_socket_permissions(server.address.path, socket_ids, settings.unix_socket_mode)
     http = HttpServer(
         create_http_app(
             holder, metrics, userdb=userdb, dovecot_secret=settings.DOVECOT_HTTP_SECRET,

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import grp
 import os
+import pwd
 import socket
 import stat
 from collections.abc import Callable
 from typing import Protocol
 
 from dinomail.listen import ListenAddress
+from dinomail.settings import DEFAULT_UNIX_SOCKET_GROUP
 from dinomail.waiting import wait_for_event
 
 # Enough for every Postfix process to connect at once after a restart (the kernel caps it at
@@ -98,6 +101,53 @@ async def create_server(
     os.chmod(address.path, unix_mode)
     info = os.lstat(address.path)
     return Listener(server, address, (info.st_dev, info.st_ino))
+
+
+def socket_owner_ids(owner: str, group: str) -> tuple[int, int]:
+    """The uid and gid for the unix sockets' owner and group settings (-1: leave as bound).
+
+    Resolved before any listener binds, so an unknown name stops the daemon before it listens.
+    """
+    uid = _account_id(owner, pwd.getpwnam, "user") if owner else -1
+    gid = _account_id(group, grp.getgrnam, "group") if group else _default_group()
+    return uid, gid
+
+
+def _default_group() -> int:
+    """The installed daemons' group when it exists and this process may give it (root, or a
+    member): then `make run` as root on a mail server still lets Dovecot in. Else -1."""
+    try:
+        gid = grp.getgrnam(DEFAULT_UNIX_SOCKET_GROUP).gr_gid
+    except KeyError:
+        return -1
+    if os.geteuid() == 0 or gid == os.getegid() or gid in os.getgroups():
+        return gid
+    return -1
+
+
+def set_socket_permissions(path: str, ids: tuple[int, int], mode: int) -> None:
+    """Give a bound unix socket its owner, group and mode, right after binding.
+
+    Dovecot's mail processes reach the dict socket only through its group (a root:root socket
+    made by a daemon run as root would refuse their quota_clone). Raises OSError naming it.
+    """
+    try:
+        if ids != (-1, -1):
+            os.chown(path, *ids)
+        os.chmod(path, mode)
+    except OSError as error:
+        raise OSError(error.errno, f"{path}: cannot give it owner and group {ids} and mode "
+                      f"{mode:04o}: {error.strerror}") from None
+
+
+def _account_id(name: str, lookup: Callable[[str], object], kind: str) -> int:
+    if name.isdigit():
+        return int(name)
+    try:
+        entry = lookup(name)
+    except KeyError:
+        raise OSError(errno.EINVAL, f"no {kind} named {name!r} on this system") from None
+    return int(getattr(entry, "pw_uid" if kind == "user" else "gr_gid"))
 
 
 def _remove_stale_socket(path: str) -> None:

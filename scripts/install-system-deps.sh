@@ -13,6 +13,7 @@ PACKAGES=(
   dnsmasq-base
   sqlite3
   systemd
+  python3-venv
 )
 
 missing=()

@@ -84,6 +84,8 @@ def lookupd_settings_for_dovecot(root: Path, database_url: str, **overrides: str
         "DINOMAIL_LOOKUPD_HTTP_LISTEN": f"127.0.0.1:{free_port()}",
         "DINOMAIL_POLICY_LISTEN": f"127.0.0.1:{free_port()}",
         "DINOMAIL_DICT_LISTEN": f"unix:{root / 'dict.sock'}",
+        # The group DovecotInstance names in mail_access_groups: its folder's.
+        "DINOMAIL_UNIX_SOCKET_GROUP": grp.getgrgid(os.stat(root).st_gid).gr_name,
         "DINOMAIL_MAIL_HOME": f"{root}/vmail/%d/%n",
         "DINOMAIL_MAIL_UID": str(uid),
         "DINOMAIL_MAIL_GID": str(gid),

@@ -63,6 +63,24 @@ def _adapt_policy(text: str, policy: str | None) -> str:
     return text.replace(SHIPPED_POLICY, policy)
 
 
+def loopback_master_cf(text: str, smtp_port: int, submission_port: int | None) -> str:
+    """A master.cf with its smtp (and submission) services on loopback ports, and no chroot:
+    a private queue folder holds none of the files a chroot needs."""
+    lines = []
+    for line in text.splitlines():
+        fields = line.split()
+        if line[:1] in ("", "#", " ", "\t") or len(fields) < 8:
+            lines.append(line)
+            continue
+        if fields[0] == "smtp" and fields[1] == "inet":
+            fields[0] = f"127.0.0.1:{smtp_port}"
+        elif fields[0] == "submission" and fields[1] == "inet":
+            fields[0] = f"127.0.0.1:{submission_port}"
+        fields[4] = "n"
+        lines.append(" ".join(fields))
+    return "\n".join(lines) + "\n"
+
+
 class PostfixInstance:
     """A real Postfix with a private configuration, queue and log, its smtpd on a loopback
     port, and the shipped `conf/postfix/main.cf` lines (socketmap and policy endpoints adapted;
@@ -129,20 +147,7 @@ default_transport = error:no delivery in tests
         text = Path("/etc/postfix/master.cf").read_text()
         if self.submission_port is not None:
             text += "\n" + _adapt_policy(SHIPPED_MASTER_CF.read_text(), self.policy)
-        lines = []
-        for line in text.splitlines():
-            fields = line.split()
-            if line[:1] in ("", "#", " ", "\t") or len(fields) < 8:
-                lines.append(line)
-                continue
-            if fields[0] == "smtp" and fields[1] == "inet":
-                fields[0] = f"127.0.0.1:{self.smtp_port}"
-            elif fields[0] == "submission" and fields[1] == "inet":
-                fields[0] = f"127.0.0.1:{self.submission_port}"
-            # No chroot: the private queue folder holds none of the files a chroot needs.
-            fields[4] = "n"
-            lines.append(" ".join(fields))
-        return "\n".join(lines) + "\n"
+        return loopback_master_cf(text, self.smtp_port, self.submission_port)
 
     def _postfix(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(

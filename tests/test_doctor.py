@@ -1,0 +1,39 @@
+"""`dinomail doctor` without a running installation: one line per problem, each with its fix,
+exit 1. (The whole path, working and broken, is tried in tests/test_install_readme.py.)"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.support.cli import dinomail
+from tests.support.ports import free_port
+
+
+def test_doctor_names_each_problem_with_its_fix(tmp_path: Path) -> None:
+    env = {
+        "DINOMAIL_DATABASE_URL": f"sqlite:///{tmp_path / 'empty.sqlite3'}",
+        "DINOMAIL_STATE_DIR": str(tmp_path / "state"),
+        "DINOMAIL_SOCKETMAP_LISTEN": f"127.0.0.1:{free_port()}",
+        "DINOMAIL_POLICY_LISTEN": f"127.0.0.1:{free_port()}",
+        "DINOMAIL_LOOKUPD_HTTP_LISTEN": f"127.0.0.1:{free_port()}",
+        "DINOMAIL_HTTP_LISTEN": f"127.0.0.1:{free_port()}",
+        "DINOMAIL_TLS_CERT_FILE": str(tmp_path / "missing.pem"),
+        "DINOMAIL_TLS_KEY_FILE": str(tmp_path / "missing.key"),
+    }
+    result = dinomail("doctor", "--postfix-config-dir", str(tmp_path / "no-postfix"),
+                      "--dovecot-config", str(tmp_path / "no-dovecot.conf"), env=env)
+    assert result.returncode == 1
+    problems = [line for line in result.stdout.splitlines() if line.startswith("PROBLEM: ")]
+    assert all(". Fix: " in line for line in problems), problems
+    text = "\n".join(problems)
+    for expected in (
+        "the database is at revision none (empty)", "run `dinomail migrate`",
+        f"nothing answers on SOCKETMAP_LISTEN = {env['DINOMAIL_SOCKETMAP_LISTEN']}",
+        "nothing answers on DICT_LISTEN", "systemctl start dinomail",
+        f"cannot read Postfix's settings in {tmp_path / 'no-postfix'}",
+        f"cannot read Dovecot's settings in {tmp_path / 'no-dovecot.conf'}",
+        "cannot read the certificate or key",
+    ):
+        assert expected in text, (expected, text)
+    assert "mail would not flow" in result.stderr
+    assert "Traceback" not in result.stderr
