@@ -13,6 +13,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from adminapi import api, autoconfig, pages
 from adminapi.api.errors import EXCEPTION_HANDLERS
 from adminapi.metrics import HttpMetrics, MetricsMiddleware
+from adminapi.mtasts import MtaStsHost
 from dinomail.dnscheck import DnsRefresher
 from dinomail.dnscheck.metrics import DnsCheckMetrics
 from dinomail.settings import Settings
@@ -63,6 +64,8 @@ def create_app(settings: Settings, store: Store) -> Starlette:
         routes=routes,
         middleware=[
             Middleware(MetricsMiddleware, metrics=metrics),
+            # `mta-sts.<domain>` hosts get their policy and nothing else, before the host check.
+            Middleware(MtaStsHost),
             # ALLOWED_HOSTS, except on the autoconfig paths (asked at every hosted domain).
             Middleware(autoconfig.HostCheck, allowed_hosts=list(settings.ALLOWED_HOSTS)),
             Middleware(ApiTrailingSlash),

@@ -10,7 +10,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from adminapi.api import dns as dns_api
-from adminapi.api import docs, openapi, sendlimits
+from adminapi.api import docs, mtasts, openapi, sendlimits
 from adminapi.api.accounts import admin, auditlog
 from adminapi.api.authblocks import authblock
 from adminapi.api.keys import apikey, apikey_detail, apikey_list
@@ -94,7 +94,7 @@ def routes() -> list[BaseRoute]:
               methods=["PUT", "PATCH", "POST"]),
     ]
     # A domain's DKIM key and DNS checks, under its URI.
-    for suffix, endpoint, methods in dns_api.routes():
+    for suffix, endpoint, methods in [*dns_api.routes(), *mtasts.routes()]:
         table.append(Route(_detail_path("virtualdomain") + suffix, endpoint, methods=methods))
     # Resetting the sending counts of a domain or a mailbox.
     for path, endpoint, methods in sendlimits.routes():
