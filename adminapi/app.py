@@ -16,6 +16,8 @@ from adminapi.metrics import HttpMetrics, MetricsMiddleware
 from adminapi.mtasts import MtaStsHost
 from dinomail.dnscheck import DnsRefresher
 from dinomail.dnscheck.metrics import DnsCheckMetrics
+from dinomail.reports.metrics import ReportMetrics
+from dinomail.reports.service import ReportsService
 from dinomail.settings import Settings
 from dinomail.store import Store
 
@@ -79,5 +81,6 @@ def create_app(settings: Settings, store: Store) -> Starlette:
     app.state.metrics = metrics
     # Started by the process that serves the app (`dinomail serve`, `dinomail adminapi`).
     app.state.dns_refresher = DnsRefresher(store, settings, DnsCheckMetrics(metrics.registry))
+    app.state.reports = ReportsService(store, settings, ReportMetrics(metrics.registry))
     app.state.pages = pages.build_state(settings)
     return app
