@@ -10,7 +10,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from adminapi.api import dns as dns_api
-from adminapi.api import docs, mtasts, openapi, sendlimits
+from adminapi.api import docs, mtasts, openapi, reports, sendlimits
 from adminapi.api.accounts import admin, auditlog
 from adminapi.api.authblocks import authblock
 from adminapi.api.keys import apikey, apikey_detail, apikey_list
@@ -41,7 +41,8 @@ RESOURCES: tuple[Resource, ...] = (
 @cache
 def openapi_document() -> dict[str, Any]:
     return openapi.document(
-        RESOURCES, extra_paths={**dns_api.openapi_paths(), **sendlimits.openapi_paths()},
+        RESOURCES, extra_paths={**dns_api.openapi_paths(), **sendlimits.openapi_paths(),
+                              **mtasts.openapi_paths(), **reports.openapi_paths()},
         extra_schemas=dns_api.openapi_schemas(),
     )
 
@@ -96,6 +97,9 @@ def routes() -> list[BaseRoute]:
     # A domain's DKIM key and DNS checks, under its URI.
     for suffix, endpoint, methods in [*dns_api.routes(), *mtasts.routes()]:
         table.append(Route(_detail_path("virtualdomain") + suffix, endpoint, methods=methods))
+    # DMARC and TLS-RPT reports.
+    for path, endpoint, methods in reports.routes():
+        table.append(Route(path, endpoint, methods=methods))
     # Resetting the sending counts of a domain or a mailbox.
     for path, endpoint, methods in sendlimits.routes():
         table.append(Route(path, endpoint, methods=methods))
