@@ -169,6 +169,7 @@ def test_report_charts_in_chromium(tmp_path: Path) -> None:
                     assert charts.first.locator("rect[fill='#b42318']").count() >= 2
                     path = screenshot(page, "reports")
                     assert path.stat().st_size > 10_000
+                    screenshot(page, "reports-first-screen", full_page=False)
                     page.goto("/reports/?domain=example.org")
                     screenshot(page, "reports-example.org")
             finally:
