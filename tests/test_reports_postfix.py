@@ -23,6 +23,7 @@ from dinomail.reports.lmtp import LmtpListener
 from dinomail.schema import dmarcreport, reportreject, tlsreport
 from dinomail.store import EVERYTHING, Store, domains, mailboxes
 from tests.support import reports as samples
+from tests.support.adminapi import add_admin, api_client
 from tests.support.dovecot import LookupdThread, lookupd_settings_for_dovecot, make_root
 from tests.support.ports import free_port
 from tests.support.postfix import PostfixInstance, have_postfix
@@ -159,3 +160,27 @@ def test_junk_through_postfix_is_set_aside(report_stack: ReportStack) -> None:
         assert reason in reasons, reasons
     assert stack.count(reportreject) == len(samples.JUNK)
     assert stack.count(dmarcreport) == 3
+
+
+def test_delivered_reports_in_the_api(report_stack: ReportStack) -> None:
+    """What Postfix delivered, as the API shows it (the pages are drawn from the same queries:
+    tests/test_reports_pages.py)."""
+
+    async def read() -> tuple[dict, dict]:
+        store = Store(report_stack.url)
+        try:
+            root = await add_admin(store, "root", superadmin=True)
+            async with api_client(store) as client:
+                listed = (await client.get("/api/dmarcreport/?domain=example.org",
+                                           headers=root.headers)).json()
+                stats = (await client.get("/api/reportstats/", headers=root.headers)).json()
+            return listed, stats
+        finally:
+            await store.close()
+
+    listed, stats = asyncio.run(read())
+    assert sorted(item["org_name"] for item in listed["objects"]) == [
+        "Outlook.com", "Yahoo", "google.com"]
+    assert sum(day["messages"] for day in stats["dmarc_by_day"]) == 127 + 45 + 18
+    assert {row["receiver"] for row in stats["tls_by_receiver"]} == {
+        "Google Inc.", "Microsoft Corporation"}
