@@ -470,6 +470,8 @@ dmarcreport = sa.Table(
         sa.ForeignKey("core_virtualdomain.id", ondelete="CASCADE"),
         nullable=False,
     ),
+    # The domain the report is about: the domain itself, or one of its alias domains.
+    sa.Column("report_domain", sa.String(253), nullable=False, server_default=""),
     sa.Column("org_name", sa.String(255), nullable=False),
     sa.Column("report_id", sa.String(255), nullable=False),
     sa.Column("email", sa.String(320), nullable=False, server_default=""),
@@ -516,6 +518,8 @@ tlsreport = sa.Table(
         sa.ForeignKey("core_virtualdomain.id", ondelete="CASCADE"),
         nullable=False,
     ),
+    # The domain the report is about: the domain itself, or one of its alias domains.
+    sa.Column("report_domain", sa.String(253), nullable=False, server_default=""),
     sa.Column("org_name", sa.String(255), nullable=False),
     sa.Column("report_id", sa.String(255), nullable=False),
     sa.Column("contact", sa.String(320), nullable=False, server_default=""),

@@ -6,6 +6,7 @@ answers (250 for stored, duplicate and junk; 451 when the database is down)."""
 from __future__ import annotations
 
 import asyncio
+import gzip
 import io
 import smtplib
 import time
@@ -24,7 +25,7 @@ from dinomail.reports.message import parse_message
 from dinomail.reports.metrics import ReportMetrics
 from dinomail.reports.unpack import MAX_EXPANDED, gunzip, unzip
 from dinomail.schema import dmarcrecord, dmarcreport, reportreject, tlspolicy, tlsreport
-from dinomail.store import EVERYTHING, Store
+from dinomail.store import EVERYTHING, Store, aliasdomains
 from dinomail.store import reports as reports_store
 from tests.support import reports as samples
 from tests.support.adminapi import add_domain
@@ -224,3 +225,19 @@ async def test_lmtp_answers(store: Store, tmp_path) -> None:  # type: ignore[no-
     finally:
         await listener.stop()
         await broken.close()
+
+
+async def test_a_report_about_an_alias_domain_belongs_to_its_target(store: Store) -> None:
+    target = await add_domain(store, "example.org")
+    async with store.write() as conn:
+        await aliasdomains.create(conn, "test", EVERYTHING,
+                                  {"name": "example.net", "target_domain_id": target["id"]})
+    xml = samples.fixture("google.xml").replace(b"<domain>example.org</domain>",
+                                                b"<domain>example.net</domain>")
+    message = samples.junk_message(gzip.compress(xml), "gzip", "google.com!example.net.xml.gz")
+    outcome = await receive(store, message)
+    assert outcome.status == STORED
+    async with store.read() as conn:
+        row = (await conn.execute(sa.select(dmarcreport.c.domain_id,
+                                            dmarcreport.c.report_domain))).one()
+    assert tuple(row) == (target["id"], "example.net")

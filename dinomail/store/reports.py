@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from dinomail.reports.dmarc import DmarcReport
 from dinomail.reports.tlsrpt import TlsReport
 from dinomail.schema import (
+    aliasdomain,
     dmarcrecord,
     dmarcreport,
     reportreject,
@@ -44,13 +45,16 @@ def _insert(conn: AsyncConnection) -> Any:
 
 
 async def domain_ids(conn: AsyncConnection, names: Iterable[str]) -> dict[str, int]:
-    """The ids of those of `names` that are domains of this installation."""
+    """Those of `names` that are domains of this installation, with the id of the domain their
+    reports belong to: the domain's own, or for an alias domain its target's."""
     wanted = sorted(set(names))
     if not wanted:
         return {}
     rows = await conn.execute(
         sa.select(virtualdomain.c.name, virtualdomain.c.id)
         .where(virtualdomain.c.name.in_(wanted))
+        .union_all(sa.select(aliasdomain.c.name, aliasdomain.c.target_domain_id)
+                   .where(aliasdomain.c.name.in_(wanted)))
     )
     return {name: domain_id for name, domain_id in rows}
 
@@ -58,9 +62,9 @@ async def domain_ids(conn: AsyncConnection, names: Iterable[str]) -> dict[str, i
 async def save_dmarc(conn: AsyncConnection, domain_id: int, report: DmarcReport) -> bool:
     """Store the report and its records; False if it was stored before (nothing written)."""
     statement = _insert(conn)(dmarcreport).values(
-        domain_id=domain_id, org_name=report.org_name, report_id=report.report_id,
-        email=report.email, date_begin=report.date_begin, date_end=report.date_end,
-        policy=report.policy, received_at=now(),
+        domain_id=domain_id, report_domain=report.domain, org_name=report.org_name,
+        report_id=report.report_id, email=report.email, date_begin=report.date_begin,
+        date_end=report.date_end, policy=report.policy, received_at=now(),
     ).on_conflict_do_nothing(index_elements=["org_name", "report_id"]).returning(dmarcreport.c.id)
     row_id = (await conn.execute(statement)).scalar()
     if row_id is None:
@@ -77,9 +81,9 @@ async def save_dmarc(conn: AsyncConnection, domain_id: int, report: DmarcReport)
 
 async def save_tls(conn: AsyncConnection, domain_id: int, report: TlsReport) -> bool:
     statement = _insert(conn)(tlsreport).values(
-        domain_id=domain_id, org_name=report.org_name, report_id=report.report_id,
-        contact=report.contact, date_begin=report.date_begin, date_end=report.date_end,
-        received_at=now(),
+        domain_id=domain_id, report_domain=report.domain, org_name=report.org_name,
+        report_id=report.report_id, contact=report.contact, date_begin=report.date_begin,
+        date_end=report.date_end, received_at=now(),
     ).on_conflict_do_nothing(index_elements=["org_name", "report_id"]).returning(tlsreport.c.id)
     row_id = (await conn.execute(statement)).scalar()
     if row_id is None:

@@ -56,6 +56,7 @@ def upgrade() -> None:
             table,
             sa.Column("id", sa.Integer, nullable=False),
             sa.Column("domain_id", sa.Integer, nullable=False),
+            sa.Column("report_domain", sa.String(253), nullable=False, server_default=""),
             sa.Column("org_name", sa.String(255), nullable=False),
             sa.Column("report_id", sa.String(255), nullable=False),
             *extra,
