@@ -176,3 +176,22 @@ def test_report_charts_in_chromium(tmp_path: Path) -> None:
                 browser.close()
     finally:
         app.stop()
+
+
+def test_chart_labels_from_reports_are_escaped() -> None:
+    """Organisation names and sources come from whoever sent a report."""
+    from adminapi.pages.charts import PASS_COLOUR, Series, stacked_columns, stacked_rows
+
+    hostile = '<script>alert("x")</script>'
+    rows = stacked_rows([hostile], [(3, 1)], (Series(hostile, PASS_COLOUR),
+                                              Series("b", PASS_COLOUR)),
+                        title=hostile, description=hostile)
+    columns = stacked_columns([hostile], [(3, 1)], (Series("a", PASS_COLOUR),
+                                                     Series("b", PASS_COLOUR)),
+                              title="t", description="d")
+    for svg in (str(rows), str(columns)):
+        assert "<script>" not in svg and "&lt;script&gt;" in svg
+    # Empty data still draws a valid chart (an axis, no bar).
+    empty = str(stacked_columns([], [], (Series("a", PASS_COLOUR),), title="t",
+                                description="d"))
+    assert empty.startswith("<svg") and empty.endswith("</svg>") and "<rect x" in empty

@@ -81,7 +81,8 @@ def _text(element: Element | None, *path: str, required: bool = False) -> str:
 def _timestamp(element: Element | None, name: str) -> datetime:
     text = _text(element, name, required=True)
     try:
-        return datetime.fromtimestamp(int(text), UTC)
+        # Some reporters write the Unix time with a fraction ("1796428800.0").
+        return datetime.fromtimestamp(int(float(text)), UTC)
     except (ValueError, OverflowError, OSError):
         raise ReportError(f"date_range/{name} is not a Unix time: {text[:40]!r}") from None
 
