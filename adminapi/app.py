@@ -14,8 +14,11 @@ from adminapi import api, autoconfig, pages
 from adminapi.api import logredact
 from adminapi.api.errors import EXCEPTION_HANDLERS
 from adminapi.metrics import HttpMetrics, MetricsMiddleware
+from adminapi.mtasts import MtaStsHost
 from dinomail.dnscheck import DnsRefresher
 from dinomail.dnscheck.metrics import DnsCheckMetrics
+from dinomail.reports.metrics import ReportMetrics
+from dinomail.reports.service import ReportsService
 from dinomail.settings import Settings
 from dinomail.store import Store
 
@@ -66,6 +69,8 @@ def create_app(settings: Settings, store: Store) -> Starlette:
         routes=routes,
         middleware=[
             Middleware(MetricsMiddleware, metrics=metrics),
+            # `mta-sts.<domain>` hosts get their policy and nothing else, before the host check.
+            Middleware(MtaStsHost),
             # ALLOWED_HOSTS, except on the autoconfig paths (asked at every hosted domain).
             Middleware(autoconfig.HostCheck, allowed_hosts=list(settings.ALLOWED_HOSTS)),
             Middleware(ApiTrailingSlash),
@@ -79,5 +84,6 @@ def create_app(settings: Settings, store: Store) -> Starlette:
     app.state.metrics = metrics
     # Started by the process that serves the app (`dinomail serve`, `dinomail adminapi`).
     app.state.dns_refresher = DnsRefresher(store, settings, DnsCheckMetrics(metrics.registry))
+    app.state.reports = ReportsService(store, settings, ReportMetrics(metrics.registry))
     app.state.pages = pages.build_state(settings)
     return app

@@ -440,3 +440,133 @@ authblock = sa.Table(
     sa.UniqueConstraint("kind", "key", "writer"),
     sa.Index(None, "blocked_until"),
 )
+
+
+# --- MTA-STS policies, DMARC and TLS-RPT reports (migration 0011_reports) -------------------------
+
+mtastspolicy = sa.Table(
+    "dinomail_mtastspolicy",
+    metadata,
+    # The MTA-STS policy (RFC 8461) DinoMail serves at https://mta-sts.<domain>/.well-known/
+    # mta-sts.txt. A domain without a row serves nothing. `mx` holds one pattern a line; empty:
+    # the domain's MX host. The policy id for the `_mta-sts` TXT record is a digest of the
+    # served text (see `dinomail.mtasts`), so it changes whenever the text does.
+    sa.Column(
+        "domain_id",
+        sa.Integer,
+        sa.ForeignKey("core_virtualdomain.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("mode", sa.String(8), nullable=False, server_default="testing"),
+    sa.Column("mx", sa.Text, nullable=False, server_default=""),
+    sa.Column("max_age", sa.Integer, nullable=False, server_default="604800"),
+    _timestamp("updated_at"),
+)
+
+dmarcreport = sa.Table(
+    "dinomail_dmarcreport",
+    metadata,
+    # One DMARC aggregate report (RFC 7489 appendix C) about a domain of this installation.
+    # Receivers send the same report again at times: (org_name, report_id) is unique.
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column(
+        "domain_id",
+        sa.Integer,
+        sa.ForeignKey("core_virtualdomain.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    # The domain the report is about: the domain itself, or one of its alias domains.
+    sa.Column("report_domain", sa.String(253), nullable=False, server_default=""),
+    sa.Column("org_name", sa.String(255), nullable=False),
+    sa.Column("report_id", sa.String(255), nullable=False),
+    sa.Column("email", sa.String(320), nullable=False, server_default=""),
+    sa.Column("date_begin", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("date_end", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("policy", sa.String(16), nullable=False, server_default=""),  # p= published
+    _timestamp("received_at"),
+    sa.UniqueConstraint("org_name", "report_id"),
+    sa.Index(None, "domain_id", "date_begin"),
+    sa.Index(None, "received_at"),
+)
+
+dmarcrecord = sa.Table(
+    "dinomail_dmarcrecord",
+    metadata,
+    # One <record> of a DMARC report: `count` messages from `source_ip` with these results.
+    # `dkim` and `spf` are the DMARC-aligned results (policy_evaluated); the raw
+    # authentication results are kept as JSON.
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column(
+        "report_id",
+        sa.Integer,
+        sa.ForeignKey("dinomail_dmarcreport.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("source_ip", sa.String(45), nullable=False),
+    sa.Column("count", sa.Integer, nullable=False),
+    sa.Column("disposition", sa.String(16), nullable=False, server_default="none"),
+    sa.Column("dkim", sa.String(8), nullable=False, server_default="fail"),
+    sa.Column("spf", sa.String(8), nullable=False, server_default="fail"),
+    sa.Column("header_from", sa.String(253), nullable=False, server_default=""),
+    sa.Column("auth_results", sa.Text, nullable=False, server_default="{}"),
+    sa.Index(None, "report_id"),
+)
+
+tlsreport = sa.Table(
+    "dinomail_tlsreport",
+    metadata,
+    # One SMTP TLS report (RFC 8460) about a domain of this installation.
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column(
+        "domain_id",
+        sa.Integer,
+        sa.ForeignKey("core_virtualdomain.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    # The domain the report is about: the domain itself, or one of its alias domains.
+    sa.Column("report_domain", sa.String(253), nullable=False, server_default=""),
+    sa.Column("org_name", sa.String(255), nullable=False),
+    sa.Column("report_id", sa.String(255), nullable=False),
+    sa.Column("contact", sa.String(320), nullable=False, server_default=""),
+    sa.Column("date_begin", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("date_end", sa.DateTime(timezone=True), nullable=False),
+    _timestamp("received_at"),
+    sa.UniqueConstraint("org_name", "report_id"),
+    sa.Index(None, "domain_id", "date_begin"),
+    sa.Index(None, "received_at"),
+)
+
+tlspolicy = sa.Table(
+    "dinomail_tlspolicy",
+    metadata,
+    # One `policies` entry of a TLS report: the sessions the sender made under one policy
+    # (sts, tlsa, no-policy-found), and the failures it saw, as JSON (failure-details).
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column(
+        "report_id",
+        sa.Integer,
+        sa.ForeignKey("dinomail_tlsreport.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("policy_type", sa.String(32), nullable=False),
+    sa.Column("policy_domain", sa.String(253), nullable=False, server_default=""),
+    sa.Column("success_count", sa.Integer, nullable=False),
+    sa.Column("failure_count", sa.Integer, nullable=False),
+    sa.Column("failures", sa.Text, nullable=False, server_default="[]"),
+    sa.Index(None, "report_id"),
+)
+
+reportreject = sa.Table(
+    "dinomail_reportreject",
+    metadata,
+    # A message sent to the report address that was not stored as a report (malformed, a
+    # decompression bomb, a foreign domain, ...): why, and the raw message up to a cap.
+    sa.Column("id", sa.Integer, primary_key=True),
+    _timestamp("received_at"),
+    sa.Column("sender", sa.String(320), nullable=False, server_default=""),
+    sa.Column("recipient", sa.String(320), nullable=False, server_default=""),
+    sa.Column("reason", sa.String(500), nullable=False),
+    sa.Column("size", sa.Integer, nullable=False),
+    sa.Column("raw", sa.LargeBinary, nullable=False),
+    sa.Index(None, "received_at"),
+)

@@ -40,6 +40,7 @@ async def run_service(settings: Settings, command: str) -> None:
     from dinomail.cli import fail
     from dinomail.dnscheck import DnsRefresher
     from dinomail.http_server import HttpServer
+    from dinomail.reports.service import ReportsService
     from dinomail.secret_key import ensure_secret_key
     from dinomail.store import Store
     from lookupd.daemon import Lookupd, start_lookupd
@@ -55,6 +56,7 @@ async def run_service(settings: Settings, command: str) -> None:
     store = Store(settings.DATABASE_URL)
     adminapi: HttpServer | None = None
     refresher: DnsRefresher | None = None
+    reports: ReportsService | None = None
     lookupd: Lookupd | None = None
     try:
         try:
@@ -66,12 +68,16 @@ async def run_service(settings: Settings, command: str) -> None:
                 await adminapi.start()
                 refresher = app.state.dns_refresher
                 refresher.start()
+                reports = app.state.reports
+                await reports.start()
                 log.info("admin API listening on http://%s/", settings.HTTP_LISTEN)
         except OSError as error:
             fail(f"cannot listen: {error.strerror or error}")
         await stop.wait()
         log.info("stopping")
     finally:
+        if reports is not None:
+            await reports.stop()
         if refresher is not None:
             await refresher.stop()
         if adminapi is not None:

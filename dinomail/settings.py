@@ -137,6 +137,15 @@ class Settings:
     # Where the DKIM signer (OpenDKIM, Rspamd) finds the private keys DinoMail exports.
     DKIM_KEY_DIR: str = "/var/lib/dinomail/dkim"
 
+    # DMARC and TLS-RPT report intake: where the LMTP listener Postfix delivers report mail to
+    # listens (empty: no listener; the shipped conf/postfix/reports.cf uses 127.0.0.1:10030),
+    # the address reports are sent to (shown in the pages for the rua= of the DMARC and TLS-RPT
+    # records; empty: dmarc-reports@<each domain>), and how many days reports are kept (0: for
+    # ever); the admin API's process deletes older ones daily.
+    REPORTS_LMTP_LISTEN: str = ""
+    REPORTS_ADDRESS: str = ""
+    REPORTS_RETENTION_DAYS: int = 365
+
     @property
     def dict_listen(self) -> str:
         return self.DICT_LISTEN or f"unix:{Path(self.STATE_DIR).resolve() / 'dovecot-dict.sock'}"
@@ -364,6 +373,15 @@ def _check_mx_host(value: str) -> None:
         raise ValueError(error.message) from None
 
 
+def _check_email(value: str) -> None:
+    from dinomail.validation import ValidationError, normalize_email
+
+    try:
+        normalize_email(value, "REPORTS_ADDRESS")
+    except ValidationError as error:
+        raise ValueError(error.message) from None
+
+
 def _check_at_least_one(value: int) -> None:
     if value < 1:
         raise ValueError("must be 1 or more")
@@ -407,6 +425,9 @@ _CHECKS.update({
     "DNS_CHECK_CONCURRENCY": _check_at_least_one,
     "MX_HOST": _check_mx_host,
     "DKIM_KEY_DIR": _check_absolute_path,
+    "REPORTS_LMTP_LISTEN": lambda value: value and _check_listen(value),
+    "REPORTS_ADDRESS": lambda value: value and _check_email(value),
+    "REPORTS_RETENTION_DAYS": _check_non_negative,
 })
 
 

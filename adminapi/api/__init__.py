@@ -11,7 +11,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from adminapi.api import dns as dns_api
-from adminapi.api import docs, openapi, sendlimits, tastypie
+from adminapi.api import docs, mtasts, openapi, reports, sendlimits, tastypie
 from adminapi.api.accounts import admin, auditlog
 from adminapi.api.authblocks import authblock
 from adminapi.api.keys import apikey, apikey_detail, apikey_list
@@ -55,6 +55,7 @@ def openapi_document() -> dict[str, Any]:
         extra_paths={
             **dns_api.openapi_paths(), **sendlimits.openapi_paths(),
             **tastypie.openapi_paths(SET_RESOURCES, ()),
+            **mtasts.openapi_paths(), **reports.openapi_paths(),
         },
         extra_schemas=dns_api.openapi_schemas(),
     )
@@ -129,8 +130,11 @@ def routes() -> list[BaseRoute]:
         table.append(_route(f"{list_uri(resource.name)}set/{{ids}}/",
                             tastypie.set_endpoint(resource), ["GET"]))
     # A domain's DKIM key and DNS checks, under its URI.
-    for suffix, endpoint, methods in dns_api.routes():
+    for suffix, endpoint, methods in [*dns_api.routes(), *mtasts.routes()]:
         table.append(_route(_detail_path("virtualdomain") + suffix, endpoint, methods))
+    # DMARC and TLS-RPT reports.
+    for path, endpoint, methods in reports.routes():
+        table.append(_route(path, endpoint, methods))
     # Resetting the sending counts of a domain or a mailbox.
     for path, endpoint, methods in sendlimits.routes():
         table.append(_route(path, endpoint, methods))

@@ -26,6 +26,7 @@ from adminapi.pages import (
     limits,
     mailboxes,
     overview,
+    reports,
     sendlimits,
 )
 from adminapi.pages.web import (
@@ -91,6 +92,7 @@ def routes() -> list[BaseRoute]:
         "/virtual-domains": "/virtual-domains/", "/virtual-users": "/virtual-users/",
         "/virtual-aliases": "/virtual-aliases/", "/alias-domains": "/alias-domains/",
         "/domain-limits": "/domain-limits/", "/blocked-logins": "/blocked-logins/",
+        "/reports": "/reports/",
     }
     return [
         _route("/", overview.home),
@@ -137,6 +139,10 @@ def routes() -> list[BaseRoute]:
         _route("/virtual-users/{pk:int}/sending", sendlimits.mailbox_sending, GET_POST),
         _route("/virtual-users/{pk:int}/sending/reset", sendlimits.mailbox_sending_reset,
                ("POST",)),
+
+        _route("/reports/", reports.report_overview),
+        _route("/virtual-domains/{pk:int}/mta-sts", reports.mtasts_edit, GET_POST),
+        _route("/virtual-domains/{pk:int}/mta-sts/delete", reports.mtasts_delete, ("POST",)),
 
         _route("/blocked-logins/", authblocks.authblock_list),
         _route("/blocked-logins/{pk:int}/unblock", authblocks.authblock_unblock, ("POST",)),

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import dns.name
 
-from dinomail import dkim
+from dinomail import dkim, mtasts
 from dinomail.dnscheck.model import CHECK_NAMES, CheckResult, CheckStatus, Query, could_not_check
 from dinomail.dnscheck.policies import (
     is_dmarc_record,
@@ -38,6 +38,8 @@ class CheckInputs:
     dkim_key: str = ""
     # The host the MX should name; empty: nothing to compare with.
     mx_host: str = ""
+    # The MTA-STS policy DinoMail serves for the domain; None: it serves none.
+    mta_sts_policy: mtasts.Policy | None = None
 
 
 async def check_domain(resolver: Resolver, inputs: CheckInputs) -> list[CheckResult]:
@@ -48,7 +50,7 @@ async def check_domain(resolver: Resolver, inputs: CheckInputs) -> list[CheckRes
         check_spf(resolver, name),
         check_dmarc(resolver, name),
         check_mx(resolver, name, inputs.mx_host),
-        check_mta_sts(resolver, name),
+        check_mta_sts(resolver, name, inputs.mta_sts_policy),
         check_tls_rpt(resolver, name),
         check_autoconfig(resolver, name),
         check_autodiscover(resolver, name),
@@ -344,14 +346,23 @@ async def check_mx(resolver: Resolver, domain: str, expected_host: str) -> Check
 # --- MTA-STS and TLS-RPT (optional) ---------------------------------------------------------------
 
 
-async def check_mta_sts(resolver: Resolver, domain: str) -> CheckResult:
+async def check_mta_sts(
+    resolver: Resolver, domain: str, policy: mtasts.Policy | None = None
+) -> CheckResult:
+    """The `_mta-sts` record; when DinoMail serves the domain's policy, also that the record
+    carries the served policy's id and that every MX host matches one of its `mx` patterns."""
     name = f"_mta-sts.{domain}"
     query = await resolver.query(name, "TXT")
     if not query.answered:
         return could_not_check("mta_sts", query)
-    expected = f"if published: one TXT record at {name}, v=STSv1; id=<1 to 32 letters/digits>"
+    expected = (f"one TXT record at {name}: {mtasts.txt_record(policy)}" if policy else
+                f"if published: one TXT record at {name}, v=STSv1; id=<1 to 32 letters/digits>")
     records = [text for text in query.records if is_mta_sts_record(text)]
     if not query.found:
+        if policy is not None:
+            return CheckResult("mta_sts", CheckStatus.MISSING,
+                               "DinoMail serves an MTA-STS policy, but no record announces it: "
+                               "senders never fetch it", [query], expected)
         return CheckResult("mta_sts", CheckStatus.ABSENT,
                            "no MTA-STS record (optional: it makes senders require TLS)",
                            [query], expected)
@@ -378,8 +389,45 @@ async def check_mta_sts(resolver: Resolver, domain: str) -> CheckResult:
             "resolve: senders cannot fetch the policy", queries, expected, records[0],
             [f"publish an address for {policy_host} and serve the policy over HTTPS"], data,
         )
+    if policy is not None:
+        return await _compare_policy(resolver, domain, policy, queries, expected, records[0],
+                                     data)
     return CheckResult("mta_sts", CheckStatus.OK, f"MTA-STS policy id {parsed.tags['id']}",
                        queries, expected, records[0], [], data)
+
+
+async def _compare_policy(
+    resolver: Resolver, domain: str, policy: mtasts.Policy, queries: list[Query],
+    expected: str, record: str, data: dict[str, object],
+) -> CheckResult:
+    """The served policy against the record's id and the domain's MX hosts."""
+    data = {**data, "served_id": policy.policy_id, "mode": policy.mode,
+            "mx_patterns": list(policy.mx)}
+    problems = []
+    if data["id"] != policy.policy_id:
+        problems.append(f"the record's id {data['id']} is not the served policy's id "
+                        f"{policy.policy_id}: senders that cached the old policy keep it")
+    mx_query = await resolver.query(domain, "MX")
+    queries = [*queries, mx_query]
+    if not mx_query.answered:
+        return could_not_check("mta_sts", mx_query)
+    hosts = sorted({item.exchange.to_text(omit_final_dot=True).lower()
+                    for item in mx_query.rdata})
+    data["mx_hosts"] = hosts
+    unmatched = mtasts.unmatched_hosts(policy.mx, hosts) if policy.mode != "none" else []
+    if unmatched:
+        problems.append(
+            f"MX host(s) {', '.join(unmatched)} match no mx pattern of the policy "
+            f"({', '.join(policy.mx) or 'none'}): "
+            + ("senders enforcing it will not deliver there" if policy.mode == "enforce"
+               else "senders will report those deliveries as failures"))
+    if problems:
+        return CheckResult("mta_sts", CheckStatus.MISMATCH,
+                           "the served MTA-STS policy does not agree with DNS", queries,
+                           expected, record, problems, data)
+    return CheckResult("mta_sts", CheckStatus.OK,
+                       f"MTA-STS policy id {policy.policy_id} ({policy.mode}) matches the MX",
+                       queries, expected, record, [], data)
 
 
 async def check_tls_rpt(resolver: Resolver, domain: str) -> CheckResult:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from dinomail import mtasts
 from dinomail import validation as v
 from dinomail.dnscheck.checks import CheckInputs, check_domain
 from dinomail.dnscheck.metrics import DnsCheckMetrics
@@ -31,6 +32,7 @@ from dinomail.dnscheck.resolver import Resolver
 from dinomail.settings import Settings
 from dinomail.store import Store, domains
 from dinomail.store import dns as dns_store
+from dinomail.store import mtasts as mtasts_store
 from dinomail.store.common import Row, aware, now
 from dinomail.store.errors import NotFound
 from dinomail.store.scope import Scope
@@ -50,6 +52,8 @@ class Target:
         mail host), so the background checker re-checks the domain then."""
         parts = [CHECKS_VERSION, self.inputs.domain, self.inputs.dkim_selector,
                  "".join(self.inputs.dkim_key.split()), self.inputs.mx_host]
+        if self.inputs.mta_sts_policy is not None:
+            parts.append(self.inputs.mta_sts_policy.policy_id)
         return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
 
 
@@ -58,10 +62,20 @@ def expected_mx_host(row: Mapping[str, Any], settings: Settings) -> str:
     return v.normalize_hostname(host, "mx_host") if host else ""
 
 
+def served_mta_sts_policy(row: Mapping[str, Any], settings: Settings) -> mtasts.Policy | None:
+    if row.get("sts_mode") is None:
+        return None
+    return mtasts_store.policy_of(
+        {"mode": row["sts_mode"], "mx": row["sts_mx"], "max_age": row["sts_max_age"]},
+        mtasts_store.default_mx(row.get("mx_host"), settings.MX_HOST),
+    )
+
+
 def target_of(row: Mapping[str, Any], settings: Settings) -> Target:
     return Target(row["id"], CheckInputs(
         domain=row["name"], dkim_selector=row["dkim_key_name"], dkim_key=row["dkim_key"],
         mx_host=expected_mx_host(row, settings),
+        mta_sts_policy=served_mta_sts_policy(row, settings),
     ))
 
 

@@ -19,7 +19,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dinomail import validation as v
 from dinomail.dkim import KeyPair
-from dinomail.schema import clientconfig, dkimkey, dnscheck, dnscheckrun, virtualdomain
+from dinomail.schema import (
+    clientconfig,
+    dkimkey,
+    dnscheck,
+    dnscheckrun,
+    mtastspolicy,
+    virtualdomain,
+)
 from dinomail.store import audit, domains
 from dinomail.store.common import Row, changed_values, fetch_all, now
 from dinomail.store.errors import NotFound
@@ -183,9 +190,12 @@ def _targets_query() -> sa.Select:
             virtualdomain.c.dmarc_last_update, virtualdomain.c.spf_last_update,
             clientconfig.c.mx_host, dnscheckrun.c.inputs, dnscheckrun.c.checked_at,
             dnscheckrun.c.requested_at, dnscheckrun.c.incomplete,
+            mtastspolicy.c.mode.label("sts_mode"), mtastspolicy.c.mx.label("sts_mx"),
+            mtastspolicy.c.max_age.label("sts_max_age"),
         )
         .select_from(virtualdomain)
         .outerjoin(clientconfig, clientconfig.c.domain_id == virtualdomain.c.id)
+        .outerjoin(mtastspolicy, mtastspolicy.c.domain_id == virtualdomain.c.id)
         .outerjoin(dnscheckrun, dnscheckrun.c.domain_id == virtualdomain.c.id)
     )
 
