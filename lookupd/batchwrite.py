@@ -30,6 +30,12 @@ Result = TypeVar("Result")
 INT64_MAX = 2**63 - 1
 
 
+def one_line(error: BaseException) -> str:
+    """An error for a log line: its type and the first line of its text (SQL follows)."""
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
+
+
 def is_outage(error: BaseException) -> bool:
     """The database could not be reached or is busy: the rows are not at fault."""
     if isinstance(error, exc.DBAPIError) and error.connection_invalidated:

@@ -54,7 +54,7 @@ from dinomail.sendwindows import (
 from dinomail.store import Store
 from dinomail.store.policy import SendCount, add_counts, load_counts, prune_counts
 from dinomail.waiting import wait_for_event
-from lookupd.batchwrite import INT64_MAX, write_rows
+from lookupd.batchwrite import INT64_MAX, one_line, write_rows
 from lookupd.metrics import LookupdMetrics
 
 log = logging.getLogger("dinomail.lookupd.counters")
@@ -270,7 +270,7 @@ class CounterSync:
             done.update(rows)
 
         def refused(row: SendCount, error: Exception) -> None:
-            self._drop(row, f"refused by the database: {_one_line(error)}")
+            self._drop(row, f"refused by the database: {one_line(error)}")
             done.add(row)
 
         try:
@@ -326,7 +326,7 @@ class CounterSync:
                 # Once per outage, not at every tick: the counts wait in memory meanwhile.
                 if not self._failing:
                     log.warning("sending counts: cannot reach the database (%s); counting "
-                                "goes on in memory", _one_line(error))
+                                "goes on in memory", one_line(error))
                 self._failing = True
             else:
                 if self._failing:
@@ -354,8 +354,3 @@ def storable(row: SendCount) -> bool:
     """The row's values fit the table's columns."""
     return (0 <= row.messages <= INT64_MAX and 0 <= row.recipients <= INT64_MAX
             and 0 < len(row.name) <= MAX_NAME_LENGTH)
-
-
-def _one_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__

@@ -41,6 +41,7 @@ from collections.abc import Callable
 from typing import cast
 
 from dinomail.listen import ListenAddress, parse_listen
+from lookupd.batchwrite import INT64_MAX
 from lookupd.dovecot.auth import (
     UserdbSettings,
     encode_fields,
@@ -77,6 +78,9 @@ SHUTDOWN_QUIET = 0.1
 # from holding memory.
 MAX_TRANSACTIONS = 64
 MAX_TRANSACTION_CHANGES = 1024
+
+# A user name longer than this is no address (254 characters of up to 4 UTF-8 bytes).
+MAX_USER_LENGTH = 1024
 
 # Rows written between two yields to the event loop while iterating a million mailboxes, so that
 # lookups on other connections keep being answered.
@@ -172,14 +176,17 @@ class DictService:
             return "notfound", _NOT_FOUND
         return "ok", b"O" + tabescape(encode_fields(fields)) + b"\n"
 
-    def canonical_user(self, user: str) -> str:
-        """The stored address of the mailbox `user` names (Dovecot may use an alias domain)."""
+    def canonical_user(self, user: str) -> str | None:
+        """The stored address of the mailbox `user` names (Dovecot may use an alias domain);
+        None when the snapshot knows no such mailbox, or `user` cannot be an address: its
+        usage would not be stored, and a client must not fill memory with made-up names."""
+        if len(user) > MAX_USER_LENGTH:
+            return None
         snapshot = self.snapshot_source()
-        if snapshot is not None:
-            record = find_login(snapshot, user)
-            if record is not None:
-                return record.email
-        return user.lower()
+        if snapshot is None:
+            return user.lower()  # not loaded yet: the writer skips unknown addresses
+        record = find_login(snapshot, user)
+        return None if record is None else record.email
 
     def _record(self, kind: str, result: str, started: float, error: str | None = None) -> None:
         recorder = self.recorder
@@ -190,16 +197,27 @@ class DictService:
 
 
 def _parse_uint(field: bytes, what: str) -> int:
-    if not field.isdigit():
+    """0..INT64_MAX, as Dovecot's str_to_* would take it; else the client broke the protocol."""
+    value = _bounded_uint(field)
+    if value is None:
         raise DictClientError("malformed", f"{what} is not a number: {field[:40]!r}")
-    return int(field)
+    return value
 
 
 def _parse_int(field: bytes, what: str) -> int:
-    digits = field[1:] if field[:1] in (b"-", b"+") else field
-    if not digits.isdigit():
+    """-INT64_MAX..INT64_MAX (Dovecot's str_to_llong; it closes the connection beyond)."""
+    value = _bounded_uint(field[1:] if field[:1] in (b"-", b"+") else field)
+    if value is None:
         raise DictClientError("malformed", f"{what} is not a number: {field[:40]!r}")
-    return int(field)
+    return -value if field[:1] == b"-" else value
+
+
+def _bounded_uint(digits: bytes) -> int | None:
+    # The length first: int() of thousands of digits is slow, and raises past 4,300.
+    if not digits.isdigit() or len(digits) > 19:
+        return None
+    value = int(digits)
+    return value if value <= INT64_MAX else None
 
 
 class DictProtocol(asyncio.Protocol):
@@ -538,9 +556,13 @@ class DictProtocol(asyncio.Protocol):
                        f"{QUOTA_MESSAGES_KEY.decode()} are written here"
             is_bytes = key == QUOTA_BYTES_KEY
             if command == b"S":
-                if not value.isdigit():
-                    return f"refused: {key.decode()} must be a whole number"
-                absolute, delta = int(value), 0
+                absolute = _bounded_uint(value)
+                if absolute is None:
+                    # Counted as a refused commit (the quota map's "perm" lookups).
+                    logger.info("dict: quota of %r: %s out of bounds: %r, commit refused",
+                                transaction.user[:80], key.decode(), value[:40])
+                    return f"refused: {key.decode()} must be a whole number from 0 to {INT64_MAX}"
+                delta = 0
             elif command == b"U":
                 absolute, delta = 0, 0
             elif command == b"A":
@@ -552,7 +574,9 @@ class DictProtocol(asyncio.Protocol):
                 usage.bytes, usage.bytes_delta = absolute, delta
             else:
                 usage.messages, usage.messages_delta = absolute, delta
-        writer.accept(self._service.canonical_user(transaction.user), usage)
+        email = self._service.canonical_user(transaction.user)
+        if email is not None:  # else a mailbox deleted while Dovecot held its mail: nothing to do
+            writer.accept(email, usage)
         return None
 
     # --- closing ---------------------------------------------------------------------------------
