@@ -26,9 +26,11 @@ Every failure has a conservative answer:
   configuration mistake) → `F`, which Dovecot reports as a temporary failure. `N` ("unknown
   user", which makes LMTP bounce and IMAP say "wrong password") only when the data says so;
 - a login that is not UTF-8 or holds a NUL → `N` (no stored address can match it);
-- a refused write → `F<id>` on commit; nothing of that transaction is kept;
-- an unknown command, a malformed line, a line over 64 KiB, an unknown transaction id, too many
-  open transactions, or a connection idle too long → that connection is closed, others go on.
+- a refused write → `F<id>` on commit; nothing of that transaction is kept. Refused: a quota
+  value out of 0..2^63-1, a transaction holding more than MAX_TRANSACTION_BYTES;
+- an unknown command, a malformed line, a line over 64 KiB, a number out of range, an unknown
+  transaction id, too many open transactions or more than MAX_CONNECTION_TRANSACTION_BYTES
+  held by them, or a connection idle too long → that connection is closed, others go on.
 """
 
 from __future__ import annotations
@@ -74,10 +76,17 @@ MAX_LINE_BYTES = 64 * 1024
 DEFAULT_IDLE_TIMEOUT = 300.0
 SHUTDOWN_QUIET = 0.1
 
-# quota_clone opens one transaction at a time with two changes; these bounds only stop a client
-# from holding memory.
+# quota_clone opens one transaction at a time with two changes of about 50 bytes; a dict
+# attribute is one value on one line (MAX_LINE_BYTES). These bounds only stop a client from
+# holding memory: bytes held per transaction (keys, values and user, plus CHANGE_OVERHEAD for
+# each change's Python objects) and for all the open transactions of a connection. A
+# transaction past its bound fails at commit (`F<id>`) and keeps nothing meanwhile; a
+# connection past its bound is closed.
 MAX_TRANSACTIONS = 64
 MAX_TRANSACTION_CHANGES = 1024
+MAX_TRANSACTION_BYTES = 2 * MAX_LINE_BYTES
+MAX_CONNECTION_TRANSACTION_BYTES = 4 * MAX_LINE_BYTES
+CHANGE_OVERHEAD = 128
 
 # A user name longer than this is no address (254 characters of up to 4 UTF-8 bytes).
 MAX_USER_LENGTH = 1024
@@ -117,11 +126,27 @@ class DictClientError(Exception):
 
 
 class Transaction:
-    __slots__ = ("changes", "user")
+    __slots__ = ("changes", "failed", "size", "user")
 
     def __init__(self, user: str) -> None:
         self.user = user
         self.changes: list[tuple[bytes, bytes, bytes]] = []  # (command, key, value)
+        self.size = len(user) + CHANGE_OVERHEAD  # bytes held, about
+        self.failed = ""  # why the commit will fail; its changes are not kept
+
+    def add(self, command: bytes, key: bytes, value: bytes) -> None:
+        if self.failed:
+            return
+        self.size += len(key) + len(value) + CHANGE_OVERHEAD
+        if self.size > MAX_TRANSACTION_BYTES:
+            self.fail(f"transaction larger than {MAX_TRANSACTION_BYTES} bytes")
+            return
+        self.changes.append((command, key, value))
+
+    def fail(self, reason: str) -> None:
+        self.failed = reason
+        self.changes = []
+        self.size = len(self.user) + CHANGE_OVERHEAD
 
 
 class DictService:
@@ -501,6 +526,7 @@ class DictProtocol(asyncio.Protocol):
         else:
             user = self._handshake_user
         self._transactions[transaction_id] = Transaction(user)
+        self._check_held_bytes()
 
     def _change(self, command: bytes, args: list[bytes], with_value: bool) -> None:
         if len(args) != (3 if with_value else 2):
@@ -510,7 +536,19 @@ class DictProtocol(asyncio.Protocol):
             _parse_int(args[2], "increment")  # Dovecot's server closes on a bad number too
         if len(transaction.changes) >= MAX_TRANSACTION_CHANGES:
             raise DictClientError("too_many_changes", "too many changes in one transaction")
-        transaction.changes.append((command, args[1], args[2] if with_value else b""))
+        transaction.add(command, args[1], args[2] if with_value else b"")
+        if transaction.failed:
+            logger.info("dict: transaction %s refused: %s", args[0][:20].decode("ascii"),
+                        transaction.failed)
+        self._check_held_bytes()
+
+    def _check_held_bytes(self) -> None:
+        held = sum(transaction.size for transaction in self._transactions.values())
+        if held > MAX_CONNECTION_TRANSACTION_BYTES:
+            raise DictClientError(
+                "too_much_data",
+                f"open transactions hold more than {MAX_CONNECTION_TRANSACTION_BYTES} bytes",
+            )
 
     def _no_reply(self, args: list[bytes]) -> None:
         # T (timestamp) and V (hide log values): nothing to keep, but the transaction must exist.
@@ -530,7 +568,9 @@ class DictProtocol(asyncio.Protocol):
         transaction_id, transaction = self._transaction(args[0])
         del self._transactions[transaction_id]
         started = time.perf_counter()
-        if self._dict == QUOTA_DICT:
+        if transaction.failed:
+            error = f"refused: {transaction.failed}"
+        elif self._dict == QUOTA_DICT:
             error = self._commit_quota(transaction)
         else:
             error = "read-only dict: passdb and userdb are changed through DinoMail"
