@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
-import json
 import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
@@ -51,14 +50,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from dinomail.store.authblocks import CLIENT, LOGIN
+from lookupd.httpbody import JSONBodyError, load_json_object
 from lookupd.metrics import LookupdMetrics
 
 PATH = "/dovecot/auth-policy"
 BLOCK_MESSAGE = "Too many failed logins, try again later"
 # Keys (clients, logins) remembered; past this, the longest quiet is forgotten first.
 MAX_TRACKED = 100_000
-# Dovecot's body is a handful of short strings.
-MAX_BODY_BYTES = 16 * 1024
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -376,12 +374,9 @@ def auth_policy_route(policy: AuthPolicy, api_key: str = "") -> Route:
         if command not in ("allow", "report"):
             return JSONResponse({"error": "command must be allow or report"}, status_code=400)
         try:
-            if int(request.headers.get("content-length") or 0) > MAX_BODY_BYTES:
-                raise ValueError("body too large")
-            fields = json.loads(await request.body())
-            if not isinstance(fields, dict):
-                raise ValueError("not a JSON object")
-        except ValueError as error:
+            # The body's size is bounded for the whole listener (`lookupd.httpbody.BodyLimit`).
+            fields = load_json_object(await request.body())
+        except JSONBodyError as error:
             return JSONResponse({"error": f"bad request: {error}"}, status_code=400)
         if command == "report":
             policy.report(fields)
