@@ -181,16 +181,20 @@ class Watch:
         assert "Traceback" not in self.daemon.log_text()
 
 
-def exchange(address: tuple[str, int] | str, data: bytes, timeout: float = 5.0) -> bytes:
-    """Send `data` on a new connection, end the sending side, and read until the daemon
-    closes. A daemon that closes while we send (it refused the input) is fine."""
+def exchange(
+    address: tuple[str, int] | str, data: bytes, timeout: float = 5.0, *, half_close: bool = True
+) -> bytes:
+    """Send `data` on a new connection, end the sending side (unless `half_close` is false:
+    an HTTP server takes that for a client gone), and read until the daemon closes. A daemon
+    that closes while we send (it refused the input) is fine."""
     family = socket.AF_UNIX if isinstance(address, str) else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as sock:
         sock.settimeout(timeout)
         sock.connect(address)
         try:
             sock.sendall(data)
-            sock.shutdown(socket.SHUT_WR)
+            if half_close:
+                sock.shutdown(socket.SHUT_WR)
         except (BrokenPipeError, ConnectionResetError):
             pass
         received = bytearray()
