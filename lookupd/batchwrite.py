@@ -36,10 +36,20 @@ def one_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
 
 
+# SQLSTATE classes of PostgreSQL errors that are not the rows' fault: connection exception,
+# transaction rollback (serialization, deadlock), insufficient resources, operator
+# intervention (shutdown), system error.
+_TRANSIENT_SQLSTATE_CLASSES = ("08", "40", "53", "57", "58")
+
+
 def is_outage(error: BaseException) -> bool:
     """The database could not be reached or is busy: the rows are not at fault."""
-    if isinstance(error, exc.DBAPIError) and error.connection_invalidated:
-        return True
+    if isinstance(error, exc.DBAPIError):
+        if error.connection_invalidated:
+            return True
+        sqlstate = getattr(error.orig, "sqlstate", None) or ""
+        if sqlstate[:2] in _TRANSIENT_SQLSTATE_CLASSES:
+            return True
     return isinstance(
         error, (exc.OperationalError, exc.InterfaceError, exc.TimeoutError, OSError, TimeoutError)
     )
