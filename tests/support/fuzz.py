@@ -116,10 +116,17 @@ def socketmap_replies(data: bytes) -> list[bytes]:
 DICT_LINE = re.compile(rb"(A?[ONF].*|N|)", re.DOTALL)
 
 
+class Received(bytes):
+    """What a connection received; `reset`: it ended with a reset, which may have cut the
+    last reply (a server closing with unread input resets the connection)."""
+
+    reset = False
+
+
 def dict_replies(data: bytes) -> list[bytes]:
     """The reply lines; AssertionError unless each is a dict answer: `O…`, `N`, `F…`, the
     end of an iteration (an empty line) or an async commit's `AO`/`AN`/`AF`."""
-    assert not data or data.endswith(b"\n"), data[-200:]
+    assert not data or data.endswith(b"\n") or getattr(data, "reset", False), data[-200:]
     lines = data.split(b"\n")[:-1]
     for line in lines:
         assert DICT_LINE.fullmatch(line), line[:200]
@@ -130,7 +137,7 @@ def policy_replies(data: bytes, actions: set[bytes]) -> list[bytes]:
     """The actions answered; AssertionError unless the data is `action=…\\n\\n` replies with
     one of `actions`."""
     replies = data.split(b"\n\n")
-    assert replies[-1] == b"", data[-200:]
+    assert replies[-1] == b"" or getattr(data, "reset", False), data[-200:]
     for reply in replies[:-1]:
         assert reply.startswith(b"action=") and reply[7:] in actions, reply[:200]
     return replies[:-1]
@@ -183,7 +190,7 @@ class Watch:
 
 def exchange(
     address: tuple[str, int] | str, data: bytes, timeout: float = 5.0, *, half_close: bool = True
-) -> bytes:
+) -> Received:
     """Send `data` on a new connection, end the sending side (unless `half_close` is false:
     an HTTP server takes that for a client gone), and read until the daemon closes. A daemon
     that closes while we send (it refused the input) is fine."""
@@ -198,9 +205,12 @@ def exchange(
         except (BrokenPipeError, ConnectionResetError):
             pass
         received = bytearray()
+        reset = False
         try:
             while chunk := sock.recv(65536):
                 received += chunk
         except ConnectionResetError:
-            pass
-        return bytes(received)
+            reset = True
+        answer = Received(received)
+        answer.reset = reset
+        return answer
