@@ -78,6 +78,29 @@ def test_request_parser_only_raises_request_errors(data: bytes, cuts: list[int])
     assert len(parser._buffer) <= MAX_REQUEST_BYTES
 
 
+def outcome(pieces: list[bytes]) -> tuple[list[dict[bytes, bytes]], str]:
+    parser = PolicyRequestParser()
+    requests: list[dict[bytes, bytes]] = []
+    try:
+        for piece in pieces:
+            requests += parser.feed(piece)
+    except PolicyRequestError as error:
+        return requests, str(error)
+    return requests, ""
+
+
+@given(data=streams, cuts=cuts)
+@fuzz_settings(600)
+def test_any_pieces_frame_as_the_whole(data: bytes, cuts: list[int]) -> None:
+    """The counts kept piece by piece (lines, the last line's start) see what a look at the
+    whole stream sees."""
+    requests, error = outcome(split_at(data, cuts))
+    whole_requests, whole_error = outcome([data])
+    assert bool(error) == bool(whole_error), (error, whole_error)
+    if not error:  # (a feed that fails returns nothing: only the requests of earlier pieces)
+        assert requests == whole_requests
+
+
 @pytest.fixture(scope="module")
 def decider() -> PolicyDecider:
     built = snapshot()
