@@ -263,7 +263,7 @@ class DictProtocol(asyncio.Protocol):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._idle_handle: asyncio.TimerHandle | None = None
         self._last_activity = 0.0
-        self._partial = b""
+        self._partial: bytes | bytearray = b""
         self._queue: deque[bytes] = deque()
         self._major = 0  # 0 until the handshake
         self._dict = ""
@@ -295,7 +295,10 @@ class DictProtocol(asyncio.Protocol):
         assert self._loop is not None
         self._last_activity = self._loop.time()
         if self._partial:
-            data = self._partial + data
+            if b"\n" not in data:
+                self._keep_partial(data)
+                return
+            data = bytes(self._partial) + data
             self._partial = b""
         elif (
             data[-1:] == b"\n" and data.count(b"\n") == 1 and self._major
@@ -305,10 +308,7 @@ class DictProtocol(asyncio.Protocol):
             self._run_line(data[:-1])
             return
         if b"\n" not in data:
-            if len(data) > MAX_LINE_BYTES:
-                self._client_error("oversize", f"a line longer than {MAX_LINE_BYTES} bytes")
-            else:
-                self._partial = data
+            self._keep_partial(data)
             return
         lines = data.split(b"\n")
         partial = lines.pop()
@@ -318,6 +318,16 @@ class DictProtocol(asyncio.Protocol):
         self._partial = partial
         self._queue.extend(lines)
         self._run_queue()
+
+    def _keep_partial(self, data: bytes) -> None:
+        """Hold the start of a line, in a bytearray grown in place: a line sent one byte at a
+        time must not be copied again at every byte. Past MAX_LINE_BYTES the client is closed."""
+        if len(self._partial) + len(data) > MAX_LINE_BYTES:
+            self._client_error("oversize", f"a line longer than {MAX_LINE_BYTES} bytes")
+        elif self._partial:
+            self._partial += data
+        else:
+            self._partial = bytearray(data)
 
     def eof_received(self) -> bool:
         return False
