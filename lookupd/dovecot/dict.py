@@ -606,6 +606,8 @@ class DictProtocol(asyncio.Protocol):
                        f"{QUOTA_MESSAGES_KEY.decode()} are written here"
             is_bytes = key == QUOTA_BYTES_KEY
             if command == b"S":
+                # quota_clone writes unsigned decimals (PRIu64), never a sign; the column is a
+                # BIGINT: 0..2^63-1.
                 absolute = _bounded_uint(value)
                 if absolute is None:
                     # Counted as a refused commit (the quota map's "perm" lookups).
