@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from dinomail.store import Store
+from lookupd.authpolicy import MAX_LOGIN_CHARS, AuthPolicy, AuthPolicyConfig
 from lookupd.httpbody import MAX_BODY_BYTES, MAX_JSON_DEPTH
 from tests.support.lookupd import running_lookupd
 from tests.support.lookupd_process import (
@@ -133,3 +134,17 @@ def test_a_chunked_flood_is_cut_at_the_limit(daemon: LookupdProcess) -> None:
     assert growth < 32 * MiB, f"the daemon grew by {growth / MiB:.0f} MiB"
     assert health and all(answer.startswith(b"HTTP/1.1 200 ") for answer in health)
     assert "Traceback" not in daemon.log_text()
+
+
+def test_the_auth_policy_keeps_bounded_keys() -> None:
+    """The failures remembered are keyed by login and pwhash: what is kept of them is bounded,
+    and a long login still counts."""
+    policy = AuthPolicy(AuthPolicyConfig(ip_block_after=0, login_block_after=30))
+    login = "a" * 10_000 + "@example.org"
+    for n in range(30):
+        policy.report({"login": login, "pwhash": f"{n:03}" + "f" * 10_000,
+                       "remote": "192.0.2.1" + " " * 10_000, "success": False,
+                       "policy_reject": False})
+    [(kind, key, failures, *_)] = policy.blocks()
+    assert (kind, key, failures) == ("login", "a" * MAX_LOGIN_CHARS, 30)
+    assert policy.allow({"login": login, "remote": "192.0.2.1"})[0] == -1
