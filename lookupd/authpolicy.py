@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
-import json
 import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
@@ -51,14 +50,19 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from dinomail.store.authblocks import CLIENT, LOGIN
+from lookupd.httpbody import JSONBodyError, load_json_object
 from lookupd.metrics import LookupdMetrics
 
 PATH = "/dovecot/auth-policy"
 BLOCK_MESSAGE = "Too many failed logins, try again later"
 # Keys (clients, logins) remembered; past this, the longest quiet is forgotten first.
 MAX_TRACKED = 100_000
-# Dovecot's body is a handful of short strings.
-MAX_BODY_BYTES = 16 * 1024
+# What is kept of each field: the failures remembered are keyed by them, so their length
+# bounds that memory (a login is an address: 254 characters; a pwhash is at most a whole
+# SHA-512 in hex; an address, IPv6 with a zone at most). A longer login still counts, cut.
+MAX_LOGIN_CHARS = 320
+MAX_PWHASH_CHARS = 128
+MAX_REMOTE_CHARS = 64
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -261,14 +265,14 @@ class AuthPolicy:
 
     def allow(self, request: dict[str, Any]) -> tuple[int, str]:
         """(status, msg) for `command=allow`."""
-        remote = _text(request.get("remote"))
+        remote = _text(request.get("remote"), MAX_REMOTE_CHARS)
         if self._is_trusted(remote):
             self._count("allow", "trusted")
             return 0, ""
         now = self.clock()
         config = self.config
         client = client_key(remote)
-        login = _text(request.get("login")).lower()
+        login = _text(request.get("login"), MAX_LOGIN_CHARS).lower()
         client_failures = self.clients.count(client, now) if client else 0
         login_failures = self.logins.count(login, now) if login else 0
         if ((config.ip_block_after and client_failures >= config.ip_block_after)
@@ -287,13 +291,13 @@ class AuthPolicy:
 
     def report(self, request: dict[str, Any]) -> None:
         """Record the outcome of an authentication (`command=report`)."""
-        remote = _text(request.get("remote"))
+        remote = _text(request.get("remote"), MAX_REMOTE_CHARS)
         if self._is_trusted(remote):
             self._count("report", "trusted")
             return
         now = self.clock()
         client = client_key(remote)
-        login = _text(request.get("login")).lower()
+        login = _text(request.get("login"), MAX_LOGIN_CHARS).lower()
         if request.get("success") is True:
             self._count("report", "success")
             if login:
@@ -304,7 +308,7 @@ class AuthPolicy:
             self._count("report", "policy_reject")
         else:
             self._count("report", "failure")
-            pwhash = _text(request.get("pwhash"))
+            pwhash = _text(request.get("pwhash"), MAX_PWHASH_CHARS)
             if client:
                 self.clients.record(client, (login, pwhash), now)
             if login:
@@ -336,8 +340,9 @@ class AuthPolicy:
         return self.logins.over(self.config.login_block_after, self.clock())
 
 
-def _text(value: object) -> str:
-    return value if isinstance(value, str) else ""
+def _text(value: object, limit: int) -> str:
+    """A string field, cut at `limit` characters (anything else: empty)."""
+    return value[:limit] if isinstance(value, str) else ""
 
 
 def _beyond(failures: int, threshold: int) -> int:
@@ -376,12 +381,9 @@ def auth_policy_route(policy: AuthPolicy, api_key: str = "") -> Route:
         if command not in ("allow", "report"):
             return JSONResponse({"error": "command must be allow or report"}, status_code=400)
         try:
-            if int(request.headers.get("content-length") or 0) > MAX_BODY_BYTES:
-                raise ValueError("body too large")
-            fields = json.loads(await request.body())
-            if not isinstance(fields, dict):
-                raise ValueError("not a JSON object")
-        except ValueError as error:
+            # The body's size is bounded for the whole listener (`lookupd.httpbody.BodyLimit`).
+            fields = load_json_object(await request.body())
+        except JSONBodyError as error:
             return JSONResponse({"error": f"bad request: {error}"}, status_code=400)
         if command == "report":
             policy.report(fields)

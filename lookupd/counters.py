@@ -21,6 +21,11 @@ included. Each daemon thus drops the reset subject's counts within a sync interv
 next flush of that subject, whose returned totals start again from zero). What it counted but
 had not written yet (at most one flush interval of sends) survives the reset.
 
+A bad row. Requests are read with bounds (`lookupd.policy.attributes`), and a row whose values
+cannot be stored is dropped before it is batched; a row the database still refuses is written
+apart from the others and dropped with a log line (`lookupd.batchwrite`): no sender's counts
+wait behind another's.
+
 Restart. The counts live in the table; a starting daemon loads the rows of the last day before
 it answers. What was pending when a daemon died (at most one flush interval of sends) is lost;
 at a clean stop it is written.
@@ -32,11 +37,12 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 
 from prometheus_client import Counter, Gauge
 
+from dinomail.schema import sendcount
 from dinomail.sendwindows import (
     BUCKET_SECONDS,
     HOUR,
@@ -48,6 +54,7 @@ from dinomail.sendwindows import (
 from dinomail.store import Store
 from dinomail.store.policy import SendCount, add_counts, load_counts, prune_counts
 from dinomail.waiting import wait_for_event
+from lookupd.batchwrite import INT64_MAX, one_line, write_rows
 from lookupd.metrics import LookupdMetrics
 
 log = logging.getLogger("dinomail.lookupd.counters")
@@ -61,6 +68,9 @@ SYNC_OVERLAP = timedelta(seconds=3)
 # How often old rows are deleted, and how long after leaving every window they are kept.
 PRUNE_INTERVAL = 600.0
 PRUNE_MARGIN = 2 * HOUR
+
+# The longest subject name the table stores.
+MAX_NAME_LENGTH = sendcount.c.name.type.length or 254
 
 Subject = tuple[str, str]  # (kind, name): ("mailbox", "alice@example.org"), ("domain", ...)
 CellKey = tuple[int, int]  # (bucket_seconds, bucket_start)
@@ -141,6 +151,12 @@ class SendCounters:
             cell.pending_recipients -= row.recipients
         self.merge(totals)
 
+    def drop(self, row: SendCount) -> None:
+        """`row` cannot be stored: forget its increments (they would fail at every flush)."""
+        cell = self._cells[(row.kind, row.name)][(row.bucket_seconds, row.bucket_start)]
+        cell.pending_messages -= row.messages
+        cell.pending_recipients -= row.recipients
+
     def restore(self, batch: Iterable[SendCount]) -> None:
         """`batch` could not be written: try again at the next flush."""
         for row in batch:
@@ -209,10 +225,11 @@ class CounterSync:
         if metrics is not None:
             self._flushes = Counter(
                 "dinomail_lookupd_policy_counter_writes",
-                "Writes of sending counts to the database, by result (ok, error).",
+                "Writes of sending counts to the database, by result (ok, error; dropped: "
+                "a row that cannot be stored, left out).",
                 ["result"], registry=metrics.registry,
             )
-            for result in ("ok", "error"):
+            for result in ("ok", "error", "dropped"):
                 self._flushes.labels(result)
             subjects = Gauge(
                 "dinomail_lookupd_policy_counted_subjects",
@@ -238,18 +255,42 @@ class CounterSync:
         log.info("sending counts loaded: %d rows", len(rows))
 
     async def flush(self) -> None:
-        batch = self.counters.take_batch()
+        batch = []
+        for row in self.counters.take_batch():
+            if storable(row):
+                batch.append(row)
+            else:
+                self._drop(row, "out of bounds")
         if not batch:
             return
+        done: set[SendCount] = set()
+
+        def written(rows: Sequence[SendCount], totals: list[SendCount]) -> None:
+            self.counters.confirm(rows, totals)
+            done.update(rows)
+
+        def refused(row: SendCount, error: Exception) -> None:
+            self._drop(row, f"refused by the database: {one_line(error)}")
+            done.add(row)
+
         try:
-            async with self._begin() as conn:
-                totals = await add_counts(conn, batch, writer=self.writer)
+            await write_rows(batch, self._add, self.store.ping, written=written,
+                             refused=refused)
         except BaseException:
-            self.counters.restore(batch)
+            self.counters.restore(row for row in batch if row not in done)
             self._count_write("error")
             raise
-        self.counters.confirm(batch, totals)
         self._count_write("ok")
+
+    async def _add(self, rows: Sequence[SendCount]) -> list[SendCount]:
+        async with self._begin() as conn:
+            return await add_counts(conn, rows, writer=self.writer)
+
+    def _drop(self, row: SendCount, why: str) -> None:
+        self.counters.drop(row)
+        self._count_write("dropped")
+        log.warning("sending counts of %s %r (%d messages, %d recipients) dropped: %s",
+                    row.kind, row.name[:80], row.messages, row.recipients, why)
 
     async def sync(self) -> None:
         """Read the rows other daemons changed since the last sync."""
@@ -285,7 +326,7 @@ class CounterSync:
                 # Once per outage, not at every tick: the counts wait in memory meanwhile.
                 if not self._failing:
                     log.warning("sending counts: cannot reach the database (%s); counting "
-                                "goes on in memory", _one_line(error))
+                                "goes on in memory", one_line(error))
                 self._failing = True
             else:
                 if self._failing:
@@ -309,6 +350,7 @@ class CounterSync:
             self._flushes.labels(result).inc()
 
 
-def _one_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
+def storable(row: SendCount) -> bool:
+    """The row's values fit the table's columns."""
+    return (0 <= row.messages <= INT64_MAX and 0 <= row.recipients <= INT64_MAX
+            and 0 < len(row.name) <= MAX_NAME_LENGTH)

@@ -15,6 +15,8 @@ These answers hold password hashes. They are given only to clients on the loopba
 a unix socket, unless `DOVECOT_HTTP_SECRET` is set: then to any client sending
 `Authorization: Bearer <secret>`, and to no other (loopback included), so that a Dovecot on
 another machine can use them over a private network. `/metrics` and `/healthz` stay open.
+
+Every request body, on every path, is bounded (`lookupd.httpbody`: 16 KiB, however framed).
 """
 
 from __future__ import annotations
@@ -29,12 +31,15 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from lookupd.authpolicy import AuthPolicy, auth_policy_route
 from lookupd.dovecot.auth import UserdbSettings, iter_users, lookup_passdb, lookup_userdb
+from lookupd.httpbody import BodyLimit
 from lookupd.metrics import LookupdMetrics
 from lookupd.refresher import SnapshotHolder
 from lookupd.snapshot import Snapshot
@@ -133,7 +138,9 @@ def create_http_app(
         dovecot24 = request.query_params.get("dovecot") == "2.4"
         return lookup_userdb(snapshot, login, userdb, dovecot24=dovecot24)
 
-    return Starlette(routes=[
+    return Starlette(middleware=[Middleware(BodyLimit)], exception_handlers={
+        HTTPException: _json_error,
+    }, routes=[
         Route("/healthz", healthz),
         Route("/metrics", prometheus),
         Route("/dovecot/passdb/{login:path}", dovecot_lookup("passdb", passdb_lookup)),
@@ -142,6 +149,13 @@ def create_http_app(
         # Dovecot's auth_policy_server_url (brute-force protection, lookupd.authpolicy).
         *([auth_policy_route(auth_policy, auth_policy_api_key)] if auth_policy else []),
     ])
+
+
+async def _json_error(request: Request, error: Exception) -> Response:
+    """404, 405, ... as JSON, like every other answer of this listener."""
+    assert isinstance(error, HTTPException)
+    return JSONResponse({"error": error.detail}, status_code=error.status_code,
+                        headers=error.headers)
 
 
 async def _json_array(items: list[str]) -> AsyncIterator[bytes]:

@@ -12,7 +12,9 @@ wait up to a flush interval at every mailbox close. What that risks is small and
 itself: usage is a display value, not an enforced limit (Dovecot enforces quota from its own
 count), and a value lost with a crash is replaced by the next one `quota_clone` sends, which
 carries the full usage again. A failed write keeps the values for the next flush, unless newer
-ones arrived meanwhile.
+ones arrived meanwhile; a mailbox whose values cannot be stored is dropped alone, never holding
+back the others (`lookupd.batchwrite`). Values are bounded where they arrive
+(`lookupd.dovecot.dict`: 0..2^63-1, what a BIGINT column holds).
 
 Increments (the protocol's `A`, which `quota_clone` does not send but other dict writers may)
 are applied to the value in memory when there is one, else to the stored value at flush time.
@@ -23,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from prometheus_client import Counter, Gauge, Histogram
@@ -30,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dinomail.store import EVERYTHING, NotFound, Store, mailboxes
 from dinomail.waiting import wait_for_event
+from lookupd.batchwrite import INT64_MAX, one_line, write_rows
 from lookupd.metrics import LookupdMetrics
 
 log = logging.getLogger("dinomail.lookupd.quota")
@@ -97,6 +101,12 @@ class QuotaMetrics:
             "Duration of one batched quota usage write.",
             buckets=FLUSH_BUCKETS, registry=r,
         )
+        self.dropped = Counter(
+            "dinomail_lookupd_quota_dropped",
+            "Mailboxes whose reported usage could not be stored (out of bounds, or refused by "
+            "the database) and was dropped.",
+            registry=r,
+        )
         for result in ("ok", "error"):
             self.flushes.labels(result)
 
@@ -139,32 +149,53 @@ class QuotaWriter:
             await self.flush()
 
     async def flush(self) -> bool:
-        """Write what is pending; False if the write failed (the values are kept)."""
+        """Write what is pending; False if the database failed (the values are kept).
+
+        A mailbox whose usage cannot be stored (a value past BIGINT, or refused by the
+        database) is dropped with a log line; the others are stored (`lookupd.batchwrite`).
+        """
         async with self._flush_lock:
             if not self._pending:
                 return True
             batch, self._pending = self._pending, {}
             started = time.perf_counter()
+            done: set[str] = set()
+            stored = 0
+
+            def written(rows: Sequence[tuple[str, Usage]], count: int) -> None:
+                nonlocal stored
+                stored += count
+                done.update(email for email, _ in rows)
+
+            def refused(row: tuple[str, Usage], error: Exception) -> None:
+                done.add(row[0])
+                self._drop(row[0], f"refused by the database: {one_line(error)}")
+
             try:
-                written = await self._write(batch)
+                await write_rows(sorted(batch.items()), self._write, self.store.ping,
+                                 written=written, refused=refused)
             except Exception as error:
-                # Put back what no newer report has replaced, for the next flush.
-                for email, usage in batch.items():
-                    newer = self._pending.get(email)
-                    if newer is not None:
-                        usage.merge(newer)
-                    self._pending[email] = usage
-                self._record(ok=False, rows=0, started=started)
+                self._put_back({email: usage for email, usage in batch.items()
+                                if email not in done})
+                self._record(ok=False, rows=stored, started=started)
                 log.warning("could not store quota usage of %d mailboxes, will retry: %s",
-                            len(batch), str(error).splitlines()[0] if str(error) else error)
+                            len(batch) - len(done), one_line(error))
                 return False
-            self._record(ok=True, rows=written, started=started)
+            self._record(ok=True, rows=stored, started=started)
             return True
 
-    async def _write(self, batch: dict[str, Usage]) -> int:
+    def _put_back(self, batch: dict[str, Usage]) -> None:
+        """Keep what no newer report has replaced, for the next flush."""
+        for email, usage in batch.items():
+            newer = self._pending.get(email)
+            if newer is not None:
+                usage.merge(newer)
+            self._pending[email] = usage
+
+    async def _write(self, rows: Sequence[tuple[str, Usage]]) -> int:
         async with self.store.write() as conn:
             values: dict[str, tuple[int | None, int | None]] = {}
-            for email, usage in batch.items():
+            for email, usage in rows:
                 used_bytes, used_messages = usage.bytes, usage.messages
                 if usage.needs_stored_value:
                     stored_bytes, stored_messages = await _stored_usage(conn, email)
@@ -176,8 +207,18 @@ class QuotaWriter:
                     used_bytes += usage.bytes_delta
                 if used_messages is not None:
                     used_messages += usage.messages_delta
+                # Below zero is stored as 0 (`record_usage`); past BIGINT cannot be stored.
+                if max(used_bytes or 0, used_messages or 0) > INT64_MAX:
+                    self._drop(email, f"out of bounds ({used_bytes} bytes, "
+                                      f"{used_messages} messages)")
+                    continue
                 values[email] = (used_bytes, used_messages)
             return await mailboxes.record_usage(conn, values)
+
+    def _drop(self, email: str, why: str) -> None:
+        if self._metrics is not None:
+            self._metrics.dropped.inc()
+        log.warning("quota usage of %r dropped: %s", email[:80], why)
 
     def _record(self, *, ok: bool, rows: int, started: float) -> None:
         if self._metrics is None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -59,6 +60,11 @@ class Store:
             raise Conflict(f"this conflicts with existing data ({_constraint(error)})") from None
         for listener in self._write_listeners:
             listener()
+
+    async def ping(self) -> None:
+        """Raise if the database does not answer a trivial query."""
+        async with self.engine.connect() as conn:
+            await conn.execute(select(1))
 
     async def close(self) -> None:
         await self.engine.dispose()

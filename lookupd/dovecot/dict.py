@@ -26,9 +26,11 @@ Every failure has a conservative answer:
   configuration mistake) → `F`, which Dovecot reports as a temporary failure. `N` ("unknown
   user", which makes LMTP bounce and IMAP say "wrong password") only when the data says so;
 - a login that is not UTF-8 or holds a NUL → `N` (no stored address can match it);
-- a refused write → `F<id>` on commit; nothing of that transaction is kept;
-- an unknown command, a malformed line, a line over 64 KiB, an unknown transaction id, too many
-  open transactions, or a connection idle too long → that connection is closed, others go on.
+- a refused write → `F<id>` on commit; nothing of that transaction is kept. Refused: a quota
+  value out of 0..2^63-1, a transaction holding more than MAX_TRANSACTION_BYTES;
+- an unknown command, a malformed line, a line over 64 KiB, a number out of range, an unknown
+  transaction id, too many open transactions or more than MAX_CONNECTION_TRANSACTION_BYTES
+  held by them, or a connection idle too long → that connection is closed, others go on.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from collections.abc import Callable
 from typing import cast
 
 from dinomail.listen import ListenAddress, parse_listen
+from lookupd.batchwrite import INT64_MAX
 from lookupd.dovecot.auth import (
     UserdbSettings,
     encode_fields,
@@ -73,10 +76,20 @@ MAX_LINE_BYTES = 64 * 1024
 DEFAULT_IDLE_TIMEOUT = 300.0
 SHUTDOWN_QUIET = 0.1
 
-# quota_clone opens one transaction at a time with two changes; these bounds only stop a client
-# from holding memory.
+# quota_clone opens one transaction at a time with two changes of about 50 bytes; a dict
+# attribute is one value on one line (MAX_LINE_BYTES). These bounds only stop a client from
+# holding memory: bytes held per transaction (keys, values and user, plus CHANGE_OVERHEAD for
+# each change's Python objects) and for all the open transactions of a connection. A
+# transaction past its bound fails at commit (`F<id>`) and keeps nothing meanwhile; a
+# connection past its bound is closed.
 MAX_TRANSACTIONS = 64
 MAX_TRANSACTION_CHANGES = 1024
+MAX_TRANSACTION_BYTES = 2 * MAX_LINE_BYTES
+MAX_CONNECTION_TRANSACTION_BYTES = 4 * MAX_LINE_BYTES
+CHANGE_OVERHEAD = 128
+
+# A user name longer than this is no address (254 characters of up to 4 UTF-8 bytes).
+MAX_USER_LENGTH = 1024
 
 # Rows written between two yields to the event loop while iterating a million mailboxes, so that
 # lookups on other connections keep being answered.
@@ -113,11 +126,27 @@ class DictClientError(Exception):
 
 
 class Transaction:
-    __slots__ = ("changes", "user")
+    __slots__ = ("changes", "failed", "size", "user")
 
     def __init__(self, user: str) -> None:
         self.user = user
         self.changes: list[tuple[bytes, bytes, bytes]] = []  # (command, key, value)
+        self.size = len(user) + CHANGE_OVERHEAD  # bytes held, about
+        self.failed = ""  # why the commit will fail; its changes are not kept
+
+    def add(self, command: bytes, key: bytes, value: bytes) -> None:
+        if self.failed:
+            return
+        self.size += len(key) + len(value) + CHANGE_OVERHEAD
+        if self.size > MAX_TRANSACTION_BYTES:
+            self.fail(f"transaction larger than {MAX_TRANSACTION_BYTES} bytes")
+            return
+        self.changes.append((command, key, value))
+
+    def fail(self, reason: str) -> None:
+        self.failed = reason
+        self.changes = []
+        self.size = len(self.user) + CHANGE_OVERHEAD
 
 
 class DictService:
@@ -172,14 +201,17 @@ class DictService:
             return "notfound", _NOT_FOUND
         return "ok", b"O" + tabescape(encode_fields(fields)) + b"\n"
 
-    def canonical_user(self, user: str) -> str:
-        """The stored address of the mailbox `user` names (Dovecot may use an alias domain)."""
+    def canonical_user(self, user: str) -> str | None:
+        """The stored address of the mailbox `user` names (Dovecot may use an alias domain);
+        None when the snapshot knows no such mailbox, or `user` cannot be an address: its
+        usage would not be stored, and a client must not fill memory with made-up names."""
+        if len(user) > MAX_USER_LENGTH:
+            return None
         snapshot = self.snapshot_source()
-        if snapshot is not None:
-            record = find_login(snapshot, user)
-            if record is not None:
-                return record.email
-        return user.lower()
+        if snapshot is None:
+            return user.lower()  # not loaded yet: the writer skips unknown addresses
+        record = find_login(snapshot, user)
+        return None if record is None else record.email
 
     def _record(self, kind: str, result: str, started: float, error: str | None = None) -> None:
         recorder = self.recorder
@@ -190,16 +222,27 @@ class DictService:
 
 
 def _parse_uint(field: bytes, what: str) -> int:
-    if not field.isdigit():
+    """0..INT64_MAX, as Dovecot's str_to_* would take it; else the client broke the protocol."""
+    value = _bounded_uint(field)
+    if value is None:
         raise DictClientError("malformed", f"{what} is not a number: {field[:40]!r}")
-    return int(field)
+    return value
 
 
 def _parse_int(field: bytes, what: str) -> int:
-    digits = field[1:] if field[:1] in (b"-", b"+") else field
-    if not digits.isdigit():
+    """-INT64_MAX..INT64_MAX (Dovecot's str_to_llong; it closes the connection beyond)."""
+    value = _bounded_uint(field[1:] if field[:1] in (b"-", b"+") else field)
+    if value is None:
         raise DictClientError("malformed", f"{what} is not a number: {field[:40]!r}")
-    return int(field)
+    return -value if field[:1] == b"-" else value
+
+
+def _bounded_uint(digits: bytes) -> int | None:
+    # The length first: int() of thousands of digits is slow, and raises past 4,300.
+    if not digits.isdigit() or len(digits) > 19:
+        return None
+    value = int(digits)
+    return value if value <= INT64_MAX else None
 
 
 class DictProtocol(asyncio.Protocol):
@@ -220,7 +263,7 @@ class DictProtocol(asyncio.Protocol):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._idle_handle: asyncio.TimerHandle | None = None
         self._last_activity = 0.0
-        self._partial = b""
+        self._partial: bytes | bytearray = b""
         self._queue: deque[bytes] = deque()
         self._major = 0  # 0 until the handshake
         self._dict = ""
@@ -252,7 +295,10 @@ class DictProtocol(asyncio.Protocol):
         assert self._loop is not None
         self._last_activity = self._loop.time()
         if self._partial:
-            data = self._partial + data
+            if b"\n" not in data:
+                self._keep_partial(data)
+                return
+            data = bytes(self._partial) + data
             self._partial = b""
         elif (
             data[-1:] == b"\n" and data.count(b"\n") == 1 and self._major
@@ -262,10 +308,7 @@ class DictProtocol(asyncio.Protocol):
             self._run_line(data[:-1])
             return
         if b"\n" not in data:
-            if len(data) > MAX_LINE_BYTES:
-                self._client_error("oversize", f"a line longer than {MAX_LINE_BYTES} bytes")
-            else:
-                self._partial = data
+            self._keep_partial(data)
             return
         lines = data.split(b"\n")
         partial = lines.pop()
@@ -275,6 +318,16 @@ class DictProtocol(asyncio.Protocol):
         self._partial = partial
         self._queue.extend(lines)
         self._run_queue()
+
+    def _keep_partial(self, data: bytes) -> None:
+        """Hold the start of a line, in a bytearray grown in place: a line sent one byte at a
+        time must not be copied again at every byte. Past MAX_LINE_BYTES the client is closed."""
+        if len(self._partial) + len(data) > MAX_LINE_BYTES:
+            self._client_error("oversize", f"a line longer than {MAX_LINE_BYTES} bytes")
+        elif self._partial:
+            self._partial += data
+        else:
+            self._partial = bytearray(data)
 
     def eof_received(self) -> bool:
         return False
@@ -483,6 +536,7 @@ class DictProtocol(asyncio.Protocol):
         else:
             user = self._handshake_user
         self._transactions[transaction_id] = Transaction(user)
+        self._check_held_bytes()
 
     def _change(self, command: bytes, args: list[bytes], with_value: bool) -> None:
         if len(args) != (3 if with_value else 2):
@@ -492,7 +546,19 @@ class DictProtocol(asyncio.Protocol):
             _parse_int(args[2], "increment")  # Dovecot's server closes on a bad number too
         if len(transaction.changes) >= MAX_TRANSACTION_CHANGES:
             raise DictClientError("too_many_changes", "too many changes in one transaction")
-        transaction.changes.append((command, args[1], args[2] if with_value else b""))
+        transaction.add(command, args[1], args[2] if with_value else b"")
+        if transaction.failed:
+            logger.info("dict: transaction %s refused: %s", args[0][:20].decode("ascii"),
+                        transaction.failed)
+        self._check_held_bytes()
+
+    def _check_held_bytes(self) -> None:
+        held = sum(transaction.size for transaction in self._transactions.values())
+        if held > MAX_CONNECTION_TRANSACTION_BYTES:
+            raise DictClientError(
+                "too_much_data",
+                f"open transactions hold more than {MAX_CONNECTION_TRANSACTION_BYTES} bytes",
+            )
 
     def _no_reply(self, args: list[bytes]) -> None:
         # T (timestamp) and V (hide log values): nothing to keep, but the transaction must exist.
@@ -512,7 +578,9 @@ class DictProtocol(asyncio.Protocol):
         transaction_id, transaction = self._transaction(args[0])
         del self._transactions[transaction_id]
         started = time.perf_counter()
-        if self._dict == QUOTA_DICT:
+        if transaction.failed:
+            error = f"refused: {transaction.failed}"
+        elif self._dict == QUOTA_DICT:
             error = self._commit_quota(transaction)
         else:
             error = "read-only dict: passdb and userdb are changed through DinoMail"
@@ -538,9 +606,15 @@ class DictProtocol(asyncio.Protocol):
                        f"{QUOTA_MESSAGES_KEY.decode()} are written here"
             is_bytes = key == QUOTA_BYTES_KEY
             if command == b"S":
-                if not value.isdigit():
-                    return f"refused: {key.decode()} must be a whole number"
-                absolute, delta = int(value), 0
+                # quota_clone writes unsigned decimals (PRIu64), never a sign; the column is a
+                # BIGINT: 0..2^63-1.
+                absolute = _bounded_uint(value)
+                if absolute is None:
+                    # Counted as a refused commit (the quota map's "perm" lookups).
+                    logger.info("dict: quota of %r: %s out of bounds: %r, commit refused",
+                                transaction.user[:80], key.decode(), value[:40])
+                    return f"refused: {key.decode()} must be a whole number from 0 to {INT64_MAX}"
+                delta = 0
             elif command == b"U":
                 absolute, delta = 0, 0
             elif command == b"A":
@@ -552,7 +626,9 @@ class DictProtocol(asyncio.Protocol):
                 usage.bytes, usage.bytes_delta = absolute, delta
             else:
                 usage.messages, usage.messages_delta = absolute, delta
-        writer.accept(self._service.canonical_user(transaction.user), usage)
+        email = self._service.canonical_user(transaction.user)
+        if email is not None:  # else a mailbox deleted while Dovecot held its mail: nothing to do
+            writer.accept(email, usage)
         return None
 
     # --- closing ---------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """Postfix policy delegation (`check_policy_service`): recipient quota and sending limits.
 
-`request` frames the attribute protocol, `rules` decides, `tables` loads the limits and full
-mailboxes, `server` serves connections; the counts are `lookupd.counters`.
+`request` frames the attribute protocol, `attributes` reads the values the decisions use with
+their bounds, `rules` decides, `tables` loads the limits and full mailboxes, `server` serves
+connections; the counts are `lookupd.counters`.
 """
 
 from lookupd.policy.rules import PolicyConfig

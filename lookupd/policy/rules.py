@@ -38,9 +38,10 @@ from dinomail.records import MailboxRow
 from dinomail.sendwindows import DAY, HOUR
 from lookupd.counters import SendCounters
 from lookupd.metrics import LookupdMetrics
+from lookupd.policy.attributes import AttributeMetrics, AttributeReader
 from lookupd.policy.request import PolicyRequest
 from lookupd.policy.tables import PolicyTables, SendLimits
-from lookupd.resolve import decode_key, find_login, parse_address, resolve_alias, split_extension
+from lookupd.resolve import find_login, parse_address, resolve_alias, split_extension
 from lookupd.snapshot import Snapshot
 
 log = logging.getLogger("dinomail.lookupd.policy")
@@ -124,6 +125,7 @@ class PolicyMetrics:
             ["limit"], registry=metrics.registry,
         )
         self.limits = {name: limits.labels(name) for name in LIMIT_NAMES}
+        self.attributes = AttributeMetrics(metrics)
 
 
 class PolicyDecider:
@@ -146,6 +148,7 @@ class PolicyDecider:
         self.counters = counters
         self.config = config or PolicyConfig()
         self._metrics = metrics
+        self._attributes = AttributeReader(metrics.attributes if metrics is not None else None)
         self._clock = clock
         self._quota_action = encode_action(self.config.quota_reply)
         self._limit_actions: dict[str, bytes] = {}
@@ -175,7 +178,7 @@ class PolicyDecider:
         self, request: PolicyRequest, snapshot: Snapshot, tables: PolicyTables, now: float
     ) -> tuple[bytes, str]:
         if self.config.check_quota and tables.full_mailboxes:
-            recipient = decode_key(request.get(b"recipient", b""))
+            recipient = self._attributes.address(request, "recipient")
             if recipient:
                 mailbox = recipient_mailbox(snapshot, recipient)
                 if (mailbox is not None and mailbox.quota
@@ -184,7 +187,7 @@ class PolicyDecider:
         sender = self._sender(request, snapshot)
         if sender is None:
             return DUNNO, "dunno"
-        instance = request.get(b"instance", b"")
+        instance = self._attributes.instance(request)
         transaction = self._open.get(instance) if instance else None
         accepted = int(transaction[0]) if transaction is not None else 0
         refusal = self._over_limit(*sender, tables, 1, accepted + 1, now)
@@ -203,14 +206,11 @@ class PolicyDecider:
         sender = self._sender(request, snapshot)
         if sender is None:
             return DUNNO, "dunno"
-        instance = request.get(b"instance", b"")
+        instance = self._attributes.instance(request)
         transaction = self._open.pop(instance, None) if instance else None
         if instance and instance in self._counted:
             return DUNNO, "dunno"  # this message is counted already
-        try:
-            recipients = int(request.get(b"recipient_count", b"0"))
-        except ValueError:
-            recipients = 0
+        recipients = self._attributes.recipient_count(request)
         if recipients <= 0:
             recipients = int(transaction[0]) if transaction is not None else 1
         refusal = self._over_limit(*sender, tables, 1, recipients, now)
@@ -226,10 +226,7 @@ class PolicyDecider:
     def _sender(self, request: PolicyRequest, snapshot: Snapshot) -> tuple[str, str] | None:
         """(mailbox address, domain) of the authenticated sender; None if not authenticated
         or not one of our mailboxes (a master user, say: no limits are known for it)."""
-        raw = request.get(b"sasl_username")
-        if not raw:
-            return None
-        login = decode_key(raw)
+        login = self._attributes.address(request, "sasl_username")
         record = find_login(snapshot, login) if login else None
         if record is None:
             return None
