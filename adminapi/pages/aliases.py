@@ -33,7 +33,7 @@ async def alias_list(page: Page) -> Response:
         )
         # Interior destinations → whether they exist; exterior ones are absent (always ok).
         status = await aliases.destination_status(
-            conn, [row["destination"] for row in window.rows])
+            conn, page.scope, [row["destination"] for row in window.rows])
     query = {"domain": domain["name"] if domain else "", "q": q}
     return page.render(
         "aliases.html", aliases=window.rows, alias_status=status, q=q, domain=domain,
