@@ -397,3 +397,11 @@ async def test_catch_all_owners_send_as_the_domain_only_when_it_says_so(store: S
             "catchall_senders": True}, headers=who["alice"].headers)
         assert turned_on.status_code == 202
     assert resolve_senders(await _snapshot(store), "ceo@a.test") == ["carol@a.test"]
+    # The domain's page shows the choice and turns it off again.
+    async with pages_client(store, page_settings()) as client:
+        browser = await log_in(client, "alice")
+        form = (await client.get(f"/virtual-domains/{A}/edit")).text
+        assert re.search(r'name="catchall_senders"[^>]*checked', form)
+        answer = await browser.post(f"/virtual-domains/{A}/edit", {"active": "on"})
+        assert answer.status_code == 303
+    assert resolve_senders(await _snapshot(store), "ceo@a.test") is None
