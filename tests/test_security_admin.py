@@ -376,9 +376,19 @@ async def test_an_alias_to_an_inactive_mailbox_is_not_ok(store: Store) -> None:
             conn, EVERYTHING, ["off@a.test", "a1@a.test"])
     assert status == {"off@a.test": False, "a1@a.test": True}
     async with pages_client(store, page_settings()) as client:
-        await log_in(client, "alice")
+        browser = await log_in(client, "alice")
         cells = _ok_cells((await client.get("/virtual-aliases/")).text)
-    assert sorted(cells) == ["No/ok-mark", "No/warn-mark"]
+        assert sorted(cells) == ["No/ok-mark", "No/warn-mark"]
+        # Creating one on the page says so at once.
+        made = await browser.post("/virtual-aliases/new", {
+            "source": "sales@a.test", "destination": "off@a.test"})
+        assert made.status_code == 303
+        shown = (await client.get(made.headers["location"])).text
+        assert "off@a.test is not an active user or alias here" in shown
+        made = await browser.post("/virtual-aliases/new", {
+            "source": "sales@a.test", "destination": "a1@a.test"})
+        shown = (await client.get(made.headers["location"])).text
+        assert "is not an active user or alias here" not in shown
 
 
 async def test_catch_all_owners_send_as_the_domain_only_when_it_says_so(store: Store) -> None:
