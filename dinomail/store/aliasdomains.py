@@ -57,7 +57,9 @@ async def _check(
         sa.select(virtualdomain.c.id).where(virtualdomain.c.id == target)
     ) is None:
         raise NotFound("domain not found", field="target_domain")
-    await domains.check_name_free(conn, values["name"], alias_domain_id=alias_domain_id or 0)
+    await domains.check_name_free(
+        conn, values["name"], alias_domain=True, own_id=alias_domain_id
+    )
 
 
 def _check_may_name(scope: Scope) -> None:
