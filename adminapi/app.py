@@ -13,6 +13,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from adminapi import api, autoconfig, pages
 from adminapi.api import logredact
 from adminapi.api.errors import EXCEPTION_HANDLERS
+from adminapi.loginlimit import LoginRateLimiter
 from adminapi.metrics import HttpMetrics, MetricsMiddleware
 from adminapi.mtasts import MtaStsHost
 from dinomail.dnscheck import DnsRefresher
@@ -85,5 +86,7 @@ def create_app(settings: Settings, store: Store) -> Starlette:
     # Started by the process that serves the app (`dinomail serve`, `dinomail adminapi`).
     app.state.dns_refresher = DnsRefresher(store, settings, DnsCheckMetrics(metrics.registry))
     app.state.reports = ReportsService(store, settings, ReportMetrics(metrics.registry))
-    app.state.pages = pages.build_state(settings)
+    # One count of failed admin logins for the pages and the API's Basic credentials.
+    app.state.login_limiter = LoginRateLimiter()
+    app.state.pages = pages.build_state(settings, app.state.login_limiter)
     return app

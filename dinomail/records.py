@@ -17,6 +17,9 @@ class DomainRow:
     id: int
     name: str
     active: bool
+    # The catch-all's destinations may send as the domain's addresses that are neither a
+    # mailbox nor an alias (see `lookupd.resolve.resolve_senders`).
+    catchall_senders: bool = False
 
 
 @dataclass(frozen=True, slots=True)

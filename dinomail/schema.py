@@ -66,6 +66,8 @@ virtualdomain = sa.Table(
     sa.Column("total_quota", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("default_quota", sa.BigInteger, nullable=False, server_default="0"),
     _timestamp("created_at"),
+    # New (0007): the catch-all's destinations may send as the domain's unused addresses.
+    sa.Column("catchall_senders", sa.Boolean, nullable=False, server_default=sa.false()),
 )
 
 virtualuser = sa.Table(
@@ -152,6 +154,8 @@ admin = sa.Table(
     sa.Column("is_active", sa.Boolean, nullable=False, server_default=sa.true()),
     _timestamp("created_at"),
     _timestamp("last_login", nullable=True),
+    # New (0007): sessions opened in an older generation are over (logout, new password, ...).
+    sa.Column("session_generation", sa.Integer, nullable=False, server_default="0"),
 )
 
 admin_domain = sa.Table(

@@ -54,6 +54,8 @@ class Settings:
     DINOMAIL_LEGALS: str = ""
     DINOMAIL_PASSWORD_SCHEME: str = "SHA512-CRYPT"
     ALLOW_WEAK_PASSWORD_SCHEMES: bool = False
+    # The shortest new mailbox password (see `dinomail.store.mailboxes.check_new_password`).
+    MAILBOX_PASSWORD_MIN_LENGTH: int = 10
 
     # Where the daemons listen: `HOST:PORT`, `[v6]:PORT` or `unix:/path`.
     HTTP_LISTEN: str = "127.0.0.1:8000"
@@ -261,6 +263,12 @@ def _check_non_negative(value: int) -> None:
         raise ValueError("must be zero or more")
 
 
+def _check_password_min_length(value: int) -> None:
+    # Below 8, NIST SP 800-63B's floor, a password falls to guessing over the network.
+    if not 8 <= value <= 128:
+        raise ValueError("must be between 8 and 128")
+
+
 def _check_language(value: str) -> None:
     if value not in LANGUAGES:
         raise ValueError(f"must be one of {', '.join(LANGUAGES)}")
@@ -325,6 +333,7 @@ _CHECKS: dict[str, Callable[[Any], None]] = {
     "LANGUAGE_CODE": _check_language,
     "TIME_ZONE": _check_time_zone,
     "API_LIMIT_PER_PAGE": _check_non_negative,
+    "MAILBOX_PASSWORD_MIN_LENGTH": _check_password_min_length,
     "ALLOWED_HOSTS": _check_allowed_hosts,
     "HTTP_LISTEN": _check_listen,
     "SOCKETMAP_LISTEN": _check_listen,

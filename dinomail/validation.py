@@ -9,6 +9,7 @@ admin understands.
 from __future__ import annotations
 
 import re
+import unicodedata
 
 import idna
 
@@ -72,8 +73,40 @@ def display_domain(name: str) -> str:
         return name
 
 
+# Local parts (RFC 5321 dot-atom, RFC 6531 UTF-8) are stored in Unicode NFC, lowercased. Refused,
+# because they make one address look like another or hide what it is:
+# - control (Cc), format (Cf: zero-width spaces and joiners, BOM, bidi embeddings and overrides),
+#   surrogate, private-use and unassigned (C*) characters, and every separator (Z*: spaces, line
+#   and paragraph separators);
+# - compatibility forms, i.e. characters NFKC normalisation would change (full-width `ａ`,
+#   ligatures `ﬁ`, superscripts): they are refused rather than folded, so what an admin typed is
+#   never silently turned into another address.
+_REFUSED_CATEGORIES = ("C", "Z")
+
+
+def check_localpart_characters(local: str, field: str) -> str:
+    """The local part in NFC, or a ValidationError naming the first character refused."""
+    local = unicodedata.normalize("NFC", local)
+    for char in local:
+        if unicodedata.category(char)[0] in _REFUSED_CATEGORIES:
+            raise ValidationError(
+                field,
+                f"the part before @ contains an invisible or control character "
+                f"(U+{ord(char):04X} {unicodedata.name(char, 'unnamed')})",
+            )
+    if unicodedata.normalize("NFKC", local) != local:
+        char = next(c for c in local if unicodedata.normalize("NFKC", c) != c)
+        raise ValidationError(
+            field,
+            f"the part before @ contains a compatibility character (U+{ord(char):04X} "
+            f"{unicodedata.name(char, 'unnamed')}); type {unicodedata.normalize('NFKC', char)!r} "
+            "instead",
+        )
+    return local
+
+
 def normalize_localpart(value: str, field: str) -> str:
-    local = value.lower()
+    local = unicodedata.normalize("NFC", check_localpart_characters(value, field).lower())
     if not local:
         raise ValidationError(field, "the part before @ is empty")
     if len(local.encode()) > MAX_LOCALPART_OCTETS:

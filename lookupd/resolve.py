@@ -216,7 +216,9 @@ def resolve_senders(snapshot: Snapshot, address: str) -> list[str] | None:
     A mailbox owns itself; an alias is owned by the active local mailboxes it delivers to,
     following alias → alias chains; the address is tried exactly, then without its extension;
     an alias-domain address is owned like its target address; an address that is neither a
-    mailbox nor an alias is owned by the owners of its domain's catch-all.
+    mailbox nor an alias is owned by the owners of its domain's catch-all only when the domain
+    allows it (`catchall_senders`, off by default: receiving `ceo@` through a catch-all is no
+    reason to send as `ceo@`).
     """
     parsed = parse_address(address)
     if parsed is None or not parsed[0]:
@@ -259,7 +261,8 @@ def _collect_owners(
             return _collect_owners(
                 snapshot, local, target, owners, visited, depth + 1, catch_all=catch_all
             )
-    if catch_all:
+    domain_row = snapshot.domain(domain) if catch_all else None
+    if domain_row is not None and domain_row.catchall_senders:
         destinations = snapshot.destinations(f"@{domain}")
         _collect_destination_owners(snapshot, destinations, owners, visited, depth)
     return False

@@ -13,14 +13,17 @@ from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy as sa
 
 from dinomail.store import EVERYTHING, Store, aliases, apikeys
 from tests.support.adminapi import (
+    PASSWORD,
     add_admin,
     add_domain,
     add_key,
     add_mailbox,
     api_client,
+    api_settings,
     basic_header,
     fast_admin_hashing,
     key_header,
@@ -71,10 +74,13 @@ MATRIX = (
     Row("POST", "/api/virtualuser/", per_caller(lambda c: {"email": f"other-{c}@b.org"}),
         201, 400, 403),
     Row("POST", "/api/virtualalias/",
-        per_caller(lambda c: {"source": f"new-{c}@b.org", "destination": "x@example.net"}),
+        per_caller(lambda c: {"source": f"al-{c}@b.org", "destination": "x@example.net"}),
         201, 400, 403),
     Row("POST", "/api/aliasdomain/",
-        per_caller(lambda c: {"name": f"alias-{c}.net", "target_domain": B}), 201, 400, 403),
+        per_caller(lambda c: {"name": f"alias-{c}.net", "target_domain": B}), 201, 403, 403),
+    # Naming an alias domain takes a mail domain's name: superadmins only, whatever the target.
+    Row("POST", "/api/aliasdomain/",
+        per_caller(lambda c: {"name": f"mine-{c}.net", "target_domain": A}), 201, 403, 403),
     Row("PATCH", f"/api/virtualuser/{B}/", {"quota": 7}, 202, 404, 403),
     Row("PUT", f"/api/virtualuser/{A}/", {"email": "a1@a.org", "quota": 9}, 204, 204, 403),
     Row("PATCH", f"/api/virtualalias/{B}/", {"destination": "y@example.net"}, 202, 404, 403),
@@ -219,3 +225,304 @@ async def test_basic_credentials_see_only_their_own_keys(store: Store) -> None:
         # Basic credentials open /api/apikey/ only.
         assert (await client.get("/api/virtualdomain/", headers=basic_header("root"))
                 ).status_code == 401
+
+
+# --- the matrix generated from the route table ---------------------------------------------------
+#
+# Every route of the application (API, pages, machine endpoints), every method it takes, asked by
+# every kind of caller. A route added later is covered without touching this file; a route that
+# answers without credentials must be listed in PUBLIC below, on purpose.
+
+# Answer without any credentials: documents, health, metrics, mail clients' autoconfiguration,
+# and the pages that come before a login.
+PUBLIC = frozenset({
+    "/healthz", "/metrics", "/api/", "/api/openapi.json", "/api/docs/",
+    "/mail/config-v1.1.xml", "/.well-known/autoconfig/mail/config-v1.1.xml",
+    "/autodiscover/autodiscover.xml", "/mail/apple.mobileconfig",
+    "/login", "/language", "/legals",
+})
+MISSING_ID = 987654
+# Tables a request may touch without it being a change an admin made: keys record their last use,
+# admins their last login.
+BOOKKEEPING = ("dinomail_apikey", "dinomail_admin")
+# A plausible body per API resource (the first path segment after /api/), so that writes get
+# past the shape checks to the object itself.
+API_BODIES: dict[str, dict[str, Any]] = {
+    "virtualdomain": {"display_name": "changed"},
+    "virtualuser": {"quota": 7},
+    "virtualalias": {"destination": "y@example.net"},
+    "aliasdomain": {"active": False},
+    "domainlimit": {"default_quota": 5},
+    "admin": {"email": ""},
+    "changeuserpassword": {"password": "a long enough password"},
+    "apikey": {"name": "matrix"},
+}
+
+# Creations naming a domain, per list route: a tenant naming the other tenant's domain must get
+# the answer a domain that does not exist gets. `own` is the caller's domain (id and name).
+MISSING_DOMAIN = "missing.example"
+CREATIONS: dict[str, Callable[[str, int, str], dict[str, Any]]] = {
+    "/api/virtualdomain/": lambda domain, own, own_name: {"name": domain},
+    "/api/virtualuser/": lambda domain, own, own_name: {"email": f"n@{domain}"},
+    "/api/virtualalias/": lambda domain, own, own_name: {
+        "source": f"n@{domain}", "destination": "x@example.net"},
+    "/api/aliasdomain/": lambda domain, own, own_name: {"name": domain, "target_domain": own},
+    "/virtual-domains/new": lambda domain, own, own_name: {"name": domain, "active": "on"},
+    "/virtual-users/new": lambda domain, own, own_name: {"email": f"n@{domain}",
+                                                         "active": "on"},
+    "/virtual-aliases/new": lambda domain, own, own_name: {
+        "source": f"n@{domain}", "destination": "x@example.net"},
+    "/alias-domains/new": lambda domain, own, own_name: {
+        "name": domain, "target": own_name, "active": "on"},
+}
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    path: str  # with {pk} where an object id goes
+    method: str
+
+    @property
+    def is_api(self) -> bool:
+        return self.path == "/api/" or self.path.startswith("/api/")
+
+    @property
+    def has_pk(self) -> bool:
+        return "{pk}" in self.path
+
+    @property
+    def is_write(self) -> bool:
+        return self.method != "GET"
+
+    def url(self, pk: int = 1) -> str:
+        return self.path.replace("{pk}", str(pk))
+
+
+def endpoints(app: Any) -> list[Endpoint]:
+    from starlette.routing import Route
+
+    found = []
+    for route in app.routes:
+        if not isinstance(route, Route):
+            continue  # the static files' mount
+        path = route.path.replace("{pk:int}", "{pk}")
+        for method in sorted(route.methods or ()):
+            if method != "HEAD":
+                found.append(Endpoint(path, method))
+    return found
+
+
+@dataclass
+class Caller:
+    """One way of asking: API headers, and a pages client holding its session (if any)."""
+
+    name: str
+    headers: dict[str, str]
+    pages: httpx.AsyncClient
+    store: Store
+    token: str = ""
+
+    async def ask(self, endpoint: Endpoint, pk: int = 1, *, body: dict[str, Any] | None = None,
+                  params: dict[str, str] | None = None) -> httpx.Response:
+        url = endpoint.url(pk)
+        if endpoint.is_api or (url in PUBLIC and not url.startswith(("/login", "/language"))):
+            if body is None:
+                body = API_BODIES.get(url.split("/")[2] if endpoint.is_api else "", {})
+            return await self.pages.request(
+                endpoint.method, url, headers=self.headers, params=params,
+                json=body if endpoint.is_write and endpoint.is_api else None,
+            )
+        if endpoint.method == "POST":
+            return await self.pages.post(url, data={**(body or {}), "csrf_token": self.token})
+        return await self.pages.request(endpoint.method, url, params=params)
+
+
+async def _mail_rows(store: Store) -> dict[str, list[tuple[Any, ...]]]:
+    from dinomail import schema
+
+    async with store.read() as conn:
+        return {
+            table.name: sorted(
+                (tuple(row) for row in await conn.execute(sa.select(table))), key=repr
+            )
+            for table in schema.metadata.sorted_tables if table.name not in BOOKKEEPING
+        }
+
+
+async def _tenant_world(store: Store) -> dict[str, Any]:
+    """Two tenants whose objects have id 1 (a.example's) and 2 (b.example's) in every table:
+    domains, mailboxes, aliases, alias domains, domain limits, admins and API keys."""
+    from dinomail.store import aliasdomains
+
+    await add_domain(store, "tenant-a.example")
+    await add_domain(store, "tenant-b.example")
+    await add_mailbox(store, "box@tenant-a.example")
+    await add_mailbox(store, "box@tenant-b.example")
+    async with store.write() as conn:
+        for letter in "ab":
+            await aliases.create(conn, "test", EVERYTHING, {
+                "source": f"list@tenant-{letter}.example",
+                "destination": f"box@tenant-{letter}.example"})
+        for number, letter in ((1, "a"), (2, "b")):
+            await aliasdomains.create(conn, "test", EVERYTHING, {
+                "name": f"alias-{letter}.example", "target_domain_id": number})
+    alice = await add_admin(store, "alice", domain_ids=(1,))
+    bob = await add_admin(store, "bob", domain_ids=(2,))
+    assert (alice.id, alice.key_id, bob.id, bob.key_id) == (1, 1, 2, 2)
+    root = await add_admin(store, "root", superadmin=True)
+    read_only = await add_key(store, root, read_only=True)
+    revoked = await add_key(store, root)
+    gone = await add_admin(store, "gone", domain_ids=(1,))
+    async with store.write() as conn:
+        await apikeys.revoke(conn, "test", root.id, revoked.key_id)
+    return {"alice": alice, "bob": bob, "root": root, "read_only": read_only,
+            "revoked": revoked, "gone": gone}
+
+
+async def _log_in(client: httpx.AsyncClient, username: str) -> str:
+    import re
+
+    token = re.compile(r'name="csrf_token" value="([^"]+)"')
+    first = token.search((await client.get("/login")).text)
+    assert first is not None
+    answer = await client.post("/login", data={
+        "username": username, "password": PASSWORD, "csrf_token": first.group(1)})
+    assert answer.status_code == 303, answer.text
+    found = token.search((await client.get("/")).text)
+    assert found is not None
+    return found.group(1)
+
+
+def _same(answers: list[httpx.Response], their_domain: str) -> bool:
+    theirs, missing = answers
+    return (theirs.status_code, theirs.text.replace(their_domain, MISSING_DOMAIN)) == (
+        missing.status_code, missing.text)
+
+
+async def _compare_creations(caller: Caller, endpoint: Endpoint, theirs: int, their_name: str,
+                             check: Callable[..., None]) -> None:
+    """Creating in the other tenant's domain: a missing domain's answer, and nothing made."""
+    own = 3 - theirs
+    own_name = "tenant-a.example" if own == 1 else "tenant-b.example"
+    make = CREATIONS[endpoint.path]
+    before = await _mail_rows(caller.store)
+    answers = [
+        await caller.ask(endpoint, body=make(domain, own, own_name))
+        for domain in (f"{their_name}.example", MISSING_DOMAIN)
+    ]
+    check(_same(answers, f"{their_name}.example"), caller.name, endpoint, answers[0],
+          f"creation differs from a missing domain's {answers[1].status_code} "
+          f"{answers[1].text[:100]!r}")
+    check(answers[0].status_code >= 400, caller.name, endpoint, answers[0], "was accepted")
+    check(await _mail_rows(caller.store) == before, caller.name, endpoint, answers[0],
+          "created something")
+
+
+async def test_every_route_for_every_caller(store: Store) -> None:
+    """Generated from the route table: who gets in, who may write, and what a tenant learns
+    about the other tenant's objects (nothing: the same answers as for objects that do not
+    exist, and no change)."""
+    from contextlib import AsyncExitStack
+
+    from adminapi.app import create_app
+    from dinomail.store import admins
+
+    who = await _tenant_world(store)
+    settings = api_settings(SECRET_KEY="matrix-secret-key-of-forty-characters-01",
+                            DNS_RESOLVERS=("127.0.0.1:9",), DNS_TIMEOUT=0.2)
+    app = create_app(settings, store)
+    routes = endpoints(app)
+    assert len(routes) > 80  # the table was read, not an empty app
+    problems: list[str] = []
+    async with AsyncExitStack() as stack:
+        async def client() -> httpx.AsyncClient:
+            return await stack.enter_async_context(httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url="https://testserver"))
+
+        callers = {name: Caller(name, who[name].headers, await client(), store)
+                   for name in ("alice", "bob", "root", "read_only", "revoked", "gone")}
+        callers["none"] = Caller("none", {}, await client(), store)
+        callers["wrong"] = Caller("wrong", key_header("root", "0" * 40), await client(), store)
+        for name in ("alice", "bob", "root", "gone"):
+            callers[name].token = await _log_in(callers[name].pages, name)
+        # A deactivated admin: their key, their Basic credentials and their open session.
+        async with store.write() as conn:
+            await admins.update(conn, "test", who["gone"].id, {"is_active": False})
+        gone_basic = Caller("gone_basic", basic_header("gone"), await client(), store)
+
+        def check(condition: bool, caller: str, endpoint: Endpoint, answer: httpx.Response,
+                  what: str) -> None:
+            if not condition:
+                problems.append(f"{caller:10} {endpoint.method:6} {endpoint.path:44} "
+                                f"{what}: {answer.status_code} {answer.text[:100]!r}")
+
+        # 1. Without valid credentials: nothing but the public routes.
+        for caller in (callers["none"], callers["revoked"], callers["wrong"], callers["gone"],
+                       gone_basic):
+            for endpoint in routes:
+                if endpoint.path in PUBLIC:
+                    continue
+                answer = await caller.ask(endpoint)
+                if endpoint.is_api:
+                    check(answer.status_code == 401, caller.name, endpoint, answer,
+                          "expected 401")
+                else:
+                    location = answer.headers.get("location", "")
+                    # The old list URLs only add their slash (308), login or not.
+                    to_login = answer.status_code == 303 and location.startswith("/login")
+                    to_slash = answer.status_code == 308 and location == endpoint.path + "/"
+                    check(to_login or to_slash, caller.name, endpoint, answer,
+                          "expected a redirect to the login")
+
+        # 2. A read-only key writes nothing.
+        before = await _mail_rows(store)
+        for endpoint in routes:
+            if endpoint.is_api and endpoint.is_write and endpoint.path not in PUBLIC:
+                answer = await callers["read_only"].ask(endpoint)
+                check(answer.status_code == 403, "read_only", endpoint, answer, "expected 403")
+        check(await _mail_rows(store) == before, "read_only", Endpoint("*", "*"),
+              httpx.Response(0), "the database changed")
+
+        # 3. A tenant on the other tenant's objects: the answer for a missing object, and no
+        # change; and the other tenant's names in no answer at all.
+        for caller, theirs, their_name in ((callers["alice"], 2, "tenant-b"),
+                                           (callers["bob"], 1, "tenant-a")):
+            for endpoint in routes:
+                if endpoint.path in PUBLIC or endpoint.path == "/logout":
+                    continue
+                before = await _mail_rows(store)
+                answer = await caller.ask(endpoint, theirs)
+                check(answer.status_code < 500, caller.name, endpoint, answer, "server error")
+                check(their_name not in answer.text and f"alias-{their_name[-1]}" not in
+                      answer.text, caller.name, endpoint, answer, "shows the other tenant")
+                if endpoint.is_write and endpoint.has_pk:
+                    check(await _mail_rows(store) == before, caller.name, endpoint, answer,
+                          "changed the other tenant's data")
+                if endpoint.path in CREATIONS and endpoint.method == "POST":
+                    await _compare_creations(caller, endpoint, theirs, their_name, check)
+                if endpoint.method == "GET" and not endpoint.has_pk:
+                    # A list filtered on the other tenant's domain, or on a missing one.
+                    answers = [
+                        await caller.ask(endpoint, params={"domain": domain})
+                        for domain in (f"{their_name}.example", MISSING_DOMAIN)
+                    ]
+                    check(_same(answers, f"{their_name}.example"), caller.name, endpoint,
+                          answers[0], f"filter differs from a missing domain's "
+                          f"{answers[1].status_code} {answers[1].text[:100]!r}")
+                if endpoint.has_pk:
+                    missing = await caller.ask(endpoint, MISSING_ID)
+                    same = (missing.status_code, missing.text.replace(
+                        str(MISSING_ID), str(theirs))) == (answer.status_code, answer.text)
+                    check(same, caller.name, endpoint, answer,
+                          f"differs from a missing object's {missing.status_code} "
+                          f"{missing.text[:100]!r}")
+
+        # 4. The superadmin is let in everywhere and never meets a server error (deletions
+        # last, so the objects exist for the other methods).
+        for endpoint in sorted(routes, key=lambda e: e.method == "DELETE"):
+            if endpoint.path == "/logout":
+                continue
+            answer = await callers["root"].ask(endpoint)
+            check(answer.status_code not in (401, 500), "root", endpoint, answer,
+                  "refused or failed")
+    assert not problems, "\n" + "\n".join(problems)

@@ -29,7 +29,7 @@ async def test_api_changes_reach_the_socketmap(store: Store, tmp_path: Path) -> 
         user = await api.post(
             "/api/virtualuser/",
             json={"email": "test@nanoy.fr", "domain": domain.headers["location"],
-                  "password": "s3cret", "quota": 1000},
+                  "password": "s3cret passphrase", "quota": 1000},
             headers=root.headers,
         )
         assert user.status_code == 201, user.text

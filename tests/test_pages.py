@@ -217,7 +217,7 @@ async def test_failed_logins_are_limited_per_address(client: httpx.AsyncClient) 
 
 
 def test_rate_limit_window_slides() -> None:
-    from adminapi.pages.ratelimit import LoginRateLimiter
+    from adminapi.loginlimit import LoginRateLimiter
 
     now = [1000.0]
     limiter = LoginRateLimiter(clock=lambda: now[0])
@@ -420,7 +420,7 @@ INVALID_FORMS = [
     ("/virtual-users/new", {"email": "Anna@a.org"}, "email",
      "The mailbox anna@a.org already exists."),
     ("/virtual-users/new", {"email": "x@nowhere.org"}, "domain",
-     "nowhere.org is not a domain managed here."),
+     "nowhere.org is not a domain you manage."),
     ("/virtual-users/new", {"email": "x@a.org", "domain": "nowhere.org"}, "domain",
      "No such domain among yours."),
     ("/virtual-users/1/edit", {"email": "anna@b.org"}, "email", "is not the same as the domain"),
@@ -698,8 +698,11 @@ async def test_a_domain_admin_sees_only_their_domains(
     assert (await client.get("/virtual-domains/new")).status_code == 403
     assert (await browser.post("/virtual-domains/2/delete", {"verifier": "b.org"})
             ).status_code == 403
+    # Another tenant's domain is answered like a domain that does not exist.
     refused = await browser.post("/virtual-users/new", {"email": "x@a.org"})
-    assert refused.status_code == 400 and "No such domain among yours." in refused.text
+    assert refused.status_code == 400 and "a.org is not a domain you manage." in refused.text
+    missing = await browser.post("/virtual-users/new", {"email": "x@nowhere.org"})
+    assert missing.text.replace("nowhere.org", "a.org") == refused.text
     refused = await browser.post("/virtual-users/new", {"email": "x@a.org", "domain": "b.org"})
     assert refused.status_code == 400 and "is not the same as the domain b.org" in refused.text
     assert await snapshot(store) == before

@@ -40,13 +40,14 @@ def build(
     inactive_mailboxes: Sequence[tuple[int, str]] = (),
     alias_domains: Sequence[AliasDomainRow] = (),
     delimiter: str = "+",
+    catchall_senders: bool = True,
 ) -> Snapshot:
     domains = [
         DomainRow(EXAMPLE, "example.com", True),
         DomainRow(NET, "example.net", True),
         DomainRow(OFF, "off.example", False),
         DomainRow(BUCHER, "xn--bcher-kva.example", True),
-        DomainRow(CATCH, "catch.example", True),
+        DomainRow(CATCH, "catch.example", True, catchall_senders=catchall_senders),
     ]
     rows = [
         MailboxRow(n, domain_id, email, f"{{PLAIN}}pw{n}", 1000 * n, True)
@@ -348,6 +349,23 @@ def test_alias_domain_in_unicode_form() -> None:
 )
 def test_resolve_senders(snapshot: Snapshot, key: str, expected: list[str] | None) -> None:
     assert resolve_senders(snapshot, key) == expected
+
+
+def test_catch_all_owners_send_only_where_the_domain_allows_it() -> None:
+    """By default a catch-all's destinations receive `ceo@` but may not send as `ceo@`."""
+    snapshot = build(
+        mailboxes=[(CATCH, "carol@catch.example"), (CATCH, "real@catch.example")],
+        aliases=[(CATCH, "@catch.example", "carol@catch.example"),
+                 (CATCH, "info@catch.example", "real@catch.example")],
+        alias_domains=[AliasDomainRow(4, "c.example", CATCH, True)],
+        catchall_senders=False,
+    )
+    assert resolve_alias(snapshot, "ceo@catch.example") == ["carol@catch.example"]
+    assert resolve_senders(snapshot, "ceo@catch.example") is None
+    assert resolve_senders(snapshot, "ceo@c.example") is None
+    # Mailboxes and aliases keep their owners.
+    assert resolve_senders(snapshot, "carol@catch.example") == ["carol@catch.example"]
+    assert resolve_senders(snapshot, "info@catch.example") == ["real@catch.example"]
 
 
 def test_senders_follow_alias_chains() -> None:

@@ -39,7 +39,8 @@ class Holder:
 def mail_data() -> MailData:
     return MailData(
         domains=[
-            DomainRow(1, "example.com", True),
+            # The catch-all of example.com owns its unknown addresses as a sender too.
+            DomainRow(1, "example.com", True, catchall_senders=True),
             DomainRow(2, "xn--bcher-kva.example", True),
             DomainRow(3, "big.example", True),
         ],

@@ -156,7 +156,7 @@ async def test_aliases_several_destinations_catch_all_and_checks(store: Store) -
     async with store.read() as conn:
         page = await aliases.list_window(conn, EVERYTHING, q="info", limit=10)
         status = await aliases.destination_status(
-            conn, ["alice@example.org", "ghost@example.org", "bob@elsewhere.net"]
+            conn, EVERYTHING, ["alice@example.org", "ghost@example.org", "bob@elsewhere.net"]
         )
     assert page.total_count == 2
     assert status == {"alice@example.org": True, "ghost@example.org": False}

@@ -13,11 +13,13 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass
+from math import ceil
 from typing import Any
 
 from starlette.requests import Request
 
 from adminapi.api.errors import ApiError, invalid
+from adminapi.loginlimit import LoginRateLimiter, client_address
 from dinomail import validation as v
 from dinomail.store import Scope, Store, admins, apikeys
 
@@ -129,7 +131,7 @@ async def caller_from_key(store: Store, username: str | None, secret: str) -> Ca
     return Caller(account=account, scope=scope, key=key)
 
 
-async def caller_from_basic(store: Store, value: str) -> Caller | None:
+async def caller_from_basic(store: Store, value: str, request: Request) -> Caller | None:
     try:
         decoded = base64.b64decode(value, validate=True).decode("utf-8")
     except (binascii.Error, UnicodeDecodeError):
@@ -144,12 +146,21 @@ async def caller_from_basic(store: Store, value: str) -> Caller | None:
         return None
     if "\x00" in password:
         return None
+    # The same failed-login limits as the login page (adminapi.loginlimit).
+    limiter: LoginRateLimiter = request.app.state.login_limiter
+    address = client_address(request)
+    wait = limiter.retry_after(username, address)
+    if wait > 0:
+        raise ApiError(429, "too many failed logins; try again later", code="too_many_logins",
+                       headers={"Retry-After": str(ceil(wait))})
     async with store.read() as conn:
         account = await admins.authenticate(conn, username, password)
         if account is None:
+            limiter.failed(username, address)
             return None
         scope = await admins.scope_of(conn, account)
         await conn.commit()  # last_login
+    limiter.succeeded(username)
     return Caller(account=account, scope=scope, key=None)
 
 
@@ -171,7 +182,7 @@ async def authenticate(request: Request, *, allow_basic: bool = False) -> Caller
                 "Basic credentials are accepted only by /api/apikey/; send an API key: "
                 "Authorization: ApiKey <username>:<key>"
             )
-        caller = await caller_from_basic(store, value)
+        caller = await caller_from_basic(store, value, request)
         if caller is None:
             raise unauthenticated("wrong username or password", basic=True)
         return caller

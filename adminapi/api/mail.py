@@ -139,6 +139,10 @@ virtualdomain = Resource(
         Field("active", {"type": "boolean"},
               "An inactive domain receives and sends nothing but keeps its data. True when a "
               "POST leaves it out."),
+        Field("catchall_senders", {"type": "boolean"},
+              "Whether the destinations of the domain's catch-all (`@domain` alias) may send as "
+              "any address of the domain that is neither a mailbox nor an alias. Off unless "
+              "turned on. Left unchanged by a PUT that omits it."),
         Field("created_at", DATETIME, "When the domain was created.", read_only=True),
     ),
     list_options=ListOptions(
@@ -170,7 +174,8 @@ async def _hash_mailbox_password(
         email = str(data.get("email", "")).strip().lower()
         if "password" in data:
             data["password_hash"] = await mailboxes.hash_new_password(
-                data.pop("password"), scheme, email=email
+                data.pop("password"), scheme, email=email,
+                min_length=settings.MAILBOX_PASSWORD_MIN_LENGTH,
             )
         else:
             # As the original: a mailbox created without a password gets one nobody knows.
@@ -384,9 +389,10 @@ async def change_password(request: Request) -> Response:
     for name in body:
         if name not in ("password", "id", "resource_uri"):
             raise invalid(name, "is not a field of changeuserpassword (only password)")
+    settings = request.app.state.settings
     password_hash = await mailboxes.hash_new_password(
-        body.get("password"), request.app.state.settings.DINOMAIL_PASSWORD_SCHEME,
-        email=mailbox["email"],
+        body.get("password"), settings.DINOMAIL_PASSWORD_SCHEME, email=mailbox["email"],
+        min_length=settings.MAILBOX_PASSWORD_MIN_LENGTH,
     )
     async with store.write() as conn:
         await mailboxes.set_password(conn, caller.actor, caller.scope, pk, password_hash)

@@ -28,6 +28,8 @@ ERROR_MEANINGS = {
     404: "No such object among those the caller may see.",
     409: "The object would duplicate an existing one.",
     413: f"The body is larger than {MAX_BODY_BYTES} bytes.",
+    429: "Too many failed logins for this account or from this address (shared with the login "
+    "page); retry after Retry-After seconds.",
     503: "The database is not answering; retry after Retry-After seconds.",
 }
 
@@ -39,7 +41,7 @@ def _error(status: int) -> dict[str, Any]:
     }
     if status == 401:
         response["headers"] = {"WWW-Authenticate": {"schema": {"type": "string"}}}
-    if status == 503:
+    if status in (429, 503):
         response["headers"] = {"Retry-After": {"schema": {"type": "string"}}}
     return response
 
@@ -169,6 +171,9 @@ def resource_paths(resource: Resource) -> dict[str, Any]:
 
     def operation(method: str, summary: str, **parts: Any) -> dict[str, Any]:
         note = resource.notes.get(method)
+        if resource.basic_auth and method in ("GET list", "POST") and "responses" in parts:
+            # Basic credentials are checked against the failed-login limits.
+            parts["responses"] = {**parts["responses"], "429": _error(429)}
         return {
             "operationId": f"{name}_{summary.split()[0].lower()}",
             "summary": summary,

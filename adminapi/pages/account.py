@@ -6,6 +6,7 @@ from math import ceil
 
 from starlette.responses import Response
 
+from adminapi.loginlimit import client_address
 from adminapi.pages.forms import Form
 from adminapi.pages.listing import PAGE_SIZE, page_links, parse_paging
 from adminapi.pages.sessions import insecure_transport
@@ -45,7 +46,7 @@ async def login(page: Page) -> Response:
         return _login_form(page, form, status=400)
 
     limiter = page.state.limiter
-    address = page.request.client.host if page.request.client else "unknown"
+    address = client_address(page.request)
     username = form.values["username"]
     wait = limiter.retry_after(username, address)
     if wait > 0:
@@ -68,6 +69,7 @@ async def login(page: Page) -> Response:
             account = await admins.authenticate(conn, normalized, password)
             if account is not None:
                 stored_hash = await admins.password_hash(conn, account["id"])
+                generation = await admins.session_generation(conn, account["id"])
             await conn.commit()  # last_login
     if account is None:
         limiter.failed(username, address)
@@ -78,11 +80,15 @@ async def login(page: Page) -> Response:
 
     limiter.succeeded(username)
     page.session.log_in(account["id"], page.state.codec.password_binding(
-        account["id"], stored_hash))
+        account["id"], stored_hash), generation)
     return page.redirect(local_path(data.get("next")))
 
 
 async def logout(page: Page) -> Response:
+    # Server-side: a copy of this cookie taken before (or the admin's other browsers) is over
+    # too; the cookie alone could not say so.
+    async with page.store.write() as conn:
+        await admins.end_sessions(conn, page.admin.admin_id)
     page.session.log_out()
     page.flash("success", page._("You are logged out."))
     return page.redirect(page.url("login"))

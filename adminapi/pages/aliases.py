@@ -15,6 +15,17 @@ from dinomail import validation as v
 from dinomail.store import StoreError, aliases
 
 
+async def _warn_if_not_received(page: Page, alias: dict[str, Any]) -> None:
+    """An alias to an inactive or missing address of the admin's own domains is accepted (the
+    mailbox may come back), but said out loud: its mail is refused meanwhile."""
+    async with page.store.read() as conn:
+        status = await aliases.destination_status(conn, page.scope, [alias["destination"]])
+    if status.get(alias["destination"]) is False:
+        page.flash("warning", page._(
+            "%(address)s is not an active user or alias here: mail to this alias is refused "
+            "until it is.") % {"address": alias["destination"]})
+
+
 def label(alias: dict[str, Any]) -> str:
     """The original's `str(alias)`."""
     return f"{alias['source']} -> {alias['destination']}"
@@ -33,7 +44,7 @@ async def alias_list(page: Page) -> Response:
         )
         # Interior destinations → whether they exist; exterior ones are absent (always ok).
         status = await aliases.destination_status(
-            conn, [row["destination"] for row in window.rows])
+            conn, page.scope, [row["destination"] for row in window.rows])
     query = {"domain": domain["name"] if domain else "", "q": q}
     return page.render(
         "aliases.html", aliases=window.rows, alias_status=status, q=q, domain=domain,
@@ -80,6 +91,7 @@ async def alias_new(page: Page) -> Response:
         page.refuse_into(form, error)
         return await _form_page(page, form, None, status=400)
     page.flash("success", _("Alias %(alias)s was created.") % {"alias": label(created)})
+    await _warn_if_not_received(page, created)
     return page.redirect(page.url("alias_list"))
 
 
@@ -102,6 +114,7 @@ async def alias_edit(page: Page) -> Response:
         page.refuse_into(form, error)
         return await _form_page(page, form, alias, status=400)
     page.flash("success", _("Alias %(alias)s was changed.") % {"alias": label(changed)})
+    await _warn_if_not_received(page, changed)
     return page.redirect(page.url("alias_list"))
 
 

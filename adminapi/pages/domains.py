@@ -81,13 +81,15 @@ async def domain_list(page: Page) -> Response:
 
 
 def _empty_form() -> Form:
-    return Form(values={"name": "", **dict.fromkeys(TEXT_FIELDS, ""), "active": True})
+    return Form(values={"name": "", **dict.fromkeys(TEXT_FIELDS, ""), "active": True,
+                        "catchall_senders": False})
 
 
 def _form_of(domain: dict[str, Any]) -> Form:
     values = {name: domain[name] or "" for name in ("name", *TEXT_FIELDS)}
     return Form(values={**values, "name": v.display_domain(domain["name"]),
-                        "active": bool(domain["active"])})
+                        "active": bool(domain["active"]),
+                        "catchall_senders": bool(domain["catchall_senders"])})
 
 
 def _posted(page: Page, form: Form, *, with_name: bool) -> dict[str, Any]:
@@ -95,8 +97,10 @@ def _posted(page: Page, form: Form, *, with_name: bool) -> dict[str, Any]:
     for name in TEXT_FIELDS:
         form.values[name] = data.get(name)
     form.values["active"] = data.checked("active")
+    form.values["catchall_senders"] = data.checked("catchall_senders")
     values: dict[str, Any] = {name: form.values[name] for name in TEXT_FIELDS}
     values["active"] = form.values["active"]
+    values["catchall_senders"] = form.values["catchall_senders"]
     if with_name:
         form.values["name"] = data.text("name")
         values["name"] = form.values["name"]

@@ -179,8 +179,8 @@ STORE_MESSAGES: tuple[tuple[re.Pattern[str], str, tuple[str, ...]], ...] = tuple
          r"\((?P<others>\d+) already given to other mailboxes\)",
          N_("%(name)s would exceed its total quota of %(total)s (%(others)s already given to "
             "other mailboxes)."), ("total", "others")),
-        (r"(?P<name>\S+) is not a domain managed here",
-         N_("%(name)s is not a domain managed here."), ()),
+        (r"(?P<name>\S+) is not a domain you manage",
+         N_("%(name)s is not a domain you manage."), ()),
         (r"only a superadmin can change sending limits",
          N_("Only a superadmin can change sending limits."), ()),
         (r"only a superadmin can reset sending counts",
@@ -218,6 +218,21 @@ STORE_MESSAGES: tuple[tuple[re.Pattern[str], str, tuple[str, ...]], ...] = tuple
          N_("Enter a whole number of bytes."), ()),
         (r"must be zero \(unlimited\) or more", N_("Must be 0 (unlimited) or more."), ()),
         (r"is too large", N_("This number is too large."), ()),
+        (r"only a superadmin can create or rename an alias domain",
+         N_("Only a superadmin can create or rename an alias domain."), ()),
+        (r"(?P<source>\S+) is a mailbox: an alias on its address would take its mail",
+         N_("%(source)s is a mailbox: an alias on its address would take its mail."), ()),
+        (r"must be at least (?P<limit>\d+) characters",
+         N_("At least %(limit)s characters."), ()),
+        (r"must not be the mailbox's address or its name",
+         N_("The password must not be the mailbox's address or its name."), ()),
+        (r"is one of the commonest passwords; choose another",
+         N_("This is one of the commonest passwords; choose another."), ()),
+        (r"the part before @ contains an invisible or control character \((?P<char>.*)\)",
+         N_("The part before @ contains an invisible or control character (%(char)s)."), ()),
+        (r"the part before @ contains a compatibility character \((?P<char>[^)]*)\).*",
+         N_("The part before @ contains a compatibility character (%(char)s), such as a "
+            "full-width letter; type the ordinary character instead."), ()),
     )
 )
 

@@ -112,7 +112,10 @@ async def mailbox_new(page: Page) -> Response:
     try:
         # Hashed before the write opens: hashing is slow on purpose, the domain row is locked.
         password_hash = (
-            await mailboxes.hash_new_password(password, scheme, email=email)
+            await mailboxes.hash_new_password(
+                password, scheme, email=email,
+                min_length=page.settings.MAILBOX_PASSWORD_MIN_LENGTH,
+            )
             if password else await mailboxes.unusable_password(scheme, email=email)
         )
         async with page.store.write() as conn:
@@ -174,7 +177,8 @@ async def mailbox_password(page: Page) -> Response:
         if form.valid:
             try:
                 password_hash = await mailboxes.hash_new_password(
-                    password, page.settings.DINOMAIL_PASSWORD_SCHEME, email=mailbox["email"]
+                    password, page.settings.DINOMAIL_PASSWORD_SCHEME, email=mailbox["email"],
+                    min_length=page.settings.MAILBOX_PASSWORD_MIN_LENGTH,
                 )
                 async with page.store.write() as conn:
                     await mailboxes.set_password(

@@ -40,7 +40,7 @@ async def search(page: Page) -> Response:
             found_aliases = await aliases.list_window(
                 conn, page.scope, q=q, order_by="source", limit=SEARCH_ROWS)
             status = await aliases.destination_status(
-                conn, [row["destination"] for row in found_aliases.rows])
+            conn, page.scope, [row["destination"] for row in found_aliases.rows])
         results = {
             "domains": found_domains, "mailboxes": found_mailboxes, "aliases": found_aliases,
             "alias_status": status,

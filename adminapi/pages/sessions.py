@@ -1,10 +1,14 @@
-"""Sessions of the web pages: a signed cookie, no server-side store.
+"""Sessions of the web pages: a signed cookie, checked against the admin's row on every request.
 
-The cookie holds a small JSON object (the admin's id, a binding to their password, the CSRF
-token, the chosen language, messages waiting to be shown) and an HMAC-SHA256 of it made with a
-key derived from SECRET_KEY. Nothing in it is secret from its holder; the signature makes it
-impossible to forge or alter. Because nothing is kept server-side, a stolen cookie works until
-it expires or the admin changes their password (the binding), so the lifetime is bounded.
+The cookie holds a small JSON object (the admin's id, a binding to their password, the session
+generation it was opened in, the CSRF token, the chosen language, messages waiting to be shown)
+and an HMAC-SHA256 of it made with a key derived from SECRET_KEY. Nothing in it is secret from
+its holder; the signature makes it impossible to forge or alter.
+
+What ends a session is kept server-side, in the admin's row: `session_generation`, which
+logging out, a new password and deactivation increase (`dinomail.store.admins.end_sessions`).
+A cookie of an older generation, or bound to another password hash, is no longer a login, even
+if someone copied it before; otherwise a session lasts SESSION_LIFETIME_SECONDS at most.
 """
 
 from __future__ import annotations
@@ -58,6 +62,8 @@ class Session:
     admin_id: int | None = None
     # HMAC of the admin's password hash when they logged in: a password change ends the session.
     password_binding: str = ""
+    # The admin's session generation at login; a larger one in the database ends this session.
+    generation: int = 0
     issued_at: int = field(default_factory=lambda: int(time.time()))
     language: str | None = None
     flashes: list[tuple[str, str]] = field(default_factory=list)
@@ -74,11 +80,12 @@ class Session:
             self.modified = True
         return shown
 
-    def log_in(self, admin_id: int, password_binding: str) -> None:
+    def log_in(self, admin_id: int, password_binding: str, generation: int) -> None:
         """Start a fresh session: a new CSRF token and lifetime, so nothing from before the
         login (a token planted by someone else) carries over."""
         self.admin_id = admin_id
         self.password_binding = password_binding
+        self.generation = generation
         self.csrf_token = new_csrf_token()
         self.issued_at = int(time.time())
         self.modified = True
@@ -86,24 +93,28 @@ class Session:
     def log_out(self) -> None:
         self.admin_id = None
         self.password_binding = ""
+        self.generation = 0
         self.csrf_token = new_csrf_token()
         self.issued_at = int(time.time())
         self.modified = True
 
     def to_payload(self) -> dict[str, Any]:
         return {
-            "a": self.admin_id, "b": self.password_binding, "c": self.csrf_token,
+            "a": self.admin_id, "b": self.password_binding, "g": self.generation,
+            "c": self.csrf_token,
             "t": self.issued_at, "l": self.language, "f": self.flashes,
         }
 
     @classmethod
     def from_payload(cls, data: dict[str, Any]) -> Session:
         admin_id = data.get("a")
+        generation = data.get("g")
         flashes = data.get("f") or []
         return cls(
             csrf_token=str(data["c"]),
             admin_id=admin_id if isinstance(admin_id, int) else None,
             password_binding=str(data.get("b") or ""),
+            generation=generation if isinstance(generation, int) else -1,
             issued_at=int(data["t"]),
             language=data.get("l") if isinstance(data.get("l"), str) else None,
             flashes=[(str(level), str(text)) for level, text in flashes][-MAX_FLASHES:],

@@ -27,10 +27,10 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from adminapi.api.auth import Caller
 from adminapi.api.errors import ApiError
 from adminapi.api.serialize import MAX_ID
+from adminapi.loginlimit import LoginRateLimiter
 from adminapi.pages.forms import BadForm, Form, FormData, read_form, translate_refusal
 from adminapi.pages.i18n import LANGUAGE_NAMES, Formats, choose_language, translations_for
 from adminapi.pages.icons import icon
-from adminapi.pages.ratelimit import LoginRateLimiter
 from adminapi.pages.sessions import (
     Session,
     SessionCodec,
@@ -112,13 +112,14 @@ def display_address(address: str) -> str:
     return f"{local}{at}{display_domain(domain)}" if at else address
 
 
-def build_state(settings: Settings) -> PagesState:
+def build_state(settings: Settings, limiter: LoginRateLimiter | None = None) -> PagesState:
     # Without a SECRET_KEY (tests, or an app built by hand) sessions are signed with a key of
     # this process: they end when it stops. `dinomail serve` always provides one.
     secret = settings.SECRET_KEY or secrets.token_bytes(32)
     return PagesState(
         codec=SessionCodec(secret),
-        limiter=LoginRateLimiter(),
+        # The application's, shared with the API's Basic credentials.
+        limiter=limiter or LoginRateLimiter(),
         environments={language: make_environment(language) for language in LANGUAGES},
         static_version=_static_version(),
     )
@@ -234,7 +235,8 @@ def local_path(target: str | None, fallback: str = "/") -> str:
 
 async def load_caller(page: Page) -> Caller | None:
     """The admin of the session, checked again on every request: still there, still active,
-    and with the same password as when they logged in."""
+    with the same password as when they logged in, and no logout or other end of their sessions
+    since (the session generation)."""
     admin_id = page.session.admin_id
     if admin_id is None:
         return None
@@ -242,11 +244,14 @@ async def load_caller(page: Page) -> Caller | None:
         try:
             account = await admins.get(conn, admin_id)
             stored_hash = await admins.password_hash(conn, admin_id)
+            generation = await admins.session_generation(conn, admin_id)
         except NotFound:
             return None
     binding = page.state.codec.password_binding(admin_id, stored_hash)
-    if not account["is_active"] or not hmac.compare_digest(
-        binding, page.session.password_binding
+    if (
+        not account["is_active"]
+        or generation != page.session.generation
+        or not hmac.compare_digest(binding, page.session.password_binding)
     ):
         return None
     scope = Scope() if account["is_superadmin"] else Scope(frozenset(account["domain_ids"]))

@@ -89,6 +89,25 @@ async def password_hash(conn: AsyncConnection, admin_id: int) -> str:
     return str(stored)
 
 
+async def session_generation(conn: AsyncConnection, admin_id: int) -> int:
+    """The generation a page session must carry to be valid; see `end_sessions`."""
+    generation = await conn.scalar(
+        sa.select(admin.c.session_generation).where(admin.c.id == admin_id)
+    )
+    if generation is None:
+        raise NotFound("admin not found")
+    return int(generation)
+
+
+async def end_sessions(conn: AsyncConnection, admin_id: int) -> None:
+    """End every page session of the admin, server-side: a cookie copied before keeps nothing.
+    Not audited on its own: logging out is not a change, and the changes that call it are."""
+    await conn.execute(
+        admin.update().where(admin.c.id == admin_id)
+        .values(session_generation=admin.c.session_generation + 1)
+    )
+
+
 async def get_by_username(conn: AsyncConnection, username: str) -> Row:
     query = sa.select(*_PUBLIC).where(admin.c.username == username)
     return await fetch_one(conn, query, "admin")
@@ -167,6 +186,9 @@ async def update(
         values["password"] = await _hash(check_new_password(changes["password"]))
     if values:
         await conn.execute(admin.update().where(admin.c.id == admin_id).values(**values))
+    if "password" in values or values.get("is_active", old["is_active"]) != old["is_active"]:
+        # A new password or a deactivation ends the sessions opened before it.
+        await end_sessions(conn, admin_id)
     if "domain_ids" in changes:
         await _set_domains(conn, admin_id, changes["domain_ids"])
     new = await get(conn, admin_id)

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dinomail import validation as v
 from dinomail.schema import aliasdomain, virtualdomain
-from dinomail.store import audit
+from dinomail.store import audit, domains
 from dinomail.store.common import (
     Row,
     Window,
@@ -19,7 +19,7 @@ from dinomail.store.common import (
     fetch_one,
     fetch_window,
 )
-from dinomail.store.errors import Conflict, NotFound
+from dinomail.store.errors import Forbidden, NotFound
 from dinomail.store.fields import clean_fields
 from dinomail.store.mailboxes import _normalize_id
 from dinomail.store.scope import Scope
@@ -57,21 +57,23 @@ async def _check(
         sa.select(virtualdomain.c.id).where(virtualdomain.c.id == target)
     ) is None:
         raise NotFound("domain not found", field="target_domain")
-    name = values["name"]
-    if await conn.scalar(sa.select(virtualdomain.c.id).where(virtualdomain.c.name == name)):
-        raise Conflict(f"{name} is already a mail domain", field="name")
-    taken = await conn.scalar(
-        sa.select(aliasdomain.c.id).where(
-            aliasdomain.c.name == name, aliasdomain.c.id != (alias_domain_id or 0)
-        )
+    await domains.check_name_free(
+        conn, values["name"], alias_domain=True, own_id=alias_domain_id
     )
-    if taken is not None:
-        raise Conflict(f"the alias domain {name} already exists", field="name")
+
+
+def _check_may_name(scope: Scope) -> None:
+    """An alias domain is a mail domain: `x@name` is accepted, delivered and sent from here.
+    Naming one takes that name for the whole server (a domain admin naming `gmail.com` would
+    keep every local user's mail to gmail.com), so only those who may create domains may."""
+    if not scope.is_global:
+        raise Forbidden("only a superadmin can create or rename an alias domain", field="name")
 
 
 async def create(
     conn: AsyncConnection, actor: str, scope: Scope, data: Mapping[str, Any]
 ) -> Row:
+    _check_may_name(scope)
     values = clean_fields(data, NORMALIZERS, required=("name", "target_domain_id"))
     await _check(conn, scope, values, None)
     new_id = (
@@ -91,6 +93,8 @@ async def update(
     old = await get(conn, scope, alias_domain_id)
     values = clean_fields(data, NORMALIZERS)
     merged = {"name": old["name"], "target_domain_id": old["target_domain_id"], **values}
+    if merged["name"] != old["name"]:
+        _check_may_name(scope)
     await _check(conn, scope, merged, alias_domain_id)
     before, after = changed_values(old, values)
     if after:

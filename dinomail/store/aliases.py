@@ -60,8 +60,9 @@ async def _domain_for(conn: AsyncConnection, scope: Scope, values: Mapping[str, 
         domain_id = await conn.scalar(
             sa.select(virtualdomain.c.id).where(virtualdomain.c.name == name)
         )
-        if domain_id is None:
-            raise v.ValidationError("domain", f"{name} is not a domain managed here")
+        # Another tenant's domain and no domain at all get the same answer.
+        if domain_id is None or not scope.allows(domain_id):
+            raise v.ValidationError("domain", f"{name} is not a domain you manage")
     if not scope.allows(domain_id):
         raise NotFound("domain not found", field="domain")
     return await limits.lock_domain(conn, domain_id)
@@ -81,6 +82,18 @@ async def _check_pair_free(
         raise Conflict(f"the alias {source} -> {destination} already exists", field="source")
 
 
+async def _check_not_on_mailbox(conn: AsyncConnection, source: str) -> None:
+    """An alias on a mailbox's own address would take all its mail (aliases are looked up
+    first, and an alias cannot list its own address to keep a copy), silently. Refused: delete
+    the mailbox first, or alias another address to it. The source's domain is the caller's, so
+    saying so tells them nothing about anyone else."""
+    if await conn.scalar(sa.select(virtualuser.c.id).where(virtualuser.c.email == source)):
+        raise Conflict(
+            f"{source} is a mailbox: an alias on its address would take its mail",
+            field="source",
+        )
+
+
 def _check_not_self(values: Mapping[str, Any]) -> None:
     if values["source"] == values["destination"]:
         raise v.ValidationError("destination", "an alias cannot deliver to its own address")
@@ -94,6 +107,7 @@ async def create(
     values["domain_id"] = domain["id"]
     v.check_address_in_domain(values["source"], domain["name"], "source")
     _check_not_self(values)
+    await _check_not_on_mailbox(conn, values["source"])
     await _check_pair_free(conn, values["source"], values["destination"], None)
     await limits.check_alias_count(conn, domain)
     alias_id = (
@@ -113,6 +127,8 @@ async def update(
     domain = await _domain_for(conn, scope, merged)
     v.check_address_in_domain(merged["source"], domain["name"], "source")
     _check_not_self(merged)
+    if merged["source"] != old["source"]:
+        await _check_not_on_mailbox(conn, merged["source"])
     await _check_pair_free(conn, merged["source"], merged["destination"], alias_id)
     if merged["domain_id"] != old["domain_id"]:
         await limits.check_alias_count(conn, domain)
@@ -141,34 +157,57 @@ async def count(conn: AsyncConnection, scope: Scope) -> int:
     return int(await conn.scalar(query.where(scope.filter(virtualalias.c.domain_id))) or 0)
 
 
-async def destination_status(conn: AsyncConnection, destinations: list[str]) -> dict[str, bool]:
-    """For the pages' "Exterior ?" / "Ok ?" columns: is each destination's domain managed
-    here, and if so, does the address exist as a mailbox or an alias source?
+async def destination_status(
+    conn: AsyncConnection, scope: Scope, destinations: list[str]
+) -> dict[str, bool]:
+    """For the pages' "Exterior ?" / "Ok ?" columns: is each destination's domain one of the
+    caller's domains (or an alias domain of one), and if so, does the address exist there as an
+    active mailbox or an alias source (a catch-all does not count: it would hide typos).
 
-    Returns destination → ok, only for interior destinations (exterior ones are always ok).
+    Returns destination → ok, only for interior destinations. A domain outside the caller's
+    scope counts as exterior whether or not it exists here, so the columns never tell a domain
+    admin what another tenant has. A mailbox that is not active is not ok: mail to it is
+    refused.
     """
     wanted = sorted(set(destinations))
     if not wanted:
         return {}
-    domains = {v.domain_of(address) for address in wanted}
-    managed = set(
+    domain_names = sorted({v.domain_of(address) for address in wanted})
+    own = {
+        row.name: row.name
+        for row in await conn.execute(
+            sa.select(virtualdomain.c.name).where(
+                virtualdomain.c.name.in_(domain_names), scope.filter(virtualdomain.c.id)
+            )
+        )
+    }
+    # An alias domain's addresses are its target's.
+    for row in await conn.execute(
+        sa.select(aliasdomain.c.name, virtualdomain.c.name.label("target"))
+        .select_from(aliasdomain.join(
+            virtualdomain, virtualdomain.c.id == aliasdomain.c.target_domain_id))
+        .where(aliasdomain.c.name.in_(domain_names), scope.filter(virtualdomain.c.id))
+    ):
+        own[row.name] = row.target
+    target_of = {
+        address: f"{address.rpartition('@')[0]}@{own[v.domain_of(address)]}"
+        for address in wanted if v.domain_of(address) in own
+    }
+    targets = sorted(set(target_of.values()))
+    receiving = set(
         await conn.scalars(
-            sa.select(virtualdomain.c.name).where(virtualdomain.c.name.in_(sorted(domains)))
+            sa.select(virtualuser.c.email).where(
+                virtualuser.c.email.in_(targets), virtualuser.c.active.is_(True)
+            )
         )
     ) | set(
         await conn.scalars(
-            sa.select(aliasdomain.c.name).where(aliasdomain.c.name.in_(sorted(domains)))
+            sa.select(virtualalias.c.source).where(
+                virtualalias.c.source.in_(targets)
+            )
         )
     )
-    interior = [address for address in wanted if v.domain_of(address) in managed]
-    existing = set(
-        await conn.scalars(sa.select(virtualuser.c.email).where(virtualuser.c.email.in_(interior)))
-    ) | set(
-        await conn.scalars(
-            sa.select(virtualalias.c.source).where(virtualalias.c.source.in_(interior))
-        )
-    )
-    return {address: address in existing for address in interior}
+    return {address: target in receiving for address, target in target_of.items()}
 
 
 async def list_window(

@@ -30,7 +30,10 @@ class Change:
     op: str
 
 
-_DOMAINS = sa.select(virtualdomain.c.id, virtualdomain.c.name, virtualdomain.c.active)
+_DOMAINS = sa.select(
+    virtualdomain.c.id, virtualdomain.c.name, virtualdomain.c.active,
+    virtualdomain.c.catchall_senders,
+)
 _ALIAS_DOMAINS = sa.select(
     aliasdomain.c.id, aliasdomain.c.name, aliasdomain.c.target_domain_id, aliasdomain.c.active
 )

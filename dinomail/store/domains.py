@@ -35,6 +35,7 @@ NORMALIZERS = {
     "pop_address": v.normalize_hostname,
     "smtp_address": v.normalize_hostname,
     "active": v.normalize_bool,
+    "catchall_senders": v.normalize_bool,
     "max_mailboxes": v.normalize_limit,
     "max_aliases": v.normalize_limit,
     "max_quota_per_mailbox": v.normalize_quota,
@@ -58,16 +59,34 @@ async def get_by_name(conn: AsyncConnection, scope: Scope, name: str) -> Row:
 
 
 
-async def _check_name_free(conn: AsyncConnection, name: str, domain_id: int | None) -> None:
-    # A name is one thing at a time: a mail domain or an alias domain, never both.
+async def check_name_free(
+    conn: AsyncConnection, name: str, *, alias_domain: bool = False, own_id: int | None = None
+) -> None:
+    """A name is one thing at a time: a mail domain or an alias domain, never both.
+
+    `alias_domain` says which kind is being named, `own_id` the row being renamed (its own name
+    is not a clash). The alias domain checks reach this only as a superadmin, who sees every
+    domain, so saying which kind of name is taken tells nothing a tenant may not know.
+    """
+    skip_domain = 0 if alias_domain else (own_id or 0)
+    skip_alias_domain = (own_id or 0) if alias_domain else 0
     taken = await conn.scalar(
         sa.select(virtualdomain.c.id).where(
-            virtualdomain.c.name == name, virtualdomain.c.id != (domain_id or 0)
+            virtualdomain.c.name == name, virtualdomain.c.id != skip_domain
         )
     )
     if taken is not None:
+        if alias_domain:
+            raise Conflict(f"{name} is already a mail domain", field="name")
         raise Conflict(f"the domain {name} already exists", field="name")
-    if await conn.scalar(sa.select(aliasdomain.c.id).where(aliasdomain.c.name == name)):
+    taken = await conn.scalar(
+        sa.select(aliasdomain.c.id).where(
+            aliasdomain.c.name == name, aliasdomain.c.id != skip_alias_domain
+        )
+    )
+    if taken is not None:
+        if alias_domain:
+            raise Conflict(f"the alias domain {name} already exists", field="name")
         raise Conflict(f"{name} is already an alias domain", field="name")
 
 
@@ -77,7 +96,7 @@ async def create(
     if not scope.is_global:
         raise Forbidden("only a superadmin can create a domain")
     values = clean_fields(data, NORMALIZERS, required=("name",))
-    await _check_name_free(conn, values["name"], None)
+    await check_name_free(conn, values["name"])
     domain_id = (
         await conn.execute(virtualdomain.insert().values(**values).returning(virtualdomain.c.id))
     ).scalar_one()
@@ -98,7 +117,7 @@ async def update(
                 raise Forbidden("only a superadmin can change a domain's name or limits",
                                 field=field)
     if values.get("name", old["name"]) != old["name"]:
-        await _check_name_free(conn, values["name"], domain_id)
+        await check_name_free(conn, values["name"], own_id=domain_id)
         # Mailboxes and aliases carry the domain in their addresses; renaming would leave them
         # pointing at the old name.
         if await _has_addresses(conn, domain_id):

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dinomail import validation as v
 from dinomail.passwords import hash_password
+from dinomail.passwords.common import is_common
 from dinomail.passwords.unverifiable import is_saltless_ssha
 from dinomail.schema import quotausage, virtualdomain, virtualuser
 from dinomail.store import audit, limits
@@ -66,12 +67,19 @@ def _select(scope: Scope) -> sa.Select:
     return sa.select(*_COLUMNS).select_from(_FROM).where(scope.filter(virtualuser.c.domain_id))
 
 
-async def hash_new_password(
-    plain: object, scheme: str, *, email: str, field: str = "password"
-) -> str:
-    """Check a new password and hash it in a worker thread (hashing is slow on purpose).
+# The shortest new mailbox password, unless MAILBOX_PASSWORD_MIN_LENGTH says otherwise.
+DEFAULT_MIN_PASSWORD_LENGTH = 10
 
-    `email` is the mailbox's login name: DIGEST-MD5 hashes it in with the password.
+
+def check_new_password(
+    plain: object, *, email: str, min_length: int = DEFAULT_MIN_PASSWORD_LENGTH,
+    field: str = "password",
+) -> str:
+    """The mailbox password policy (in the spirit of NIST SP 800-63B 5.1.1.2): at least
+    `min_length` characters, not the mailbox's address or the part before its @, not one of the
+    commonest passwords. No rule on the kinds of characters, which only makes passwords harder
+    to remember. Hashes given as they are (import, adoption) are not judged: only new plain
+    passwords come here.
     """
     if not isinstance(plain, str) or not plain:
         raise v.ValidationError(field, "a new password is required")
@@ -80,6 +88,28 @@ async def hash_new_password(
     if any(char in plain for char in "\0\r\n\t"):
         # Dovecot's protocols cannot carry these; a mailbox with one could never log in.
         raise v.ValidationError(field, "must not contain tabs, line breaks or NUL characters")
+    if len(plain) < min_length:
+        raise v.ValidationError(field, f"must be at least {min_length} characters")
+    lowered = plain.lower()
+    email = email.strip().lower()
+    if email and lowered in (email, email.rpartition("@")[0]):
+        raise v.ValidationError(field, "must not be the mailbox's address or its name")
+    if is_common(plain):
+        raise v.ValidationError(field, "is one of the commonest passwords; choose another")
+    return plain
+
+
+async def hash_new_password(
+    plain: object, scheme: str, *, email: str, field: str = "password",
+    min_length: int = DEFAULT_MIN_PASSWORD_LENGTH,
+) -> str:
+    """Check a new password against the policy and hash it in a worker thread (hashing is slow
+    on purpose). Every way of setting a mailbox's password from a plain one comes here.
+
+    `email` is the mailbox's login name: DIGEST-MD5 hashes it in with the password.
+    """
+    check_new_password(plain, email=email, min_length=min_length, field=field)
+    assert isinstance(plain, str)
     return await asyncio.to_thread(hash_password, plain, scheme, user=email)
 
 
@@ -109,8 +139,9 @@ async def _domain_for(conn: AsyncConnection, scope: Scope, values: Mapping[str, 
         domain_id = await conn.scalar(
             sa.select(virtualdomain.c.id).where(virtualdomain.c.name == name)
         )
-        if domain_id is None:
-            raise v.ValidationError("domain", f"{name} is not a domain managed here")
+        # Another tenant's domain and no domain at all get the same answer.
+        if domain_id is None or not scope.allows(domain_id):
+            raise v.ValidationError("domain", f"{name} is not a domain you manage")
     if not scope.allows(domain_id):
         raise NotFound("domain not found", field="domain")
     return await limits.lock_domain(conn, domain_id)

@@ -6,7 +6,7 @@ function now carries the schema it was created in; pg_catalog stays first, as Po
 recommends for functions with a fixed search_path.
 
 Revision ID: 0008_changelog_search_path
-Revises: 0006_apikey_generation
+Revises: 0007_hardening
 Create Date: 2026-12-06
 """
 
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0008_changelog_search_path"
-down_revision: str | None = "0006_apikey_generation"
+down_revision: str | None = "0007_hardening"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,6 +1,12 @@
-"""Limits on failed logins, per account and per client address, kept in memory.
+"""Limits on failed admin logins, per account and per client address, kept in memory.
 
-In memory is enough because the pages are served by one process (`dinomail serve` or
+One limiter per application (`app.state.login_limiter`) for every way an admin password is
+checked: the login page and HTTP Basic on `/api/apikey/` share its counts, so guessing through
+one is not a way around the lockout of the other. A new way to log in must use it too:
+`retry_after` before checking the password (refusing with `Retry-After` when it is not 0),
+`failed` or `succeeded` after.
+
+In memory is enough because the pages and the API are served by one process (`dinomail serve` or
 `dinomail adminapi`); the counters start again empty after a restart, which an attacker cannot
 cause from outside. Were several processes to serve the pages behind one address, each would
 count on its own, and the limits below would be multiplied by their number.
@@ -15,6 +21,8 @@ from __future__ import annotations
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
+
+from starlette.requests import Request
 
 # An admin mistyping their password 5 times in 15 minutes is rare; an attacker gets 20 guesses
 # an hour per account.
@@ -89,3 +97,9 @@ class LoginRateLimiter:
     def succeeded(self, username: str) -> None:
         # The address keeps its count: one right password must not wipe a guessing record.
         self.accounts.reset(username.lower())
+
+
+def client_address(request: Request) -> str:
+    """Who is guessing: the peer address of the connection (a proxy in front should be the only
+    peer, and then every client shares its limit; see README "Security")."""
+    return request.client.host if request.client else "unknown"
