@@ -152,6 +152,18 @@ def _pw(pw_args: list[str], config: str | None) -> int:
     return pw_main(pw_args, default_scheme=scheme) if scheme else pw_main(pw_args)
 
 
+async def _export(settings: Settings, args: argparse.Namespace) -> None:
+    from dinomail.transfer.commands import run_export
+
+    await run_export(settings, args)
+
+
+async def _import(settings: Settings, args: argparse.Namespace) -> None:
+    from dinomail.transfer.commands import run_import
+
+    await run_import(settings, args)
+
+
 Command = Callable[[Settings, argparse.Namespace], Coroutine[Any, Any, None]]
 COMMANDS: dict[str, tuple[str, Command]] = {
     "migrate": ("create or upgrade the database schema", _migrate),
@@ -160,7 +172,11 @@ COMMANDS: dict[str, tuple[str, Command]] = {
     "serve": ("run the admin API and every lookup listener in one process", _serve),
     "lookupd": ("run the lookup daemon (socketmap, Dovecot dict and HTTP, policy)", _serve),
     "adminapi": ("run the admin API and web pages", _serve),
+    # Moving in and out: dinomail/transfer/.
+    "export": ("write every domain, mailbox, alias and admin as one JSON document", _export),
+    "import": ("read a document written by `dinomail export` into this database", _import),
 }
+TRANSFER_COMMANDS = ("export", "import")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -187,6 +203,10 @@ def build_parser() -> argparse.ArgumentParser:
                 "--if-missing", action="store_true",
                 help="do nothing if an admin account exists already (for first-run scripts)",
             )
+        if name in TRANSFER_COMMANDS:
+            from dinomail.transfer.commands import add_arguments
+
+            add_arguments(name, sub)
     pw = commands.add_parser(
         "pw", help="hash or verify a mailbox password, as `doveadm pw`", add_help=False
     )

@@ -1,0 +1,123 @@
+"""The `export`, `import` (and `import-postfixadmin`) sub-commands of `dinomail`.
+
+Bad input (a file that is not JSON, a refused row, an unknown --domain) ends with one line and
+status 2; nothing is written then.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from dinomail.cli import EXIT_USAGE, fail
+from dinomail.settings import Settings
+from dinomail.store import Store
+from dinomail.transfer import document as d
+from dinomail.transfer.export import ExportError, export_document
+from dinomail.transfer.importer import ON_CONFLICT, ImportRefused, Report, import_document
+
+
+def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
+    if name == "export":
+        parser.add_argument("-o", "--output", metavar="FILE",
+                            help="write to FILE (mode 0600) instead of standard output")
+        parser.add_argument("--domain", action="append", default=[], metavar="NAME",
+                            help="export only this domain (repeat for several)")
+    elif name == "import":
+        parser.add_argument("file", metavar="FILE", help="the export document; - reads stdin")
+        parser.add_argument("--dry-run", action="store_true",
+                            help="say what would be created, updated or refused; change nothing")
+        parser.add_argument("--on-conflict", choices=ON_CONFLICT, default="fail",
+                            help="when an object exists already: leave it (skip), replace its "
+                                 "values (update) or refuse the whole import (fail, the default)")
+
+
+async def run_export(settings: Settings, args: argparse.Namespace) -> None:
+    store = Store(settings.DATABASE_URL)
+    try:
+        if args.output is None:
+            async for piece in export_document(store, args.domain):
+                sys.stdout.write(piece)
+            sys.stdout.flush()
+            return
+        target = Path(args.output)
+        # A temporary file beside the target, renamed at the end: a failed export leaves no
+        # half document, and the secrets in it are never readable by others.
+        handle, temporary = tempfile.mkstemp(dir=target.parent or ".", prefix=".dinomail-export-")
+        try:
+            with os.fdopen(handle, "w", encoding="utf-8") as out:
+                async for piece in export_document(store, args.domain):
+                    out.write(piece)
+            os.replace(temporary, target)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
+            raise
+    except ExportError as error:
+        fail(str(error), EXIT_USAGE)
+    except OSError as error:
+        fail(f"cannot write {args.output}: {error.strerror}", EXIT_USAGE)
+    finally:
+        await store.close()
+
+
+def _read(name: str) -> object:
+    try:
+        if name == "-":
+            return json.load(sys.stdin)
+        with open(name, encoding="utf-8") as source:
+            return json.load(source)
+    except OSError as error:
+        fail(f"cannot read {name}: {error.strerror}", EXIT_USAGE)
+    except UnicodeDecodeError:
+        fail(f"{name} is not UTF-8 text", EXIT_USAGE)
+    except json.JSONDecodeError as error:
+        fail(f"{name} is not JSON: {error.msg} at line {error.lineno} column {error.colno}",
+             EXIT_USAGE)
+
+
+def _progress(what: str, done: int, total: int) -> None:
+    end = "\n" if done == total else ""
+    print(f"\r{what}: {done}/{total}", end=end, file=sys.stderr, flush=True)
+
+
+def print_report(report: Report) -> None:
+    names = {"alias_domains": "alias domains"}
+    print(f"{'':14} {'created':>9} {'updated':>9} {'skipped':>9} {'refused':>9}")
+    for section in d.SECTIONS:
+        print(f"{names.get(section, section):14} {report.created[section]:>9} "
+              f"{report.updated[section]:>9} {report.skipped[section]:>9} "
+              f"{report.refused[section]:>9}")
+
+
+def refusal_line(errors: list, what: str = "imported") -> str:
+    more = f" (and {len(errors) - 1} more refusals: see --dry-run)" if len(errors) > 1 else ""
+    return f"{errors[0]}{more}; nothing was {what}"
+
+
+async def run_import(settings: Settings, args: argparse.Namespace) -> None:
+    doc = _read(args.file)
+    store = Store(settings.DATABASE_URL)
+    try:
+        report = await import_document(
+            store, doc, on_conflict=args.on_conflict, dry_run=args.dry_run,
+            source=args.file, progress=_progress if sys.stderr.isatty() else None,
+        )
+    except ImportRefused as error:
+        fail(refusal_line(error.errors), EXIT_USAGE)
+    finally:
+        await store.close()
+    if args.dry_run:
+        print("Dry run: nothing was changed.")
+    print_report(report)
+    if report.errors:
+        for problem in report.errors[:20]:
+            print(f"refused: {problem}", file=sys.stderr)
+        if len(report.errors) > 20:
+            print(f"refused: ... and {len(report.errors) - 20} more", file=sys.stderr)
+        fail(f"{len(report.errors)} refusals; an import would change nothing", EXIT_USAGE)
