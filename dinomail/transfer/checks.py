@@ -6,6 +6,7 @@ admin can find the row; nothing here touches the database.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +20,7 @@ from dinomail.store.dns import CLIENT_NORMALIZERS
 from dinomail.store.fields import clean_fields
 from dinomail.transfer import document as d
 
+_CONTROL = re.compile(r"[\x00-\x1f]")
 # Problems listed before the rest is only counted.
 MAX_SHOWN = 20
 
@@ -75,7 +77,7 @@ def _text(value: object, path: str, max_length: int, *, required: bool = False) 
     if not isinstance(value, str) or len(value) > max_length or (required and not value):
         raise RowError(path, f"must be text of {'1' if required else '0'} to {max_length} "
                              "characters")
-    if any(ord(char) < 32 for char in value):
+    if _CONTROL.search(value):
         raise RowError(path, "must not contain control characters")
     return value
 
