@@ -4,6 +4,7 @@ same document and the same lookups; a refused row changes nothing and is named; 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import stat
@@ -27,7 +28,9 @@ from tests.support.cli import dinomail
 from tests.support.lookupd import running_lookupd
 from tests.support.postfix import have_postmap, postmap_config, postmap_query_async
 from tests.support.postgres import PostgresServer
+from tests.support.readme import shell_blocks
 from tests.support.transfer_data import fill_everything
+from tests.test_backup_restore import run_block
 from tests.test_lookupd_postmap import CASES
 
 pytestmark = pytest.mark.skipif(not have_postmap(), reason="postfix is not installed")
@@ -286,3 +289,29 @@ async def test_the_schema_is_served(store: Store) -> None:
     assert response.headers["content-type"] == "application/schema+json"
     assert response.json() == document.schema()
     jsonschema.Draft202012Validator.check_schema(response.json())
+
+
+def test_the_readme_commands(tmp_path: Path) -> None:
+    export_block, import_block = shell_blocks("Export and import")
+    source = tmp_path / "old"
+    target = tmp_path / "new"
+    source.mkdir()
+    target.mkdir()
+    old_url = f"sqlite:///{source / 'dinomail.sqlite3'}"
+
+    async def fill() -> None:
+        store = Store(old_url)
+        await migrate.upgrade(store.engine)
+        try:
+            await fill_everything(store)
+        finally:
+            await store.close()
+
+    asyncio.run(fill())
+    run_block(export_block, source, DINOMAIL_DATABASE_URL=old_url)
+    (target / "dinomail-export.json").write_bytes((source / "dinomail-export.json").read_bytes())
+    new_url = f"sqlite:///{target / 'dinomail.sqlite3'}"
+    result = run_block(import_block, target, DINOMAIL_DATABASE_URL=new_url)
+    assert result.stdout.count("mailboxes              6         0         0         0") == 2
+    assert dinomail("export", env={"DINOMAIL_DATABASE_URL": new_url}).stdout.split("\n")[1:] \
+        == (source / "dinomail-export.json").read_text().split("\n")[1:]
