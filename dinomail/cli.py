@@ -164,6 +164,12 @@ async def _import(settings: Settings, args: argparse.Namespace) -> None:
     await run_import(settings, args)
 
 
+async def _import_postfixadmin(settings: Settings, args: argparse.Namespace) -> None:
+    from dinomail.transfer.commands import run_import_postfixadmin
+
+    await run_import_postfixadmin(settings, args)
+
+
 Command = Callable[[Settings, argparse.Namespace], Coroutine[Any, Any, None]]
 COMMANDS: dict[str, tuple[str, Command]] = {
     "migrate": ("create or upgrade the database schema", _migrate),
@@ -175,8 +181,10 @@ COMMANDS: dict[str, tuple[str, Command]] = {
     # Moving in and out: dinomail/transfer/.
     "export": ("write every domain, mailbox, alias and admin as one JSON document", _export),
     "import": ("read a document written by `dinomail export` into this database", _import),
+    "import-postfixadmin": ("import the domains, mailboxes, aliases and admins of a PostfixAdmin "
+                            "database", _import_postfixadmin),
 }
-TRANSFER_COMMANDS = ("export", "import")
+TRANSFER_COMMANDS = ("export", "import", "import-postfixadmin")
 
 
 def build_parser() -> argparse.ArgumentParser:

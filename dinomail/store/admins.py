@@ -12,6 +12,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dinomail import validation as v
+from dinomail.passwords import PasswordSchemeError, verify_password
 from dinomail.schema import admin, admin_domain, virtualdomain
 from dinomail.store import audit
 from dinomail.store.common import Page, Row, fetch_one, now, paginate
@@ -45,6 +46,12 @@ async def _hash(password: str) -> str:
 
 
 def _verify(stored: str, password: str) -> bool:
+    if stored.startswith("{"):
+        # A Dovecot-scheme hash, as admins imported from PostfixAdmin keep theirs.
+        try:
+            return verify_password(password, stored)
+        except PasswordSchemeError:
+            return False
     try:
         return _hasher.verify(stored, password)
     except (VerificationError, InvalidHashError):

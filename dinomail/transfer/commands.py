@@ -28,6 +28,23 @@ def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
                             help="write to FILE (mode 0600) instead of standard output")
         parser.add_argument("--domain", action="append", default=[], metavar="NAME",
                             help="export only this domain (repeat for several)")
+    elif name == "import-postfixadmin":
+        from dinomail.transfer.postfixadmin import DEFAULT_QUOTA_MULTIPLIER
+
+        parser.add_argument("url", metavar="URL",
+                            help="PostfixAdmin's database: postgresql://... or mysql://...")
+        parser.add_argument("--dry-run", action="store_true",
+                            help="say what would be created, updated or refused; change nothing")
+        parser.add_argument("--on-conflict", choices=ON_CONFLICT, default="fail",
+                            help="when an object exists already here (default: fail)")
+        parser.add_argument("--quota-multiplier", type=int, default=DEFAULT_QUOTA_MULTIPLIER,
+                            metavar="BYTES", help="PostfixAdmin's $CONF['quota_multiplier'] "
+                            f"(default {DEFAULT_QUOTA_MULTIPLIER})")
+        parser.add_argument("--table-prefix", default="", metavar="PREFIX",
+                            help="PostfixAdmin's $CONF['database_prefix'] (default none)")
+        parser.add_argument("--vacation-domain", default="", metavar="DOMAIN",
+                            help="PostfixAdmin's $CONF['vacation_domain']: alias destinations "
+                                 "there (auto-replies) are left out")
     elif name == "import":
         parser.add_argument("file", metavar="FILE", help="the export document; - reads stdin")
         parser.add_argument("--dry-run", action="store_true",
@@ -121,3 +138,48 @@ async def run_import(settings: Settings, args: argparse.Namespace) -> None:
         if len(report.errors) > 20:
             print(f"refused: ... and {len(report.errors) - 20} more", file=sys.stderr)
         fail(f"{len(report.errors)} refusals; an import would change nothing", EXIT_USAGE)
+
+
+async def run_import_postfixadmin(settings: Settings, args: argparse.Namespace) -> None:
+    from dinomail.transfer.postfixadmin import (
+        PostfixAdminError,
+        convert,
+        describe,
+        read_tables,
+    )
+
+    if args.quota_multiplier <= 0:
+        fail("--quota-multiplier must be a positive number of bytes", EXIT_USAGE)
+    try:
+        tables = await read_tables(args.url, args.table_prefix)
+    except PostfixAdminError as error:
+        fail(str(error), EXIT_USAGE)
+    converted = convert(tables, quota_multiplier=args.quota_multiplier,
+                        vacation_domain=args.vacation_domain.strip().lower())
+    for note in converted.notes:
+        print(f"note: {note}", file=sys.stderr)
+    problems = list(converted.refusals)
+    store = Store(settings.DATABASE_URL)
+    try:
+        report = await import_document(
+            store, converted.document, on_conflict=args.on_conflict,
+            dry_run=args.dry_run or bool(problems), source="postfixadmin",
+            progress=_progress if sys.stderr.isatty() else None,
+        )
+    except ImportRefused as error:
+        problems += describe(converted, error.errors)
+        report = None
+    finally:
+        await store.close()
+    if report is not None:
+        problems += describe(converted, report.errors)
+        if args.dry_run:
+            print("Dry run: nothing was changed.")
+        if args.dry_run or not problems:
+            print_report(report)
+    if problems:
+        for problem in problems[:20]:
+            print(f"refused: {problem}", file=sys.stderr)
+        if len(problems) > 20:
+            print(f"refused: ... and {len(problems) - 20} more", file=sys.stderr)
+        fail(f"{len(problems)} refusals; nothing was imported", EXIT_USAGE)
