@@ -23,6 +23,8 @@ from tests.support.cli import dinomail
 from tests.support.lookupd import running_lookupd
 from tests.support.postfix import have_postmap, postmap_config, postmap_query_async
 from tests.support.postgres import PostgresServer
+from tests.support.readme import shell_blocks
+from tests.test_backup_restore import run_block
 
 pytestmark = pytest.mark.skipif(not have_postmap(), reason="postfix is not installed")
 
@@ -211,3 +213,19 @@ def test_bad_urls(tmp_path: Path) -> None:
     result = dinomail("import-postfixadmin", "oracle://x/y", env=env)
     assert (result.returncode, result.stderr) == (
         2, "dinomail: error: unsupported database 'oracle' (use postgresql:// or mysql://)\n")
+
+
+async def test_the_readme_commands(postgres: PostgresServer, tmp_path: Path) -> None:
+    (block,) = shell_blocks("Moving from PostfixAdmin")
+    source = postfixadmin_database(postgres)
+    target = new_postgres_database(postgres)
+    # The README's URL names an example server; the test's PostfixAdmin database stands in.
+    result = run_block(block.replace("postgresql://postfixadmin@db.example.com/postfix", source),
+                       tmp_path, DINOMAIL_DATABASE_URL=target)
+    assert result.stdout.count("mailboxes              8         0         0         0") == 2
+    store = Store(target)
+    try:
+        async with store.read() as conn:
+            assert await conn.scalar(sa.select(sa.func.count()).select_from(virtualuser)) == 8
+    finally:
+        await store.close()
