@@ -1,5 +1,5 @@
-"""`dinomail import-postfixadmin` from a PostgreSQL database with PostfixAdmin's own schema
-(tests/fixtures/postfixadmin/, derived from its upgrade.php) and data written as PostfixAdmin
+"""`dinomail import-postfixadmin` from PostgreSQL and MariaDB databases with PostfixAdmin's own
+schema (tests/fixtures/postfixadmin/, derived from its upgrade.php) and data written as PostfixAdmin
 writes it: every mailbox keeps its password, aliases and alias domains resolve through the real
 `postmap`, admins log in with their PostfixAdmin passwords; what DinoMail cannot take is refused
 by name, and then nothing is written."""
@@ -7,6 +7,7 @@ by name, and then nothing is written."""
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -21,6 +22,7 @@ from tests.conftest import new_postgres_database
 from tests.support.adminapi import fast_admin_hashing
 from tests.support.cli import dinomail
 from tests.support.lookupd import running_lookupd
+from tests.support.mariadb import MariaDBServer, have_mariadb
 from tests.support.postfix import have_postmap, postmap_config, postmap_query_async
 from tests.support.postgres import PostgresServer
 from tests.support.readme import shell_blocks
@@ -66,9 +68,41 @@ def postfixadmin_database(server: PostgresServer, *extra_sql: str) -> str:
     name = f"postfixadmin_{next(_numbers)}"
     url = server.create_database(name)
     for sql in ((FIXTURES / "postgresql.sql").read_text(),
-                (FIXTURES / "postgresql-data.sql").read_text(), *extra_sql):
+                (FIXTURES / "data.sql").read_text(), *extra_sql):
         server.psql(sql, name)
     return url
+
+
+@pytest.fixture(scope="module")
+def mariadb() -> Iterator[MariaDBServer]:
+    if not have_mariadb():
+        pytest.skip("MariaDB is not installed (scripts/install-system-deps.sh)")
+    server = MariaDBServer()
+    server.start()
+    yield server
+    server.destroy()
+
+
+SourceFactory = Callable[..., str]
+
+
+@pytest.fixture(params=["postgresql", "mariadb"])
+def postfixadmin_source(request: pytest.FixtureRequest, postgres: PostgresServer
+                        ) -> SourceFactory:
+    """Makes a PostfixAdmin database of each kind, with the fixture data and `extra_sql`."""
+    if request.param == "postgresql":
+        return lambda *extra_sql: postfixadmin_database(postgres, *extra_sql)
+    server: MariaDBServer = request.getfixturevalue("mariadb")
+
+    def make(*extra_sql: str) -> str:
+        name = f"postfixadmin_{next(_numbers)}"
+        url = server.create_database(name)
+        for sql in ((FIXTURES / "mariadb.sql").read_text(),
+                    (FIXTURES / "data.sql").read_text(), *extra_sql):
+            server.sql(sql + ";", name)
+        return url
+
+    return make
 
 
 @pytest.fixture(autouse=True)
@@ -76,8 +110,10 @@ def _fast_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
     fast_admin_hashing(monkeypatch)
 
 
-async def test_import_from_postgresql(postgres: PostgresServer, tmp_path: Path) -> None:
-    source = postfixadmin_database(postgres)
+async def test_import(
+    postfixadmin_source: SourceFactory, postgres: PostgresServer, tmp_path: Path
+) -> None:
+    source = postfixadmin_source()
     target = new_postgres_database(postgres)
     env = {"DINOMAIL_DATABASE_URL": target}
     options = ("--vacation-domain", "autoreply.example.com")
@@ -168,16 +204,17 @@ async def test_import_from_postgresql(postgres: PostgresServer, tmp_path: Path) 
         await store.close()
 
 
-async def test_what_cannot_be_taken_is_refused_by_name(postgres: PostgresServer) -> None:
-    source = postfixadmin_database(
-        postgres,
+async def test_what_cannot_be_taken_is_refused_by_name(
+    postfixadmin_source: SourceFactory, postgres: PostgresServer
+) -> None:
+    source = postfixadmin_source(
         # Forward and keep a copy: DinoMail's alias of a mailbox replaces its delivery.
         "UPDATE alias SET goto = 'alice@example.com,boss@elsewhere.org' "
         "WHERE address = 'alice@example.com'",
-        "INSERT INTO mailbox (username, password, maildir, local_part, domain) VALUES "
-        "('ivan@example.com', 'plain text', 'example.com/ivan/', 'ivan', 'example.com')",
-        "INSERT INTO mailbox (username, password, maildir, local_part, domain) VALUES "
-        "('bad address@example.com', '{PLAIN}x', 'example.com/bad/', 'bad address', "
+        "INSERT INTO mailbox (username, password, name, maildir, local_part, domain) VALUES "
+        "('ivan@example.com', 'plain text', '', 'example.com/ivan/', 'ivan', 'example.com')",
+        "INSERT INTO mailbox (username, password, name, maildir, local_part, domain) VALUES "
+        "('bad address@example.com', '{PLAIN}x', '', 'example.com/bad/', 'bad address', "
         "'example.com')",
     )
     target = new_postgres_database(postgres)
