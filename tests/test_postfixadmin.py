@@ -7,6 +7,7 @@ by name, and then nothing is written."""
 from __future__ import annotations
 
 import itertools
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -21,8 +22,16 @@ from dinomail.transfer.postfixadmin import dovecot_hash
 from tests.conftest import new_postgres_database
 from tests.support.adminapi import fast_admin_hashing
 from tests.support.cli import dinomail
+from tests.support.dovecot import (
+    DovecotInstance,
+    LookupdThread,
+    have_dovecot,
+    lookupd_settings_for_dovecot,
+    make_root,
+)
 from tests.support.lookupd import running_lookupd
 from tests.support.mariadb import MariaDBServer, have_mariadb
+from tests.support.ports import free_port
 from tests.support.postfix import have_postmap, postmap_config, postmap_query_async
 from tests.support.postgres import PostgresServer
 from tests.support.readme import shell_blocks
@@ -266,3 +275,39 @@ async def test_the_readme_commands(postgres: PostgresServer, tmp_path: Path) -> 
             assert await conn.scalar(sa.select(sa.func.count()).select_from(virtualuser)) == 8
     finally:
         await store.close()
+
+
+@pytest.mark.skipif(not have_dovecot(), reason="Dovecot is not installed")
+def test_mailboxes_log_in_over_dovecot(postgres: PostgresServer) -> None:
+    """A real Dovecot, configured from conf/dovecot/, asks the lookup daemon: every imported
+    mailbox logs in with its PostfixAdmin password; the inactive one does not."""
+    source = postfixadmin_database(postgres)
+    target = new_postgres_database(postgres)
+    done = dinomail("import-postfixadmin", source, "--vacation-domain", "autoreply.example.com",
+                    env={"DINOMAIL_DATABASE_URL": target})
+    assert done.returncode == 0, done.stderr
+    root = make_root()
+    lookupd = LookupdThread(lookupd_settings_for_dovecot(root, target))
+    dovecot: DovecotInstance | None = None
+    try:
+        lookupd.start()
+        settings = lookupd.settings
+        dovecot = DovecotInstance(
+            root, dict_socket=settings.dict_listen.removeprefix("unix:"),
+            imap_port=free_port(), lookupd_url=f"http://{settings.LOOKUPD_HTTP_LISTEN}",
+        )
+        dovecot.start()
+        for email, password in PASSWORDS.items():
+            result = dovecot.auth_test(email, password)
+            output = result.stdout + result.stderr
+            if email == "henry@example.com":
+                assert result.returncode != 0, output
+            else:
+                assert result.returncode == 0 and "auth succeeded" in output, (email, output)
+            wrong = dovecot.auth_test(email, password + "!")
+            assert wrong.returncode != 0
+    finally:
+        if dovecot is not None:
+            dovecot.stop()
+        lookupd.stop()
+        shutil.rmtree(root, ignore_errors=True)
