@@ -164,6 +164,12 @@ async def _import(settings: Settings, args: argparse.Namespace) -> None:
     await run_import(settings, args)
 
 
+async def _import_csv(settings: Settings, args: argparse.Namespace) -> None:
+    from dinomail.transfer.commands import run_import_csv
+
+    await run_import_csv(settings, args)
+
+
 async def _import_postfixadmin(settings: Settings, args: argparse.Namespace) -> None:
     from dinomail.transfer.commands import run_import_postfixadmin
 
@@ -181,10 +187,11 @@ COMMANDS: dict[str, tuple[str, Command]] = {
     # Moving in and out: dinomail/transfer/.
     "export": ("write every domain, mailbox, alias and admin as one JSON document", _export),
     "import": ("read a document written by `dinomail export` into this database", _import),
+    "import-csv": ("create many mailboxes or aliases from a CSV file, all or none", _import_csv),
     "import-postfixadmin": ("import the domains, mailboxes, aliases and admins of a PostfixAdmin "
                             "database", _import_postfixadmin),
 }
-TRANSFER_COMMANDS = ("export", "import", "import-postfixadmin")
+TRANSFER_COMMANDS = ("export", "import", "import-csv", "import-postfixadmin")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -45,6 +45,19 @@ def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--vacation-domain", default="", metavar="DOMAIN",
                             help="PostfixAdmin's $CONF['vacation_domain']: alias destinations "
                                  "there (auto-replies) are left out")
+    elif name == "import-csv":
+        from dinomail.transfer.csvimport import COLUMNS, KINDS
+
+        parser.add_argument("kind", choices=KINDS, help="what each line creates")
+        parser.add_argument("file", metavar="FILE",
+                            help="CSV with a first line of column names: "
+                                 + "; ".join(f"{kind}: {', '.join(columns)}"
+                                             for kind, columns in COLUMNS.items()))
+        parser.add_argument("--dry-run", action="store_true",
+                            help="check every line; create nothing")
+        parser.add_argument("-o", "--output", metavar="FILE",
+                            help="write the generated passwords there (mode 0600) instead of "
+                                 "standard output")
     elif name == "import":
         parser.add_argument("file", metavar="FILE", help="the export document; - reads stdin")
         parser.add_argument("--dry-run", action="store_true",
@@ -183,3 +196,48 @@ async def run_import_postfixadmin(settings: Settings, args: argparse.Namespace) 
         if len(problems) > 20:
             print(f"refused: ... and {len(problems) - 20} more", file=sys.stderr)
         fail(f"{len(problems)} refusals; nothing was imported", EXIT_USAGE)
+
+
+async def run_import_csv(settings: Settings, args: argparse.Namespace) -> None:
+    import csv
+
+    from dinomail.transfer.csvimport import CsvRefused, import_csv
+
+    try:
+        with open(args.file, encoding="utf-8", newline="") as source:
+            text = source.read()
+    except OSError as error:
+        fail(f"cannot read {args.file}: {error.strerror}", EXIT_USAGE)
+    except UnicodeDecodeError:
+        fail(f"{args.file} is not UTF-8 text", EXIT_USAGE)
+    store = Store(settings.DATABASE_URL)
+    try:
+        result = await import_csv(store, args.kind, text,
+                                  scheme=settings.DINOMAIL_PASSWORD_SCHEME, dry_run=args.dry_run)
+    except CsvRefused as error:
+        for problem in error.errors[:20]:
+            print(f"refused: {problem}", file=sys.stderr)
+        if len(error.errors) > 20:
+            print(f"refused: ... and {len(error.errors) - 20} more", file=sys.stderr)
+        fail(f"{len(error.errors)} wrong lines in {args.file}; nothing was created", EXIT_USAGE)
+    finally:
+        await store.close()
+    done = "would be created (dry run: nothing was changed)" if args.dry_run else "created"
+    print(f"{result.created} {args.kind} {done}.", file=sys.stderr)
+    if not result.generated:
+        return
+    if args.output:
+        handle = os.open(args.output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        out = os.fdopen(handle, "w", encoding="utf-8", newline="")
+    else:
+        out = sys.stdout
+    try:
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(("email", "password"))
+        writer.writerows(result.generated)
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    where = f"written to {args.output}" if args.output else "above"
+    print(f"{len(result.generated)} generated passwords {where}: they are shown only this once.",
+          file=sys.stderr)
