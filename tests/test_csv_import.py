@@ -10,11 +10,14 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from dinomail import migrate
 from dinomail.passwords import verify_password
 from dinomail.schema import auditlog, virtualalias, virtualuser
 from dinomail.store import EVERYTHING, Store, domains
 from tests.support.cli import dinomail
 from tests.support.mail_data import fill_mail_data
+from tests.support.readme import shell_blocks
+from tests.test_backup_restore import run_block
 
 
 async def counts(store: Store) -> tuple[int, int, int]:
@@ -110,3 +113,23 @@ async def test_aliases_and_bad_headers(store: Store, tmp_path: Path) -> None:
     extra = run(store, tmp_path, "source,destination\na@example.org,b@example.org,c\n",
                 "aliases")
     assert extra.returncode == 2 and "refused: line 2: more values than columns" in extra.stderr
+
+
+async def test_the_readme_commands(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'dinomail.sqlite3'}")
+    await migrate.upgrade(store.engine)
+    try:
+        await fill_mail_data(store)
+        result = run_block("\n".join(shell_blocks("Bulk creation from CSV")), tmp_path,
+                           DINOMAIL_DATABASE_URL=store.url)
+        assert "2 mailboxes would be created" in result.stderr
+        assert "2 mailboxes created." in result.stderr
+        generated = list(csv.reader(io.StringIO((tmp_path / "passwords.csv").read_text())))
+        assert [row[0] for row in generated] == ["email", "ben@example.org"]
+        async with store.read() as conn:
+            stored = dict((await conn.execute(sa.select(virtualuser.c.email,
+                                                        virtualuser.c.password))).all())
+        assert verify_password("Correct-Horse-1", stored["ann@example.org"])
+        assert verify_password(generated[1][1], stored["ben@example.org"])
+    finally:
+        await store.close()
