@@ -20,7 +20,7 @@ from typing import Any, Literal
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dinomail import validation as v
-from dinomail.store import EVERYTHING, Store, StoreError, aliases, mailboxes
+from dinomail.store import EVERYTHING, Scope, Store, StoreError, aliases, mailboxes
 
 Kind = Literal["mailboxes", "aliases"]
 KINDS: tuple[Kind, ...] = ("mailboxes", "aliases")
@@ -113,7 +113,7 @@ def _mailbox_data(values: dict[str, str]) -> dict[str, Any]:
 
 async def import_csv(
     store: Store, kind: Kind, text: str, *, scheme: str, dry_run: bool = False,
-    actor: str = "cli",
+    actor: str = "cli", scope: Scope = EVERYTHING,
 ) -> CsvResult:
     """Create every line's object, or none; raises CsvRefused naming each wrong line."""
     rows = read_rows(text, kind)
@@ -139,11 +139,11 @@ async def import_csv(
                         if kind == "mailboxes":
                             if line not in hashes:
                                 continue
-                            await mailboxes.create(conn, actor, EVERYTHING,
+                            await mailboxes.create(conn, actor, scope,
                                                    _mailbox_data(values),
                                                    password_hash=hashes[line])
                         else:
-                            await aliases.create(conn, actor, EVERYTHING, values)
+                            await aliases.create(conn, actor, scope, values)
                 except v.ValidationError as error:
                     errors.append(f"line {line}: {error.field}: {error.message}")
                 except StoreError as error:
