@@ -131,11 +131,10 @@ def refusal_line(errors: list, what: str = "imported") -> str:
 
 
 async def run_import(settings: Settings, args: argparse.Namespace) -> None:
-    doc = _read(args.file)
     store = Store(settings.DATABASE_URL)
     try:
         report = await import_document(
-            store, doc, on_conflict=args.on_conflict, dry_run=args.dry_run,
+            store, _read(args.file), on_conflict=args.on_conflict, dry_run=args.dry_run,
             source=args.file, progress=_progress if sys.stderr.isatty() else None,
         )
     except ImportRefused as error:
