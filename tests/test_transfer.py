@@ -25,10 +25,11 @@ from dinomail.transfer.importer import ImportRefused, import_document
 from tests.conftest import new_postgres_database
 from tests.support.adminapi import PASSWORD, api_client, fast_admin_hashing
 from tests.support.cli import dinomail
-from tests.support.lookupd import running_lookupd
+from tests.support.lookupd import running_lookupd, wait_until
 from tests.support.postfix import have_postmap, postmap_config, postmap_query_async
 from tests.support.postgres import PostgresServer
 from tests.support.readme import shell_blocks
+from tests.support.socketmap_client import socketmap_query
 from tests.support.transfer_data import fill_everything
 from tests.test_backup_restore import run_block
 from tests.test_lookupd_postmap import CASES
@@ -315,3 +316,26 @@ def test_the_readme_commands(tmp_path: Path) -> None:
     assert result.stdout.count("mailboxes              6         0         0         0") == 2
     assert dinomail("export", env={"DINOMAIL_DATABASE_URL": new_url}).stdout.split("\n")[1:] \
         == (source / "dinomail-export.json").read_text().split("\n")[1:]
+
+
+async def test_a_running_lookup_daemon_sees_the_import(
+    exported: dict[str, Any], target_url: str, tmp_path: Path
+) -> None:
+    """The import's rows reach a daemon that was running before it, through the change log."""
+    store = Store(target_url)
+    try:
+        async with running_lookupd(store, tmp_path) as (daemon, settings):
+            before = await socketmap_query(settings.SOCKETMAP_LISTEN, "aliases",
+                                           "info@example.org")
+            assert before == "NOTFOUND "
+            await import_document(store, exported)
+            await wait_until(
+                lambda: daemon.holder.current is not None
+                and daemon.holder.current.row_counts()["mailboxes"] == 6,
+                what="the imported mailboxes in the snapshot",
+            )
+            after = await socketmap_query(settings.SOCKETMAP_LISTEN, "aliases",
+                                          "info@example.org")
+            assert after == "OK alice@example.org,bob@elsewhere.net"
+    finally:
+        await store.close()
