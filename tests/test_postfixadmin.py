@@ -36,6 +36,7 @@ from tests.support.postfix import have_postmap, postmap_config, postmap_query_as
 from tests.support.postgres import PostgresServer
 from tests.support.readme import shell_blocks
 from tests.test_backup_restore import run_block
+from tests.test_pages import log_in, pages_client
 
 pytestmark = pytest.mark.skipif(not have_postmap(), reason="postfix is not installed")
 
@@ -178,6 +179,12 @@ async def test_import(
             assert names == {"example.com", "example.net"}
             assert await admins.authenticate(conn, "legacy@example.net",
                                              "cleartext-password") is None
+        # The domain admin logs in to the pages with the PostfixAdmin password, and sees
+        # the domains PostfixAdmin gave them.
+        async with pages_client(store) as client:
+            browser = await log_in(client, "manager@example.com", "manager pass")
+            listed = await browser.get("/virtual-domains/")
+            assert "example.com" in listed.text and "example.net" in listed.text
 
         config = postmap_config(tmp_path / "postfix")
         (tmp_path / "lookupd").mkdir()
