@@ -5,9 +5,13 @@ same document and the same lookups; a refused row changes nothing and is named; 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+import pty
 import stat
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -339,3 +343,32 @@ async def test_a_running_lookup_daemon_sees_the_import(
             assert after == "OK alice@example.org,bob@elsewhere.net"
     finally:
         await store.close()
+
+
+def test_progress_on_a_terminal_only(exported: dict[str, Any], tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'target.sqlite3'}"
+    env = {"DINOMAIL_DATABASE_URL": url}
+    assert dinomail("migrate", env=env).returncode == 0
+    path = tmp_path / "doc.json"
+    path.write_text(json.dumps(exported))
+    # Standard error on a terminal: the progress of each section is shown there.
+    controller, terminal = pty.openpty()
+    try:
+        environ = {k: v for k, v in os.environ.items() if not k.startswith("DINOMAIL_")}
+        done = subprocess.run([sys.executable, "-m", "dinomail", "import", str(path)],
+                              env={**environ, **env}, stdout=subprocess.PIPE,
+                              stderr=terminal, timeout=60)
+        os.close(terminal)
+        shown = b""
+        with contextlib.suppress(OSError):
+            while chunk := os.read(controller, 4096):
+                shown += chunk
+    finally:
+        os.close(controller)
+    assert done.returncode == 0
+    assert b"\rmailboxes: 6/6" in shown and b"\raliases: 3/3" in shown
+    # Not on a terminal: nothing but errors on standard error.
+    (tmp_path / "target.sqlite3").unlink()
+    assert dinomail("migrate", env=env).returncode == 0
+    quiet = dinomail("import", str(path), env=env)
+    assert (quiet.returncode, quiet.stderr) == (0, "")
