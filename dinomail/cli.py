@@ -277,6 +277,30 @@ def _pw(pw_args: list[str], config: str | None) -> int:
     return pw_main(pw_args, default_scheme=scheme) if scheme else pw_main(pw_args)
 
 
+async def _export(settings: Settings, args: argparse.Namespace) -> None:
+    from dinomail.transfer.commands import run_export
+
+    await run_export(settings, args)
+
+
+async def _import(settings: Settings, args: argparse.Namespace) -> None:
+    from dinomail.transfer.commands import run_import
+
+    await run_import(settings, args)
+
+
+async def _import_csv(settings: Settings, args: argparse.Namespace) -> None:
+    from dinomail.transfer.commands import run_import_csv
+
+    await run_import_csv(settings, args)
+
+
+async def _import_postfixadmin(settings: Settings, args: argparse.Namespace) -> None:
+    from dinomail.transfer.commands import run_import_postfixadmin
+
+    await run_import_postfixadmin(settings, args)
+
+
 Command = Callable[[Settings, argparse.Namespace], Coroutine[Any, Any, None]]
 COMMANDS: dict[str, tuple[str, Command]] = {
     "migrate": ("create or upgrade the database schema, or adopt an original DinoMail "
@@ -291,7 +315,14 @@ COMMANDS: dict[str, tuple[str, Command]] = {
     "dovecot-config": ("write the Dovecot conf.d file that asks DinoMail", _dovecot_config),
     "doctor": ("check that Postfix, Dovecot and DinoMail are wired so that mail flows",
                _doctor),
+    # Moving in and out: dinomail/transfer/.
+    "export": ("write every domain, mailbox, alias and admin as one JSON document", _export),
+    "import": ("read a document written by `dinomail export` into this database", _import),
+    "import-csv": ("create many mailboxes or aliases from a CSV file, all or none", _import_csv),
+    "import-postfixadmin": ("import the domains, mailboxes, aliases and admins of a PostfixAdmin "
+                            "database", _import_postfixadmin),
 }
+TRANSFER_COMMANDS = ("export", "import", "import-csv", "import-postfixadmin")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -346,6 +377,10 @@ def build_parser() -> argparse.ArgumentParser:
                              metavar="FILE",
                              help="Dovecot's configuration file (default: "
                              "/etc/dovecot/dovecot.conf)")
+        if name in TRANSFER_COMMANDS:
+            from dinomail.transfer.commands import add_arguments
+
+            add_arguments(name, sub)
     pw = commands.add_parser(
         "pw", help="hash or verify a mailbox password, as `doveadm pw`", add_help=False
     )

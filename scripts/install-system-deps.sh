@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Debian packages the test suite drives for real: PostgreSQL, Postfix (with its pgsql maps),
 # Dovecot (IMAP, LMTP, Lua auth), Chromium for the pages, dnsmasq for the DNS checks, the
-# sqlite3 shell for the documented online backup.
+# sqlite3 shell for the documented online backup, MariaDB for the PostfixAdmin import.
 # Installs only what is missing; needs root (apt). Safe to run again.
 set -euo pipefail
 
@@ -12,6 +12,7 @@ PACKAGES=(
   chromium chromium-driver
   dnsmasq-base
   sqlite3
+  mariadb-server
   systemd
   python3-venv
 )

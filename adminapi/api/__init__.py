@@ -26,6 +26,7 @@ from adminapi.api.mail import (
 from adminapi.api.paging import check_parameters
 from adminapi.api.resource import Resource, detail_endpoint, list_endpoint
 from adminapi.api.serialize import list_uri
+from dinomail.transfer.document import schema_text
 
 # Served by the generic list and detail endpoints.
 GENERIC_RESOURCES: tuple[Resource, ...] = (
@@ -64,6 +65,13 @@ def openapi_document() -> dict[str, Any]:
 async def openapi_json(request: Request) -> Response:
     check_parameters(request, ())
     return JSONResponse(openapi_document())
+
+
+async def export_schema_json(request: Request) -> Response:
+    """The JSON Schema of `dinomail export` documents: public, like the OpenAPI document (it
+    describes a format and holds no data)."""
+    check_parameters(request, ())
+    return Response(schema_text(), media_type="application/schema+json")
 
 
 async def docs_page(request: Request) -> Response:
@@ -106,6 +114,7 @@ def routes() -> list[BaseRoute]:
     table: list[BaseRoute] = [
         _route("/api/", index, ["GET"]),
         Route("/api/openapi.json", openapi_json, methods=["GET"]),
+        Route("/api/export-schema.json", export_schema_json, methods=["GET"]),
         Route("/api/docs/", docs_page, methods=["GET"]),
     ]
     for resource in GENERIC_RESOURCES:

@@ -318,6 +318,16 @@ def _service_paths(resources: Sequence[Resource]) -> dict[str, Any]:
             "security": public,
             "responses": _responses({200: _json("OpenAPI 3.1.", {"type": "object"})}, [400]),
         }},
+        "/api/export-schema.json": {"get": {
+            "operationId": "export_schema",
+            "summary": "The JSON Schema of `dinomail export` documents", "tags": ["Service"],
+            "security": public,
+            "responses": {
+                "200": {"description": "JSON Schema, draft 2020-12.", "content": {
+                    "application/schema+json": {"schema": {"type": "object"}}}},
+                "400": _error(400),
+            },
+        }},
         "/api/docs/": {"get": {
             "operationId": "docs", "summary": "The API's documentation page", "tags": ["Service"],
             "security": public,

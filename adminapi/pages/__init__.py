@@ -22,6 +22,7 @@ from adminapi.pages import (
     aliasdomains,
     aliases,
     authblocks,
+    bulk,
     domains,
     limits,
     mailboxes,
@@ -120,6 +121,8 @@ def routes() -> list[BaseRoute]:
         _route("/virtual-users/{pk:int}/edit", mailboxes.mailbox_edit, GET_POST),
         _route("/virtual-users/{pk:int}/edit-password", mailboxes.mailbox_password, GET_POST),
         _route("/virtual-users/{pk:int}/delete", mailboxes.mailbox_delete, GET_POST),
+
+        _route("/bulk-import", bulk.bulk_import, GET_POST),
 
         _route("/virtual-aliases/", aliases.alias_list),
         _route("/virtual-aliases/new", aliases.alias_new, GET_POST),

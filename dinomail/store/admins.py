@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dinomail import djangopasswords
 from dinomail import validation as v
+from dinomail.passwords import PasswordSchemeError, verify_password
 from dinomail.schema import admin, admin_domain, virtualdomain
 from dinomail.store import audit
 from dinomail.store.common import Page, Row, fetch_one, now, paginate
@@ -45,10 +46,20 @@ async def _hash(password: str) -> str:
     return await asyncio.to_thread(_hasher.hash, password)
 
 
+def _is_foreign_hash(stored: str) -> bool:
+    """A hash DinoMail did not make: Django's (an adopted original database) or a Dovecot-scheme
+    one (admins imported from PostfixAdmin). Kept until the admin's first login."""
+    return djangopasswords.is_django_hash(stored) or stored.startswith("{")
+
+
 def _verify(stored: str, password: str) -> bool:
-    # Admins adopted from the original product keep their Django hash until they log in.
     if djangopasswords.is_django_hash(stored):
         return djangopasswords.verify(stored, password)
+    if stored.startswith("{"):
+        try:
+            return verify_password(password, stored)
+        except PasswordSchemeError:
+            return False
     try:
         return _hasher.verify(stored, password)
     except (VerificationError, InvalidHashError):
@@ -56,9 +67,9 @@ def _verify(stored: str, password: str) -> bool:
 
 
 def _needs_rehash(stored: str) -> bool:
-    """A Django hash, kept from an adopted database until its admin logs in. (Argon2 hashes
-    with older parameters are left alone: a new hash ends the admin's other page sessions.)"""
-    return djangopasswords.is_django_hash(stored)
+    """A foreign hash is replaced at the first login. (Argon2 hashes with older parameters are
+    left alone: a new hash ends the admin's other page sessions.)"""
+    return _is_foreign_hash(stored)
 
 
 async def domain_ids(conn: AsyncConnection, admin_id: int) -> frozenset[int]:

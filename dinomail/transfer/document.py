@@ -1,0 +1,59 @@
+"""The export document: its format name, version and the fields of each kind of object.
+
+The exporter writes these fields and the importer reads them, from one list, so the two cannot
+drift apart; the JSON Schema (`export-schema.json`) says the same for other programs, and a test
+checks exports against it.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from importlib import resources
+from typing import Any
+
+FORMAT = "dinomail-export"
+VERSION = 1
+SCHEMA_FILE = "export-schema.json"
+
+# The order of the top-level lists: each refers only to objects of the lists before it.
+SECTIONS = ("domains", "alias_domains", "mailboxes", "aliases", "admins")
+
+# core_virtualdomain columns carried as they are (the DNS check results are not: the checker
+# finds them again).
+DOMAIN_FIELDS = (
+    "name", "active", "display_name", "short_display_name", "imap_address", "pop_address",
+    "smtp_address", "dkim_key_name", "dkim_key", "max_mailboxes", "max_aliases",
+    "max_quota_per_mailbox", "total_quota", "default_quota",
+)
+# dinomail_dkimkey, as `dkim` of a domain; the private key moves with its domain.
+DKIM_FIELDS = ("selector", "algorithm", "key_bits", "private_key", "public_key")
+# dinomail_clientconfig, as `client_config` of a domain.
+CLIENT_CONFIG_FIELDS = (
+    "imap_ssl_port", "imap_starttls_port", "pop3_ssl_port", "pop3_starttls_port",
+    "smtp_ssl_port", "smtp_starttls_port", "mx_host",
+)
+# dinomail_domainsendlimit, as `send_limits` of a domain.
+DOMAIN_SEND_LIMIT_FIELDS = (
+    "mailbox_messages_per_hour", "mailbox_messages_per_day", "mailbox_recipients_per_hour",
+    "mailbox_recipients_per_day", "domain_messages_per_hour", "domain_messages_per_day",
+    "domain_recipients_per_hour", "domain_recipients_per_day", "reply",
+)
+ALIAS_DOMAIN_FIELDS = ("name", "target", "active")
+MAILBOX_FIELDS = ("email", "password", "quota", "active")
+# dinomail_mailboxsendlimit, as `send_limits` of a mailbox; null: the domain's default.
+MAILBOX_SEND_LIMIT_FIELDS = (
+    "messages_per_hour", "messages_per_day", "recipients_per_hour", "recipients_per_day",
+)
+ALIAS_FIELDS = ("source", "destination")
+ADMIN_FIELDS = ("username", "email", "password", "is_superadmin", "is_active")
+API_KEY_FIELDS = ("name", "prefix", "key_hash", "read_only")
+
+
+@cache
+def schema_text() -> str:
+    return resources.files(__package__).joinpath(SCHEMA_FILE).read_text(encoding="utf-8")
+
+
+def schema() -> dict[str, Any]:
+    return json.loads(schema_text())

@@ -1,0 +1,236 @@
+"""`dinomail export`: the whole installation (or some domains) as one JSON document, streamed.
+
+Rows are read in keyset pages (`WHERE id > last ORDER BY id LIMIT n`, the way the lookup
+daemon's full load pages) inside one read transaction, and written out page by page: memory
+stays bounded whatever the number of mailboxes, and the document is a consistent snapshot.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from dinomail import validation as v
+from dinomail.schema import (
+    admin,
+    admin_domain,
+    aliasdomain,
+    apikey,
+    clientconfig,
+    dkimkey,
+    domainsendlimit,
+    mailboxsendlimit,
+    virtualalias,
+    virtualdomain,
+    virtualuser,
+)
+from dinomail.store import Store
+from dinomail.transfer import document as d
+
+PAGE_SIZE = 5000
+# Ids per `IN (...)` list: below SQLite's variable limit.
+IN_CHUNK = 500
+
+
+class ExportError(ValueError):
+    """The export cannot be made as asked (an unknown --domain)."""
+
+
+async def _pages(
+    conn: AsyncConnection, query: sa.Select, id_column: sa.ColumnElement[int]
+) -> AsyncIterator[list[sa.RowMapping]]:
+    last = 0
+    while True:
+        rows = list(
+            (await conn.execute(query.where(id_column > last).order_by(id_column).limit(PAGE_SIZE)))
+            .mappings()
+        )
+        if not rows:
+            return
+        yield rows
+        last = rows[-1][id_column.key]
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _pick(row: Any, fields: Iterable[str], prefix: str = "") -> dict[str, Any]:
+    return {field: row[prefix + field] for field in fields}
+
+
+def _domain(row: Any) -> dict[str, Any]:
+    out = _pick(row, d.DOMAIN_FIELDS)
+    out["dkim"] = None if row["k_selector"] is None else {
+        "selector": row["k_selector"], "algorithm": row["k_algorithm"],
+        "key_bits": row["k_key_bits"], "private_key": row["k_private_key"],
+        "public_key": row["k_public_key"],
+    }
+    out["client_config"] = (
+        None if row["c_imap_ssl_port"] is None else _pick(row, d.CLIENT_CONFIG_FIELDS, "c_")
+    )
+    out["send_limits"] = (
+        None if row["l_reply"] is None else _pick(row, d.DOMAIN_SEND_LIMIT_FIELDS, "l_")
+    )
+    return out
+
+
+def _labelled(table: sa.Table, fields: Sequence[str], prefix: str) -> list[sa.Label]:
+    return [table.c[field].label(prefix + field) for field in fields]
+
+
+_DOMAINS = sa.select(
+    virtualdomain.c.id, *[virtualdomain.c[field] for field in d.DOMAIN_FIELDS],
+    dkimkey.c.selector.label("k_selector"), dkimkey.c.algorithm.label("k_algorithm"),
+    dkimkey.c.key_bits.label("k_key_bits"), dkimkey.c.dkim_private_key.label("k_private_key"),
+    dkimkey.c.public_key.label("k_public_key"),
+    *_labelled(clientconfig, d.CLIENT_CONFIG_FIELDS, "c_"),
+    *_labelled(domainsendlimit, d.DOMAIN_SEND_LIMIT_FIELDS, "l_"),
+).select_from(
+    virtualdomain.outerjoin(dkimkey, dkimkey.c.domain_id == virtualdomain.c.id)
+    .outerjoin(clientconfig, clientconfig.c.domain_id == virtualdomain.c.id)
+    .outerjoin(domainsendlimit, domainsendlimit.c.domain_id == virtualdomain.c.id)
+)
+_ALIAS_DOMAINS = sa.select(
+    aliasdomain.c.id, aliasdomain.c.name, virtualdomain.c.name.label("target"),
+    aliasdomain.c.active,
+).select_from(aliasdomain.join(virtualdomain, virtualdomain.c.id == aliasdomain.c.target_domain_id))
+_MAILBOXES = sa.select(
+    virtualuser.c.id, *[virtualuser.c[field] for field in d.MAILBOX_FIELDS],
+    mailboxsendlimit.c.user_id.label("l_user_id"),
+    *_labelled(mailboxsendlimit, d.MAILBOX_SEND_LIMIT_FIELDS, "l_"),
+).select_from(
+    virtualuser.outerjoin(mailboxsendlimit, mailboxsendlimit.c.user_id == virtualuser.c.id)
+)
+_ALIASES = sa.select(virtualalias.c.id, virtualalias.c.source, virtualalias.c.destination)
+_ADMINS = sa.select(admin.c.id, *[admin.c[field] for field in d.ADMIN_FIELDS])
+
+
+def _mailbox(row: Any) -> dict[str, Any]:
+    out = _pick(row, d.MAILBOX_FIELDS)
+    out["send_limits"] = (
+        None if row["l_user_id"] is None else _pick(row, d.MAILBOX_SEND_LIMIT_FIELDS, "l_")
+    )
+    return out
+
+
+async def _admin_extras(
+    conn: AsyncConnection, admin_ids: list[int], domain_filter: Callable[[int], bool]
+) -> tuple[dict[int, list[str]], dict[int, list[dict[str, Any]]]]:
+    """The domains and live API keys of a page of admins."""
+    rights: dict[int, list[str]] = {admin_id: [] for admin_id in admin_ids}
+    keys: dict[int, list[dict[str, Any]]] = {admin_id: [] for admin_id in admin_ids}
+    for start in range(0, len(admin_ids), IN_CHUNK):
+        chunk = admin_ids[start:start + IN_CHUNK]
+        rows = await conn.execute(
+            sa.select(admin_domain.c.admin_id, admin_domain.c.domain_id, virtualdomain.c.name)
+            .select_from(admin_domain.join(virtualdomain,
+                                           virtualdomain.c.id == admin_domain.c.domain_id))
+            .where(admin_domain.c.admin_id.in_(chunk))
+            .order_by(virtualdomain.c.name)
+        )
+        for admin_id, domain_id, name in rows:
+            if domain_filter(domain_id):
+                rights[admin_id].append(name)
+        rows = await conn.execute(
+            sa.select(apikey.c.admin_id, *[apikey.c[field] for field in d.API_KEY_FIELDS])
+            .where(apikey.c.admin_id.in_(chunk), apikey.c.revoked_at.is_(None))
+            .order_by(apikey.c.id)
+        )
+        for row in rows.mappings():
+            keys[row["admin_id"]].append(_pick(row, d.API_KEY_FIELDS))
+    return rights, keys
+
+
+async def _domain_ids(conn: AsyncConnection, names: Sequence[str]) -> set[int]:
+    ids: set[int] = set()
+    for raw in names:
+        try:
+            name = v.normalize_domain(raw, "domain")
+        except v.ValidationError as error:
+            raise ExportError(f"--domain {raw}: {error.message}") from None
+        found = await conn.scalar(sa.select(virtualdomain.c.id).where(virtualdomain.c.name == name))
+        if found is None:
+            raise ExportError(f"--domain {raw}: no such domain")
+        ids.add(found)
+    return ids
+
+
+async def export_document(store: Store, domains: Sequence[str] = ()) -> AsyncIterator[str]:
+    """The document, in pieces to write one after the other.
+
+    With `domains`, only those domains, their alias domains, mailboxes and aliases, and the
+    domain admins of any of them (with only those domains as their rights; superadmins are left
+    out, being admins of the whole installation).
+    """
+    async with store.engine.connect() as conn:
+        if conn.dialect.name == "postgresql":
+            # One snapshot for every page.
+            conn = await conn.execution_options(isolation_level="REPEATABLE READ")
+        async with conn.begin():
+            async for piece in _write(conn, domains):
+                yield piece
+
+
+async def _write(conn: AsyncConnection, wanted: Sequence[str]) -> AsyncIterator[str]:
+    selected = await _domain_ids(conn, wanted) if wanted else None
+
+    def only(column: sa.ColumnElement[int]) -> list[sa.ColumnElement[bool]]:
+        return [] if selected is None else [column.in_(sorted(selected))]
+
+    def in_selection(domain_id: int) -> bool:
+        return selected is None or domain_id in selected
+
+    exported_at = datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    yield (f'{{"format":{_dumps(d.FORMAT)},"version":{d.VERSION},'
+           f'"exported_at":{_dumps(exported_at)}')
+
+    async def section(
+        name: str, query: sa.Select, id_column: sa.ColumnElement[int],
+        shape: Callable[[Any], dict[str, Any]],
+    ) -> AsyncIterator[str]:
+        yield f',\n"{name}":['
+        first = True
+        async for rows in _pages(conn, query, id_column):
+            text = ",\n".join(_dumps(shape(row)) for row in rows)
+            yield text if first else ",\n" + text
+            first = False
+        yield "]"
+
+    sections = (
+        ("domains", _DOMAINS.where(*only(virtualdomain.c.id)), virtualdomain.c.id, _domain),
+        ("alias_domains", _ALIAS_DOMAINS.where(*only(aliasdomain.c.target_domain_id)),
+         aliasdomain.c.id, lambda row: _pick(row, d.ALIAS_DOMAIN_FIELDS)),
+        ("mailboxes", _MAILBOXES.where(*only(virtualuser.c.domain_id)), virtualuser.c.id,
+         _mailbox),
+        ("aliases", _ALIASES.where(*only(virtualalias.c.domain_id)), virtualalias.c.id,
+         lambda row: _pick(row, d.ALIAS_FIELDS)),
+    )
+    for name, query, id_column, shape in sections:
+        async for piece in section(name, query, id_column, shape):
+            yield piece
+
+    admins = _ADMINS
+    if selected is not None:
+        admins = admins.where(
+            admin.c.is_superadmin.is_(False),
+            admin.c.id.in_(sa.select(admin_domain.c.admin_id)
+                           .where(admin_domain.c.domain_id.in_(sorted(selected)))),
+        )
+    yield ',\n"admins":['
+    first = True
+    async for rows in _pages(conn, admins, admin.c.id):
+        rights, keys = await _admin_extras(conn, [row["id"] for row in rows], in_selection)
+        text = ",\n".join(
+            _dumps({**_pick(row, d.ADMIN_FIELDS), "domains": rights[row["id"]],
+                    "api_keys": keys[row["id"]]})
+            for row in rows
+        )
+        yield text if first else ",\n" + text
+        first = False
+    yield "]}\n"
