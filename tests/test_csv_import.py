@@ -41,7 +41,7 @@ async def test_mailboxes(store: Store, tmp_path: Path) -> None:
                              {"max_quota_per_mailbox": 5000, "default_quota": 2000})
     before = await counts(store)
     bad = ("email,password,quota,active\n"
-           "ok@example.org,Secret-1,,\n"
+           "ok@example.org,Secret-1234,,\n"
            "bad address@example.org,x,,\n"
            "x@unknown.org,,,\n"
            "big@example.org,,9999,\n"
@@ -52,7 +52,7 @@ async def test_mailboxes(store: Store, tmp_path: Path) -> None:
     refused = [line for line in result.stderr.splitlines() if line.startswith("refused: ")]
     assert [line.split(":")[1].strip() for line in refused] == [
         "line 3", "line 4", "line 5", "line 6", "line 7"]
-    assert "refused: line 4: domain: unknown.org is not a domain managed here" in refused
+    assert "refused: line 4: domain: unknown.org is not a domain you manage" in refused
     assert "refused: line 6: email: the mailbox alice@example.org already exists" in refused
     assert "refused: line 7: active: must be true or false" in refused
     assert result.stderr.endswith(

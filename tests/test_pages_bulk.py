@@ -39,8 +39,8 @@ async def test_bulk_creation_in_a_domain_admins_scope(store: Store) -> None:
             "kind": "mailboxes",
             "lines": "email,password\nok@b.org,Secret-123\nx@a.org,\ny@nowhere.org,\n"})
         assert refused.status_code == 400
-        assert "line 3: domain: domain not found" in refused.text
-        assert "line 4: domain: nowhere.org is not a domain managed here" in refused.text
+        assert "line 3: domain: a.org is not a domain you manage" in refused.text
+        assert "line 4: domain: nowhere.org is not a domain you manage" in refused.text
         assert "Nothing was created" in refused.text
         assert await rows(store) == ({}, 0)
 

@@ -24,7 +24,7 @@ SECTIONS = ("domains", "alias_domains", "mailboxes", "aliases", "admins")
 DOMAIN_FIELDS = (
     "name", "active", "display_name", "short_display_name", "imap_address", "pop_address",
     "smtp_address", "dkim_key_name", "dkim_key", "max_mailboxes", "max_aliases",
-    "max_quota_per_mailbox", "total_quota", "default_quota",
+    "max_quota_per_mailbox", "total_quota", "default_quota", "catchall_senders",
 )
 # dinomail_dkimkey, as `dkim` of a domain; the private key moves with its domain.
 DKIM_FIELDS = ("selector", "algorithm", "key_bits", "private_key", "public_key")

@@ -180,6 +180,8 @@ def convert(
             "total_quota": _limit(row["quota"], f"domain {name}: quota", notes,
                                   quota_multiplier),
             "default_quota": 0,
+            # PostfixAdmin's sender login query matches exact addresses only.
+            "catchall_senders": False,
             "dkim": None, "client_config": None, "send_limits": None,
         })
 
