@@ -88,6 +88,7 @@ class Refresher:
         self._last_prune = time.monotonic()
         self.snapshot_file = snapshot_file
         self.database_id: str | None = None
+        self._id_learned = False
         self._disk_tried = False
         self._saved_seq = -1  # the change log position of the file on disk
         self._last_save = 0.0
@@ -127,10 +128,8 @@ class Refresher:
             # Listen before reading, so that no change slips between the read and the LISTEN.
             await self._listener.start(self.store.url)
         now = time.monotonic()
-        if self.database_id is None and self.snapshot_file is not None:
-            # Before the first load: the id the snapshot file must carry from now on.
-            async with self.store.write() as conn:
-                self.database_id = await changelog.ensure_database_id(conn)
+        if not self._id_learned and self.snapshot_file is not None:
+            await self._learn_database_id()
         if self._full_due or now - self._last_full >= self.full_resync_interval:
             await self.full_load()
         else:
@@ -200,6 +199,25 @@ class Refresher:
         self.metrics.set_snapshot_rows(snapshot.row_counts())
 
     # --- the snapshot on disk ---------------------------------------------------------------------
+
+    async def _learn_database_id(self) -> None:
+        """The database's id, which the snapshot file carries (and must match when read).
+
+        Read first: a database that does not answer fails here like the load would. Made by the
+        first daemon that finds none; a daemon that may not write (a read-only replica) loads
+        and saves all the same, with the file naming the database by its address only.
+        """
+        async with self.store.read() as conn:
+            self.database_id = await changelog.database_id(conn)
+        self._id_learned = True  # asked once, whatever comes of the creation below
+        if self.database_id is not None:
+            return
+        try:
+            async with self.store.write() as conn:
+                self.database_id = await changelog.ensure_database_id(conn)
+        except Exception as error:
+            log.warning("cannot give the database an id for the snapshot file: %s",
+                        _one_line(error))
 
     def _load_from_disk(self) -> None:
         """No data yet and no database: serve the last snapshot saved on disk, if it is ours."""
