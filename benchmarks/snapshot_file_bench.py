@@ -12,6 +12,7 @@ the part on the event loop.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import tempfile
 import time
@@ -51,7 +52,7 @@ def main() -> None:
     snapshot = Snapshot.build(make_data(args.mailboxes, args.domains))
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "lookupd-snapshot.json"
-        rows_s, write_s, read_s = [], [], []
+        rows_s, write_s, read_s, read_cpu = [], [], [], []
         for _ in range(args.repeat):
             started = time.perf_counter()
             data = snapshot.rows()
@@ -59,18 +60,21 @@ def main() -> None:
             started = time.perf_counter()
             write_snapshot_file(path, data, database=DATABASE, database_id="x", seq=1)
             write_s.append(time.perf_counter() - started)
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             saved = read_snapshot_file(path, database=DATABASE, database_id="x")
             assert saved is not None
             built = Snapshot.build(saved.data)
             read_s.append(time.perf_counter() - started)
+            read_cpu.append(time.process_time() - cpu)
             assert built.row_counts() == snapshot.row_counts()
         size = path.stat().st_size
     print(f"{args.mailboxes:,} mailboxes, {args.mailboxes:,} aliases, {args.domains:,} domains; "
           f"file {size / 1e6:.1f} MB; median of {args.repeat}:")
     print(f"  rows() on the loop     {statistics.median(rows_s) * 1000:8.1f} ms")
     print(f"  write (thread, fsync)  {statistics.median(write_s) * 1000:8.1f} ms")
-    print(f"  read + Snapshot.build  {statistics.median(read_s) * 1000:8.1f} ms")
+    print(f"  read + Snapshot.build  {statistics.median(read_s) * 1000:8.1f} ms "
+          f"({statistics.median(read_cpu) * 1000:.1f} ms of CPU)")
+    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
 
 
 if __name__ == "__main__":

@@ -22,10 +22,12 @@ so a crash leaves the old file or the new one, never half of one.
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +39,9 @@ log = logging.getLogger("dinomail.lookupd.snapshot_file")
 
 FORMAT = "dinomail-lookupd-snapshot"
 FORMAT_VERSION = 1
+# Rows encoded at once when writing.
+WRITE_CHUNK = 10_000
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
 def database_name(url: str) -> str:
@@ -72,20 +77,17 @@ def write_snapshot_file(
         "format": FORMAT, "version": FORMAT_VERSION, "dinomail": __version__,
         "database": database, "database_id": database_id, "seq": seq, "saved_at": time.time(),
     }
-    body = {
-        "domains": [(r.id, r.name, r.active) for r in data.domains],
-        "alias_domains": [
-            (r.id, r.name, r.target_domain_id, r.active) for r in data.alias_domains
-        ],
-        "mailboxes": [
-            (r.id, r.domain_id, r.email, r.password, r.quota, r.active) for r in data.mailboxes
-        ],
-        "aliases": [(r.id, r.domain_id, r.source, r.destination) for r in data.aliases],
+    parts: dict[str, tuple[list[Any], Callable[[Any], tuple[Any, ...]]]] = {
+        "domains": (data.domains, lambda r: (r.id, r.name, r.active)),
+        "alias_domains": (
+            data.alias_domains, lambda r: (r.id, r.name, r.target_domain_id, r.active)
+        ),
+        "mailboxes": (
+            data.mailboxes,
+            lambda r: (r.id, r.domain_id, r.email, r.password, r.quota, r.active),
+        ),
+        "aliases": (data.aliases, lambda r: (r.id, r.domain_id, r.source, r.destination)),
     }
-    encoded = b"".join((
-        json.dumps(header).encode(), b"\n",
-        json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode(), b"\n",
-    ))
     folder = path.parent
     folder.mkdir(mode=0o750, parents=True, exist_ok=True)
     temporary = folder / f".{path.name}.{os.getpid()}.tmp"
@@ -93,7 +95,16 @@ def write_snapshot_file(
     try:
         os.fchmod(descriptor, 0o600)  # whatever the umask, and an old temporary's mode
         with os.fdopen(descriptor, "wb", closefd=False) as file:
-            file.write(encoded)
+            file.write(json.dumps(header).encode() + b"\n")
+            # Encoded a chunk at a time: a million rows never exist twice in memory as text.
+            for number, (name, (rows, fields)) in enumerate(parts.items()):
+                file.write(b'%s"%s":[' % (b"," if number else b"{", name.encode()))
+                for start in range(0, len(rows), WRITE_CHUNK):
+                    chunk = [fields(row) for row in rows[start:start + WRITE_CHUNK]]
+                    text = _ENCODER.encode(chunk)[1:-1]
+                    file.write((b"," if start else b"") + text.encode())
+                file.write(b"]")
+            file.write(b"}\n")
             file.flush()
             os.fsync(descriptor)
     except BaseException:
@@ -114,6 +125,18 @@ def read_snapshot_file(
 ) -> SavedSnapshot | None:
     """The data saved in `path` if it was written by this version for this database (and, when
     `database_id` is known, for the database with that id); else None, saying why in the log."""
+    # Hundreds of thousands of new containers would start the garbage collector again and
+    # again (walking them all each time) for objects that hold no cycles.
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _read(path, database, database_id)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _read(path: Path, database: str, database_id: str | None) -> SavedSnapshot | None:
     try:
         with path.open("rb") as file:
             header = _header(file.readline())
@@ -131,26 +154,41 @@ def read_snapshot_file(
         log.warning("ignoring %s: cannot read it (%s)", path, error)
         return None
     try:
+        # The rows as JSON typed them, unconverted (converting each field would double the
+        # read time); the file is our own, and a wrong shape fails here, not in a lookup.
         data = MailData(
-            domains=[DomainRow(int(i), str(n), bool(a)) for i, n, a in body["domains"]],
-            alias_domains=[
-                AliasDomainRow(int(i), str(n), int(t), bool(a))
-                for i, n, t, a in body["alias_domains"]
-            ],
-            mailboxes=[
-                MailboxRow(int(i), int(d), str(e), str(p), None if q is None else int(q), bool(a))
-                for i, d, e, p, q, a in body["mailboxes"]
-            ],
-            aliases=[
-                AliasRow(int(i), int(d), str(s), str(t)) for i, d, s, t in body["aliases"]
-            ],
+            domains=[DomainRow(*row) for row in body["domains"]],
+            alias_domains=[AliasDomainRow(*row) for row in body["alias_domains"]],
+            mailboxes=[MailboxRow(*row) for row in body["mailboxes"]],
+            aliases=[AliasRow(*row) for row in body["aliases"]],
         )
+        _check_types(data)
     except (KeyError, TypeError, ValueError) as error:
         log.warning("ignoring %s: malformed rows (%s)", path, error)
         return None
     return SavedSnapshot(
         data, int(header["seq"]), float(header["saved_at"]), header.get("database_id")
     )
+
+
+def _check_types(data: MailData) -> None:
+    """Every field of the type the lookups expect (a file edited by hand is refused whole)."""
+    for row in data.domains:
+        if not (type(row.id) is int and type(row.name) is str and type(row.active) is bool):
+            raise TypeError(f"domain {row!r}")
+    for row in data.alias_domains:
+        if not (type(row.id) is int and type(row.name) is str
+                and type(row.target_domain_id) is int and type(row.active) is bool):
+            raise TypeError(f"alias domain {row!r}")
+    for row in data.mailboxes:
+        if not (type(row.id) is int and type(row.domain_id) is int and type(row.email) is str
+                and type(row.password) is str and type(row.active) is bool
+                and (row.quota is None or type(row.quota) is int)):
+            raise TypeError(f"mailbox {row.id!r}")
+    for row in data.aliases:
+        if not (type(row.id) is int and type(row.domain_id) is int
+                and type(row.source) is str and type(row.destination) is str):
+            raise TypeError(f"alias {row.id!r}")
 
 
 def _header(line: bytes) -> dict[str, Any] | None:
