@@ -26,7 +26,7 @@ from dinomail.store import changes as changelog
 from dinomail.store.notify import ChangeListener
 from lookupd.metrics import LookupdMetrics
 from lookupd.snapshot import Snapshot
-from lookupd.snapshot_file import read_snapshot_file, write_snapshot_file
+from lookupd.snapshot_file import SavedSnapshot, read_snapshot_file, write_snapshot_file
 
 log = logging.getLogger("dinomail.lookupd.refresher")
 
@@ -112,7 +112,7 @@ class Refresher:
                 self._on_error(error, failures)
                 await self._listener.close()
                 if self.holder.current is None and not self._disk_tried:
-                    self._load_from_disk()
+                    await self._load_from_disk()
                 delay = RETRY_DELAYS[min(failures, len(RETRY_DELAYS) - 1)]
                 failures += 1
                 await _wait(stop, delay)
@@ -219,20 +219,32 @@ class Refresher:
             log.warning("cannot give the database an id for the snapshot file: %s",
                         _one_line(error))
 
-    def _load_from_disk(self) -> None:
-        """No data yet and no database: serve the last snapshot saved on disk, if it is ours."""
+    async def _load_from_disk(self) -> None:
+        """No data yet and no database: serve the last snapshot saved on disk, if it is ours.
+
+        Read and built in a thread (seconds at a million mailboxes): meanwhile the listeners
+        keep answering temporary failures and the watchdog keeps being fed."""
         self._disk_tried = True
-        if self.snapshot_file is None:
+        target = self.snapshot_file
+        if target is None:
             return
-        saved = read_snapshot_file(
-            self.snapshot_file.path, database=self.snapshot_file.database,
-            database_id=self.database_id,
-        )
-        if saved is None:
+
+        def read() -> tuple[SavedSnapshot, Snapshot] | None:
+            saved = read_snapshot_file(
+                target.path, database=target.database, database_id=self.database_id
+            )
+            if saved is None:
+                return None
+            return saved, Snapshot.build(saved.data, recipient_delimiter=self.recipient_delimiter)
+
+        loaded = await asyncio.to_thread(read)
+        if loaded is None:
             log.warning("no usable snapshot on disk: temporary failures until the database "
                         "answers")
             return
-        snapshot = Snapshot.build(saved.data, recipient_delimiter=self.recipient_delimiter)
+        if self.holder.current is not None:
+            return  # the database answered meanwhile
+        saved, snapshot = loaded
         self.holder.current = snapshot
         self.holder.seq = saved.seq
         self.holder.stale = True
@@ -243,8 +255,9 @@ class Refresher:
         self.metrics.set_snapshot_rows(snapshot.row_counts())
         log.warning(
             "database unreachable: serving the snapshot saved in %s %.0f s ago (%s) until "
-            "it answers", self.snapshot_file.path, saved.age, snapshot.row_counts(),
+            "it answers", target.path, saved.age, snapshot.row_counts(),
         )
+        gc.freeze()  # as after a full load: no collection walks these rows again
 
     def _save_if_due(self) -> None:
         """Write the snapshot to disk after a full load, and after changes every `interval`."""
