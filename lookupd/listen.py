@@ -30,11 +30,11 @@ DEFAULT_UNIX_MODE = 0o660
 
 
 class Listener:
-    """Listening sockets, the tasks accepting on them, and the address they are bound to.
+    """Listening sockets, accepting connections up to a limit, and the address they are bound to.
 
-    Accepting is our own loop rather than asyncio's server, so that a listener at its
-    connection limit simply stops accepting: new clients wait in the kernel's backlog (and are
-    served as soon as a connection closes) while the open connections go on undisturbed.
+    Accepting is our own rather than asyncio's server, so that a listener at its connection
+    limit simply stops accepting: new clients wait in the kernel's backlog (and are served as
+    soon as a connection closes) while the open connections go on undisturbed.
 
     Closing it stops accepting and, for a unix socket, removes the socket file if it is still
     the one this listener created (a newer daemon may already have replaced it).
@@ -53,7 +53,13 @@ class Listener:
         self._socket_file = socket_file
         self._factory = protocol_factory
         self._connections = connections
-        self._tasks = [asyncio.ensure_future(self._accept(sock)) for sock in sockets]
+        self._loop = asyncio.get_running_loop()
+        self._serving = False
+        self._pending: set[asyncio.Task[None]] = set()
+        self._closed = False
+        self._retry: asyncio.TimerHandle | None = None
+        self._room_waiter: asyncio.Task[None] | None = None
+        self._start_accepting()
 
     @property
     def address(self) -> ListenAddress:
@@ -66,32 +72,76 @@ class Listener:
                 return ListenAddress(host=host, port=port)
         return self.requested
 
-    async def _accept(self, sock: socket.socket) -> None:
-        loop = asyncio.get_running_loop()
+    # Accepting is driven by the listening sockets' readiness, as in asyncio's own server: every
+    # connection waiting is taken at once, up to the limit; at the limit the sockets are no
+    # longer watched until a connection closes.
+
+    def _start_accepting(self) -> None:
+        if self._serving or self._closed:
+            return
+        self._serving = True
+        for sock in self.sockets:
+            self._loop.add_reader(sock.fileno(), self._accept_ready, sock)
+
+    def _stop_accepting(self) -> None:
+        if not self._serving:
+            return
+        self._serving = False
+        for sock in self.sockets:
+            if sock.fileno() >= 0:
+                self._loop.remove_reader(sock.fileno())
+
+    def _accept_ready(self, sock: socket.socket) -> None:
         connections = self._connections
-        while True:
-            if connections is not None and connections.full:
-                await connections.wait_for_room()
+        for _ in range(ACCEPT_BATCH):
+            if connections is not None and len(connections) + len(self._pending) >= (
+                connections.limit or 1 << 62
+            ):
+                self._stop_accepting()
+                if self._room_waiter is None:
+                    self._room_waiter = asyncio.ensure_future(self._wait_for_room())
+                return
             try:
-                client, _ = await loop.sock_accept(sock)
-            except (ConnectionAbortedError, InterruptedError):
-                continue  # the client left before we accepted it
+                client, _ = sock.accept()
+            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                return
             except OSError as error:
-                if error.errno not in _OUT_OF_RESOURCES:
-                    raise
-                # Out of descriptors: the connections open go on; accept again shortly.
-                _log_out_of_resources(error)
-                await asyncio.sleep(ACCEPT_RETRY_DELAY)
-                continue
-            try:
-                await loop.connect_accepted_socket(self._factory, client)
-            except OSError:
-                client.close()
+                # Out of descriptors (or a stranger error): the connections open go on;
+                # accept again shortly.
+                if error.errno in _OUT_OF_RESOURCES:
+                    _log_out_of_resources(error)
+                else:
+                    log.error("cannot accept a connection on %s: %s", self.requested, error)
+                self._stop_accepting()
+                self._retry = self._loop.call_later(ACCEPT_RETRY_DELAY, self._start_accepting)
+                return
+            client.setblocking(False)
+            task = asyncio.ensure_future(self._serve(client))
+            self._pending.add(task)
+            task.add_done_callback(self._pending.discard)
+
+    async def _wait_for_room(self) -> None:
+        assert self._connections is not None
+        while self._pending:
+            await asyncio.gather(*self._pending, return_exceptions=True)
+        await self._connections.wait_for_room()
+        self._room_waiter = None
+        self._start_accepting()
+
+    async def _serve(self, client: socket.socket) -> None:
+        try:
+            await self._loop.connect_accepted_socket(self._factory, client)
+        except OSError:
+            client.close()
 
     def close(self) -> None:
         """Stop accepting connections; the connections already open are left alone."""
-        for task in self._tasks:
-            task.cancel()
+        self._stop_accepting()
+        self._closed = True
+        if self._retry is not None:
+            self._retry.cancel()
+        if self._room_waiter is not None:
+            self._room_waiter.cancel()
         for sock in self.sockets:
             sock.close()
         path = self.requested.path
@@ -105,12 +155,15 @@ class Listener:
             self._socket_file = None
 
     async def wait_closed(self) -> None:
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        waiting = [*self._pending, *([self._room_waiter] if self._room_waiter else [])]
+        await asyncio.gather(*waiting, return_exceptions=True)
 
 
 # Accepting fails with these when the process or the system is out of descriptors or memory.
 _OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 ACCEPT_RETRY_DELAY = 0.1
+# Connections accepted in one go when several wait.
+ACCEPT_BATCH = 128
 _last_resource_warning = 0.0
 
 
