@@ -42,7 +42,10 @@ async def _check_migrated(settings: Settings) -> None:
         async with asyncio.timeout(DATABASE_CHECK_TIMEOUT):
             current = await migrate.current_revision(engine)
     except Exception as error:
-        message = "timed out" if isinstance(error, TimeoutError) else database_error(error)
+        message = (
+            f"the database did not answer within {DATABASE_CHECK_TIMEOUT:g} s"
+            if isinstance(error, TimeoutError) else database_error(error)
+        )
         if message is None:
             raise
         log.warning("%s; listening anyway, with temporary failures until it answers", message)
@@ -76,6 +79,7 @@ async def run_service(settings: Settings, command: str) -> None:
     adminapi: HttpServer | None = None
     refresher: DnsRefresher | None = None
     lookupd: Lookupd | None = None
+    watchdog: asyncio.Task[None] | None = None
     try:
         try:
             if with_lookupd:
@@ -95,8 +99,10 @@ async def run_service(settings: Settings, command: str) -> None:
         await stop.wait()
         notify("STOPPING=1")
         log.info("stopping")
-        await watchdog
     finally:
+        if watchdog is not None:
+            stop.set()
+            await watchdog
         if refresher is not None:
             await refresher.stop()
         if adminapi is not None:

@@ -269,6 +269,9 @@ def test_a_client_sending_a_byte_a_second_is_closed_after_the_request_time_limit
                     break
             except TimeoutError:
                 pass
+            except ConnectionError:  # reset: a byte arrived after the server closed
+                closed_after = time.monotonic() - started
+                break
         assert closed_after is not None, "the slow client was never closed"
         assert 1.5 <= closed_after <= 5
     assert 'reason="request_timeout"' in daemon.get("/metrics")[1]
