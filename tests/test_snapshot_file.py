@@ -3,6 +3,7 @@ owner only, never half written, and ignored when it is not this version's for th
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import stat
@@ -10,8 +11,11 @@ from pathlib import Path
 
 from dinomail import __version__
 from dinomail.records import AliasDomainRow, AliasRow, DomainRow, MailboxRow, MailData
+from dinomail.store import EVERYTHING, Store, mailboxes
 from lookupd.snapshot import Snapshot
 from lookupd.snapshot_file import database_name, read_snapshot_file, write_snapshot_file
+from tests.support.lookupd import running_lookupd, wait_until
+from tests.support.mail_data import fill_mail_data
 
 DB = "postgresql://db.example:5432/dinomail"
 DATA = MailData(
@@ -74,3 +78,42 @@ def test_the_database_is_named_without_user_or_password(tmp_path: Path) -> None:
     assert database_name("postgresql+asyncpg://u:secret@db.example:5432/dinomail") == DB
     sqlite = database_name(f"sqlite:///{tmp_path}/./db.sqlite3")
     assert sqlite == f"sqlite:///{tmp_path / 'db.sqlite3'}"
+
+
+async def test_the_daemon_writes_it_after_the_load_and_after_changes_only(
+    store: Store, tmp_path: Path
+) -> None:
+    await fill_mail_data(store)
+    async with running_lookupd(store, tmp_path, LOOKUPD_SNAPSHOT_INTERVAL="0.3") as (
+        daemon, settings
+    ):
+        path = settings.lookupd_snapshot_path
+        assert path is not None and path.parent == Path(settings.STATE_DIR).resolve()
+        await wait_until(path.exists, what="the file after the first load")
+        saved = read_snapshot_file(path, database=database_name(store.url))
+        assert saved is not None and saved.database_id == daemon.refresher.database_id
+        assert "alice@example.org" in {row.email for row in saved.data.mailboxes}
+        written = path.stat().st_mtime_ns
+        await asyncio.sleep(1.0)  # no change: not written again
+        assert path.stat().st_mtime_ns == written
+
+        async with store.write() as conn:
+            await mailboxes.create(conn, "test", EVERYTHING,
+                                   {"email": "later@example.org"}, password_hash="{PLAIN}x")
+
+        def has_later() -> bool:
+            again = read_snapshot_file(path, database=database_name(store.url))
+            return again is not None and "later@example.org" in {
+                row.email for row in again.data.mailboxes
+            }
+
+        await wait_until(has_later, timeout=10, what="the change in the file")
+        assert daemon.holder.stale is False
+
+
+async def test_turned_off_no_file_is_written(store: Store, tmp_path: Path) -> None:
+    await fill_mail_data(store)
+    async with running_lookupd(store, tmp_path, LOOKUPD_SNAPSHOT_FILE="") as (_, settings):
+        assert settings.lookupd_snapshot_path is None
+        await asyncio.sleep(0.5)
+    assert not list((tmp_path / "state").glob("lookupd-snapshot*"))
