@@ -388,7 +388,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _database_error(error: BaseException) -> str | None:
+def database_error(error: BaseException) -> str | None:
     """A one-line description if `error` means the database cannot be used, else None."""
     from sqlalchemy.exc import DBAPIError, OperationalError
 
@@ -419,7 +419,7 @@ async def _settled(command: Coroutine[Any, Any, None]) -> None:
     try:
         await command
     except Exception as error:
-        if _database_error(error) is not None:
+        if database_error(error) is not None:
             workers = [thread for thread in threading.enumerate()
                        if thread.name.endswith(_SQLITE_WORKER)]
             for thread in workers:
@@ -452,7 +452,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return EXIT_FAILURE
     except Exception as error:
-        message = _database_error(error)
+        message = database_error(error)
         if message is None:
             raise
         print(f"dinomail: error: {message}", file=sys.stderr)

@@ -21,14 +21,35 @@ def _stop_on_signals(stop: asyncio.Event) -> None:
         loop.add_signal_handler(sig, stop.set)
 
 
+# How long the start waits for the database before listening anyway.
+DATABASE_CHECK_TIMEOUT = 5.0
+
+
 async def _check_migrated(settings: Settings) -> None:
+    """Refuse to start on a database that answers but is not migrated to this version.
+
+    A database that does not answer is no reason to stay down: the daemons listen anyway,
+    answer temporary failures (or lookupd's last snapshot on disk) and load as soon as it is
+    back. Refusing would make Postfix and Dovecot find nobody listening, and leave the service
+    to systemd's restart limits.
+    """
     from dinomail import migrate
-    from dinomail.cli import fail
+    from dinomail.cli import database_error, fail
     from dinomail.database import create_engine
 
     engine = create_engine(settings.DATABASE_URL)
     try:
-        current = await migrate.current_revision(engine)
+        async with asyncio.timeout(DATABASE_CHECK_TIMEOUT):
+            current = await migrate.current_revision(engine)
+    except Exception as error:
+        message = (
+            f"the database did not answer within {DATABASE_CHECK_TIMEOUT:g} s"
+            if isinstance(error, TimeoutError) else database_error(error)
+        )
+        if message is None:
+            raise
+        log.warning("%s; listening anyway, with temporary failures until it answers", message)
+        return
     finally:
         await engine.dispose()
     if current != migrate.head_revision():
@@ -41,12 +62,14 @@ async def run_service(settings: Settings, command: str) -> None:
     from dinomail.dnscheck import DnsRefresher
     from dinomail.http_server import HttpServer
     from dinomail.reports.service import ReportsService
+    from dinomail.sdnotify import keep_watchdog_fed, notify
     from dinomail.secret_key import ensure_secret_key
     from dinomail.store import Store
     from lookupd.daemon import Lookupd, start_lookupd
 
-    await _check_migrated(settings)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    await _check_migrated(settings)
     with_adminapi = command in ("serve", "adminapi")
     with_lookupd = command in ("serve", "lookupd")
     if with_adminapi:
@@ -58,6 +81,7 @@ async def run_service(settings: Settings, command: str) -> None:
     refresher: DnsRefresher | None = None
     reports: ReportsService | None = None
     lookupd: Lookupd | None = None
+    watchdog: asyncio.Task[None] | None = None
     try:
         try:
             if with_lookupd:
@@ -73,11 +97,18 @@ async def run_service(settings: Settings, command: str) -> None:
                 log.info("admin API listening on http://%s/", settings.HTTP_LISTEN)
         except OSError as error:
             fail(f"cannot listen: {error.strerror or error}")
+        # Listening: Postfix and Dovecot may start (their units are ordered after this one).
+        notify("READY=1")
+        watchdog = asyncio.create_task(keep_watchdog_fed(stop))
         await stop.wait()
+        notify("STOPPING=1")
         log.info("stopping")
     finally:
         if reports is not None:
             await reports.stop()
+        if watchdog is not None:
+            stop.set()
+            await watchdog
         if refresher is not None:
             await refresher.stop()
         if adminapi is not None:

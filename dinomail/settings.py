@@ -126,6 +126,22 @@ class Settings:
     # The lookup daemon's refresher.
     SQLITE_POLL_INTERVAL: float = 0.25
     FULL_RESYNC_INTERVAL: float = 3600.0
+    # The last loaded mail data, kept on disk and served when the daemon starts while the
+    # database is unreachable (a relative path is inside STATE_DIR; empty: off), and how often
+    # it is written again after changes (seconds; it is always written after a full load).
+    LOOKUPD_SNAPSHOT_FILE: str = "lookupd-snapshot.json"
+    LOOKUPD_SNAPSHOT_INTERVAL: float = 300.0
+
+    # Connection limits of the lookup listeners: past its limit, a listener leaves new clients
+    # waiting in the backlog. LOOKUPD_RESERVED_FILES descriptors are kept for everything else
+    # (HTTP and /healthz, the database, logs); when the process may open fewer descriptors than
+    # the limits and that reserve need, the limits are lowered in proportion at start. A request
+    # (socketmap, dict line, policy block) must arrive whole within LOOKUPD_REQUEST_TIMEOUT s.
+    SOCKETMAP_MAX_CONNECTIONS: int = 8192
+    POLICY_MAX_CONNECTIONS: int = 4096
+    DICT_MAX_CONNECTIONS: int = 4096
+    LOOKUPD_RESERVED_FILES: int = 256
+    LOOKUPD_REQUEST_TIMEOUT: float = 10.0
 
     # DNS checks of each domain (DKIM, SPF, DMARC, MX, MTA-STS, TLS-RPT, autoconfig names).
     # Resolvers as `IP` or `IP:PORT` (`[IPv6]:PORT`); empty: the system's (/etc/resolv.conf).
@@ -155,6 +171,12 @@ class Settings:
     @property
     def unix_socket_mode(self) -> int:
         return int(self.UNIX_SOCKET_MODE, 8)
+
+    def lookupd_snapshot_path(self) -> Path | None:
+        """Where lookupd keeps its last loaded data on disk; None when that is turned off."""
+        if not self.LOOKUPD_SNAPSHOT_FILE:
+            return None
+        return Path(self.STATE_DIR).resolve() / self.LOOKUPD_SNAPSHOT_FILE
 
     @property
     def api_page_limit(self) -> int:
@@ -362,6 +384,12 @@ _CHECKS: dict[str, Callable[[Any], None]] = {
     "SQLITE_POLL_INTERVAL": _check_positive,
     "FULL_RESYNC_INTERVAL": _check_positive,
     "QUOTA_FLUSH_INTERVAL": _check_positive,
+    "LOOKUPD_SNAPSHOT_INTERVAL": _check_positive,
+    "SOCKETMAP_MAX_CONNECTIONS": lambda value: _check_at_least_one(value),
+    "POLICY_MAX_CONNECTIONS": lambda value: _check_at_least_one(value),
+    "DICT_MAX_CONNECTIONS": lambda value: _check_at_least_one(value),
+    "LOOKUPD_RESERVED_FILES": _check_non_negative,
+    "LOOKUPD_REQUEST_TIMEOUT": _check_positive,
     "DOVECOT_HTTP_SECRET": _check_http_secret,
 }
 

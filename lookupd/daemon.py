@@ -16,10 +16,12 @@ from lookupd.dovecot.auth import UserdbSettings
 from lookupd.dovecot.dict import DictServer, start_dict_server
 from lookupd.http import create_http_app
 from lookupd.listen import set_socket_permissions, socket_owner_ids
+from lookupd.limits import connection_limits
 from lookupd.metrics import LookupdMetrics
 from lookupd.policy import PolicyConfig, PolicyService, start_policy_service
 from lookupd.quota import QuotaWriter
-from lookupd.refresher import Refresher, SnapshotHolder
+from lookupd.refresher import Refresher, SnapshotFile, SnapshotHolder
+from lookupd.snapshot_file import database_name
 from lookupd.socketmap import SocketmapServer, start_socketmap_server
 
 log = logging.getLogger("dinomail.lookupd")
@@ -69,12 +71,23 @@ async def start_lookupd(settings: Settings, store: Store) -> Lookupd:
         recipient_delimiter=settings.RECIPIENT_DELIMITER,
         poll_interval=settings.SQLITE_POLL_INTERVAL,
         full_resync_interval=settings.FULL_RESYNC_INTERVAL,
+        snapshot_file=snapshot_file(settings),
     )
     # A write through the store of this process is seen at once, even on SQLite.
     store.on_write(refresher.wake)
     socket_ids = socket_owner_ids(settings.UNIX_SOCKET_OWNER, settings.UNIX_SOCKET_GROUP)
+    limits = connection_limits(
+        {
+            "socketmap": settings.SOCKETMAP_MAX_CONNECTIONS,
+            "policy": settings.POLICY_MAX_CONNECTIONS,
+            "dict": settings.DICT_MAX_CONNECTIONS,
+        },
+        reserved=settings.LOOKUPD_RESERVED_FILES,
+    )
+    timeout = settings.LOOKUPD_REQUEST_TIMEOUT
     socketmap = await start_socketmap_server(
-        settings.SOCKETMAP_LISTEN, lambda: holder.current, metrics=metrics
+        settings.SOCKETMAP_LISTEN, lambda: holder.current, metrics=metrics,
+        request_timeout=timeout, max_connections=limits["socketmap"],
     )
     userdb = UserdbSettings(
         home=settings.MAIL_HOME, uid=settings.MAIL_UID, gid=settings.MAIL_GID
@@ -88,6 +101,7 @@ async def start_lookupd(settings: Settings, store: Store) -> Lookupd:
     dovecot_dict = await start_dict_server(
         settings.dict_listen, lambda: holder.current, userdb=userdb,
         quota_writer=quota_writer, metrics=metrics,
+        request_timeout=timeout, max_connections=limits["dict"],
     )
     policy = await start_policy_service(
         settings.POLICY_LISTEN, store, lambda: holder.current,
@@ -99,6 +113,7 @@ async def start_lookupd(settings: Settings, store: Store) -> Lookupd:
         refresh_interval=settings.POLICY_REFRESH_INTERVAL,
         flush_interval=settings.POLICY_FLUSH_INTERVAL,
         sync_interval=settings.POLICY_SYNC_INTERVAL,
+        request_timeout=timeout, max_connections=limits["policy"],
         metrics=metrics,
     )
     auth_policy = AuthPolicy(auth_policy_config(settings), metrics=metrics)
@@ -127,6 +142,15 @@ async def start_lookupd(settings: Settings, store: Store) -> Lookupd:
     return Lookupd(
         holder, metrics, refresher, socketmap, http, refresh_task, stop_event,
         dovecot_dict, quota_writer, quota_task, policy, auth_policy, block_sync, block_task,
+    )
+
+
+def snapshot_file(settings: Settings) -> SnapshotFile | None:
+    path = settings.lookupd_snapshot_path
+    if path is None:
+        return None
+    return SnapshotFile(
+        path, database_name(settings.DATABASE_URL), interval=settings.LOOKUPD_SNAPSHOT_INTERVAL
     )
 
 

@@ -124,9 +124,11 @@ def create_http_app(
         # get temporary failures.
         if holder.current is None:
             return JSONResponse({"status": "loading"}, status_code=503)
-        return JSONResponse(
-            {"status": "ok", "snapshot_age_seconds": round(metrics.current_snapshot_age(), 3)}
-        )
+        # "stale": answering from the snapshot saved on disk, the database not reached yet.
+        return JSONResponse({
+            "status": "stale" if holder.stale else "ok",
+            "snapshot_age_seconds": round(metrics.current_snapshot_age(), 3),
+        })
 
     async def prometheus(request: Request) -> Response:
         return Response(metrics.exposition(), media_type=PROMETHEUS_TEXT)

@@ -9,16 +9,20 @@ from __future__ import annotations
 import asyncio
 import errno
 import grp
+import logging
 import os
 import pwd
 import socket
 import stat
+import time
 from collections.abc import Callable
 from typing import Protocol
 
 from dinomail.listen import ListenAddress
 from dinomail.settings import DEFAULT_UNIX_SOCKET_GROUP
 from dinomail.waiting import wait_for_event
+
+log = logging.getLogger("dinomail.lookupd.listen")
 
 # Enough for every Postfix process to connect at once after a restart (the kernel caps it at
 # net.core.somaxconn).
@@ -29,7 +33,11 @@ DEFAULT_UNIX_MODE = 0o660
 
 
 class Listener:
-    """A listening server and the address it is bound to.
+    """Listening sockets, accepting connections up to a limit, and the address they are bound to.
+
+    Accepting is our own rather than asyncio's server, so that a listener at its connection
+    limit simply stops accepting: new clients wait in the kernel's backlog (and are served as
+    soon as a connection closes) while the open connections go on undisturbed.
 
     Closing it stops accepting and, for a unix socket, removes the socket file if it is still
     the one this listener created (a newer daemon may already have replaced it).
@@ -37,28 +45,108 @@ class Listener:
 
     def __init__(
         self,
-        server: asyncio.AbstractServer,
+        sockets: list[socket.socket],
         address: ListenAddress,
         socket_file: tuple[int, int] | None,
+        protocol_factory: Callable[[], asyncio.BaseProtocol],
+        connections: ConnectionSet | None,
     ) -> None:
-        self.server = server
+        self.sockets = sockets
         self.requested = address
         self._socket_file = socket_file
+        self._factory = protocol_factory
+        self._connections = connections
+        self._loop = asyncio.get_running_loop()
+        self._serving = False
+        self._pending: set[asyncio.Task[None]] = set()
+        self._closed = False
+        self._retry: asyncio.TimerHandle | None = None
+        self._room_waiter: asyncio.Task[None] | None = None
+        self._start_accepting()
 
     @property
     def address(self) -> ListenAddress:
         """The bound address (the real port when port 0 was asked for)."""
         if self.requested.is_unix:
             return self.requested
-        sockets = self.server.sockets or ()
-        for sock in sockets:
-            host, port = sock.getsockname()[:2]
-            return ListenAddress(host=host, port=port)
+        for sock in self.sockets:
+            if sock.fileno() >= 0:
+                host, port = sock.getsockname()[:2]
+                return ListenAddress(host=host, port=port)
         return self.requested
+
+    # Accepting is driven by the listening sockets' readiness, as in asyncio's own server: every
+    # connection waiting is taken at once, up to the limit; at the limit the sockets are no
+    # longer watched until a connection closes.
+
+    def _start_accepting(self) -> None:
+        if self._serving or self._closed:
+            return
+        self._serving = True
+        for sock in self.sockets:
+            self._loop.add_reader(sock.fileno(), self._accept_ready, sock)
+
+    def _stop_accepting(self) -> None:
+        if not self._serving:
+            return
+        self._serving = False
+        for sock in self.sockets:
+            if sock.fileno() >= 0:
+                self._loop.remove_reader(sock.fileno())
+
+    def _accept_ready(self, sock: socket.socket) -> None:
+        connections = self._connections
+        for _ in range(ACCEPT_BATCH):
+            if connections is not None and len(connections) + len(self._pending) >= (
+                connections.limit or 1 << 62
+            ):
+                self._stop_accepting()
+                if self._room_waiter is None:
+                    self._room_waiter = asyncio.ensure_future(self._wait_for_room())
+                return
+            try:
+                client, _ = sock.accept()
+            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                return
+            except OSError as error:
+                # Out of descriptors (or a stranger error): the connections open go on;
+                # accept again shortly.
+                if error.errno in _OUT_OF_RESOURCES:
+                    _log_out_of_resources(error)
+                else:
+                    log.error("cannot accept a connection on %s: %s", self.requested, error)
+                self._stop_accepting()
+                self._retry = self._loop.call_later(ACCEPT_RETRY_DELAY, self._start_accepting)
+                return
+            client.setblocking(False)
+            task = asyncio.ensure_future(self._serve(client))
+            self._pending.add(task)
+            task.add_done_callback(self._pending.discard)
+
+    async def _wait_for_room(self) -> None:
+        assert self._connections is not None
+        while self._pending:
+            await asyncio.gather(*self._pending, return_exceptions=True)
+        await self._connections.wait_for_room()
+        self._room_waiter = None
+        self._start_accepting()
+
+    async def _serve(self, client: socket.socket) -> None:
+        try:
+            await self._loop.connect_accepted_socket(self._factory, client)
+        except OSError:
+            client.close()
 
     def close(self) -> None:
         """Stop accepting connections; the connections already open are left alone."""
-        self.server.close()
+        self._stop_accepting()
+        self._closed = True
+        if self._retry is not None:
+            self._retry.cancel()
+        if self._room_waiter is not None:
+            self._room_waiter.cancel()
+        for sock in self.sockets:
+            sock.close()
         path = self.requested.path
         if path is not None and self._socket_file is not None:
             try:
@@ -70,7 +158,25 @@ class Listener:
             self._socket_file = None
 
     async def wait_closed(self) -> None:
-        await self.server.wait_closed()
+        waiting = [*self._pending, *([self._room_waiter] if self._room_waiter else [])]
+        await asyncio.gather(*waiting, return_exceptions=True)
+
+
+# Accepting fails with these when the process or the system is out of descriptors or memory.
+_OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+ACCEPT_RETRY_DELAY = 0.1
+# Connections accepted in one go when several wait.
+ACCEPT_BATCH = 128
+_last_resource_warning = 0.0
+
+
+def _log_out_of_resources(error: OSError) -> None:
+    global _last_resource_warning
+    now = time.monotonic()
+    if now - _last_resource_warning >= 10.0:  # once in a while, not a thousand lines a second
+        _last_resource_warning = now
+        log.warning("cannot accept connections: %s (raise LimitNOFILE or lower the "
+                    "*_MAX_CONNECTIONS settings)", error.strerror or error)
 
 
 def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
@@ -86,21 +192,51 @@ async def create_server(
     protocol_factory: Callable[[], asyncio.BaseProtocol],
     address: ListenAddress,
     *,
+    connections: ConnectionSet | None = None,
     backlog: int = DEFAULT_BACKLOG,
     unix_mode: int = DEFAULT_UNIX_MODE,
 ) -> Listener:
-    """Listen on `address` and serve each connection with a new protocol."""
-    loop = asyncio.get_running_loop()
+    """Listen on `address` and serve each connection with a new protocol; with `connections`,
+    no more than its limit at once."""
     if address.path is None:
-        server = await loop.create_server(
-            protocol_factory, address.host, address.port, backlog=backlog, reuse_address=True
-        )
-        return Listener(server, address, None)
+        sockets = await _tcp_sockets(address, backlog)
+        return Listener(sockets, address, None, protocol_factory, connections)
     _remove_stale_socket(address.path)
-    server = await loop.create_unix_server(protocol_factory, address.path, backlog=backlog)
-    os.chmod(address.path, unix_mode)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(address.path)
+        os.chmod(address.path, unix_mode)
+        sock.listen(backlog)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
     info = os.lstat(address.path)
-    return Listener(server, address, (info.st_dev, info.st_ino))
+    return Listener([sock], address, (info.st_dev, info.st_ino), protocol_factory, connections)
+
+
+async def _tcp_sockets(address: ListenAddress, backlog: int) -> list[socket.socket]:
+    """One listening socket per address the host resolves to (as asyncio's create_server)."""
+    loop = asyncio.get_running_loop()
+    infos = await loop.getaddrinfo(
+        address.host or None, address.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )
+    sockets: list[socket.socket] = []
+    try:
+        for family, kind, proto, _, sockaddr in dict.fromkeys(infos):
+            sock = socket.socket(family, kind, proto)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(sockaddr)
+            sock.listen(backlog)
+            sock.setblocking(False)
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
 
 
 def socket_owner_ids(owner: str, group: str) -> tuple[int, int]:
@@ -191,14 +327,27 @@ class ConnectionSet:
     computed; what shutdown waits for is a request half received and replies not yet flushed.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, limit: int = 0) -> None:
+        self.limit = limit  # the most connections open at once; 0: no limit
         self._open: set[Connection] = set()
         self._drained = asyncio.Event()
         self._drained.set()
+        self._room = asyncio.Event()
+        self._room.set()
         self.closing = False
 
     def __len__(self) -> int:
         return len(self._open)
+
+    @property
+    def full(self) -> bool:
+        return bool(self.limit) and len(self._open) >= self.limit
+
+    async def wait_for_room(self) -> None:
+        """Return when fewer than `limit` connections are open."""
+        while self.full:
+            self._room.clear()
+            await self._room.wait()
 
     def add(self, connection: Connection) -> None:
         self._open.add(connection)
@@ -208,6 +357,8 @@ class ConnectionSet:
         self._open.discard(connection)
         if not self._open:
             self._drained.set()
+        if not self.full:
+            self._room.set()
 
     def shutdown(self) -> None:
         """Ask every connection to close when it is between requests."""

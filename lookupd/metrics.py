@@ -126,6 +126,12 @@ class LookupdMetrics:
             registry=r,
         )
         self.snapshot_age.set_function(self.current_snapshot_age)
+        self.snapshot_from_disk = Gauge(
+            "dinomail_lookupd_snapshot_from_disk",
+            "1 while the snapshot served was read from the file on disk at start (the database "
+            "not reached since); its age is dinomail_lookupd_snapshot_age_seconds.",
+            registry=r,
+        )
         self.refreshes = Counter(
             "dinomail_lookupd_refreshes", "Snapshot refreshes, by kind (full, incremental) "
             "and result (ok, error).",
@@ -155,9 +161,14 @@ class LookupdMetrics:
         if ok:
             self.mark_snapshot_current()
 
-    def mark_snapshot_current(self) -> None:
-        """The snapshot matches the database now (e.g. a poll of the change log found nothing)."""
-        self._last_current = self._clock()
+    def mark_snapshot_current(self, *, age: float = 0.0) -> None:
+        """The snapshot matches the database now (e.g. a poll of the change log found nothing),
+        or matched it `age` seconds ago (a snapshot read from disk)."""
+        self._last_current = self._clock() - age
+
+    def set_snapshot_from_disk(self, from_disk: bool) -> None:
+        """Whether the snapshot served is the one saved on disk (the database not reached)."""
+        self.snapshot_from_disk.set(1 if from_disk else 0)
 
     def set_snapshot_rows(self, counts: Mapping[str, int]) -> None:
         """Rows by kind, as `Snapshot.row_counts()` gives them."""

@@ -18,12 +18,15 @@ import gc
 import logging
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
+from dinomail.records import MailData
 from dinomail.store import Store
 from dinomail.store import changes as changelog
 from dinomail.store.notify import ChangeListener
 from lookupd.metrics import LookupdMetrics
 from lookupd.snapshot import Snapshot
+from lookupd.snapshot_file import SavedSnapshot, read_snapshot_file, write_snapshot_file
 
 log = logging.getLogger("dinomail.lookupd.refresher")
 
@@ -40,11 +43,23 @@ CHANGELOG_RETENTION = 86_400.0
 
 @dataclass
 class SnapshotHolder:
-    """Where every protocol finds the current snapshot (None until the first load), and the
-    change log position it reflects."""
+    """Where every protocol finds the current snapshot (None until the first load), the
+    change log position it reflects, and whether it came from the file on disk (`stale`: the
+    database has not been reached since this daemon started)."""
 
     current: Snapshot | None = None
     seq: int = 0
+    stale: bool = False
+
+
+@dataclass(frozen=True)
+class SnapshotFile:
+    """Where the last loaded data is kept on disk, for which database, and how often it is
+    written again after changes (it is always written after a full load)."""
+
+    path: Path
+    database: str  # `lookupd.snapshot_file.database_name` of DATABASE_URL
+    interval: float = 300.0
 
 
 class Refresher:
@@ -57,6 +72,7 @@ class Refresher:
         recipient_delimiter: str = "+",
         poll_interval: float = 0.25,
         full_resync_interval: float = 3600.0,
+        snapshot_file: SnapshotFile | None = None,
     ) -> None:
         self.store = store
         self.holder = holder
@@ -70,6 +86,14 @@ class Refresher:
         self._full_due = True
         self._last_full = 0.0
         self._last_prune = time.monotonic()
+        self.snapshot_file = snapshot_file
+        self.database_id: str | None = None
+        self._id_learned = False
+        self._disk_tried = False
+        self._saved_seq = -1  # the change log position of the file on disk
+        self._last_save = 0.0
+        self._saving: asyncio.Task[None] | None = None
+        self._failures_logged = 0.0
 
     def wake(self) -> None:
         """Look at the change log now (a write was committed, or a notification came)."""
@@ -85,20 +109,27 @@ class Refresher:
                 await self._refresh()
                 failures = 0
             except Exception as error:  # the daemon must outlive any failure here
-                self._on_error(error)
+                self._on_error(error, failures)
                 await self._listener.close()
+                if self.holder.current is None and not self._disk_tried:
+                    await self._load_from_disk()
                 delay = RETRY_DELAYS[min(failures, len(RETRY_DELAYS) - 1)]
                 failures += 1
                 await _wait(stop, delay)
                 continue
+            self._save_if_due()
             await _wait(stop, self.poll_interval, self._wake)
         await self._listener.close()
+        if self._saving is not None:
+            await self._saving
 
     async def _refresh(self) -> None:
         if self._listen and not self._listener.alive:
             # Listen before reading, so that no change slips between the read and the LISTEN.
             await self._listener.start(self.store.url)
         now = time.monotonic()
+        if not self._id_learned and self.snapshot_file is not None:
+            await self._learn_database_id()
         if self._full_due or now - self._last_full >= self.full_resync_interval:
             await self.full_load()
         else:
@@ -122,12 +153,17 @@ class Refresher:
         gc.collect()
         gc.freeze()
         self.holder.seq = seq
+        if self.holder.stale:
+            self.holder.stale = False
+            self.metrics.set_snapshot_from_disk(False)
+            log.info("the database is back: serving its data, no longer the snapshot on disk")
         self._full_due = False
         self._last_full = time.monotonic()
         duration = self._last_full - started
         self.metrics.record_refresh("full", ok=True, seconds=duration)
         self.metrics.set_snapshot_rows(snapshot.row_counts())
         log.info("snapshot loaded in %.2f s: %s", duration, snapshot.row_counts())
+        self._last_save = 0.0  # written to disk at once
 
     async def catch_up(self) -> None:
         snapshot = self.holder.current
@@ -162,12 +198,113 @@ class Refresher:
         self.metrics.record_refresh("incremental", ok=True, seconds=time.monotonic() - started)
         self.metrics.set_snapshot_rows(snapshot.row_counts())
 
-    def _on_error(self, error: Exception) -> None:
+    # --- the snapshot on disk ---------------------------------------------------------------------
+
+    async def _learn_database_id(self) -> None:
+        """The database's id, which the snapshot file carries (and must match when read).
+
+        Read first: a database that does not answer fails here like the load would. Made by the
+        first daemon that finds none; a daemon that may not write (a read-only replica) loads
+        and saves all the same, with the file naming the database by its address only.
+        """
+        async with self.store.read() as conn:
+            self.database_id = await changelog.database_id(conn)
+        self._id_learned = True  # asked once, whatever comes of the creation below
+        if self.database_id is not None:
+            return
+        try:
+            async with self.store.write() as conn:
+                self.database_id = await changelog.ensure_database_id(conn)
+        except Exception as error:
+            log.warning("cannot give the database an id for the snapshot file: %s",
+                        _one_line(error))
+
+    async def _load_from_disk(self) -> None:
+        """No data yet and no database: serve the last snapshot saved on disk, if it is ours.
+
+        Read and built in a thread (seconds at a million mailboxes): meanwhile the listeners
+        keep answering temporary failures and the watchdog keeps being fed."""
+        self._disk_tried = True
+        target = self.snapshot_file
+        if target is None:
+            return
+
+        def read() -> tuple[SavedSnapshot, Snapshot] | None:
+            saved = read_snapshot_file(
+                target.path, database=target.database, database_id=self.database_id
+            )
+            if saved is None:
+                return None
+            return saved, Snapshot.build(saved.data, recipient_delimiter=self.recipient_delimiter)
+
+        loaded = await asyncio.to_thread(read)
+        if loaded is None:
+            log.warning("no usable snapshot on disk: temporary failures until the database "
+                        "answers")
+            return
+        if self.holder.current is not None:
+            return  # the database answered meanwhile
+        saved, snapshot = loaded
+        self.holder.current = snapshot
+        self.holder.seq = saved.seq
+        self.holder.stale = True
+        self._saved_seq = saved.seq
+        self._full_due = True  # the database's own data replaces it as soon as it answers
+        self.metrics.mark_snapshot_current(age=saved.age)
+        self.metrics.set_snapshot_from_disk(True)
+        self.metrics.set_snapshot_rows(snapshot.row_counts())
+        log.warning(
+            "database unreachable: serving the snapshot saved in %s %.0f s ago (%s) until "
+            "it answers", target.path, saved.age, snapshot.row_counts(),
+        )
+        gc.freeze()  # as after a full load: no collection walks these rows again
+
+    def _save_if_due(self) -> None:
+        """Write the snapshot to disk after a full load, and after changes every `interval`."""
+        target = self.snapshot_file
+        snapshot = self.holder.current
+        if (
+            target is None or snapshot is None or self.holder.stale
+            or self.holder.seq == self._saved_seq
+            or (self._saving is not None and not self._saving.done())
+        ):
+            return
+        now = time.monotonic()
+        if self._last_save and now - self._last_save < target.interval:
+            return
+        self._last_save = now
+        seq = self.holder.seq
+        # Copied here, on the loop: the rows are immutable, the lists are the thread's own.
+        data = snapshot.rows()
+        self._saving = asyncio.create_task(self._save(target, data, seq))
+
+    async def _save(self, target: SnapshotFile, data: MailData, seq: int) -> None:
+        started = time.monotonic()
+        try:
+            await asyncio.to_thread(
+                write_snapshot_file, target.path, data, database=target.database,
+                database_id=self.database_id, seq=seq,
+            )
+        except Exception as error:
+            log.error("cannot write the snapshot to %s: %s", target.path, error)
+            return
+        self._saved_seq = seq
+        log.debug("snapshot written to %s in %.2f s", target.path, time.monotonic() - started)
+
+    def _on_error(self, error: Exception, failures: int) -> None:
         kind = "full" if self._full_due else "incremental"
         self.metrics.record_refresh(kind, ok=False, seconds=0.0)
         if _is_database_error(error):
             self.metrics.record_database_error()
-            log.warning("database unavailable, serving the last snapshot: %s", _one_line(error))
+            now = time.monotonic()
+            # The first failure, then one line a minute: retries come every few seconds.
+            if failures == 0 or now - self._failures_logged >= 60.0:
+                self._failures_logged = now
+                serving = (
+                    "nothing loaded yet, answering temporary failures"
+                    if self.holder.current is None else "serving the last snapshot"
+                )
+                log.warning("database unavailable, %s: %s", serving, _one_line(error))
         else:
             self._full_due = True
             log.exception("refresh failed; the snapshot will be rebuilt")

@@ -200,6 +200,16 @@ class Snapshot:
         """Every mailbox's address, copied: safe to walk across awaits while changes apply."""
         return list(self._mailbox_by_email)
 
+    def rows(self) -> MailData:
+        """Every row held, in new lists (the rows themselves are immutable and shared): safe to
+        hand to another thread while changes go on applying here (`lookupd.snapshot_file`)."""
+        return MailData(
+            domains=list(self._domain_by_id.values()),
+            alias_domains=list(self._alias_domain_by_id.values()),
+            mailboxes=list(self._mailbox_by_id.values()),
+            aliases=list(self._alias_by_id.values()),
+        )
+
     def row_counts(self) -> dict[str, int]:
         """Rows held, by kind (for the snapshot rows metric)."""
         return {

@@ -20,13 +20,12 @@ Every failure has a conservative answer:
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable
-from typing import cast
 
 from dinomail.listen import ListenAddress, parse_listen
+from lookupd.connection import DEFAULT_REQUEST_TIMEOUT, LookupConnection
 from lookupd.listen import ConnectionSet, ProtocolServer, create_server
 from lookupd.metrics import UNKNOWN_MAP, LookupdMetrics, LookupRecorder
 from lookupd.netstring import MAX_QUERY_BYTES, NetstringError, NetstringParser, encode_netstring
@@ -46,11 +45,6 @@ PROTOCOL = "socketmap"
 # Postfix closes its own idle connections after 10 s; a client quiet for much longer is stuck
 # or gone. Postfix reconnects transparently when we close between requests.
 DEFAULT_IDLE_TIMEOUT = 60.0
-
-# How long a shutdown waits for connections to finish the request they are sending.
-
-# During shutdown, a connection quiet for this long has no request on its way and is closed.
-SHUTDOWN_QUIET = 0.1
 
 # Postfix's `socketmap_max_reply_size`: a longer reply fails on its side as a temporary error.
 MAX_REPLY_BYTES = 100_000
@@ -148,161 +142,50 @@ class SocketmapResponder:
         return "ok", encode_netstring(data), None
 
 
-class SocketmapProtocol(asyncio.Protocol):
-    """One client connection: frames requests, answers each in order, enforces limits."""
+class SocketmapProtocol(LookupConnection):
+    """One client connection: frames requests and answers each in order; the connection's
+    limits, timers and shutdown are `LookupConnection`'s."""
 
-    __slots__ = (
-        "_closing",
-        "_connections",
-        "_draining",
-        "_idle_handle",
-        "_idle_timeout",
-        "_last_activity",
-        "_loop",
-        "_parser",
-        "_recorder",
-        "_respond",
-        "_transport",
-    )
+    __slots__ = ("_parser", "_respond")
+
+    name = PROTOCOL
 
     def __init__(
         self,
         snapshot_source: SnapshotSource,
         *,
         idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+        request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
         recorder: LookupRecorder | None = None,
         connections: ConnectionSet | None = None,
     ) -> None:
+        super().__init__(
+            idle_timeout=idle_timeout, request_timeout=request_timeout, recorder=recorder,
+            connections=connections,
+        )
         self._respond = SocketmapResponder(snapshot_source, recorder)
-        self._recorder = recorder
-        self._connections = connections
-        self._idle_timeout = idle_timeout
         self._parser = NetstringParser(MAX_REQUEST_BYTES)
-        self._transport: asyncio.Transport | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._idle_handle: asyncio.TimerHandle | None = None
-        self._last_activity = 0.0
-        self._closing = False  # the transport is closing: nothing more is read
-        self._draining = False  # the server is shutting down: close once quiet
 
-    # --- asyncio callbacks -----------------------------------------------------------------------
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # uvloop's transports are not asyncio.Transport subclasses, but have the same methods.
-        self._transport = cast(asyncio.Transport, transport)
-        self._loop = asyncio.get_running_loop()
-        self._last_activity = self._loop.time()
-        self._arm_timer(self._last_activity + self._idle_timeout)
-        if self._recorder is not None:
-            self._recorder.connections.inc()
-        if self._connections is not None:
-            self._connections.add(self)
-            if self._connections.closing:
-                self.shutdown()
-
-    def data_received(self, data: bytes) -> None:
-        if self._closing:
-            return
-        assert self._loop is not None and self._transport is not None
-        self._last_activity = self._loop.time()
+    def received(self, data: bytes) -> bool:
         try:
             payloads = self._parser.feed(data)
         except NetstringError as error:
             # Nothing after a framing error can be trusted to be where a request starts.
-            self._client_error("malformed", error)
-            return
-        if payloads:
-            respond = self._respond
-            if len(payloads) == 1:
-                self._transport.write(respond(payloads[0]))
-            else:
-                self._transport.write(b"".join([respond(payload) for payload in payloads]))
-
-    def eof_received(self) -> bool:
-        # The client is done sending; replies already written are flushed, then we close.
-        return False
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self._idle_handle is not None:
-            self._idle_handle.cancel()
-            self._idle_handle = None
-        if self._recorder is not None:
-            self._recorder.connections.dec()
-        if self._connections is not None:
-            self._connections.discard(self)
-        self._transport = None
-
-    def pause_writing(self) -> None:
-        # A client that sends without reading its replies: stop reading until it catches up,
-        # so its replies cannot pile up in memory.
-        if self._transport is not None:
-            self._transport.pause_reading()
-
-    def resume_writing(self) -> None:
-        if self._transport is not None and not self._closing:
-            self._transport.resume_reading()
-
-    # --- closing ---------------------------------------------------------------------------------
-
-    def shutdown(self) -> None:
-        """Close once the connection is quiet: no request half received, none just sent.
-
-        A request may already sit unread in the kernel's buffer when shutdown begins; closing
-        at once would drop it (and reset the connection). Waiting for a short quiet spell lets
-        the loop read and answer it first. The server's shutdown timeout bounds the wait.
-        """
-        if self._draining or self._transport is None:
-            return
-        self._draining = True
-        self._arm_timer(self._last_activity + SHUTDOWN_QUIET)
-
-    def abort(self) -> None:
-        self._closing = True
-        if self._transport is not None:
-            self._transport.abort()
-
-    def _close(self) -> None:
-        if self._closing or self._transport is None:
-            return
-        self._closing = True
-        self._transport.close()
-
-    def _client_error(self, reason: str, error: Exception | None = None) -> None:
-        if self._recorder is not None:
-            self._recorder.client_error(reason)
-        if error is not None:
-            logger.info("socketmap: closing connection: %s", error)
-        self._close()
-
-    def _arm_timer(self, when: float) -> None:
-        assert self._loop is not None
-        if self._idle_handle is not None:
-            self._idle_handle.cancel()
-        self._idle_handle = self._loop.call_at(when, self._check_idle)
-
-    def _check_idle(self) -> None:
-        self._idle_handle = None
-        if self._transport is None or self._loop is None or self._closing:
-            return
-        # One timer per connection, pushed back when it fires early: re-arming it on every
-        # request would cost more than comparing a timestamp.
-        quiet_enough = SHUTDOWN_QUIET if self._draining else self._idle_timeout
-        now = self._loop.time()
-        deadline = self._last_activity + quiet_enough
-        if now < deadline:
-            self._arm_timer(deadline)
-        elif self._draining:
-            if self._parser.pending:
-                self._arm_timer(now + SHUTDOWN_QUIET)  # a request is half received: wait
-            else:
-                self._close()
+            self.client_error("malformed", error)
+            return False
+        if not payloads:
+            return False
+        transport = self._transport
+        assert transport is not None
+        respond = self._respond
+        if len(payloads) == 1:
+            transport.write(respond(payloads[0]))
         else:
-            if self._recorder is not None:
-                self._recorder.client_error("idle")
-            if self._transport.get_write_buffer_size():
-                self.abort()  # a client that neither sends nor reads would keep close() waiting
-            else:
-                self._close()
+            transport.write(b"".join([respond(payload) for payload in payloads]))
+        return True
+
+    def request_pending(self) -> bool:
+        return self._parser.pending > 0
 
 
 SocketmapServer = ProtocolServer
@@ -313,22 +196,25 @@ async def start_socketmap_server(
     snapshot_source: SnapshotSource,
     *,
     idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+    request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
+    max_connections: int = 0,
     metrics: LookupdMetrics | None = None,
 ) -> SocketmapServer:
     """Listen on `listen` (`HOST:PORT`, `[v6]:PORT`, `unix:/path`) and answer from the snapshot.
 
     `snapshot_source` is called for every request (e.g. `lambda: holder.current`), so a new
-    snapshot swapped into the holder is used from the next request on.
+    snapshot swapped into the holder is used from the next request on. No more than
+    `max_connections` (0: no limit) are open at once; the others wait in the backlog.
     """
     address = parse_listen(listen) if isinstance(listen, str) else listen
     recorder = metrics.recorder(PROTOCOL, MAP_NAMES) if metrics is not None else None
-    connections = ConnectionSet()
+    connections = ConnectionSet(max_connections)
 
     def protocol_factory() -> SocketmapProtocol:
         return SocketmapProtocol(
-            snapshot_source, idle_timeout=idle_timeout, recorder=recorder,
-            connections=connections,
+            snapshot_source, idle_timeout=idle_timeout, request_timeout=request_timeout,
+            recorder=recorder, connections=connections,
         )
 
-    listener = await create_server(protocol_factory, address)
+    listener = await create_server(protocol_factory, address, connections=connections)
     return SocketmapServer(listener, connections)

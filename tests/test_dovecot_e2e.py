@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import imaplib
 import shutil
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ from dinomail.store import EVERYTHING, Store, aliasdomains, domains, mailboxes
 from lookupd.dovecot.dict import DictServer, start_dict_server
 from lookupd.resolve import find_login
 from tests.conftest import new_postgres_database
+from tests.support.daemon_logs import crash_lines
 from tests.support.dovecot import (
     DovecotInstance,
     LookupdThread,
@@ -339,3 +341,27 @@ def test_lookup_metrics_are_exported(stack: Stack) -> None:
     assert labels % ("passdb", "ok") in text
     assert labels % ("userdb", "notfound") in text
     assert 'dinomail_lookupd_lookup_seconds_count{protocol="dovecot_dict"}' in text
+
+
+# --- an auth worker idle past Dovecot's dict client timeout --------------------------------------
+
+
+def test_auth_worker_idle_for_36_seconds_does_not_panic(stack: Stack) -> None:
+    """Dovecot 2.3's dict client panics when a kept connection sees no command for 30 s
+    (`client_dict_input_timeout`: assertion failed: (cmd != NULL)); the shipped idle_msecs must
+    close it first. One lookup through the dict, 36 s of quiet, another lookup, a clean log."""
+    root = make_root()
+    settings = stack.lookupd.settings
+    dovecot = DovecotInstance(
+        root, dict_socket=settings.dict_listen.removeprefix("unix:"), imap_port=free_port(),
+    )
+    try:
+        dovecot.start()
+        assert dovecot.auth_test("sha512@example.test", PASSWORD).returncode == 0
+        time.sleep(36)
+        assert dovecot.auth_test("sha256@example.test", PASSWORD).returncode == 0
+        assert dovecot.doveadm("user", "sha512@example.test").returncode == 0
+        assert crash_lines(dovecot.log_text()) == [], dovecot.log_text()
+    finally:
+        dovecot.stop()  # also fails on a Panic, Fatal or crash in the log
+        shutil.rmtree(root, ignore_errors=True)

@@ -6,6 +6,7 @@ hand in `psql` or `sqlite3` is followed like one changed through the API.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 
@@ -16,6 +17,9 @@ from dinomail.records import AliasDomainRow, AliasRow, DomainRow, MailboxRow, Ma
 from dinomail.schema import aliasdomain, changelog, state, virtualalias, virtualdomain, virtualuser
 
 HORIZON = "changelog_horizon"
+# A random id given to the database the first time a lookup daemon loads from it: what names
+# the database in lookupd's snapshot file, whatever address it is reached at.
+DATABASE_ID = "database_id"
 # Ids per `IN (...)` list when fetching changed rows: below SQLite's variable limit.
 FETCH_CHUNK = 500
 # Rows per query of a full load.
@@ -54,6 +58,21 @@ async def horizon(conn: AsyncConnection) -> int:
     """Changes up to this sequence number have been pruned from the log."""
     value = await conn.scalar(sa.select(state.c.value).where(state.c.name == HORIZON))
     return int(value) if value else 0
+
+
+async def database_id(conn: AsyncConnection) -> str | None:
+    value = await conn.scalar(sa.select(state.c.value).where(state.c.name == DATABASE_ID))
+    return str(value) if value else None
+
+
+async def ensure_database_id(conn: AsyncConnection) -> str:
+    """The database's random id, made now if it has none yet (in a write transaction)."""
+    existing = await database_id(conn)
+    if existing is not None:
+        return existing
+    value = secrets.token_hex(16)
+    await conn.execute(state.insert().values(name=DATABASE_ID, value=value))
+    return value
 
 
 async def load_mail_data(conn: AsyncConnection) -> tuple[int, MailData]:

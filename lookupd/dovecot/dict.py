@@ -40,10 +40,10 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import cast
 
 from dinomail.listen import ListenAddress, parse_listen
 from lookupd.batchwrite import INT64_MAX
+from lookupd.connection import DEFAULT_REQUEST_TIMEOUT, LookupConnection
 from lookupd.dovecot.auth import (
     UserdbSettings,
     encode_fields,
@@ -74,7 +74,6 @@ MAX_LINE_BYTES = 64 * 1024
 # Dovecot disconnects after each lookup by default (idle_msecs=0), or after its idle_msecs;
 # a connection quiet this long is a client gone without closing.
 DEFAULT_IDLE_TIMEOUT = 300.0
-SHUTDOWN_QUIET = 0.1
 
 # quota_clone opens one transaction at a time with two changes of about 50 bytes; a dict
 # attribute is one value on one line (MAX_LINE_BYTES). These bounds only stop a client from
@@ -245,24 +244,25 @@ def _bounded_uint(digits: bytes) -> int | None:
     return value if value <= INT64_MAX else None
 
 
-class DictProtocol(asyncio.Protocol):
-    """One Dovecot connection: handshake, then commands answered in order."""
+class DictProtocol(LookupConnection):
+    """One Dovecot connection: handshake, then commands answered in order; the connection's
+    limits, timers and shutdown are `LookupConnection`'s."""
+
+    name = "dict"
 
     def __init__(
         self,
         service: DictService,
         *,
         idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+        request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
         connections: ConnectionSet | None = None,
     ) -> None:
+        super().__init__(
+            idle_timeout=idle_timeout, request_timeout=request_timeout,
+            recorder=service.recorder, connections=connections,
+        )
         self._service = service
-        self._recorder = service.recorder
-        self._connections = connections
-        self._idle_timeout = idle_timeout
-        self._transport: asyncio.Transport | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._idle_handle: asyncio.TimerHandle | None = None
-        self._last_activity = 0.0
         self._partial: bytes | bytearray = b""
         self._queue: deque[bytes] = deque()
         self._major = 0  # 0 until the handshake
@@ -272,32 +272,14 @@ class DictProtocol(asyncio.Protocol):
         self._iteration: asyncio.Task[None] | None = None
         self._writable = asyncio.Event()
         self._writable.set()
-        self._closing = False
-        self._draining = False
 
-    # --- asyncio callbacks -----------------------------------------------------------------------
+    # --- framing (LookupConnection's hooks) ------------------------------------------------------
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = cast(asyncio.Transport, transport)
-        self._loop = asyncio.get_running_loop()
-        self._last_activity = self._loop.time()
-        self._arm_timer(self._last_activity + self._idle_timeout)
-        if self._recorder is not None:
-            self._recorder.connections.inc()
-        if self._connections is not None:
-            self._connections.add(self)
-            if self._connections.closing:
-                self.shutdown()
-
-    def data_received(self, data: bytes) -> None:
-        if self._closing:
-            return
-        assert self._loop is not None
-        self._last_activity = self._loop.time()
+    def received(self, data: bytes) -> bool:
         if self._partial:
             if b"\n" not in data:
                 self._keep_partial(data)
-                return
+                return False
             data = bytes(self._partial) + data
             self._partial = b""
         elif (
@@ -306,45 +288,41 @@ class DictProtocol(asyncio.Protocol):
         ):
             # The common case, one whole command (Dovecot waits for each answer): skip the queue.
             self._run_line(data[:-1])
-            return
+            return True
         if b"\n" not in data:
             self._keep_partial(data)
-            return
+            return False
         lines = data.split(b"\n")
         partial = lines.pop()
         if len(partial) > MAX_LINE_BYTES:
-            self._client_error("oversize", f"a line longer than {MAX_LINE_BYTES} bytes")
-            return
+            self.client_error("oversize", f"a line longer than {MAX_LINE_BYTES} bytes")
+            return False
         self._partial = partial
         self._queue.extend(lines)
         self._run_queue()
+        return True
 
     def _keep_partial(self, data: bytes) -> None:
         """Hold the start of a line, in a bytearray grown in place: a line sent one byte at a
         time must not be copied again at every byte. Past MAX_LINE_BYTES the client is closed."""
         if len(self._partial) + len(data) > MAX_LINE_BYTES:
-            self._client_error("oversize", f"a line longer than {MAX_LINE_BYTES} bytes")
+            self.client_error("oversize", f"a line longer than {MAX_LINE_BYTES} bytes")
         elif self._partial:
             self._partial += data
         else:
             self._partial = bytearray(data)
 
-    def eof_received(self) -> bool:
-        return False
+    def request_pending(self) -> bool:
+        return bool(self._partial)
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self._idle_handle is not None:
-            self._idle_handle.cancel()
-            self._idle_handle = None
+    def busy(self) -> bool:
+        # Commands wait behind an iteration that streams its rows: neither idle nor slow.
+        return self._iteration is not None or bool(self._queue)
+
+    def closed(self) -> None:
         if self._iteration is not None:
             self._iteration.cancel()
         self._writable.set()
-        if self._recorder is not None:
-            self._recorder.connections.dec()
-        if self._connections is not None:
-            self._connections.discard(self)
-        self._transport = None
-        self._closing = True
 
     def pause_writing(self) -> None:
         # Replies pile up unread: stop reading until the client catches up; an iteration waits.
@@ -376,7 +354,7 @@ class DictProtocol(asyncio.Protocol):
         except DictClientError as error:
             if replies:
                 transport.write(b"".join(replies))
-            self._client_error(error.reason, str(error))
+            self.client_error(error.reason, str(error))
             return
         if replies:
             transport.write(replies[0] if len(replies) == 1 else b"".join(replies))
@@ -388,7 +366,7 @@ class DictProtocol(asyncio.Protocol):
         try:
             reply = self._command(line)
         except DictClientError as error:
-            self._client_error(error.reason, str(error))
+            self.client_error(error.reason, str(error))
             return
         if reply:
             self._transport.write(reply)
@@ -508,8 +486,7 @@ class DictProtocol(asyncio.Protocol):
         self._iteration = None
         if self._transport is None or self._closing:
             return
-        if self._loop is not None:
-            self._last_activity = self._loop.time()
+        self.active_now()  # the client waited for the rows: its time starts again
         self._run_queue()
         if self._iteration is None and self._writable.is_set() and self._transport is not None:
             self._transport.resume_reading()
@@ -631,68 +608,10 @@ class DictProtocol(asyncio.Protocol):
             writer.accept(email, usage)
         return None
 
-    # --- closing ---------------------------------------------------------------------------------
-
-    def shutdown(self) -> None:
-        """Close once quiet: no line half received, no iteration streaming."""
-        if self._draining or self._transport is None:
-            return
-        self._draining = True
-        self._arm_timer(self._last_activity + SHUTDOWN_QUIET)
-
-    def abort(self) -> None:
-        self._closing = True
-        if self._transport is not None:
-            self._transport.abort()
-
-    def _close(self) -> None:
-        if self._closing or self._transport is None:
-            return
-        self._closing = True
-        if self._iteration is not None:
-            self._iteration.cancel()
-        self._transport.close()
-
-    def _client_error(self, reason: str, message: str) -> None:
-        if self._recorder is not None:
-            self._recorder.client_error(reason)
-        logger.info("dict: closing connection: %s", message)
-        self._close()
-
     def _record(self, kind: str, result: str, started: float | None = None) -> None:
         if self._recorder is not None:
             seconds = 0.0 if started is None else time.perf_counter() - started
             self._recorder.lookup(kind, result, seconds)
-
-    def _arm_timer(self, when: float) -> None:
-        assert self._loop is not None
-        if self._idle_handle is not None:
-            self._idle_handle.cancel()
-        self._idle_handle = self._loop.call_at(when, self._check_idle)
-
-    def _check_idle(self) -> None:
-        self._idle_handle = None
-        if self._transport is None or self._loop is None or self._closing:
-            return
-        quiet_enough = SHUTDOWN_QUIET if self._draining else self._idle_timeout
-        now = self._loop.time()
-        deadline = self._last_activity + quiet_enough
-        if now < deadline:
-            self._arm_timer(deadline)
-        elif self._draining:
-            if self._partial or self._queue or self._iteration is not None:
-                self._arm_timer(now + SHUTDOWN_QUIET)  # a command is on its way: wait
-            else:
-                self._close()
-        elif self._iteration is not None:
-            self._arm_timer(now + self._idle_timeout)  # busy sending, not idle
-        else:
-            if self._recorder is not None:
-                self._recorder.client_error("idle")
-            if self._transport.get_write_buffer_size():
-                self.abort()
-            else:
-                self._close()
 
 
 def _commit(protocol: DictProtocol, args: list[bytes]) -> bytes:
@@ -728,6 +647,8 @@ async def start_dict_server(
     userdb: UserdbSettings | None = None,
     quota_writer: QuotaWriter | None = None,
     idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+    request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
+    max_connections: int = 0,
     metrics: LookupdMetrics | None = None,
 ) -> DictServer:
     """Listen on `listen` (normally `unix:/path`) and answer Dovecot's dict clients.
@@ -740,10 +661,13 @@ async def start_dict_server(
     service = DictService(
         snapshot_source, userdb=userdb, quota_writer=quota_writer, recorder=recorder
     )
-    connections = ConnectionSet()
+    connections = ConnectionSet(max_connections)
 
     def protocol_factory() -> DictProtocol:
-        return DictProtocol(service, idle_timeout=idle_timeout, connections=connections)
+        return DictProtocol(
+            service, idle_timeout=idle_timeout, request_timeout=request_timeout,
+            connections=connections,
+        )
 
-    listener = await create_server(protocol_factory, address)
+    listener = await create_server(protocol_factory, address, connections=connections)
     return DictServer(listener, connections)

@@ -23,11 +23,11 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from typing import cast
 
 from dinomail.listen import ListenAddress, parse_listen
 from dinomail.store import Store
 from dinomail.waiting import wait_for_event
+from lookupd.connection import DEFAULT_REQUEST_TIMEOUT, LookupConnection
 from lookupd.counters import (
     DEFAULT_FLUSH_INTERVAL,
     DEFAULT_SYNC_INTERVAL,
@@ -55,7 +55,6 @@ PROTOCOL = "policy"
 # server that closes first makes the next request fail once and wait a second before Postfix
 # reconnects, so only connections quiet for much longer than that are closed here.
 DEFAULT_IDLE_TIMEOUT = 600.0
-SHUTDOWN_QUIET = 0.1
 # How often abandoned transactions are forgotten.
 HOUSEKEEPING_INTERVAL = 60.0
 
@@ -88,146 +87,58 @@ class PolicyResponder:
         return reply
 
 
-class PolicyProtocol(asyncio.Protocol):
-    """One client connection."""
+class PolicyProtocol(LookupConnection):
+    """One client connection: frames requests and answers each in order; the connection's
+    limits, timers and shutdown are `LookupConnection`'s."""
 
-    __slots__ = (
-        "_closing", "_connections", "_draining", "_idle_handle", "_idle_timeout",
-        "_last_activity", "_loop", "_parser", "_recorder", "_respond", "_transport",
-    )
+    __slots__ = ("_parser", "_respond")
+
+    name = PROTOCOL
 
     def __init__(
         self,
         respond: Respond,
         *,
         idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+        request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
         recorder: LookupRecorder | None = None,
         connections: ConnectionSet | None = None,
     ) -> None:
+        super().__init__(
+            idle_timeout=idle_timeout, request_timeout=request_timeout, recorder=recorder,
+            connections=connections,
+        )
         self._respond = respond
-        self._recorder = recorder
-        self._connections = connections
-        self._idle_timeout = idle_timeout
         self._parser = PolicyRequestParser()
-        self._transport: asyncio.Transport | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._idle_handle: asyncio.TimerHandle | None = None
-        self._last_activity = 0.0
-        self._closing = False
-        self._draining = False
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = cast(asyncio.Transport, transport)
-        self._loop = asyncio.get_running_loop()
-        self._last_activity = self._loop.time()
-        self._arm_timer(self._last_activity + self._idle_timeout)
-        if self._recorder is not None:
-            self._recorder.connections.inc()
-        if self._connections is not None:
-            self._connections.add(self)
-            if self._connections.closing:
-                self.shutdown()
-
-    def data_received(self, data: bytes) -> None:
-        if self._closing:
-            return
-        assert self._loop is not None and self._transport is not None
-        self._last_activity = self._loop.time()
+    def received(self, data: bytes) -> bool:
         try:
             requests = self._parser.feed(data)
         except PolicyRequestError as error:
-            self._client_error("malformed", error)
-            return
+            self.client_error("malformed", error)
+            return False
         if not requests:
-            return
+            return False
+        transport = self._transport
+        assert transport is not None
         replies = []
         for request in requests:
             if request.get(b"request") != b"smtpd_access_policy":
-                self._transport.write(b"".join(replies))
-                self._client_error("malformed", PolicyRequestError("not smtpd_access_policy"))
-                return
+                transport.write(b"".join(replies))
+                self.client_error("malformed", PolicyRequestError("not smtpd_access_policy"))
+                return True
             reply = self._respond(request)
             if reply is None:
                 # Replies already computed go out; this request gets none, so Postfix retries.
-                self._transport.write(b"".join(replies))
-                self._close()
-                return
+                transport.write(b"".join(replies))
+                self.close()
+                return True
             replies.append(reply)
-        self._transport.write(replies[0] if len(replies) == 1 else b"".join(replies))
+        transport.write(replies[0] if len(replies) == 1 else b"".join(replies))
+        return True
 
-    def eof_received(self) -> bool:
-        return False
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self._idle_handle is not None:
-            self._idle_handle.cancel()
-            self._idle_handle = None
-        if self._recorder is not None:
-            self._recorder.connections.dec()
-        if self._connections is not None:
-            self._connections.discard(self)
-        self._transport = None
-
-    def pause_writing(self) -> None:
-        # A client that sends without reading its replies: stop reading until it catches up.
-        if self._transport is not None:
-            self._transport.pause_reading()
-
-    def resume_writing(self) -> None:
-        if self._transport is not None and not self._closing:
-            self._transport.resume_reading()
-
-    def shutdown(self) -> None:
-        """Close once the connection is quiet (see `SocketmapProtocol.shutdown`)."""
-        if self._draining or self._transport is None:
-            return
-        self._draining = True
-        self._arm_timer(self._last_activity + SHUTDOWN_QUIET)
-
-    def abort(self) -> None:
-        self._closing = True
-        if self._transport is not None:
-            self._transport.abort()
-
-    def _close(self) -> None:
-        if self._closing or self._transport is None:
-            return
-        self._closing = True
-        self._transport.close()
-
-    def _client_error(self, reason: str, error: Exception) -> None:
-        if self._recorder is not None:
-            self._recorder.client_error(reason)
-        log.info("policy: closing connection: %s", error)
-        self._close()
-
-    def _arm_timer(self, when: float) -> None:
-        assert self._loop is not None
-        if self._idle_handle is not None:
-            self._idle_handle.cancel()
-        self._idle_handle = self._loop.call_at(when, self._check_idle)
-
-    def _check_idle(self) -> None:
-        self._idle_handle = None
-        if self._transport is None or self._loop is None or self._closing:
-            return
-        quiet_enough = SHUTDOWN_QUIET if self._draining else self._idle_timeout
-        now = self._loop.time()
-        deadline = self._last_activity + quiet_enough
-        if now < deadline:
-            self._arm_timer(deadline)
-        elif self._draining:
-            if self._parser.pending:
-                self._arm_timer(now + SHUTDOWN_QUIET)
-            else:
-                self._close()
-        else:
-            if self._recorder is not None:
-                self._recorder.client_error("idle")
-            if self._transport.get_write_buffer_size():
-                self.abort()
-            else:
-                self._close()
+    def request_pending(self) -> bool:
+        return self._parser.pending
 
 
 PolicyServer = ProtocolServer
@@ -238,20 +149,24 @@ async def start_policy_server(
     respond: Respond,
     *,
     idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+    request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
+    max_connections: int = 0,
     recorder: LookupRecorder | None = None,
 ) -> PolicyServer:
     """Listen on `listen` (`HOST:PORT`, `[v6]:PORT`, `unix:/path`); `respond` answers each
     request (None: disconnect without a reply)."""
     address = parse_listen(listen) if isinstance(listen, str) else listen
-    connections = ConnectionSet()
+    connections = ConnectionSet(max_connections)
     responder = PolicyResponder(respond, recorder)
 
     def protocol_factory() -> PolicyProtocol:
         return PolicyProtocol(
-            responder, idle_timeout=idle_timeout, recorder=recorder, connections=connections
+            responder, idle_timeout=idle_timeout, request_timeout=request_timeout,
+            recorder=recorder, connections=connections,
         )
 
-    return PolicyServer(await create_server(protocol_factory, address), connections)
+    listener = await create_server(protocol_factory, address, connections=connections)
+    return PolicyServer(listener, connections)
 
 
 class PolicyService:
@@ -311,6 +226,8 @@ async def start_policy_service(
     flush_interval: float = DEFAULT_FLUSH_INTERVAL,
     sync_interval: float = DEFAULT_SYNC_INTERVAL,
     idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+    request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
+    max_connections: int = 0,
     metrics: LookupdMetrics | None = None,
     clock: Callable[[], float] = time.time,
 ) -> PolicyService:
@@ -332,6 +249,7 @@ async def start_policy_service(
         if metrics is not None else None
     )
     server = await start_policy_server(
-        listen, decider, idle_timeout=idle_timeout, recorder=recorder
+        listen, decider, idle_timeout=idle_timeout, request_timeout=request_timeout,
+        max_connections=max_connections, recorder=recorder,
     )
     return PolicyService(server, decider, tables, counter_sync)

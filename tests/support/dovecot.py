@@ -28,6 +28,7 @@ from typing import TypeVar
 from dinomail.settings import Settings, load_settings
 from dinomail.store import Store
 from lookupd.daemon import Lookupd, start_lookupd
+from tests.support.daemon_logs import assert_clean_log
 from tests.support.ports import free_port
 from tests.support.tls import Certificate
 
@@ -243,6 +244,11 @@ auth_failure_delay = 0
             return None
 
     def stop(self, timeout: float = 10.0) -> None:
+        """Stop Dovecot, then fail if its log reports a panic, a fatal error or a crash."""
+        self._stop(timeout)
+        assert_clean_log("dovecot", self.log_text())
+
+    def _stop(self, timeout: float) -> None:
         pid = self.master_pid()
         if pid is None:
             return

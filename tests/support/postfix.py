@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from tests.support.daemon_logs import assert_clean_log
 from tests.support.tls import write_self_signed
 
 POSTMAP = shutil.which("postmap") or "/usr/sbin/postmap"
@@ -161,7 +162,9 @@ default_transport = error:no delivery in tests
             raise RuntimeError(f"postfix did not start:\n{log}")
 
     def stop(self) -> None:
+        """Stop Postfix, then fail if its log reports a panic, a fatal error or a crash."""
         self._postfix("stop")
+        assert_clean_log("postfix", self.log_text())
 
     def log_text(self) -> str:
         return self.log.read_text() if self.log.exists() else ""
