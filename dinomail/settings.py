@@ -38,10 +38,11 @@ def env_name(key: str) -> str:
 @dataclass(frozen=True)
 class Settings:
     # The original product's settings, names unchanged.
-    SECRET_KEY: str = ""
+    # Secrets stay out of repr(), so no log line or traceback that shows the settings has them.
+    SECRET_KEY: str = field(default="", repr=False)
     DEBUG: bool = False
     ALLOWED_HOSTS: tuple[str, ...] = ("localhost", "127.0.0.1", "[::1]")
-    DATABASE_URL: str = "sqlite:///dinomail.sqlite3"
+    DATABASE_URL: str = field(default="sqlite:///dinomail.sqlite3", repr=False)  # may hold a password
     LANGUAGE_CODE: str = "en"
     TIME_ZONE: str = "UTC"
     STATIC_ROOT: str = ""
@@ -90,7 +91,7 @@ class Settings:
     # distinct failed passwords remembered for AUTH_POLICY_WINDOW seconds, per client address
     # and per login; past *_TARPIT_AFTER a delay of AUTH_POLICY_TARPIT_SECONDS per further
     # failure (up to AUTH_POLICY_MAX_TARPIT), past *_BLOCK_AFTER a refusal (0: never).
-    AUTH_POLICY_API_KEY: str = ""  # empty: loopback clients only
+    AUTH_POLICY_API_KEY: str = field(default="", repr=False)  # empty: loopback clients only
     AUTH_POLICY_WINDOW: float = 600.0
     AUTH_POLICY_IP_TARPIT_AFTER: int = 5
     AUTH_POLICY_IP_BLOCK_AFTER: int = 20
@@ -121,7 +122,7 @@ class Settings:
     # Dovecot: how often quota usage from quota_clone is written to the database (seconds), and
     # the secret Dovecot's Lua script must send to the HTTP endpoints (empty: loopback only).
     QUOTA_FLUSH_INTERVAL: float = 1.0
-    DOVECOT_HTTP_SECRET: str = ""
+    DOVECOT_HTTP_SECRET: str = field(default="", repr=False)
 
     # The lookup daemon's refresher.
     SQLITE_POLL_INTERVAL: float = 0.25
@@ -172,6 +173,7 @@ class Settings:
     def unix_socket_mode(self) -> int:
         return int(self.UNIX_SOCKET_MODE, 8)
 
+    @property
     def lookupd_snapshot_path(self) -> Path | None:
         """Where lookupd keeps its last loaded data on disk; None when that is turned off."""
         if not self.LOOKUPD_SNAPSHOT_FILE:

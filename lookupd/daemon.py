@@ -15,8 +15,8 @@ from lookupd.authpolicy import AuthPolicy, AuthPolicyConfig
 from lookupd.dovecot.auth import UserdbSettings
 from lookupd.dovecot.dict import DictServer, start_dict_server
 from lookupd.http import create_http_app
-from lookupd.listen import set_socket_permissions, socket_owner_ids
 from lookupd.limits import connection_limits
+from lookupd.listen import set_socket_permissions, socket_owner_ids
 from lookupd.metrics import LookupdMetrics
 from lookupd.policy import PolicyConfig, PolicyService, start_policy_service
 from lookupd.quota import QuotaWriter

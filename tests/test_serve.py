@@ -86,7 +86,7 @@ async def test_serve_runs_everything_and_stops_cleanly(tmp_path: Path) -> None:
     finally:
         status, stderr = _stop(process)
     assert status == 0, stderr
-    assert "SECRET_KEY" not in stderr
+    assert "SECRET_KEY" not in stderr, stderr
     assert key_file.read_text() == first_key
 
 
