@@ -42,7 +42,8 @@ class Settings:
     SECRET_KEY: str = field(default="", repr=False)
     DEBUG: bool = False
     ALLOWED_HOSTS: tuple[str, ...] = ("localhost", "127.0.0.1", "[::1]")
-    DATABASE_URL: str = field(default="sqlite:///dinomail.sqlite3", repr=False)  # may hold a password
+    # May hold the database password.
+    DATABASE_URL: str = field(default="sqlite:///dinomail.sqlite3", repr=False)
     LANGUAGE_CODE: str = "en"
     TIME_ZONE: str = "UTC"
     STATIC_ROOT: str = ""
