@@ -157,8 +157,6 @@ def _mailbox(row: object, path: str) -> dict[str, Any]:
 
 def _alias(row: object, path: str) -> dict[str, Any]:
     out = _clean(_object(row, path, d.ALIAS_FIELDS), path, aliases.NORMALIZERS)
-    if out["source"] == out["destination"]:
-        raise RowError(f"{path}.destination", "an alias cannot deliver to its own address")
     return out
 
 
@@ -264,6 +262,14 @@ def check_document(doc: object) -> Checked:
         if row["name"] in names:
             checked.refuse("alias_domains", RowError(
                 f"{row['path']}.name", f"{row['name']} is also a domain of the document"))
+    # An alias to its own address is only the copy a forwarding mailbox keeps (Postfix
+    # delivers an address found in its own expansion); on any other address it loops.
+    emails = {row["email"] for row in checked.mailboxes}
+    for row in checked.aliases:
+        if row["source"] == row["destination"] and row["source"] not in emails:
+            checked.refuse("aliases", RowError(
+                f"{row['path']}.destination",
+                "an alias cannot deliver to its own address, except a mailbox's (keeping a copy)"))
     key_hashes: set[str] = set()
     for row in checked.admins:
         for index, key in enumerate(row["api_keys"]):

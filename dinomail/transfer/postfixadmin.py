@@ -223,13 +223,10 @@ def convert(
             if others:
                 notes.append(f"alias {source}: inactive in PostfixAdmin, left out")
             continue
-        if source in emails and source in destinations and others:
-            refusals.append(
-                f"alias {row['address']}: forwards to {', '.join(others)} and keeps a copy in "
-                "the mailbox, which DinoMail cannot do (an alias of a mailbox replaces its "
-                "delivery): remove the copy or the forwarding in PostfixAdmin first")
-            continue
-        for destination in others:
+        # A mailbox that forwards and keeps a copy: its own address stays among the
+        # destinations, and Postfix delivers an address found in its own expansion.
+        keeps_copy = source in emails and source in destinations and bool(others)
+        for destination in [source, *others] if keeps_copy else others:
             if (source, destination) in pairs:
                 continue
             pairs.add((source, destination))
