@@ -8,7 +8,9 @@ otherwise on purpose, the test says so and asserts DinoMail's answer:
 - a validation error is `{"error": "<message>", "field": ..., "code": ...}`, the message word
   for word but not wrapped in Python's list syntax (`"['...']"`);
 - `PATCH /api/changeuserpassword/<id>/` with the misspelt `"paswword"` is a 400 naming it; the
-  original answered 202 and re-hashed the stored hash, leaving a password nobody knew.
+  original answered 202 and re-hashed the stored hash, leaving a password nobody knew;
+- the original's new password `plopiplop` is shorter than the mailbox password policy allows
+  (`MAILBOX_PASSWORD_MIN_LENGTH`, 10 by default): a 400 naming `password`, then a longer one.
 """
 
 from __future__ import annotations
@@ -182,6 +184,11 @@ async def test_virtualusers(client: httpx.AsyncClient, store: Store) -> None:
     assert await stored_password() == password
     response = await client.patch("/api/changeuserpassword/2/", json={"password": "plopiplop"},
                                   headers=auth_headers)
+    # Nine characters: refused by the mailbox password policy, nothing changed.
+    assert response.status_code == 400 and response.json()["field"] == "password"
+    assert await stored_password() == password
+    response = await client.patch("/api/changeuserpassword/2/",
+                                  json={"password": "plopiplop-plop"}, headers=auth_headers)
     assert response.status_code == 202
     assert await stored_password() != password
 
