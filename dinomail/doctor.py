@@ -81,7 +81,7 @@ def _last_line(text: str) -> str:
 
 async def check_database(settings: Settings, report: Report) -> Sample:
     from dinomail import migrate
-    from dinomail.cli import _database_error
+    from dinomail.cli import database_error
     from dinomail.store import EVERYTHING, Store, mailboxes
 
     store = Store(settings.DATABASE_URL)
@@ -97,7 +97,7 @@ async def check_database(settings: Settings, report: Report) -> Sample:
             if store.url.startswith("postgresql"):
                 await _check_database_clock(conn, report)
     except Exception as error:
-        message = _database_error(error)
+        message = database_error(error)
         if message is None:
             raise
         report.problem(message, "check DATABASE_URL and that the database server runs")

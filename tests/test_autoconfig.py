@@ -345,11 +345,12 @@ async def test_client_settings_api(client: httpx.AsyncClient, store: Store, root
                                  json={"mx_host": "MX.Example.NET", "smtp_ssl_port": 0})
     assert patched.status_code == 202
     assert patched.json()["mx_host"] == "mx.example.net" and patched.json()["updated_at"]
-    # PUT replaces: what it leaves out is back to the default.
+    # PUT changes what it names and keeps what it leaves out, as the original's API did.
     assert (await client.put(url, headers=admin.headers | ADMIN, json={"imap_ssl_port": 9993})
             ).status_code == 204
     shown = (await client.get(url, headers=admin.headers | ADMIN)).json()
-    assert (shown["imap_ssl_port"], shown["smtp_ssl_port"], shown["mx_host"]) == (9993, 465, "")
+    assert (shown["imap_ssl_port"], shown["smtp_ssl_port"], shown["mx_host"]) == (
+        9993, 0, "mx.example.net")
 
     for body, field in (({"imap_ssl_port": 0, "imap_starttls_port": 0}, "imap_ssl_port"),
                         ({"smtp_starttls_port": 65536}, "smtp_starttls_port"),
