@@ -6,6 +6,8 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# Test modules run side by side, one worker a core of the machines this is built for.
+TEST_WORKERS ?= 2
 
 .PHONY: run test install install-test system-deps lint clean install-system uninstall-system
 
@@ -16,7 +18,7 @@ run: install
 
 test: system-deps install-test
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)

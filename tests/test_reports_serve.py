@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import asyncio
+import socket
+import time
 import urllib.request
 from pathlib import Path
 
@@ -40,6 +42,18 @@ async def _stored(url: str) -> int:
         await store.close()
 
 
+def _wait_for_port(port: int, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 def _policy(http: str) -> tuple[int, str, bytes]:
     request = urllib.request.Request(f"http://{http}/.well-known/mta-sts.txt",
                                      headers={"Host": "mta-sts.example.org"})
@@ -71,6 +85,8 @@ async def test_serve_with_reports(tmp_path: Path) -> None:
         assert (status, content_type) == (200, "text/plain; charset=utf-8")
         assert body == (b"version: STSv1\r\nmode: testing\r\nmx: mail.example.org\r\n"
                         b"max_age: 604800\r\n")
+        # The intake listener may come up a moment after the admin HTTP one.
+        await asyncio.to_thread(_wait_for_port, lmtp_port)
         answers = await asyncio.to_thread(_lmtp_send, lmtp_port, samples.yahoo_dmarc(),
                                           ["dmarc-reports@example.org"])
         assert answers["dmarc-reports@example.org"][0] == 250
