@@ -18,6 +18,7 @@ run: install
 
 test: system-deps install-test
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 $(BIN)/python:
@@ -41,6 +42,7 @@ system-deps:
 
 lint: install-test
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) build *.egg-info
