@@ -77,7 +77,7 @@ def create_app(settings: Settings, store: Store) -> Starlette:
             Middleware(ApiTrailingSlash),
         ],
         # The API's JSON errors on its paths; pages in the admin's language elsewhere.
-        exception_handlers=pages.exception_handlers(EXCEPTION_HANDLERS),  # type: ignore[arg-type]
+        exception_handlers=pages.exception_handlers(EXCEPTION_HANDLERS),
     )
     app.router.redirect_slashes = False
     app.state.settings = settings

@@ -38,9 +38,12 @@ import logging
 import secrets
 import time
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timedelta
 
 from prometheus_client import Counter, Gauge
+from sqlalchemy import String
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dinomail.schema import sendcount
 from dinomail.sendwindows import (
@@ -70,7 +73,8 @@ PRUNE_INTERVAL = 600.0
 PRUNE_MARGIN = 2 * HOUR
 
 # The longest subject name the table stores.
-MAX_NAME_LENGTH = sendcount.c.name.type.length or 254
+_NAME_TYPE = sendcount.c.name.type
+MAX_NAME_LENGTH = (_NAME_TYPE.length if isinstance(_NAME_TYPE, String) else None) or 254
 
 Subject = tuple[str, str]  # (kind, name): ("mailbox", "alice@example.org"), ("domain", ...)
 CellKey = tuple[int, int]  # (bucket_seconds, bucket_start)
@@ -238,7 +242,7 @@ class CounterSync:
             )
             subjects.set_function(lambda: len(self.counters))
 
-    def _begin(self):  # type: ignore[no-untyped-def]
+    def _begin(self) -> AbstractAsyncContextManager[AsyncConnection]:
         # Not `store.write()`: counts are not mail data, and its listeners (the refresher) must
         # not wake every second for them.
         return self.store.engine.begin()

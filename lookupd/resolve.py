@@ -68,10 +68,10 @@ def parse_address(key: str) -> tuple[str, str] | None:
     local, at, domain = key.rpartition("@")
     if not at or not domain:
         return None
-    domain = domain_key(domain)
-    if not domain:
+    lookup_domain = domain_key(domain)
+    if not lookup_domain:
         return None
-    return local.lower(), domain
+    return local.lower(), lookup_domain
 
 
 def split_extension(local: str, delimiters: str) -> tuple[str, str] | None:

@@ -173,22 +173,25 @@ def _read(path: Path, database: str, database_id: str | None) -> SavedSnapshot |
 
 def _check_types(data: MailData) -> None:
     """Every field of the type the lookups expect (a file edited by hand is refused whole)."""
-    for row in data.domains:
-        if not (type(row.id) is int and type(row.name) is str and type(row.active) is bool):
-            raise TypeError(f"domain {row!r}")
-    for row in data.alias_domains:
-        if not (type(row.id) is int and type(row.name) is str
-                and type(row.target_domain_id) is int and type(row.active) is bool):
-            raise TypeError(f"alias domain {row!r}")
-    for row in data.mailboxes:
-        if not (type(row.id) is int and type(row.domain_id) is int and type(row.email) is str
-                and type(row.password) is str and type(row.active) is bool
-                and (row.quota is None or type(row.quota) is int)):
-            raise TypeError(f"mailbox {row.id!r}")
-    for row in data.aliases:
-        if not (type(row.id) is int and type(row.domain_id) is int
-                and type(row.source) is str and type(row.destination) is str):
-            raise TypeError(f"alias {row.id!r}")
+    for domain in data.domains:
+        if not (type(domain.id) is int and type(domain.name) is str
+                and type(domain.active) is bool):
+            raise TypeError(f"domain {domain!r}")
+    for alias_domain in data.alias_domains:
+        if not (type(alias_domain.id) is int and type(alias_domain.name) is str
+                and type(alias_domain.target_domain_id) is int
+                and type(alias_domain.active) is bool):
+            raise TypeError(f"alias domain {alias_domain!r}")
+    for mailbox in data.mailboxes:
+        if not (type(mailbox.id) is int and type(mailbox.domain_id) is int
+                and type(mailbox.email) is str and type(mailbox.password) is str
+                and type(mailbox.active) is bool
+                and (mailbox.quota is None or type(mailbox.quota) is int)):
+            raise TypeError(f"mailbox {mailbox.id!r}")
+    for alias in data.aliases:
+        if not (type(alias.id) is int and type(alias.domain_id) is int
+                and type(alias.source) is str and type(alias.destination) is str):
+            raise TypeError(f"alias {alias.id!r}")
 
 
 def _header(line: bytes) -> dict[str, Any] | None:

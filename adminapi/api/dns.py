@@ -129,7 +129,7 @@ clientconfig = Resource(
 SELECTOR_PATTERN = (
     r"^[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*$"
 )
-DKIM_INPUT = {
+DKIM_INPUT: dict[str, dict[str, Any]] = {
     "selector": {"type": "string", "minLength": 1, "maxLength": dkim.MAX_SELECTOR_LENGTH,
                  "pattern": SELECTOR_PATTERN,
                  "description": "The new key's selector; default dm<YYYYMMDD>. Use a new one "
@@ -305,8 +305,9 @@ def _error(status: int) -> dict[str, Any]:
     return response
 
 
-def _operation(operation_id: str, summary: str, description: str, success: dict[str, Any],
-               errors: list[int], **parts: Any) -> dict[str, Any]:
+def _operation(operation_id: str, summary: str, description: str,
+               success: dict[int, dict[str, Any]], errors: list[int],
+               **parts: Any) -> dict[str, Any]:
     responses = {str(status): response for status, response in success.items()}
     responses |= {str(status): _error(status) for status in errors}
     return {"operationId": operation_id, "summary": summary, "description": description,

@@ -13,7 +13,7 @@ import hashlib
 import plistlib
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 from xml.etree import ElementTree
 from xml.parsers import expat
 
@@ -83,7 +83,7 @@ def parse_autodiscover_request(body: bytes) -> AutodiscoverRequest:
     fields: dict[str, list[str]] = {"EMailAddress": [], "AcceptableResponseSchema": []}
     path: list[str] = []
 
-    def refuse(*_args: Any) -> None:
+    def refuse(*_args: Any) -> NoReturn:
         raise AutodiscoverRequestError("DTDs and entities are not accepted")
 
     def start(name: str, _attributes: dict[str, str]) -> None:

@@ -3,6 +3,7 @@ DNS status pages."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.responses import Response
@@ -203,7 +204,7 @@ async def domain_update_status(page: Page) -> Response:
     return page.redirect(local_path(back, page.url("domain_list")))
 
 
-def _scan_view(kind: str):  # type: ignore[no-untyped-def]
+def _scan_view(kind: str) -> Callable[[Page], Awaitable[Response]]:
     async def view(page: Page) -> Response:
         domain_id = page.path_id()
         async with page.store.read() as conn:

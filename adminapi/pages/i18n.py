@@ -8,9 +8,9 @@ the `.po` is compiled in memory at start-up, so a translation never needs a manu
 
 from __future__ import annotations
 
+import datetime as dt
 import gettext
 import io
-from datetime import datetime
 from functools import cache
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -99,7 +99,7 @@ class Formats:
         self.zone = ZoneInfo(time_zone)
         self._ = translations_for(language).gettext
 
-    def datetime(self, moment: datetime | None) -> str:
+    def datetime(self, moment: dt.datetime | None) -> str:
         if moment is None:
             return self._("never")
         if moment.tzinfo is None:
@@ -107,7 +107,7 @@ class Formats:
             moment = moment.replace(tzinfo=ZoneInfo("UTC"))
         return format_datetime(moment, "short", tzinfo=self.zone, locale=self.language)
 
-    def datetime_iso(self, moment: datetime | None) -> str:
+    def datetime_iso(self, moment: dt.datetime | None) -> str:
         if moment is None:
             return ""
         if moment.tzinfo is None:

@@ -555,6 +555,7 @@ class DictProtocol(LookupConnection):
         transaction_id, transaction = self._transaction(args[0])
         del self._transactions[transaction_id]
         started = time.perf_counter()
+        error: str | None
         if transaction.failed:
             error = f"refused: {transaction.failed}"
         elif self._dict == QUOTA_DICT:

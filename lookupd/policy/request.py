@@ -96,6 +96,6 @@ def _parse(block: bytes) -> PolicyRequest:
         raise PolicyRequestError(f"line longer than {MAX_LINE_BYTES} bytes")
     try:
         # dict() refuses a line without `=` (a one-item pair): checked in C, not per line here.
-        return dict(line.split(b"=", 1) for line in lines)  # type: ignore[misc]
+        return dict(line.split(b"=", 1) for line in lines)
     except ValueError:
         raise PolicyRequestError("a line without name=value") from None

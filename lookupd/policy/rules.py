@@ -31,6 +31,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import Counter
 
@@ -274,7 +275,7 @@ class PolicyDecider:
             action = self._limit_actions[reply] = encode_action(reply)
         return action
 
-    def _remember(self, table: dict, instance: bytes, value: object) -> None:  # type: ignore[type-arg]
+    def _remember(self, table: dict[bytes, Any], instance: bytes, value: object) -> None:
         if len(table) >= MAX_TRANSACTIONS:
             del table[next(iter(table))]  # the oldest
         table[instance] = value

@@ -121,7 +121,7 @@ class PolicyProtocol(LookupConnection):
             return False
         transport = self._transport
         assert transport is not None
-        replies = []
+        replies: list[bytes] = []
         for request in requests:
             if request.get(b"request") != b"smtpd_access_policy":
                 transport.write(b"".join(replies))
