@@ -10,8 +10,10 @@ from typing import Literal
 
 from sqlalchemy import event
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import ConnectionPoolEntry
 
 Dialect = Literal["sqlite", "postgresql"]
 
@@ -56,7 +58,7 @@ def dialect_of(url: str) -> Dialect:
     return _DRIVERS[async_url(url).drivername][0]
 
 
-def _configure_sqlite(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+def _configure_sqlite(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
     # WAL lets the lookup daemon read while the admin API writes; foreign keys are off by
     # default in SQLite and the cascades of the schema depend on them.
     cursor = dbapi_connection.cursor()

@@ -22,10 +22,15 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dinomail import postfix_config
 from dinomail.listen import parse_listen
 from dinomail.settings import Settings
+
+if TYPE_CHECKING:
+    # For annotations only: SQLAlchemy is imported where it is used, as in the rest of the module.
+    from sqlalchemy.ext.asyncio import AsyncConnection
 
 TIMEOUT = 10.0
 # A name that is never a mail domain (RFC 2606): lookups of it must answer "not found".
@@ -108,7 +113,7 @@ async def check_database(settings: Settings, report: Report) -> Sample:
     return Sample(mailbox)
 
 
-async def _check_database_clock(conn, report: Report) -> None:  # type: ignore[no-untyped-def]
+async def _check_database_clock(conn: AsyncConnection, report: Report) -> None:
     import sqlalchemy as sa
 
     database_now = (await conn.execute(sa.text("SELECT now()"))).scalar_one()

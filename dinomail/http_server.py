@@ -4,6 +4,7 @@ until asked to stop. Both daemons use it (admin API, lookupd HTTP)."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 import uvicorn
 
@@ -11,7 +12,9 @@ from dinomail.listen import parse_listen
 
 
 class HttpServer:
-    def __init__(self, app: object, listen: str, *, log_level: str = "warning") -> None:
+    def __init__(
+        self, app: Callable[..., Awaitable[None]], listen: str, *, log_level: str = "warning"
+    ) -> None:
         self._listen = listen
         address = parse_listen(listen)
         options: dict[str, object] = (
@@ -23,7 +26,9 @@ class HttpServer:
             **options,  # type: ignore[arg-type]
         )
         self._server = uvicorn.Server(config)
-        self._server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        # `install_signal_handlers` is the hook of older uvicorn versions; newer ones install
+        # their handlers in `Server.capture_signals`, and their `Server` does not declare it.
+        self._server.install_signal_handlers = lambda: None  # type: ignore[attr-defined]
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:

@@ -379,7 +379,7 @@ _CHECKS: dict[str, Callable[[Any], None]] = {
     "AUTH_POLICY_ALLOW_NETWORKS": _check_networks,
     "AUTH_POLICY_SYNC_INTERVAL": _check_positive,
     "LOOKUPD_HTTP_LISTEN": _check_listen,
-    "DICT_LISTEN": lambda value: value and _check_listen(value),
+    "DICT_LISTEN": lambda value: _check_listen(value) if value else None,
     "RECIPIENT_DELIMITER": _check_delimiter,
     "MAIL_HOME": _check_mail_home,
     "MAIL_UID": _check_non_negative,
@@ -465,8 +465,8 @@ _CHECKS.update({
     "DNS_CHECK_CONCURRENCY": _check_at_least_one,
     "MX_HOST": _check_mx_host,
     "DKIM_KEY_DIR": _check_absolute_path,
-    "REPORTS_LMTP_LISTEN": lambda value: value and _check_listen(value),
-    "REPORTS_ADDRESS": lambda value: value and _check_email(value),
+    "REPORTS_LMTP_LISTEN": lambda value: _check_listen(value) if value else None,
+    "REPORTS_ADDRESS": lambda value: _check_email(value) if value else None,
     "REPORTS_RETENTION_DAYS": _check_non_negative,
 })
 

@@ -136,9 +136,8 @@ class AdoptionPlan:
 
 
 def _rows(conn: Connection, sql: str, **types: sa.types.TypeEngine) -> list[sa.Row]:
-    query = sa.text(sql)
-    if types:
-        query = query.columns(**types)
+    text = sa.text(sql)
+    query: sa.TextClause | sa.TextualSelect = text.columns(**types) if types else text
     return list(conn.execute(query))
 
 
@@ -314,6 +313,7 @@ def _read_admins(conn: Connection, plan: AdoptionPlan, tables: Iterable[str]) ->
     plan.row_counts["auth_user"] = len(users)
     all_domains = tuple(sorted(plan.domain_names))
     for user in users:
+        domain_ids: tuple[int, ...]
         granted = tuple(sorted(permissions.get(user.id, ())))
         try:
             username = v.normalize_username(user.username)

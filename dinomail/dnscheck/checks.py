@@ -380,7 +380,9 @@ async def check_mta_sts(
     policy_host = f"mta-sts.{domain}"
     host_queries = await _resolve_host(resolver, policy_host)
     queries = [query, *host_queries]
-    data = {"id": parsed.tags["id"], "policy_url": f"https://{policy_host}/.well-known/mta-sts.txt"}
+    data: dict[str, object] = {
+        "id": parsed.tags["id"], "policy_url": f"https://{policy_host}/.well-known/mta-sts.txt"
+    }
     if not host_queries[-1].answered:
         return could_not_check("mta_sts", host_queries[-1])
     if not any(item.found for item in host_queries):

@@ -37,7 +37,8 @@ LOCAL_HEADER = struct.Struct("<4s5HL2L2H")
 
 
 class Decompressor(Protocol):
-    eof: bool
+    @property
+    def eof(self) -> bool: ...
 
     def decompress(self, data: bytes, max_length: int = ...) -> bytes: ...
 

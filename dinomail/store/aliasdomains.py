@@ -20,13 +20,13 @@ from dinomail.store.common import (
     fetch_window,
 )
 from dinomail.store.errors import Forbidden, NotFound
-from dinomail.store.fields import clean_fields
+from dinomail.store.fields import Normalizer, clean_fields
 from dinomail.store.mailboxes import _normalize_id
 from dinomail.store.scope import Scope
 
 OBJECT_TYPE = "alias_domain"
 
-NORMALIZERS = {
+NORMALIZERS: dict[str, Normalizer] = {
     "name": lambda value, field: v.normalize_domain(value, field),
     "target_domain_id": lambda value, field: _normalize_id(value, "target_domain"),
     "active": v.normalize_bool,

@@ -15,9 +15,9 @@ address belongs to no domain). Unblocking follows the same rule, and is audited.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -26,6 +26,9 @@ from dinomail.schema import authblock, virtualdomain
 from dinomail.store import audit
 from dinomail.store.common import Row, Window, fetch_one, fetch_window, now
 from dinomail.store.scope import Scope
+
+if TYPE_CHECKING:
+    from sqlalchemy.dialects import postgresql, sqlite
 
 CLIENT = "client"
 LOGIN = "login"
@@ -57,6 +60,8 @@ def domain_of_key(kind: str, key: str) -> str:
 
 @functools.cache
 def _upsert_statement(dialect: str) -> Any:
+    # Both dialects' INSERT has the `ON CONFLICT DO UPDATE` used here.
+    insert: Callable[[sa.Table], postgresql.Insert | sqlite.Insert]
     if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     else:
@@ -102,6 +107,7 @@ async def take_releases(
     other daemons' rows released at `since` or later (a daemon may block a key it has not
     written yet). Also the database's time of the read, for the next `since`."""
     read_at = await conn.scalar(sa.select(sa.func.now()))
+    assert read_at is not None, "now() is never NULL"
     mine = await conn.execute(
         authblock.delete()
         .where(authblock.c.writer == writer, authblock.c.released_at.is_not(None))

@@ -7,8 +7,9 @@ hand in `psql` or `sqlite3` is followed like one changed through the API.
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -51,7 +52,9 @@ _ALIASES = sa.select(
 
 
 async def latest_seq(conn: AsyncConnection) -> int:
-    return int(await conn.scalar(sa.select(sa.func.coalesce(sa.func.max(changelog.c.seq), 0))))
+    value = await conn.scalar(sa.select(sa.func.coalesce(sa.func.max(changelog.c.seq), 0)))
+    assert value is not None, "COALESCE(MAX(seq), 0) is never NULL"
+    return int(value)
 
 
 async def horizon(conn: AsyncConnection) -> int:
@@ -85,7 +88,9 @@ async def load_mail_data(conn: AsyncConnection) -> tuple[int, MailData]:
     seq = await latest_seq(conn)
     # The driver makes a new int object for every value; a million rows hold only thousands of
     # distinct domain ids and quotas, so sharing them saves tens of megabytes of resident memory.
-    shared: dict[int | None, int | None] = {}
+    # Each value is its own key (domain ids are ints, quotas ints or None), so what comes back
+    # has the type of what went in: `Any` says that, a union of both would not.
+    shared: dict[Any, Any] = {}
     share = shared.setdefault
     domains = [
         DomainRow(*row) async for rows in _pages(conn, _DOMAINS, virtualdomain) for row in rows
@@ -139,8 +144,10 @@ async def changes_since(conn: AsyncConnection, seq: int, limit: int) -> list[Cha
     return [Change(*row) for row in await conn.execute(query)]
 
 
-async def _fetch(conn: AsyncConnection, query: sa.Select, table: sa.Table, ids: list[int]) -> list:
-    rows = []
+async def _fetch(
+    conn: AsyncConnection, query: sa.Select, table: sa.Table, ids: list[int]
+) -> list[sa.Row]:
+    rows: list[sa.Row] = []
     for start in range(0, len(ids), FETCH_CHUNK):
         chunk = ids[start:start + FETCH_CHUNK]
         rows.extend(await conn.execute(query.where(table.c.id.in_(chunk))))
@@ -178,7 +185,14 @@ async def fetch_changes(conn: AsyncConnection, changed: Iterable[Change]) -> Mai
     )
 
 
-_TABLES = {
+class _Record(Protocol):
+    """A row of one of the followed tables (`DomainRow`, `MailboxRow`...): all have an id."""
+
+    @property
+    def id(self) -> int: ...
+
+
+_TABLES: dict[str, tuple[sa.Select, sa.Table, Callable[[sa.Row], _Record]]] = {
     virtualdomain.name: (_DOMAINS, virtualdomain, lambda row: DomainRow(*row)),
     aliasdomain.name: (_ALIAS_DOMAINS, aliasdomain, lambda row: AliasDomainRow(*row)),
     virtualuser.name: (_MAILBOXES, virtualuser, lambda row: MailboxRow(*row)),

@@ -160,7 +160,7 @@ async def dkim_private_key(
     return {**dict(row), "domain": domain["name"]}
 
 
-def key_in_use(domain: Mapping[str, Any], key: Mapping[str, Any]) -> bool:
+def key_in_use(domain: Mapping[str, Any], key: Mapping[str, Any] | sa.RowMapping) -> bool:
     """The stored key is still what the domain publishes (the selector and key can be edited by
     hand on the domain, which leaves the stored private key behind)."""
     return (domain["dkim_key_name"] == key["selector"]

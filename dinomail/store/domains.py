@@ -20,12 +20,12 @@ from dinomail.store.common import (
     fetch_window,
 )
 from dinomail.store.errors import Conflict, Forbidden
-from dinomail.store.fields import clean_fields
+from dinomail.store.fields import Normalizer, clean_fields
 from dinomail.store.scope import Scope
 
 OBJECT_TYPE = "domain"
 
-NORMALIZERS = {
+NORMALIZERS: dict[str, Normalizer] = {
     "name": lambda value, field: v.normalize_domain(value, field),
     "dkim_key_name": lambda value, field: v.normalize_text(value, field, 200),
     "dkim_key": lambda value, field: v.normalize_text(value, field, 10_000),

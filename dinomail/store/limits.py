@@ -42,6 +42,7 @@ async def check_alias_count(conn: AsyncConnection, domain: Row, adding: int = 1)
     used = await conn.scalar(
         sa.select(sa.func.count()).where(virtualalias.c.domain_id == domain["id"])
     )
+    assert used is not None, "COUNT(*) is never NULL"
     if used + adding > limit:
         raise LimitExceeded(
             f"the domain {domain['name']} allows at most {limit} aliases", field="domain"
@@ -69,6 +70,7 @@ async def check_quota(
             virtualuser.c.id != (replacing_mailbox or 0),
         )
     )
+    assert others is not None, "COALESCE(SUM(quota), 0) is never NULL"
     if int(others) + quota > total:
         raise LimitExceeded(
             f"{domain['name']} would exceed its total quota of {total} bytes "

@@ -25,13 +25,13 @@ from dinomail.store.common import (
     fetch_window,
 )
 from dinomail.store.errors import Conflict, Forbidden, NotFound
-from dinomail.store.fields import clean_fields
+from dinomail.store.fields import Normalizer, clean_fields
 from dinomail.store.scope import Scope
 
 OBJECT_TYPE = "mailbox"
 MAX_PASSWORD_LENGTH = 1024
 
-NORMALIZERS = {
+NORMALIZERS: dict[str, Normalizer] = {
     "domain_id": lambda value, field: _normalize_id(value, "domain"),
     "email": lambda value, field: v.normalize_email(value, field),
     "quota": lambda value, field: None if value is None else v.normalize_quota(value, field),

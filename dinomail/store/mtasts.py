@@ -45,7 +45,9 @@ def default_mx(domain_mx_host: str | None, setting_mx_host: str) -> tuple[str, .
     return (v.normalize_hostname(host, "mx_host"),) if host else ()
 
 
-def policy_of(row: Mapping[str, Any], default: tuple[str, ...]) -> mtasts.Policy:
+def policy_of(
+    row: Mapping[str, Any] | sa.RowMapping, default: tuple[str, ...]
+) -> mtasts.Policy:
     patterns = tuple(row["mx"].split()) or default
     return mtasts.Policy(row["mode"], patterns, int(row["max_age"]))
 
@@ -68,8 +70,9 @@ async def get(
         sa.select(mtastspolicy).where(mtastspolicy.c.domain_id == domain_id)
     )).mappings().first()
     default = default_mx(await _domain_mx_host(conn, domain_id), setting_mx_host)
-    stored = dict(row) if row else {"mode": mtasts.DEFAULT_MODE, "mx": "",
-                                    "max_age": mtasts.DEFAULT_MAX_AGE, "updated_at": None}
+    stored: dict[str, Any] = dict(row) if row else {
+        "mode": mtasts.DEFAULT_MODE, "mx": "", "max_age": mtasts.DEFAULT_MAX_AGE, "updated_at": None
+    }
     policy = policy_of(stored, default)
     return {
         "domain_id": domain_id, "name": domain["name"], "published": row is not None,

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -40,6 +40,9 @@ from dinomail.store.common import Row, changed_values
 from dinomail.store.errors import Forbidden, NotFound
 from dinomail.store.fields import clean_fields
 from dinomail.store.scope import Scope
+
+if TYPE_CHECKING:
+    from sqlalchemy.dialects import postgresql, sqlite
 
 LIMITS = ("messages_per_hour", "messages_per_day", "recipients_per_hour", "recipients_per_day")
 MAILBOX_DEFAULTS = tuple(f"mailbox_{limit}" for limit in LIMITS)
@@ -292,6 +295,8 @@ _COUNT_COLUMNS = (
 
 @functools.cache
 def _add_counts_statement(dialect: str) -> Any:
+    # Both dialects' INSERT has the `ON CONFLICT DO UPDATE` used here.
+    insert: Callable[[sa.Table], postgresql.Insert | sqlite.Insert]
     if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     else:
@@ -340,6 +345,7 @@ async def load_counts(
     Also the database's time of the read, to pass as `changed_since` next time (less a margin
     for transactions that were under way)."""
     read_at = await conn.scalar(sa.select(sa.func.now()))
+    assert read_at is not None, "now() is never NULL"
     query = sa.select(*_COUNT_COLUMNS).where(sendcount.c.bucket_start >= since_bucket)
     if changed_since is not None:
         query = query.where(sendcount.c.updated_at >= changed_since)

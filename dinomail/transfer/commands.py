@@ -13,6 +13,7 @@ import os
 import sys
 import tempfile
 from pathlib import Path
+from typing import TextIO
 
 from dinomail.cli import EXIT_USAGE, fail
 from dinomail.settings import Settings
@@ -225,6 +226,7 @@ async def run_import_csv(settings: Settings, args: argparse.Namespace) -> None:
     print(f"{result.created} {args.kind} {done}.", file=sys.stderr)
     if not result.generated:
         return
+    out: TextIO
     if args.output:
         handle = os.open(args.output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         out = os.fdopen(handle, "w", encoding="utf-8", newline="")

@@ -44,6 +44,8 @@ class ExportError(ValueError):
 async def _pages(
     conn: AsyncConnection, query: sa.Select, id_column: sa.ColumnElement[int]
 ) -> AsyncIterator[list[sa.RowMapping]]:
+    key = id_column.key
+    assert key is not None, "the id column is a table's column, which has a name"
     last = 0
     while True:
         rows = list(
@@ -53,7 +55,7 @@ async def _pages(
         if not rows:
             return
         yield rows
-        last = rows[-1][id_column.key]
+        last = rows[-1][key]
 
 
 def _dumps(value: Any) -> str:
