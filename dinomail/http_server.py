@@ -4,11 +4,17 @@ until asked to stop. Both daemons use it (admin API, lookupd HTTP)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import contextlib
+from collections.abc import Awaitable, Callable, Iterator
 
 import uvicorn
 
 from dinomail.listen import parse_listen
+
+
+@contextlib.contextmanager
+def _leave_signals_alone() -> Iterator[None]:
+    yield
 
 
 class HttpServer:
@@ -22,13 +28,13 @@ class HttpServer:
         )
         config = uvicorn.Config(
             app, lifespan="off", access_log=False, log_level=log_level,
-            # Our own handlers stop the process; uvicorn must not install its own.
             **options,  # type: ignore[arg-type]
         )
         self._server = uvicorn.Server(config)
-        # `install_signal_handlers` is the hook of older uvicorn versions; newer ones install
-        # their handlers in `Server.capture_signals`, and their `Server` does not declare it.
-        self._server.install_signal_handlers = lambda: None  # type: ignore[attr-defined]
+        # While it serves, uvicorn would put its own handlers in place of the process's SIGTERM
+        # and SIGINT handlers (`Server.capture_signals`) and stop this server alone; the daemon's
+        # handlers stop every listener together, so uvicorn's stay out.
+        self._server.capture_signals = _leave_signals_alone  # type: ignore[method-assign]
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
