@@ -427,12 +427,27 @@ async def _settled(command: Coroutine[Any, Any, None]) -> None:
         raise
 
 
+def _command_index(argv: Sequence[str]) -> int | None:
+    """Where the sub-command stands: the first word that is neither a global option nor the
+    value of `--config` (so `createsuperuser --username pw` is not `pw`)."""
+    index = 0
+    while index < len(argv):
+        word = argv[index]
+        if word == "--config":
+            index += 2
+        elif word.startswith("-"):
+            index += 1
+        else:
+            return index
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if "pw" in argv:
+    split = _command_index(argv)
+    if split is not None and argv[split] == "pw":
         # Everything after `pw` is doveadm's syntax (`-s`, `-p` …), which argparse would take for
         # its own options: split there, and hand the rest over untouched.
-        split = argv.index("pw")
         args = build_parser().parse_args([*argv[:split], "pw"])
         return _pw(argv[split + 1:], args.config)
     args = build_parser().parse_args(argv)

@@ -73,6 +73,11 @@ def test_createsuperuser_noinput(database_url: str, tmp_path: Path) -> None:
     assert duplicate.returncode == 1
     assert "already exists" in _one_line_error(duplicate)
 
+    # A user named `pw` is a user, not the `pw` sub-command.
+    named_pw = dinomail("createsuperuser", "--username", "pw", "--noinput", env=env, cwd=tmp_path)
+    assert named_pw.returncode == 0, named_pw.stderr
+    assert "pw" in named_pw.stdout and "{" not in named_pw.stdout
+
     env["DINOMAIL_SUPERUSER_PASSWORD"] = "short"
     weak = dinomail("createsuperuser", "--username", "other", "--noinput", env=env, cwd=tmp_path)
     assert weak.returncode == 2
@@ -101,5 +106,7 @@ def test_pw_through_the_dinomail_command() -> None:
     wrong = dinomail("pw", "-t", stored, "-p", "wrong")
     assert wrong.returncode == 75
     assert "Password mismatch" in wrong.stderr and "Traceback" not in wrong.stderr
+    with_config = dinomail("--config", "/dev/null", "pw", "-s", "SSHA512", "-p", "s3cret")
+    assert with_config.returncode == 0 and with_config.stdout.startswith("{SSHA512}")
     default = dinomail("pw", "-p", "s3cret")
     assert default.stdout.startswith("{SHA512-CRYPT}$6$")  # the configured default scheme
