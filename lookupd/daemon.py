@@ -165,10 +165,3 @@ def auth_policy_config(settings: Settings) -> AuthPolicyConfig:
         max_tarpit=settings.AUTH_POLICY_MAX_TARPIT,
         allow_networks=settings.AUTH_POLICY_ALLOW_NETWORKS,
     )
-
-
-async def run_lookupd(settings: Settings, store: Store, stop: asyncio.Event) -> None:
-    daemon = await start_lookupd(settings, store)
-    await stop.wait()
-    log.info("stopping the lookup daemon")
-    await daemon.stop()

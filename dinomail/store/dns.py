@@ -167,17 +167,6 @@ def key_in_use(domain: Mapping[str, Any], key: Mapping[str, Any] | sa.RowMapping
             and "".join(domain["dkim_key"].split()) == key["public_key"])
 
 
-async def signer_keys(conn: AsyncConnection) -> list[Row]:
-    """Every domain's current generated key, private half included, for the signer's files."""
-    query = (
-        sa.select(virtualdomain.c.name, virtualdomain.c.dkim_key_name, virtualdomain.c.dkim_key,
-                  dkimkey.c.selector, dkimkey.c.public_key, dkimkey.c.dkim_private_key)
-        .join(dkimkey, dkimkey.c.domain_id == virtualdomain.c.id)
-        .order_by(virtualdomain.c.name)
-    )
-    return [row for row in await fetch_all(conn, query) if key_in_use(row, row)]
-
-
 # --- DNS check results ----------------------------------------------------------------------------
 
 
