@@ -39,6 +39,20 @@ def postgres() -> Iterator[PostgresServer]:
     server.destroy()
 
 
+@pytest.fixture
+def own_postgres() -> Iterator[PostgresServer]:
+    """A PostgreSQL server of the test's own, which it may stop and start again."""
+    bindir = find_bindir()
+    if bindir is None:
+        pytest.skip("PostgreSQL server binaries are not installed")
+    server = PostgresServer(bindir)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.destroy()
+
+
 def new_postgres_database(server: PostgresServer, *, migrated: bool = True) -> str:
     name = f"test_{next(_database_numbers)}"
     return server.create_database(name, template=TEMPLATE if migrated else None)

@@ -6,16 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from dinomail import migrate
 from dinomail.store import EVERYTHING, Store, mailboxes
 from tests.support.lookupd import running_lookupd, wait_until
 from tests.support.mail_data import PASSWORD_HASH, fill_mail_data
-from tests.support.postgres import PostgresServer, find_bindir
+from tests.support.postgres import PostgresServer
 from tests.support.socketmap_client import socketmap_query
 
 EXPECTED = {
@@ -24,20 +21,6 @@ EXPECTED = {
     ("domains", "example.net"): "OK example.net",
     ("senders", "info@example.org"): "OK alice@example.org",
 }
-
-
-@pytest.fixture
-def own_postgres() -> Iterator[PostgresServer]:
-    """A server of this test's own: it is stopped and started again."""
-    bindir = find_bindir()
-    if bindir is None:
-        pytest.skip("PostgreSQL server binaries are not installed")
-    server = PostgresServer(bindir)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.destroy()
 
 
 async def test_answers_survive_a_database_outage(

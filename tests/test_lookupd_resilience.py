@@ -31,23 +31,9 @@ from dinomail.store import Store
 from lookupd.snapshot_file import FORMAT
 from tests.support.daemon_process import DaemonProcess, socketmap_ask, wait_for
 from tests.support.mail_data import fill_mail_data
-from tests.support.postgres import PostgresServer, find_bindir
+from tests.support.postgres import PostgresServer
 
 ALICE = ("mailboxes", "alice@example.org")
-
-
-@pytest.fixture
-def own_postgres() -> Iterator[PostgresServer]:
-    """A server of this test's own: it is stopped and started again."""
-    bindir = find_bindir()
-    if bindir is None:
-        pytest.skip("PostgreSQL server binaries are not installed")
-    server = PostgresServer(bindir)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.destroy()
 
 
 @pytest.fixture
