@@ -6,10 +6,11 @@ The file is JSON in two lines: a header, then the rows as arrays. JSON because i
 The header says who wrote it and for what; a file written by another DinoMail version, in
 another format, or for another database is ignored:
 
-    {"format": "dinomail-lookupd-snapshot", "version": 1, "dinomail": "<version>",
+    {"format": "dinomail-lookupd-snapshot", "version": 2, "dinomail": "<version>",
      "database": "<backend>://<host>:<port>/<name>", "database_id": "<random id>",
      "seq": <change log position>, "saved_at": <unix time>}
-    {"domains": [[id, name, active], ...], "alias_domains": [[id, name, target, active], ...],
+    {"domains": [[id, name, active, catchall_senders], ...],
+     "alias_domains": [[id, name, target, active], ...],
      "mailboxes": [[id, domain_id, email, password, quota, active], ...],
      "aliases": [[id, domain_id, source, destination], ...]}
 
@@ -38,7 +39,7 @@ from dinomail.records import AliasDomainRow, AliasRow, DomainRow, MailboxRow, Ma
 log = logging.getLogger("dinomail.lookupd.snapshot_file")
 
 FORMAT = "dinomail-lookupd-snapshot"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 # Rows encoded at once when writing.
 WRITE_CHUNK = 10_000
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
@@ -78,7 +79,9 @@ def write_snapshot_file(
         "database": database, "database_id": database_id, "seq": seq, "saved_at": time.time(),
     }
     parts: dict[str, tuple[list[Any], Callable[[Any], tuple[Any, ...]]]] = {
-        "domains": (data.domains, lambda r: (r.id, r.name, r.active)),
+        "domains": (
+            data.domains, lambda r: (r.id, r.name, r.active, r.catchall_senders)
+        ),
         "alias_domains": (
             data.alias_domains, lambda r: (r.id, r.name, r.target_domain_id, r.active)
         ),
@@ -175,7 +178,7 @@ def _check_types(data: MailData) -> None:
     """Every field of the type the lookups expect (a file edited by hand is refused whole)."""
     for domain in data.domains:
         if not (type(domain.id) is int and type(domain.name) is str
-                and type(domain.active) is bool):
+                and type(domain.active) is bool and type(domain.catchall_senders) is bool):
             raise TypeError(f"domain {domain!r}")
     for alias_domain in data.alias_domains:
         if not (type(alias_domain.id) is int and type(alias_domain.name) is str

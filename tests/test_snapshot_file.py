@@ -19,7 +19,9 @@ from tests.support.mail_data import fill_mail_data
 
 DB = "postgresql://db.example:5432/dinomail"
 DATA = MailData(
-    domains=[DomainRow(1, "example.org", True), DomainRow(2, "bücher.example", False)],
+    # Every field of a row comes back, the catch-all sender flag among them.
+    domains=[DomainRow(1, "example.org", True, catchall_senders=True),
+             DomainRow(2, "bücher.example", False)],
     alias_domains=[AliasDomainRow(3, "example.net", 1, True)],
     mailboxes=[
         MailboxRow(4, 1, "alice@example.org", "{SHA512-CRYPT}$6$x", 1_000_000, True),
