@@ -297,7 +297,7 @@ class DictProtocol(LookupConnection):
         if len(partial) > MAX_LINE_BYTES:
             self.client_error("oversize", f"a line longer than {MAX_LINE_BYTES} bytes")
             return False
-        self._partial = partial
+        self._partial = bytearray(partial) if partial else b""
         self._queue.extend(lines)
         self._run_queue()
         return True
