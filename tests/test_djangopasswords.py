@@ -103,6 +103,9 @@ async def test_every_django_hasher_logs_an_admin_in_once_then_argon2(  # type: i
         "argon2": ("lètmein", _django_argon2("lètmein")),
         "bcrypt_sha256": ("lètmein", _django_bcrypt_sha256("lètmein")),
         "bcrypt": ("lètmein", _django_bcrypt("lètmein")),
+        # A Dovecot-scheme hash (an admin imported from PostfixAdmin) that is also 32
+        # characters without a `$`, the shape of Django's unsalted MD5.
+        "{PLAIN} of 25 characters": ("x" * 25, "{PLAIN}" + "x" * 25),
     }
     async with store.write() as conn:
         account = await admins.create(conn, "test", username="old", password="temporary-1")

@@ -49,17 +49,19 @@ async def _hash(password: str) -> str:
 def _is_foreign_hash(stored: str) -> bool:
     """A hash DinoMail did not make: Django's (an adopted original database) or a Dovecot-scheme
     one (admins imported from PostfixAdmin). Kept until the admin's first login."""
-    return djangopasswords.is_django_hash(stored) or stored.startswith("{")
+    return stored.startswith("{") or djangopasswords.is_django_hash(stored)
 
 
 def _verify(stored: str, password: str) -> bool:
-    if djangopasswords.is_django_hash(stored):
-        return djangopasswords.verify(stored, password)
+    # `{SCHEME}` first: Django's unsalted MD5 is any 32 characters without a `$`, which a
+    # Dovecot `{PLAIN}` hash can be too.
     if stored.startswith("{"):
         try:
             return verify_password(password, stored)
         except PasswordSchemeError:
             return False
+    if djangopasswords.is_django_hash(stored):
+        return djangopasswords.verify(stored, password)
     try:
         return _hasher.verify(stored, password)
     except (VerificationError, InvalidHashError):
