@@ -55,6 +55,13 @@ async def test_report_lists_details_and_stats(store: Store) -> None:
         until = (await client.get("/api/dmarcreport/?until=2026-12-05T00:00:00Z",
                                   headers=root.headers)).json()
         assert [item["org_name"] for item in until["objects"]] == ["Outlook.com"]
+        # The same moment written in another zone selects the same reports.
+        shifted = (await client.get("/api/dmarcreport/?until=2026-12-05T02:00:00%2B02:00",
+                                    headers=root.headers)).json()
+        assert [item["org_name"] for item in shifted["objects"]] == ["Outlook.com"]
+        far = await client.get("/api/dmarcreport/?since=0001-01-01T00:00:00%2B14:00",
+                               headers=root.headers)
+        assert far.status_code == 400 and far.json()["field"] == "since"
 
         detail = (await client.get(first["resource_uri"], headers=root.headers)).json()
         assert len(detail["records"]) >= 2 and "auth_results" in detail["records"][0]

@@ -47,9 +47,10 @@ def _moment(text: str, field: str) -> datetime:
         if len(text) == 10:
             return datetime.combine(date.fromisoformat(text), time(), UTC)
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
+        # In UTC: SQLite keeps no offset, so a moment compares right only in one zone.
+        return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
+    except (ValueError, OverflowError):
         raise invalid(field, "must be a date (2026-12-01) or a date-time with a zone") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 async def _domain_id(conn: AsyncConnection, caller: Caller, text: str) -> int:
