@@ -70,6 +70,22 @@ async def test_mailboxes(store: Store, tmp_path: Path) -> None:
     assert dry.stderr == "3 mailboxes would be created (dry run: nothing was changed).\n"
     assert await counts(store) == before
 
+    # The mailbox password policy's setting holds here as on every other path.
+    (tmp_path / "lines.csv").write_text(good)
+    strict = dinomail("import-csv", "mailboxes", str(tmp_path / "lines.csv"),
+                      env={"DINOMAIL_DATABASE_URL": store.url,
+                           "DINOMAIL_MAILBOX_PASSWORD_MIN_LENGTH": "16"})
+    assert strict.returncode == 2
+    assert "refused: line 2: password: must be at least 16 characters" in strict.stderr
+    assert await counts(store) == before
+
+    # A file for the generated passwords that cannot be written: said before anything is made.
+    unwritable = run(store, tmp_path, good, "mailboxes", "-o", str(tmp_path / "no" / "p.csv"))
+    assert unwritable.returncode == 2
+    assert unwritable.stderr.splitlines()[-1].startswith(
+        f"dinomail: error: cannot write {tmp_path / 'no' / 'p.csv'}")
+    assert await counts(store) == before
+
     done = run(store, tmp_path, good, "mailboxes")
     assert done.returncode == 0, done.stderr
     generated = list(csv.reader(io.StringIO(done.stdout)))
@@ -120,8 +136,12 @@ async def test_the_readme_commands(tmp_path: Path) -> None:
     await migrate.upgrade(store.engine)
     try:
         await fill_mail_data(store)
+        # A passwords file left readable by others is made private before it gets them.
+        (tmp_path / "passwords.csv").write_text("old\n")
+        (tmp_path / "passwords.csv").chmod(0o644)
         result = run_block("\n".join(shell_blocks("Bulk creation from CSV")), tmp_path,
                            DINOMAIL_DATABASE_URL=store.url)
+        assert (tmp_path / "passwords.csv").stat().st_mode & 0o777 == 0o600
         assert "2 mailboxes would be created" in result.stderr
         assert "2 mailboxes created." in result.stderr
         generated = list(csv.reader(io.StringIO((tmp_path / "passwords.csv").read_text())))

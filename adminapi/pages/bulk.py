@@ -39,6 +39,7 @@ async def bulk_import(page: Page) -> Response:
     try:
         result = await import_csv(
             page.store, kind, form.values["lines"], scheme=page.settings.DINOMAIL_PASSWORD_SCHEME,
+            min_password_length=page.settings.MAILBOX_PASSWORD_MIN_LENGTH,
             dry_run=form.values["dry_run"], actor=page.admin.actor, scope=page.scope,
         )
     except CsvRefused as error:

@@ -210,10 +210,21 @@ async def run_import_csv(settings: Settings, args: argparse.Namespace) -> None:
         fail(f"cannot read {args.file}: {error.strerror}", EXIT_USAGE)
     except UnicodeDecodeError:
         fail(f"{args.file} is not UTF-8 text", EXIT_USAGE)
+    # The generated passwords are shown only once: the file that takes them is opened (and
+    # made private to this user) before anything is created, so it cannot fail afterwards.
+    handle: int | None = None
+    if args.output:
+        try:
+            handle = os.open(args.output, os.O_WRONLY | os.O_CREAT, 0o600)
+            os.fchmod(handle, 0o600)
+        except OSError as error:
+            fail(f"cannot write {args.output}: {error.strerror}", EXIT_USAGE)
     store = Store(settings.DATABASE_URL)
     try:
         result = await import_csv(store, args.kind, text,
-                                  scheme=settings.DINOMAIL_PASSWORD_SCHEME, dry_run=args.dry_run)
+                                  scheme=settings.DINOMAIL_PASSWORD_SCHEME,
+                                  min_password_length=settings.MAILBOX_PASSWORD_MIN_LENGTH,
+                                  dry_run=args.dry_run)
     except CsvRefused as error:
         for problem in error.errors[:20]:
             print(f"refused: {problem}", file=sys.stderr)
@@ -225,10 +236,12 @@ async def run_import_csv(settings: Settings, args: argparse.Namespace) -> None:
     done = "would be created (dry run: nothing was changed)" if args.dry_run else "created"
     print(f"{result.created} {args.kind} {done}.", file=sys.stderr)
     if not result.generated:
+        if handle is not None:
+            os.close(handle)
         return
     out: TextIO
-    if args.output:
-        handle = os.open(args.output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    if handle is not None:
+        os.ftruncate(handle, 0)
         out = os.fdopen(handle, "w", encoding="utf-8", newline="")
     else:
         out = sys.stdout

@@ -112,8 +112,8 @@ def _mailbox_data(values: dict[str, str]) -> dict[str, Any]:
 
 
 async def import_csv(
-    store: Store, kind: Kind, text: str, *, scheme: str, dry_run: bool = False,
-    actor: str = "cli", scope: Scope = EVERYTHING,
+    store: Store, kind: Kind, text: str, *, scheme: str, min_password_length: int,
+    dry_run: bool = False, actor: str = "cli", scope: Scope = EVERYTHING,
 ) -> CsvResult:
     """Create every line's object, or none; raises CsvRefused naming each wrong line."""
     rows = read_rows(text, kind)
@@ -128,7 +128,8 @@ async def import_csv(
                 password = secrets.token_urlsafe(GENERATED_PASSWORD_BYTES)
                 result.generated.append((email, password))
             try:
-                hashes[line] = await mailboxes.hash_new_password(password, scheme, email=email)
+                hashes[line] = await mailboxes.hash_new_password(
+                    password, scheme, email=email, min_length=min_password_length)
             except v.ValidationError as error:
                 errors.append(f"line {line}: {error.field}: {error.message}")
     try:
