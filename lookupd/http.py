@@ -100,6 +100,10 @@ def create_http_app(
                 recorder.lookup(kind, "temp", time.perf_counter() - started)
                 recorder.lookup_error("exception")
                 return JSONResponse({"error": "internal error"}, status_code=503)
+            if fields is None and not snapshot.complete:
+                recorder.lookup(kind, "temp", time.perf_counter() - started)
+                return JSONResponse({"error": "not in the saved mail data, database "
+                                     "unreachable"}, status_code=503)
             recorder.lookup(kind, "ok" if fields else "notfound", time.perf_counter() - started)
             if fields is None:
                 return JSONResponse({"error": "no such user"}, status_code=404)

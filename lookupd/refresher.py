@@ -235,7 +235,9 @@ class Refresher:
             )
             if saved is None:
                 return None
-            return saved, Snapshot.build(saved.data, recipient_delimiter=self.recipient_delimiter)
+            return saved, Snapshot.build(
+                saved.data, recipient_delimiter=self.recipient_delimiter, complete=False
+            )
 
         loaded = await asyncio.to_thread(read)
         if loaded is None:

@@ -95,12 +95,17 @@ class Snapshot:
         "_domain_by_name",
         "_mailbox_by_email",
         "_mailbox_by_id",
+        "complete",
         "recipient_delimiter",
     )
 
-    def __init__(self, *, recipient_delimiter: str = "+") -> None:
+    def __init__(self, *, recipient_delimiter: str = "+", complete: bool = True) -> None:
         # Every character is a delimiter, as in Postfix's `recipient_delimiter`; empty: none.
         self.recipient_delimiter = recipient_delimiter
+        # False for data read back from disk while the database is unreachable: what it holds
+        # is still true enough to answer, but what it lacks may exist by now, so a miss is
+        # "unknown" (a temporary failure), never "not found".
+        self.complete = complete
         self._domain_by_id: dict[int, DomainRow] = {}
         self._domain_by_name: dict[str, DomainRow] = {}
         self._alias_domain_by_id: dict[int, AliasDomainRow] = {}
@@ -111,7 +116,9 @@ class Snapshot:
         self._aliases_by_source: dict[str, AliasEntry] = {}
 
     @classmethod
-    def build(cls, data: MailData, *, recipient_delimiter: str = "+") -> Snapshot:
+    def build(
+        cls, data: MailData, *, recipient_delimiter: str = "+", complete: bool = True
+    ) -> Snapshot:
         """A new snapshot holding exactly `data` (a full load).
 
         The rows are kept, not copied. Once the new snapshot is swapped in (and the old one
@@ -119,7 +126,7 @@ class Snapshot:
         no later collection stalls the event loop walking them; they are still freed as usual
         when a later snapshot replaces this one.
         """
-        snapshot = cls(recipient_delimiter=recipient_delimiter)
+        snapshot = cls(recipient_delimiter=recipient_delimiter, complete=complete)
         snapshot._put_domains(data.domains)
         snapshot._put_alias_domains(data.alias_domains)
         snapshot._put_mailboxes(data.mailboxes)

@@ -80,6 +80,7 @@ MAX_REQUEST_BYTES = MAX_QUERY_BYTES + max(len(name) for name in MAPS) + 1
 
 _NOTFOUND = encode_netstring(b"NOTFOUND ")
 _TEMP_NOT_LOADED = encode_netstring(b"TEMP mail data not loaded yet")
+_TEMP_INCOMPLETE = encode_netstring(b"TEMP not in the saved mail data, database unreachable")
 _TEMP_INTERNAL = encode_netstring(b"TEMP internal error")
 _TEMP_EMPTY = encode_netstring(b"TEMP internal error (empty result)")
 _TEMP_TOO_LARGE = encode_netstring(b"TEMP result larger than Postfix accepts")
@@ -129,6 +130,8 @@ class SocketmapResponder:
             return "notfound", _NOTFOUND, None
         value = lookup(snapshot, key)
         if value is None:
+            if not snapshot.complete:
+                return "temp", _TEMP_INCOMPLETE, None
             return "notfound", _NOTFOUND, None
         if not value or value.isspace():
             # Postfix treats `OK ` as a configuration error; a rule that yields it is a bug.

@@ -222,6 +222,21 @@ async def test_temp_until_a_snapshot_is_loaded(server: SocketmapServer, holder: 
     await client.close()
 
 
+async def test_a_miss_in_data_saved_on_disk_is_temp(server: SocketmapServer, holder: Holder,
+                                                    loaded_snapshot: Snapshot) -> None:
+    # Read back from disk while the database is unreachable: a hit is answered, a miss is
+    # unknown (the address may exist by now), never NOTFOUND.
+    holder.current = Snapshot.build(mail_data(), complete=False)
+    client = await Client.connect(server.address)
+    assert await client.ask(b"mailboxes alice@example.com") == [b"OK example.com/alice/"]
+    for request in (b"mailboxes info@example.com", b"domains example.net",
+                    b"aliases nobody@example.net"):
+        (reply,) = await client.ask(request)
+        assert reply.startswith(b"TEMP "), request
+    assert await client.ask(b"aliases \xff@example.com") == [b"NOTFOUND "]  # cannot exist
+    await client.close()
+
+
 async def test_internal_error_is_temp_and_the_connection_lives_on(
     server: SocketmapServer, metrics: LookupdMetrics, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -108,6 +108,7 @@ QUOTA_MESSAGES_KEY = b"priv/quota/messages"
 
 _NOT_FOUND = b"N\n"
 _FAIL_NOT_LOADED = b"Fmail data not loaded yet\n"
+_FAIL_INCOMPLETE = b"Fnot in the saved mail data, database unreachable\n"
 _FAIL_INTERNAL = b"Finternal error\n"
 _FAIL_UNKNOWN_KEY = b"Funknown key (known: shared/passdb/<user>, shared/userdb/<user>)\n"
 _FAIL_QUOTA_LOOKUP = b"Fthe quota dict only accepts quota_clone's writes\n"
@@ -197,6 +198,8 @@ class DictService:
         else:
             fields = lookup_userdb(snapshot, login, self.userdb)
         if fields is None:
+            if not snapshot.complete:
+                return "temp", _FAIL_INCOMPLETE
             return "notfound", _NOT_FOUND
         return "ok", b"O" + tabescape(encode_fields(fields)) + b"\n"
 
