@@ -308,16 +308,20 @@ def check_postfix(settings: Settings, report: Report, config_dir: str) -> None:
         report.problem(f"cannot read Postfix's settings in {config_dir} ({detail})",
                        "install Postfix (`apt install postfix`), or give --postfix-config-dir")
         return
+    # `name = value`, or `name =` for a setting made empty on purpose, which is not the same as
+    # one left out: that takes Postfix's default (virtual_alias_domains = $virtual_alias_maps).
     current: dict[str, str] = {}
     for line in result.stdout.splitlines():
-        name, _, value = line.partition(" = ")
-        current[name.strip()] = value.strip()
+        name, equals, value = line.partition("=")
+        if equals:
+            current[name.strip()] = value.strip()
     wrong = False
     for name, wanted in postfix_config.main_cf(settings).items():
-        have = current.get(name, "")
-        if _normalize(have) != _normalize(wanted):
+        have = current.get(name)
+        if have is None or _normalize(have) != _normalize(wanted):
             wrong = True
-            report.problem(f"Postfix's {name} is {have!r}, DinoMail's settings need {wanted!r}",
+            shown = "not set" if have is None else f"{have!r}"
+            report.problem(f"Postfix's {name} is {shown}, DinoMail's settings need {wanted!r}",
                            POSTFIX_FIX)
     if not _submission_asks_policy(config_dir, postfix_config.policy_service(settings)):
         wrong = True

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from dinomail import postfix_config
+from dinomail.doctor import Report, check_postfix
+from dinomail.settings import load_settings
 from tests.support.cli import dinomail
 from tests.support.ports import free_port
 
@@ -37,3 +40,24 @@ def test_doctor_names_each_problem_with_its_fix(tmp_path: Path) -> None:
         assert expected in text, (expected, text)
     assert "mail would not flow" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_postfix_setting_left_out_is_not_one_made_empty(tmp_path: Path) -> None:
+    """`virtual_alias_domains` must be set empty: left out, Postfix's default is
+    `$virtual_alias_maps`, which the doctor must not take for the empty value it needs."""
+    settings = load_settings(environ={})
+    wanted = postfix_config.main_cf(settings)
+    assert wanted["virtual_alias_domains"] == ""
+    for with_it in (True, False):
+        config = tmp_path / ("with" if with_it else "without")
+        config.mkdir()
+        lines = [f"{name} = {value}".rstrip() for name, value in wanted.items()
+                 if with_it or name != "virtual_alias_domains"]
+        (config / "main.cf").write_text("\n".join(lines) + "\n")
+        report = Report()
+        check_postfix(settings, report, str(config))
+        named = [line for line in report.problems if "virtual_alias_domains" in line]
+        if with_it:
+            assert named == []
+        else:
+            assert named and "virtual_alias_domains is not set" in named[0]
