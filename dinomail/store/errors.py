@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 
 class StoreError(Exception):
-    """Base of the store's refusals; `field` names the input at fault when there is one."""
+    """Base of the store's refusals.
 
-    def __init__(self, message: str, field: str | None = None) -> None:
+    `code` is the refusal's stable name (the API returns it, the pages translate by it) and
+    `params` the values its sentence is made of; `message` is the English sentence, free to be
+    reworded. `field` names the input at fault when there is one.
+    """
+
+    def __init__(
+        self, message: str, field: str | None = None, *,
+        code: str = "", params: Mapping[str, object] | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.field = field
+        self.code = code
+        self.params: dict[str, object] = dict(params or {})
 
 
 class NotFound(StoreError):
