@@ -156,6 +156,8 @@ admin = sa.Table(
     _timestamp("last_login", nullable=True),
     # New (0007): sessions opened in an older generation are over (logout, new password, ...).
     sa.Column("session_generation", sa.Integer, nullable=False, server_default="0"),
+    # New (0012): the language the admin chose on their account page; null: the browser's.
+    sa.Column("language", sa.String(8), nullable=True),
 )
 
 admin_domain = sa.Table(
@@ -202,6 +204,69 @@ apikey = sa.Table(
     # the next generation replaces it. Null for keys made otherwise.
     sa.Column("generation", sa.Integer, nullable=True),
     sa.Index(None, "admin_id", "generation", unique=True),
+)
+
+# --- second factors of admins (0012) -------------------------------------------------------------
+
+admintotp = sa.Table(
+    "dinomail_admintotp",
+    metadata,
+    sa.Column(
+        "admin_id", sa.Integer, sa.ForeignKey("dinomail_admin.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    # Base32, as authenticator apps take it. The pages need it in clear to check codes.
+    sa.Column("secret", sa.String(64), nullable=False),
+    _timestamp("created_at"),
+    # Null while enrolment waits for the first code.
+    _timestamp("confirmed_at", nullable=True),
+    # The last time step a code was accepted for: a code is never accepted twice.
+    sa.Column("last_step", sa.BigInteger, nullable=True),
+)
+
+adminpasskey = sa.Table(
+    "dinomail_adminpasskey",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column(
+        "admin_id", sa.Integer, sa.ForeignKey("dinomail_admin.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("name", sa.String(100), nullable=False),
+    # base64url of the credential id (at most 1023 bytes) and of the COSE public key.
+    sa.Column("credential_id", sa.String(1400), nullable=False, unique=True),
+    sa.Column("public_key", sa.Text, nullable=False),
+    sa.Column("sign_count", sa.BigInteger, nullable=False, server_default="0"),
+    _timestamp("created_at"),
+    _timestamp("last_used_at", nullable=True),
+    sa.Index(None, "admin_id", "name", unique=True),
+)
+
+adminrecoverycode = sa.Table(
+    "dinomail_adminrecoverycode",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column(
+        "admin_id", sa.Integer, sa.ForeignKey("dinomail_admin.id", ondelete="CASCADE"),
+        nullable=False, index=True,
+    ),
+    # SHA-256 of the code: codes are long random strings, shown once.
+    sa.Column("code_hash", sa.String(64), nullable=False),
+    _timestamp("used_at", nullable=True),
+)
+
+webauthnchallenge = sa.Table(
+    "dinomail_webauthnchallenge",
+    metadata,
+    # A challenge given to a browser for one registration or login, taken (deleted) when it
+    # is answered, so it serves once.
+    sa.Column("challenge", sa.String(128), primary_key=True),
+    sa.Column(
+        "admin_id", sa.Integer, sa.ForeignKey("dinomail_admin.id", ondelete="CASCADE"),
+        nullable=False, index=True,
+    ),
+    sa.Column("purpose", sa.String(16), nullable=False),
+    _timestamp("created_at"),
 )
 
 auditlog = sa.Table(

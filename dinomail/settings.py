@@ -56,6 +56,13 @@ class Settings:
     DINOMAIL_LEGALS: str = ""
     DINOMAIL_PASSWORD_SCHEME: str = "SHA512-CRYPT"
     ALLOW_WEAK_PASSWORD_SCHEMES: bool = False
+    # Who must log in to the pages with a second factor (TOTP app, passkey): "nobody",
+    # "superadmins" or "all". One who must and has none is led to enrol right after their
+    # password and can do nothing else until they have (dinomail.store.twofactor).
+    TWO_FACTOR_REQUIRED: str = "nobody"
+    # The WebAuthn relying party id passkeys are bound to: a domain name, the host of the pages
+    # or one it ends with. Empty: the host the browser asked for (browsers refuse IP addresses).
+    WEBAUTHN_RP_ID: str = ""
     # The shortest new mailbox password (see `dinomail.store.mailboxes.check_new_password`).
     MAILBOX_PASSWORD_MIN_LENGTH: int = 10
 
@@ -318,6 +325,24 @@ def _check_mail_home(value: str) -> None:
         raise ValueError("must be an absolute path template, as in /var/vmail/%d/%n")
 
 
+def _check_two_factor_required(value: str) -> None:
+    from dinomail.store.twofactor import REQUIRED_CHOICES
+
+    if value not in REQUIRED_CHOICES:
+        raise ValueError("must be one of " + ", ".join(REQUIRED_CHOICES))
+
+
+def _check_rp_id(value: str) -> None:
+    if not value:
+        return
+    from dinomail.validation import ValidationError, normalize_hostname
+
+    try:
+        normalize_hostname(value, "WEBAUTHN_RP_ID")
+    except ValidationError as error:
+        raise ValueError(error.message) from None
+
+
 def _check_http_secret(value: str) -> None:
     # Sent in an HTTP header by Dovecot's Lua script: printable ASCII, and too long to guess.
     if value and (len(value) < 16 or not value.isascii() or not value.isprintable()
@@ -359,6 +384,8 @@ _CHECKS: dict[str, Callable[[Any], None]] = {
     "TIME_ZONE": _check_time_zone,
     "API_LIMIT_PER_PAGE": _check_non_negative,
     "MAILBOX_PASSWORD_MIN_LENGTH": _check_password_min_length,
+    "TWO_FACTOR_REQUIRED": _check_two_factor_required,
+    "WEBAUTHN_RP_ID": _check_rp_id,
     "ALLOWED_HOSTS": _check_allowed_hosts,
     "HTTP_LISTEN": _check_listen,
     "SOCKETMAP_LISTEN": _check_listen,
