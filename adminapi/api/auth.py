@@ -2,7 +2,8 @@
 `?username=…&api_key=…`) and, for `/api/apikey/` only, HTTP Basic credentials.
 
 Basic credentials are checked with Argon2 (slow on purpose), so they are accepted only where a
-key is obtained; every other request carries a key, checked with one indexed SHA-256 lookup.
+key is obtained, and refused (403 `two_factor_required`) for an admin with a second factor;
+every other request carries a key, checked with one indexed SHA-256 lookup.
 A key in the query string is accepted, as tastypie's ApiKeyAuthentication did, unless the
 API_KEY_IN_QUERY setting is off; URLs end up in access logs, so DinoMail's logs redact it
 (`adminapi.logredact`). A header, when present, wins over the query string, as in tastypie.
@@ -21,7 +22,7 @@ from starlette.requests import Request
 from adminapi.api.errors import ApiError, invalid
 from adminapi.loginlimit import LoginRateLimiter, client_address
 from dinomail import validation as v
-from dinomail.store import Scope, Store, admins, apikeys
+from dinomail.store import Scope, Store, admins, apikeys, twofactor
 
 # Query parameters that carry a key: tastypie's pair, and OAuth's habit (always refused).
 QUERY_USERNAME = "username"
@@ -159,7 +160,17 @@ async def caller_from_basic(store: Store, value: str, request: Request) -> Calle
             limiter.failed(username, address)
             return None
         scope = await admins.scope_of(conn, account)
+        second_factor = await twofactor.is_enabled(conn, account["id"])
         await conn.commit()  # last_login
+    if second_factor:
+        # A password alone must not mint a key for an admin who logs in with two factors.
+        # (Their count in the limiter is left as it is: this is not a full login.)
+        raise ApiError(
+            403, "this admin logs in with two-factor authentication, so a password alone "
+            "cannot obtain or manage API keys; create a key on the API keys page of the web "
+            "pages (after the second factor) and send it: Authorization: ApiKey "
+            "<username>:<key>", code="two_factor_required",
+        )
     limiter.succeeded(username)
     return Caller(account=account, scope=scope, key=None)
 

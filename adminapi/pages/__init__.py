@@ -26,9 +26,13 @@ from adminapi.pages import (
     domains,
     limits,
     mailboxes,
+    myaccount,
     overview,
     reports,
     sendlimits,
+    twofactor,
+    twofactor_admin,
+    twofactor_login,
 )
 from adminapi.pages.web import (
     DATABASE_ERRORS,
@@ -53,9 +57,10 @@ Handler = Callable[[Request, Exception], Awaitable[Response]]
 
 
 def _route(path: str, view: View, methods: tuple[str, ...] = ("GET",), *,
-           public: bool = False) -> Route:
-    return Route(path, page_endpoint(view, public=public), methods=list(methods),
-                 name=ROUTE_PREFIX + view.__name__)
+           public: bool = False, enrolment: bool = False) -> Route:
+    """`enrolment`: open to an admin who must set up a second factor before anything else."""
+    return Route(path, page_endpoint(view, public=public, enrolment=enrolment),
+                 methods=list(methods), name=ROUTE_PREFIX + view.__name__)
 
 
 def _redirect_to(target: str) -> Callable[[Request], Awaitable[Response]]:
@@ -93,17 +98,34 @@ def routes() -> list[BaseRoute]:
         "/virtual-domains": "/virtual-domains/", "/virtual-users": "/virtual-users/",
         "/virtual-aliases": "/virtual-aliases/", "/alias-domains": "/alias-domains/",
         "/domain-limits": "/domain-limits/", "/blocked-logins": "/blocked-logins/",
-        "/reports": "/reports/",
+        "/reports": "/reports/", "/account": "/account/",
     }
     return [
         _route("/", overview.home),
         _route("/login", account.login, GET_POST, public=True),
-        _route("/logout", account.logout, ("POST",)),
+        _route("/login/two-factor", twofactor_login.second_step, GET_POST, public=True),
+        _route("/logout", account.logout, ("POST",), enrolment=True),
         _route("/language", account.set_language, ("POST",), public=True),
         _route("/legals", overview.legals, public=True),
         _route("/search", overview.search),
         _route("/api-keys", account.api_keys, GET_POST),
         _route("/api-keys/{pk:int}/revoke", account.revoke_api_key, ("POST",)),
+
+        _route("/account/", myaccount.account),
+        _route("/account/password", myaccount.change_password, ("POST",)),
+        _route("/account/language", myaccount.change_language, ("POST",)),
+        _route("/account/two-factor", twofactor.two_factor, enrolment=True),
+        _route("/account/two-factor/app", twofactor.totp_enrol, GET_POST, enrolment=True),
+        _route("/account/two-factor/app/remove", twofactor.totp_remove, ("POST",),
+               enrolment=True),
+        _route("/account/two-factor/recovery-codes", twofactor.recovery_codes, ("POST",),
+               enrolment=True),
+        _route("/account/two-factor/passkeys/new", twofactor.passkey_new, GET_POST,
+               enrolment=True),
+        _route("/account/two-factor/passkeys/{pk:int}/remove", twofactor.passkey_remove,
+               ("POST",), enrolment=True),
+        _route("/admins/{pk:int}/twofactor/remove", twofactor_admin.admin_twofactor_remove,
+               GET_POST),
 
         _route("/virtual-domains/", domains.domain_list),
         _route("/virtual-domains/new", domains.domain_new, GET_POST),

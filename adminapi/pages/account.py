@@ -1,4 +1,5 @@
-"""Logging in and out, the language, and the admin's own API keys."""
+"""Logging in (the password; the second factor follows in `twofactor_login`) and out, the
+language, and the admin's own API keys."""
 
 from __future__ import annotations
 
@@ -10,10 +11,11 @@ from adminapi.loginlimit import client_address
 from adminapi.pages.forms import Form
 from adminapi.pages.listing import PAGE_SIZE, page_links, parse_paging
 from adminapi.pages.sessions import insecure_transport
+from adminapi.pages.twofactor_login import finish_login
 from adminapi.pages.web import Page, local_path
 from dinomail import validation as v
 from dinomail.settings import LANGUAGES
-from dinomail.store import admins, apikeys
+from dinomail.store import admins, apikeys, twofactor
 
 # Longer than any password an admin can have; anything longer is not worth hashing.
 MAX_LOGIN_PASSWORD_LENGTH = 1024
@@ -70,6 +72,7 @@ async def login(page: Page) -> Response:
             if account is not None:
                 stored_hash = await admins.password_hash(conn, account["id"])
                 generation = await admins.session_generation(conn, account["id"])
+                second_factor = await twofactor.is_enabled(conn, account["id"])
             await conn.commit()  # last_login
     if account is None:
         limiter.failed(username, address)
@@ -78,9 +81,14 @@ async def login(page: Page) -> Response:
                        "may be case-sensitive.")
         return _login_form(page, form, status=400)
 
-    limiter.succeeded(username)
-    page.session.log_in(account["id"], page.state.codec.password_binding(
-        account["id"], stored_hash), generation)
+    binding = page.state.codec.password_binding(account["id"], stored_hash)
+    if second_factor:
+        # Half logged in until the second factor; the limiter's count for this admin is
+        # reset only then (adminapi.pages.twofactor_login).
+        page.session.log_in_pending(account["id"], binding, generation)
+        return page.redirect(page.url_with(
+            "second_step", {"next": local_path(data.get("next"), "")}))
+    await finish_login(page, account, binding, generation)
     return page.redirect(local_path(data.get("next")))
 
 

@@ -1,7 +1,9 @@
 """Sessions of the web pages: a signed cookie, checked against the admin's row on every request.
 
 The cookie holds a small JSON object (the admin's id, a binding to their password, the session
-generation it was opened in, the CSRF token, the chosen language, messages waiting to be shown)
+generation it was opened in, the CSRF token, the chosen language, messages waiting to be shown;
+between the password and the second factor, the admin's id as "pending" instead, and the
+WebAuthn challenge the browser was given)
 and an HMAC-SHA256 of it made with a key derived from SECRET_KEY. Nothing in it is secret from
 its holder; the signature makes it impossible to forge or alter.
 
@@ -33,6 +35,8 @@ SESSION_LIFETIME_SECONDS = 12 * 3600
 MAX_COOKIE_BYTES = 3800
 # Messages waiting to be shown are few; more would only grow the cookie.
 MAX_FLASHES = 5
+# The second factor must follow the password within this time, or the password is asked again.
+PENDING_LIFETIME_SECONDS = 10 * 60
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
 
 
@@ -67,6 +71,12 @@ class Session:
     issued_at: int = field(default_factory=lambda: int(time.time()))
     language: str | None = None
     flashes: list[tuple[str, str]] = field(default_factory=list)
+    # Half logged in: this admin gave their password and owes a second factor; nothing is
+    # open to them but the second step (admin_id stays None until then).
+    pending_admin_id: int | None = None
+    # The last WebAuthn challenge given to this browser: an answer to any other is refused,
+    # so a challenge serves only the session it was made for (and, server-side, only once).
+    challenge: str = ""
     # Set when anything changed, so the cookie is sent again only then.
     modified: bool = False
 
@@ -84,14 +94,28 @@ class Session:
         """Start a fresh session: a new CSRF token and lifetime, so nothing from before the
         login (a token planted by someone else) carries over."""
         self.admin_id = admin_id
+        self.pending_admin_id = None
+        self.challenge = ""
         self.password_binding = password_binding
         self.generation = generation
         self.csrf_token = new_csrf_token()
         self.issued_at = int(time.time())
         self.modified = True
 
+    def log_in_pending(self, admin_id: int, password_binding: str, generation: int) -> None:
+        """The password was right; the second factor is still owed (see `pending_admin_id`)."""
+        self.log_in(admin_id, password_binding, generation)
+        self.admin_id = None
+        self.pending_admin_id = admin_id
+
+    @property
+    def pending_expired(self) -> bool:
+        return time.time() - self.issued_at > PENDING_LIFETIME_SECONDS
+
     def log_out(self) -> None:
         self.admin_id = None
+        self.pending_admin_id = None
+        self.challenge = ""
         self.password_binding = ""
         self.generation = 0
         self.csrf_token = new_csrf_token()
@@ -103,6 +127,7 @@ class Session:
             "a": self.admin_id, "b": self.password_binding, "g": self.generation,
             "c": self.csrf_token,
             "t": self.issued_at, "l": self.language, "f": self.flashes,
+            "p": self.pending_admin_id, "w": self.challenge,
         }
 
     @classmethod
@@ -110,6 +135,7 @@ class Session:
         admin_id = data.get("a")
         generation = data.get("g")
         flashes = data.get("f") or []
+        pending = data.get("p")
         return cls(
             csrf_token=str(data["c"]),
             admin_id=admin_id if isinstance(admin_id, int) else None,
@@ -118,6 +144,8 @@ class Session:
             issued_at=int(data["t"]),
             language=data.get("l") if isinstance(data.get("l"), str) else None,
             flashes=[(str(level), str(text)) for level, text in flashes][-MAX_FLASHES:],
+            pending_admin_id=pending if isinstance(pending, int) else None,
+            challenge=str(data.get("w") or ""),
         )
 
 

@@ -40,7 +40,7 @@ from adminapi.pages.sessions import (
 )
 from dinomail import __version__
 from dinomail.settings import LANGUAGES, Settings
-from dinomail.store import Forbidden, NotFound, Scope, Store, StoreError, admins
+from dinomail.store import Forbidden, NotFound, Scope, Store, StoreError, admins, twofactor
 from dinomail.validation import ValidationError, display_domain
 
 log = logging.getLogger("dinomail.pages")
@@ -233,13 +233,10 @@ def local_path(target: str | None, fallback: str = "/") -> str:
     return target
 
 
-async def load_caller(page: Page) -> Caller | None:
-    """The admin of the session, checked again on every request: still there, still active,
-    with the same password as when they logged in, and no logout or other end of their sessions
-    since (the session generation)."""
-    admin_id = page.session.admin_id
-    if admin_id is None:
-        return None
+async def _session_account(page: Page, admin_id: int) -> dict[str, Any] | None:
+    """The admin a session names, if the session still holds: the admin is there, active,
+    with the same password as when they logged in, and no logout or other end of their
+    sessions since (the session generation)."""
     async with page.store.read() as conn:
         try:
             account = await admins.get(conn, admin_id)
@@ -254,8 +251,37 @@ async def load_caller(page: Page) -> Caller | None:
         or not hmac.compare_digest(binding, page.session.password_binding)
     ):
         return None
+    return account
+
+
+async def load_caller(page: Page) -> Caller | None:
+    """The admin of the session, checked again on every request (`_session_account`)."""
+    admin_id = page.session.admin_id
+    if admin_id is None:
+        return None
+    account = await _session_account(page, admin_id)
+    if account is None:
+        return None
     scope = Scope() if account["is_superadmin"] else Scope(frozenset(account["domain_ids"]))
     return Caller(account=account, scope=scope, key=None)
+
+
+async def load_pending(page: Page) -> dict[str, Any] | None:
+    """The admin who gave their password and owes a second factor, if they still may give it
+    (the same checks as a login, and not too long after the password)."""
+    admin_id = page.session.pending_admin_id
+    if admin_id is None or page.session.pending_expired:
+        return None
+    return await _session_account(page, admin_id)
+
+
+async def must_enrol(page: Page) -> bool:
+    """Whether TWO_FACTOR_REQUIRED asks the logged-in admin for a second factor they lack."""
+    required = page.settings.TWO_FACTOR_REQUIRED
+    if not twofactor.must_use(page.admin.account, required):
+        return False
+    async with page.store.read() as conn:
+        return await twofactor.must_enrol(conn, page.admin.account, required)
 
 
 def _same_origin(request: Request) -> bool:
@@ -307,7 +333,7 @@ def _finish(page: Page, response: Response) -> Response:
     return response
 
 
-async def _answer(page: Page, view: View, public: bool) -> Response:
+async def _answer(page: Page, view: View, public: bool, enrolment: bool) -> Response:
     _ = page._
     if not public or page.session.admin_id is not None:
         page.caller = await load_caller(page)
@@ -315,6 +341,9 @@ async def _answer(page: Page, view: View, public: bool) -> Response:
             page.session.log_out()
         if page.caller is None and not public:
             return _login_redirect(page)
+    if page.caller is not None and not (public or enrolment) and await must_enrol(page):
+        # Nothing else until a second factor is set up (TWO_FACTOR_REQUIRED).
+        return page.redirect(page.url("two_factor"))
     if page.request.method == "POST":
         try:
             page.form_data = await read_form(page.request)
@@ -331,14 +360,17 @@ async def _answer(page: Page, view: View, public: bool) -> Response:
         return page.error(403, _("Not allowed"), page.refusal(error))
 
 
-def page_endpoint(view: View, *, public: bool = False) -> Callable[[Request], Awaitable[Response]]:
-    """The Starlette endpoint of a view; `public` views are shown without a login."""
+def page_endpoint(
+    view: View, *, public: bool = False, enrolment: bool = False
+) -> Callable[[Request], Awaitable[Response]]:
+    """The Starlette endpoint of a view; `public` views are shown without a login, and
+    `enrolment` ones also to an admin who must set up a second factor first."""
 
     async def endpoint(request: Request) -> Response:
         session, _ = read_session(request, request.app.state.pages.codec)
         page = Page(request, session)
         try:
-            response = await _answer(page, view, public)
+            response = await _answer(page, view, public, enrolment)
         except ApiError as error:
             # The only ones raised here come from reading the body (too large, bad length).
             response = page.error(error.status, page._("Bad request"), error.message)

@@ -17,7 +17,7 @@ from dinomail.passwords import PasswordSchemeError, verify_password
 from dinomail.schema import admin, admin_domain, virtualdomain
 from dinomail.store import audit
 from dinomail.store.common import Page, Row, fetch_one, now, paginate
-from dinomail.store.errors import Conflict, NotFound
+from dinomail.store.errors import Conflict, Forbidden, NotFound
 from dinomail.store.scope import Scope
 
 OBJECT_TYPE = "admin"
@@ -119,6 +119,43 @@ async def end_sessions(conn: AsyncConnection, admin_id: int) -> None:
         admin.update().where(admin.c.id == admin_id)
         .values(session_generation=admin.c.session_generation + 1)
     )
+
+
+async def change_own_password(
+    conn: AsyncConnection, actor: str, admin_id: int, *, current: str, new: str
+) -> None:
+    """An admin's new password, given with their current one. Every page session of theirs
+    ends (the caller may open a new one for the session it answers)."""
+    stored = await password_hash(conn, admin_id)
+    if not current:
+        raise v.ValidationError("current_password", "is required")
+    if not await asyncio.to_thread(_verify, stored, current):
+        raise Forbidden("the current password is wrong", field="current_password",
+                        code="wrong_current_password")
+    check_new_password(new, "new_password")
+    await conn.execute(admin.update().where(admin.c.id == admin_id)
+                       .values(password=await _hash(new)))
+    await end_sessions(conn, admin_id)
+    username = await conn.scalar(sa.select(admin.c.username).where(admin.c.id == admin_id))
+    await audit.record(conn, actor, "set_password", OBJECT_TYPE, admin_id, str(username))
+
+
+async def language(conn: AsyncConnection, admin_id: int) -> str | None:
+    """The language the admin chose on their account page; None: the browser's."""
+    chosen = await conn.scalar(sa.select(admin.c.language).where(admin.c.id == admin_id))
+    return str(chosen) if chosen else None
+
+
+async def set_language(
+    conn: AsyncConnection, actor: str, admin_id: int, chosen: str | None, choices: Iterable[str]
+) -> None:
+    if chosen is not None and chosen not in set(choices):
+        raise v.ValidationError("language", "is not a language of DinoMail")
+    old = await language(conn, admin_id)
+    await conn.execute(admin.update().where(admin.c.id == admin_id).values(language=chosen))
+    username = await conn.scalar(sa.select(admin.c.username).where(admin.c.id == admin_id))
+    await audit.record(conn, actor, "update", OBJECT_TYPE, admin_id, str(username),
+                       old={"language": old}, new={"language": chosen})
 
 
 async def get_by_username(conn: AsyncConnection, username: str) -> Row:

@@ -341,13 +341,17 @@ async def take_challenge(conn: AsyncConnection, admin_id: int, purpose: str,
 # --- a superadmin's removal ----------------------------------------------------------------------
 
 
+async def status_of(conn: AsyncConnection, scope: Scope, admin_id: int) -> tuple[Row, Status]:
+    """Another admin's account and second factors, for a superadmin; "not found" otherwise."""
+    if not scope.is_global:
+        raise NotFound("admin not found", code="admin_not_found")
+    return await admins.get(conn, admin_id), await status(conn, admin_id)
+
+
 async def remove_all(conn: AsyncConnection, actor: str, scope: Scope, admin_id: int) -> Row:
     """Remove every second factor of an admin (who lost their phone and codes); superadmins
     only. Their sessions end too. A domain admin is answered "not found", whoever it is."""
-    if not scope.is_global:
-        raise NotFound("admin not found", code="admin_not_found")
-    account = await admins.get(conn, admin_id)
-    before = await status(conn, admin_id)
+    account, before = await status_of(conn, scope, admin_id)
     for table in (admintotp, adminpasskey, adminrecoverycode, webauthnchallenge):
         await conn.execute(table.delete().where(table.c.admin_id == admin_id))
     await admins.end_sessions(conn, admin_id)

@@ -1,0 +1,191 @@
+"""An admin's own second factors: an authenticator app (TOTP, enrolled with a QR code DinoMail
+draws itself), passkeys and security keys (WebAuthn; the one place the pages need JavaScript,
+`static/webauthn.js`), and recovery codes shown once.
+
+These pages are open to an admin whom TWO_FACTOR_REQUIRED sends to enrolment (`enrolment=True`
+in the route table); the rules are in `dinomail.store.twofactor`.
+"""
+
+from __future__ import annotations
+
+import segno
+from starlette.responses import Response
+
+from adminapi.pages.forms import N_, Form
+from adminapi.pages.myaccount import refusal_text
+from adminapi.pages.web import Page
+from dinomail import passkeys, totp
+from dinomail import validation as v
+from dinomail.store import StoreError, twofactor
+
+REFUSALS = {
+    "wrong_code": N_("This code is wrong or expired. Type the code your app shows now."),
+    "totp_enrolled": N_("An authenticator app is already set up; remove it first."),
+    "totp_not_started": N_("The set-up of the app was not started; start it again."),
+    "passkey_name_exists": N_("You already have a passkey named %(name)s."),
+    "too_many_passkeys": N_("You already have the most passkeys an admin may have "
+                            "(%(limit)s)."),
+    "passkey_exists": N_("This passkey is already registered."),
+}
+
+
+def rp_id(page: Page) -> str:
+    """The WebAuthn relying party: WEBAUTHN_RP_ID, else the host the browser asked for."""
+    return page.settings.WEBAUTHN_RP_ID or (page.request.url.hostname or "").lower()
+
+
+def origin(page: Page) -> str:
+    """The origin the browser signs: the scheme and host (with port) of this page."""
+    url = page.request.url
+    return f"{url.scheme}://{url.netloc}"
+
+
+def passkey_failed(page: Page) -> str:
+    return page._("The passkey could not be used. Try again, or use another way.")
+
+
+async def two_factor(page: Page) -> Response:
+    async with page.store.read() as conn:
+        second = await twofactor.status(conn, page.admin.admin_id)
+    required = twofactor.must_use(page.admin.account, page.settings.TWO_FACTOR_REQUIRED)
+    return page.render("two_factor.html", second=second, required=required,
+                       enrolling=required and not second.enabled)
+
+
+async def _show_new_codes(page: Page, codes: list[str], *, status: int = 200) -> Response:
+    return page.render("recovery_codes.html", status=status, codes=codes)
+
+
+async def _first_codes(page: Page) -> list[str] | None:
+    """Recovery codes made with the first factor, so no admin is left with one factor and no
+    way back; None when the admin has some already."""
+    async with page.store.write() as conn:
+        if (await twofactor.status(conn, page.admin.admin_id)).recovery_left:
+            return None
+        return await twofactor.new_recovery_codes(conn, page.admin.actor, page.admin.admin_id)
+
+
+# --- the authenticator app -----------------------------------------------------------------------
+
+
+async def _app_page(page: Page, form: Form, *, status: int = 200) -> Response:
+    try:
+        async with page.store.write() as conn:
+            secret = await twofactor.start_totp(conn, page.admin.admin_id)
+    except StoreError as error:
+        page.flash("warning", refusal_text(page, error, REFUSALS))
+        return page.redirect(page.url("two_factor"))
+    uri = totp.provisioning_uri(secret, page.admin.username, page.settings.DINOMAIL_NAME)
+    # Drawn here: the secret never goes to a QR code service.
+    qr = segno.make(uri, error="m").svg_data_uri(scale=5, border=2)
+    return page.render("totp_enrol.html", status=status, form=form, qr=qr,
+                       secret=totp.grouped(secret))
+
+
+async def totp_enrol(page: Page) -> Response:
+    form = Form(values={"code": ""})
+    if page.request.method == "GET":
+        return await _app_page(page, form)
+    code = page.form_data.text("code")
+    if not code:
+        form.add_error("code", page._("This field is required."))
+        return await _app_page(page, form, status=400)
+    if totp.normalize_code(code) is None:
+        form.add_error("code", page._("Type the 6 digits your app shows."))
+        return await _app_page(page, form, status=400)
+    try:
+        async with page.store.write() as conn:
+            await twofactor.confirm_totp(conn, page.admin.actor, page.admin.admin_id, code)
+    except StoreError as error:
+        form.add_error("code", refusal_text(page, error, REFUSALS))
+        return await _app_page(page, form, status=400)
+    page.flash("success", page._("The authenticator app is set up: log in with its codes."))
+    codes = await _first_codes(page)
+    if codes is not None:
+        return await _show_new_codes(page, codes)
+    return page.redirect(page.url("two_factor"))
+
+
+async def totp_remove(page: Page) -> Response:
+    async with page.store.write() as conn:
+        await twofactor.remove_totp(conn, page.admin.actor, page.admin.admin_id)
+    page.flash("warning", page._("The authenticator app was removed."))
+    return page.redirect(page.url("two_factor"))
+
+
+# --- recovery codes ------------------------------------------------------------------------------
+
+
+async def recovery_codes(page: Page) -> Response:
+    async with page.store.write() as conn:
+        if not await twofactor.is_enabled(conn, page.admin.admin_id):
+            page.flash("warning", page._("Set up an authenticator app or a passkey first."))
+            return page.redirect(page.url("two_factor"))
+        codes = await twofactor.new_recovery_codes(conn, page.admin.actor, page.admin.admin_id)
+    return await _show_new_codes(page, codes)
+
+
+# --- passkeys ------------------------------------------------------------------------------------
+
+
+async def _passkey_page(page: Page, form: Form, *, status: int = 200) -> Response:
+    admin_id = page.admin.admin_id
+    async with page.store.write() as conn:
+        existing = [key["credential_id"] for key in await twofactor.list_passkeys(conn, admin_id)]
+        ceremony = passkeys.registration(
+            rp_id=rp_id(page), rp_name=page.settings.DINOMAIL_NAME, user_id=admin_id,
+            user_name=page.admin.username, existing=existing,
+        )
+        await twofactor.save_challenge(conn, admin_id, twofactor.REGISTER, ceremony.challenge)
+    page.session.challenge = ceremony.challenge
+    page.session.modified = True
+    return page.render("passkey_new.html", status=status, form=form,
+                       options=ceremony.options_json)
+
+
+async def passkey_new(page: Page) -> Response:
+    form = Form(values={"name": ""})
+    if page.request.method == "GET":
+        return await _passkey_page(page, form)
+    form.values["name"] = page.form_data.text("name")
+    try:
+        name = twofactor.normalize_passkey_name(form.values["name"])
+    except v.ValidationError as error:
+        page.refuse_into(form, error)
+        return await _passkey_page(page, form, status=400)
+    admin_id = page.admin.admin_id
+    try:
+        answer = passkeys.parse_answer(page.form_data.get("credential"))
+        challenge = answer["challenge"]
+        # Taken in a transaction of its own: even a refused answer uses the challenge up.
+        async with page.store.write() as conn:
+            taken = await twofactor.take_challenge(conn, admin_id, twofactor.REGISTER,
+                                                   challenge)
+        if not taken or challenge != page.session.challenge:
+            raise passkeys.PasskeyRefused("not the challenge of this session")
+        new = passkeys.verify_new(answer["answer"], challenge=challenge,
+                                  rp_id=rp_id(page), origin=origin(page))
+        async with page.store.write() as conn:
+            await twofactor.add_passkey(
+                conn, page.admin.actor, admin_id, name=name, credential_id=new.credential_id,
+                public_key=new.public_key, sign_count=new.sign_count,
+            )
+    except passkeys.PasskeyRefused:
+        form.error = passkey_failed(page)
+        return await _passkey_page(page, form, status=400)
+    except (StoreError, v.ValidationError) as error:
+        form.add_error(error.field, refusal_text(page, error, REFUSALS))
+        return await _passkey_page(page, form, status=400)
+    page.flash("success", page._("The passkey %(name)s was added.") % {"name": name})
+    codes = await _first_codes(page)
+    if codes is not None:
+        return await _show_new_codes(page, codes)
+    return page.redirect(page.url("two_factor"))
+
+
+async def passkey_remove(page: Page) -> Response:
+    async with page.store.write() as conn:
+        row = await twofactor.remove_passkey(conn, page.admin.actor, page.admin.admin_id,
+                                             page.path_id())
+    page.flash("warning", page._("The passkey %(name)s was removed.") % {"name": row["name"]})
+    return page.redirect(page.url("two_factor"))
