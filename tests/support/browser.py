@@ -103,10 +103,12 @@ def launch_chromium(playwright: Playwright) -> Browser:
 @contextmanager
 def browser_page(
     browser: Browser, app: ServedApp, *, locale: str = "en-US",
-    viewport: dict[str, int] | None = None,
+    viewport: dict[str, int] | None = None, host: str = "127.0.0.1",
 ) -> Iterator[Page]:
-    """A page in a context of its own (its own cookies), failing on any browser-side error."""
-    context = browser.new_context(base_url=app.base_url, locale=locale,
+    """A page in a context of its own (its own cookies), failing on any browser-side error.
+    `host`: the name the browser uses for the app (WebAuthn wants a name, not an address:
+    `localhost`)."""
+    context = browser.new_context(base_url=f"http://{host}:{app.port}", locale=locale,
                                   viewport=viewport or WIDE)
     page = context.new_page()
     problems: list[str] = []
