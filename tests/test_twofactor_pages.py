@@ -318,6 +318,15 @@ async def test_second_step_refuses_without_a_token(store: Store) -> None:
         answer = await client.post("/login/two-factor", data={"code": app.now()})
         assert answer.status_code == 403
         assert (await client.get("/")).status_code == 303
+        token = token_in(await client.get("/login/two-factor"))
+        empty = await client.post("/login/two-factor", data={"code": " ", "csrf_token": token})
+        assert empty.status_code == 400
+        assert error_of(empty, "code") == "This field is required."
+        # In French too.
+        french = await client.get("/login/two-factor", headers={"Accept-Language": "fr"})
+        assert "Seconde étape" in french.text
+        assert "Code de votre application, ou un code de secours" in french.text
+        assert (await client.get("/")).status_code == 303
 
 
 # --- passkey form without a browser --------------------------------------------------------------
