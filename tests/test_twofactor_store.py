@@ -10,6 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from dinomail import schema, totp
+from dinomail.settings import SettingsError, env_name, load_settings
 from dinomail.store import (
     EVERYTHING,
     Conflict,
@@ -215,3 +216,20 @@ async def test_own_password_change(store: Store) -> None:
         assert await admins.session_generation(conn, alice) == generation + 1
         assert await admins.authenticate(conn, "alice", "a long new password") is not None
     assert (await _actions(store))[-1] == "set_password"
+
+
+@pytest.mark.parametrize(("key", "value"), [
+    ("TWO_FACTOR_REQUIRED", "everyone"), ("WEBAUTHN_RP_ID", "not a host"),
+])
+def test_bad_settings_name_the_key(key: str, value: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings(environ={env_name(key): value})
+    assert caught.value.key == key
+
+
+def test_good_settings() -> None:
+    settings = load_settings(environ={"DINOMAIL_TWO_FACTOR_REQUIRED": "superadmins",
+                                      "DINOMAIL_WEBAUTHN_RP_ID": "mail.example.org"})
+    assert settings.TWO_FACTOR_REQUIRED == "superadmins"
+    assert settings.WEBAUTHN_RP_ID == "mail.example.org"
+    assert load_settings(environ={}).TWO_FACTOR_REQUIRED == "nobody"
