@@ -164,6 +164,7 @@ def test_totp_login_codes_once_and_recovery_code_once(
             "This code is wrong, expired or already used.")
         second_step(page, codes[0])
         expect(page.locator(".usermenu summary")).to_contain_text("carol")
+        expect(page.locator(".flashes")).to_contain_text("You used a recovery code: 9 are left.")
         open_two_factor(page)
         expect(page.get_by_text("9 unused recovery codes left.")).to_be_visible()
         log_out(page)

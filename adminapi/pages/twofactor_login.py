@@ -128,5 +128,12 @@ async def second_step(page: Page) -> Response:
         limiter.failed(username, address)
         return await _render(page, account, form, status=400)
     await finish_login(page, account, page.session.password_binding, page.session.generation)
+    if not credential and totp.normalize_code(code) is None:
+        async with page.store.read() as conn:
+            left = (await twofactor.status(conn, admin_id)).recovery_left
+        page.flash("warning", page.ngettext(
+            "You used a recovery code: %(num)d is left. Make new ones on your two-factor page.",
+            "You used a recovery code: %(num)d are left. Make new ones on your two-factor page.",
+            left) % {"num": left})
     return page.redirect(local_path(data.get("next")))
 
