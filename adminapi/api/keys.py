@@ -76,7 +76,8 @@ apikey = Resource(
     description="Your own API keys. `GET` with Basic credentials returns your login key in "
     "full as objects[0], the same key at every call until it is revoked (the original API's "
     "way to log in); `POST` with Basic credentials makes a named key, whose secret is shown "
-    "once, in the answer that made it.",
+    "once, in the answer that made it. Basic credentials of an admin with two-factor login "
+    "are refused (403, code `two_factor_required`): a password alone gets them no key.",
     basic_auth=True,
     fields=(
         id_field(),
@@ -100,7 +101,8 @@ apikey = Resource(
     delete=_revoke_key,
     notes={
         "GET list": "With Basic credentials, returns the login key in full as objects[0] (made "
-        "at the first call), the same at every call until it is revoked.",
+        "at the first call), the same at every call until it is revoked. Refused (403, code "
+        "`two_factor_required`) for an admin with two-factor login.",
         "POST": "Needs Basic credentials: a key cannot make keys.",
         "DELETE": "Revokes the key; it stays listed with its revoked_at. Revoking the login key "
         "regenerates it: the next GET with Basic credentials returns a new one.",

@@ -174,6 +174,9 @@ def resource_paths(resource: Resource) -> dict[str, Any]:
         if resource.basic_auth and method in ("GET list", "POST") and "responses" in parts:
             # Basic credentials are checked against the failed-login limits.
             parts["responses"] = {**parts["responses"], "429": _error(429)}
+        if resource.basic_auth and "responses" in parts and "403" not in parts["responses"]:
+            # Basic credentials of an admin with two-factor login (code two_factor_required).
+            parts["responses"] = {**parts["responses"], "403": _error(403)}
         return {
             "operationId": f"{name}_{summary.split()[0].lower()}",
             "summary": summary,
