@@ -18,6 +18,8 @@ from dinomail.store import (
     NotFound,
     Scope,
     Store,
+    aliasdomains,
+    aliases,
     apppasswords,
     domains,
     mailboxes,
@@ -68,8 +70,9 @@ async def test_vacation_put_get_delete(store: Store) -> None:
     assert row["subject"] == "Away" and row["interval_days"] == 3
     async with store.read() as conn:
         assert (await vacation.get(conn, EVERYTHING, box["id"]))["interval_days"] == 3
-        delivered = await vacation.for_delivery(conn, "ann@example.org")
-    assert delivered is not None and delivered["email"] == "ann@example.org"
+        (delivered,) = await vacation.enabled_for_delivery(conn)
+    assert delivered[0] == "ann@example.org" and delivered[1]["interval_days"] == 3
+    assert delivered[2] == []
     async with store.write() as conn:
         await vacation.delete(conn, "admin", EVERYTHING, box["id"])
         await vacation.delete(conn, "admin", EVERYTHING, box["id"])  # nothing left: no error
@@ -225,3 +228,23 @@ async def test_domain_can_require_app_passwords(store: Store) -> None:
     async with store.read() as conn:
         required, rows = await apppasswords.for_login(conn, "hal@example.org")
     assert required is True and rows == []
+
+
+async def test_vacation_for_delivery_names_the_other_addresses(store: Store) -> None:
+    box = await _mailbox(store, "ivy@example.org")
+    await _mailbox(store, "joe@example.org")
+    async with store.write() as conn:
+        await aliases.create(conn, "t", EVERYTHING,
+                             {"source": "sales@example.org", "destination": "ivy@example.org"})
+        await aliases.create(conn, "t", EVERYTHING,
+                             {"source": "@example.org", "destination": "ivy@example.org"})
+        await aliasdomains.create(conn, "t", EVERYTHING,
+                                  {"name": "example.net", "target_domain_id": box["domain_id"]})
+        await vacation.put(conn, "t", EVERYTHING, box["id"], {"enabled": True, "body": "Away"})
+        joe = await mailboxes.get_by_email(conn, EVERYTHING, "joe@example.org")
+        await vacation.put(conn, "t", EVERYTHING, joe["id"], {"enabled": False, "body": "x"})
+    async with store.read() as conn:
+        found = await vacation.enabled_for_delivery(conn)
+    assert [(email, addresses) for email, _, addresses in found] == [
+        ("ivy@example.org", ["sales@example.org", "ivy@example.net"])
+    ]

@@ -163,8 +163,9 @@ async def revoke(
     )
     found = (await conn.execute(query)).mappings().first()
     if found is None:
+        # No field: the id is the URL's, not the input's (a 404, not a 400).
         raise NotFound(
-            "app password not found", field="id",
+            "app password not found",
             code="app_password_not_found", params={"id": app_password_id},
         )
     await conn.execute(apppassword.delete().where(apppassword.c.id == app_password_id))
