@@ -308,7 +308,8 @@ def endpoints(app: Any, *, options: bool = False) -> list[Endpoint]:
     for route in app.routes:
         if not isinstance(route, Route):
             continue  # the static files' mount
-        path = route.path.replace("{pk:int}", "{pk}")
+        # A second id in the path (an app password under its mailbox) takes the same value.
+        path = re.sub(r"\{\w+:int\}", "{pk}", route.path)
         for method in sorted(route.methods or ()):
             if method != "HEAD" and (method == "OPTIONS") == options:
                 found.append(Endpoint(path, method))
