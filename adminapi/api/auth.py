@@ -55,7 +55,8 @@ class Caller:
 
     @property
     def read_only(self) -> bool:
-        return bool(self.key and self.key["read_only"])
+        """A read-only key, or a read-only admin whatever their key."""
+        return bool(self.key and self.key["read_only"]) or bool(self.account.get("read_only"))
 
     @property
     def actor(self) -> str:
