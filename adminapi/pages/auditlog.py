@@ -111,6 +111,11 @@ def changes_of(entry: Row) -> list[tuple[str, Any, Any]]:
     return [(name, old.get(name), new.get(name)) for name in names]
 
 
+def shown_value(value: object) -> str:
+    """A logged value as it was stored (JSON: true, null, [2]); text as it is."""
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
 async def _domain_names(page: Page, rows: Iterable[Row]) -> dict[int, str]:
     ids = sorted({row["domain_id"] for row in rows if row["domain_id"] is not None})
     if not ids:
@@ -119,23 +124,27 @@ async def _domain_names(page: Page, rows: Iterable[Row]) -> dict[int, str]:
         return dict(await domains.names(conn, Scope(frozenset(ids))))
 
 
+def _render(page: Page, form: Form, *, status: int = 200, **context: Any) -> Response:
+    values: dict[str, Any] = {"entries": [], "links": None, "domain_names": {},
+                              "export_url": None, **context}
+    return page.render("auditlog.html", status=status, form=form, changes_of=changes_of,
+                       shown_value=shown_value, actions=audit.KNOWN_ACTIONS, **values)
+
+
 async def audit_log(page: Page) -> Response:
     selection = await read_selection(page)
     if not selection.form.valid:
-        return page.render("auditlog.html", status=400, form=selection.form, entries=[],
-                           links=None, domain_names={}, changes_of=changes_of,
-                           actions=audit.KNOWN_ACTIONS, export_url=None)
+        return _render(page, selection.form, status=400)
     paging = parse_paging(page, "-id")
     async with page.store.read() as conn:
         window = await audit.list_window(
             conn, page.scope, filters=selection.filters, limit=PAGE_SIZE,
             offset=paging.offset, after=paging.after,
         )
-    return page.render(
-        "auditlog.html", form=selection.form, entries=window.rows,
+    return _render(
+        page, selection.form, entries=window.rows,
         links=page_links(page, "audit_log", paging, window, selection.query),
-        domain_names=await _domain_names(page, window.rows), changes_of=changes_of,
-        actions=audit.KNOWN_ACTIONS,
+        domain_names=await _domain_names(page, window.rows),
         export_url=page.url_with("audit_log_export", selection.query),
     )
 
@@ -155,9 +164,7 @@ def _csv_line(values: Iterable[object]) -> str:
 async def audit_log_export(page: Page) -> Response:
     selection = await read_selection(page)
     if not selection.form.valid:
-        return page.render("auditlog.html", status=400, form=selection.form, entries=[],
-                           links=None, domain_names={}, changes_of=changes_of,
-                           actions=audit.KNOWN_ACTIONS, export_url=None)
+        return _render(page, selection.form, status=400)
     store, scope, filters = page.store, page.scope, selection.filters
     iso = page.formats.datetime_iso
 
