@@ -19,6 +19,7 @@ from dinomail import schema
 from dinomail.store import EVERYTHING, Store, admins, apikeys, domains
 from tests.support.admin_pages import log_in, pages_client, snapshot, token_in
 from tests.support.adminapi import PASSWORD, add_domain, add_mailbox, fast_admin_hashing
+from tests.support.readme import section
 
 TABLES = (schema.admin, schema.admin_domain, schema.apikey, schema.auditlog,
           schema.virtualdomain, schema.dkimkey)
@@ -368,3 +369,16 @@ async def test_csv_export_has_the_selection_and_is_safe_in_a_spreadsheet(
         for cell in row.values():
             assert not cell.startswith(("=", "+", "-", "@")), cell
     assert any("HYPERLINK" in row["new_values"] for row in everything)
+
+
+async def test_the_readme_section_names_pages_that_exist(
+    client: httpx.AsyncClient, ids: dict[str, int],
+) -> None:
+    text = section("Admins, audit log and DKIM in the pages")
+    paths = {path for path in re.findall(r"`(/[^`\s]*)`", text) if not path.startswith("/api/")}
+    assert {"/admins/", "/audit-log/", "/auditlog/", "/audit-log/export.csv",
+            "/virtual-domains/<id>/dkim"} <= paths
+    root = await log_in(client, "root")
+    for path in sorted(paths):
+        answer = await root.get(path.replace("<id>", str(ids["a"])))
+        assert answer.status_code in (200, 308), path
