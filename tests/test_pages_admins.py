@@ -10,13 +10,16 @@ import html
 import io
 import json
 import re
+from pathlib import Path
 
 import httpx
 import pytest
 import sqlalchemy as sa
 
-from dinomail import schema
+from dinomail import migrate, schema
 from dinomail.store import EVERYTHING, Store, admins, apikeys, domains
+from dinomail.transfer.export import export_document
+from dinomail.transfer.importer import import_document
 from tests.support.admin_pages import log_in, pages_client, snapshot, token_in
 from tests.support.adminapi import PASSWORD, add_domain, add_mailbox, fast_admin_hashing
 from tests.support.readme import section
@@ -382,3 +385,29 @@ async def test_the_readme_section_names_pages_that_exist(
     for path in sorted(paths):
         answer = await root.get(path.replace("<id>", str(ids["a"])))
         assert answer.status_code in (200, 308), path
+
+
+async def test_export_and_import_keep_a_read_only_admin_read_only(
+    store: Store, ids: dict[str, int], tmp_path: Path,
+) -> None:
+    async with store.write() as conn:
+        await admins.update(conn, "test", ids["alice"], {"read_only": True})
+    doc = json.loads("".join([piece async for piece in export_document(store)]))
+    shown = {row["username"]: row.get("read_only") for row in doc["admins"]}
+    # Written only when true: documents of other admins are as before.
+    assert shown == {"root": None, "alice": True, "bob": None}
+    target = Store(f"sqlite:///{tmp_path / 'target.sqlite3'}")
+    try:
+        await migrate.upgrade(target.engine)
+        report = await import_document(target, doc)
+        assert not report.errors
+        async with target.read() as conn:
+            flags = {name: (await admins.get_by_username(conn, name))["read_only"]
+                     for name in ("root", "alice", "bob")}
+        assert flags == {"root": False, "alice": True, "bob": False}
+        refused = await import_document(
+            target, {**doc, "admins": [{**doc["admins"][1], "read_only": "yes"}]},
+            on_conflict="update", dry_run=True)
+        assert any("read_only" in str(error) for error in refused.errors)
+    finally:
+        await target.close()
