@@ -261,7 +261,8 @@ async def test_a_read_only_admin_changes_nothing(store: Store, ids: dict[str, in
         api = await client.patch(f"/api/virtualdomain/{ids['a']}/",
                                  json={"display_name": "changed"},
                                  headers={"Authorization": f"ApiKey alice:{secret}"})
-        assert api.status_code == 403
+        assert (api.status_code, api.json()["code"]) == (403, "read_only")
+        assert api.json()["error"] == "this admin is read-only"
         assert await snapshot(store, tables) == before
         assert (await alice.post("/logout")).status_code == 303
 

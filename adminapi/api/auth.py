@@ -202,6 +202,8 @@ async def authenticate(request: Request, *, allow_basic: bool = False) -> Caller
 
 def require_write(caller: Caller) -> None:
     if caller.read_only:
+        if caller.account.get("read_only"):
+            raise ApiError(403, "this admin is read-only", code="read_only")
         raise ApiError(403, "this API key is read-only", code="read_only")
 
 
