@@ -12,17 +12,18 @@ from pathlib import Path
 import pytest
 
 playwright_api = pytest.importorskip("playwright.sync_api")
-from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: E402
+from playwright.sync_api import Browser, Page, expect  # noqa: E402
 
 from dinomail.settings import Settings  # noqa: E402
 from dinomail.store import EVERYTHING, Store, admins, domains  # noqa: E402
-from tests.support.adminapi import FAST_ARGON2, PASSWORD  # noqa: E402
+from tests.support.adminapi import PASSWORD  # noqa: E402
 from tests.support.browser import (  # noqa: E402
     CHROMIUM,
     ServedApp,
     browser_page,
-    launch_chromium,
+    chromium,
     screenshot,
+    served_app,
 )
 
 if not Path(CHROMIUM).exists():
@@ -40,28 +41,16 @@ async def fill(store: Store) -> None:
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedApp]:
-    database = tmp_path_factory.mktemp("admin-pages") / "dinomail.sqlite3"
     settings = Settings(SECRET_KEY="browser-test-secret-key-0123456789abcdef",
                         TIME_ZONE="Europe/Paris")
-    app = ServedApp(f"sqlite:///{database}", settings)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(admins, "_hasher", FAST_ARGON2)
-        patch.setattr(admins, "_DUMMY_HASH", FAST_ARGON2.hash("not a password"))
-        app.start(fill)
-        try:
-            yield app
-        finally:
-            app.stop()
+    with served_app(tmp_path_factory.mktemp("admin-pages"), settings, fill) as app:
+        yield app
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        chromium = launch_chromium(playwright)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    with chromium() as browser:
+        yield browser
 
 
 def log_in(page: Page, username: str, password: str = PASSWORD) -> None:

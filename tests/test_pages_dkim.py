@@ -8,18 +8,16 @@ import html
 import re
 
 import dkim as dkimpy
-import dns.resolver
 import httpx
 import pytest
 
 from dinomail import schema
 from dinomail.dnscheck import run_now
-from dinomail.dnscheck.resolver import parse_nameserver
 from dinomail.store import EVERYTHING, Store, admins, audit
 from dinomail.store import dns as dns_store
 from tests.support.admin_pages import log_in, page_settings, pages_client, snapshot
 from tests.support.adminapi import PASSWORD, add_domain, fast_admin_hashing
-from tests.support.dns import running_dns, txt
+from tests.support.dns import running_dns, txt, txt_lookup
 
 MESSAGE = (
     b"From: Alice <alice@example.test>\r\n"
@@ -83,15 +81,7 @@ async def test_the_key_made_in_the_pages_signs_mail_that_verifies_with_the_recor
         private = await dns_store.dkim_private_key(conn, "test", EVERYTHING, ids["mine"])
     strings = [value[i:i + 255] for i in range(0, len(value), 255)]
     with running_dns([txt(name, *strings)], local=["example.test"]) as server:
-        host, port = parse_nameserver(server.nameserver)
-        resolver = dns.resolver.Resolver(configure=False)
-        resolver.nameservers, resolver.port = [host], port
-
-        def dnsfunc(qname: bytes | str, timeout: float = 5) -> bytes | None:
-            text = qname.decode() if isinstance(qname, bytes) else qname
-            answer = resolver.resolve(text, "TXT", lifetime=timeout, search=False)
-            return b"".join(next(iter(answer)).strings)
-
+        dnsfunc = txt_lookup(server)
         signature = dkimpy.sign(MESSAGE, selector.encode(), b"example.test",
                                 private["dkim_private_key"].encode(),
                                 include_headers=[b"from", b"to", b"subject", b"date"])
