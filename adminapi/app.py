@@ -21,7 +21,7 @@ from dinomail.dnscheck.metrics import DnsCheckMetrics
 from dinomail.reports.metrics import ReportMetrics
 from dinomail.reports.service import ReportsService
 from dinomail.settings import Settings
-from dinomail.store import Store
+from dinomail.store import Store, audit
 
 
 async def healthz(request: Request) -> JSONResponse:
@@ -53,6 +53,19 @@ class ApiTrailingSlash:
         await self.app(scope, receive, send)
 
 
+class AuditAddress:
+    """Changes made while answering a request are logged with the client's address (the peer
+    of the connection, as the login limits see it)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        client = scope.get("client") if scope["type"] == "http" else None
+        with audit.client_address(client[0] if client else None):
+            await self.app(scope, receive, send)
+
+
 def create_app(settings: Settings, store: Store) -> Starlette:
     # API keys may come in URLs (tastypie's ?api_key=); no log of this process shows them.
     logredact.install()
@@ -75,6 +88,7 @@ def create_app(settings: Settings, store: Store) -> Starlette:
             # ALLOWED_HOSTS, except on the autoconfig paths (asked at every hosted domain).
             Middleware(autoconfig.HostCheck, allowed_hosts=list(settings.ALLOWED_HOSTS)),
             Middleware(ApiTrailingSlash),
+            Middleware(AuditAddress),
         ],
         # The API's JSON errors on its paths; pages in the admin's language elsewhere.
         exception_handlers=pages.exception_handlers(EXCEPTION_HANDLERS),

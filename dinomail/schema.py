@@ -161,6 +161,8 @@ admin = sa.Table(
     sa.Column("session_generation", sa.Integer, nullable=False, server_default="0"),
     # New (0012): the language the admin chose on their account page; null: the browser's.
     sa.Column("language", sa.String(8), nullable=True),
+    # New (0013): reads everything in the admin's scope, changes nothing.
+    sa.Column("read_only", sa.Boolean, nullable=False, server_default=sa.false()),
 )
 
 admin_domain = sa.Table(
@@ -284,7 +286,12 @@ auditlog = sa.Table(
     sa.Column("object_repr", sa.String(300), nullable=False, server_default=""),
     sa.Column("old_values", sa.Text, nullable=True),  # JSON, secrets removed
     sa.Column("new_values", sa.Text, nullable=True),
+    # New (0013): the domain the entry is about (no foreign key: entries outlive their domain),
+    # and the client address of the request that made the change.
+    sa.Column("domain_id", sa.Integer, nullable=True),
+    sa.Column("address", sa.String(64), nullable=True),
     sa.Index(None, "at"),
+    sa.Index("ix_dinomail_auditlog_domain_id", "domain_id", "id"),
 )
 
 changelog = sa.Table(

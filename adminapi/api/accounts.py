@@ -8,11 +8,9 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from adminapi.api.auth import Caller
-from adminapi.api.errors import forbidden, invalid
 from adminapi.api.paging import ListOptions, ListQuery
 from adminapi.api.resource import DATETIME, OPTIONAL_DATETIME, URI, Field, Resource, id_field
 from adminapi.api.serialize import reference_id, reference_schema, resource_uri
-from dinomail import validation as v
 from dinomail.store import admins, audit
 from dinomail.store.common import Page, Row, Window
 
@@ -41,21 +39,11 @@ async def _with_domains(conn: AsyncConnection, rows: list[Row]) -> list[Row]:
     ]
 
 
-def _keep_own_rights(caller: Caller, admin_id: int, data: dict[str, Any]) -> None:
-    # A superadmin locking themself out would leave the server without anyone to undo it.
-    if admin_id != caller.admin_id:
-        return
-    if data.get("is_superadmin") is False:
-        raise forbidden("you cannot remove your own superadmin rights", field="is_superadmin")
-    if data.get("is_active") is False:
-        raise forbidden("you cannot deactivate your own account", field="is_active")
-
-
 async def _create_admin(conn: AsyncConnection, caller: Caller, data: dict[str, Any]) -> Row:
     row = await admins.create(
         conn, caller.actor, username=data["username"], password=data["password"],
         email=data.get("email", ""), is_superadmin=data.get("is_superadmin", False),
-        domain_ids=data.get("domain_ids", ()),
+        domain_ids=data.get("domain_ids", ()), read_only=data.get("read_only", False),
     )
     if data.get("is_active") is False:
         row = await admins.update(conn, caller.actor, row["id"], {"is_active": False})
@@ -65,17 +53,12 @@ async def _create_admin(conn: AsyncConnection, caller: Caller, data: dict[str, A
 async def _update_admin(
     conn: AsyncConnection, caller: Caller, admin_id: int, data: dict[str, Any]
 ) -> Row:
-    current = await admins.get(conn, admin_id)
-    if "username" in data and v.normalize_username(data.pop("username")) != current["username"]:
-        raise invalid("username", "cannot be changed; create another admin instead")
-    _keep_own_rights(caller, admin_id, data)
-    return await admins.update(conn, caller.actor, admin_id, data)
+    return await admins.update(conn, caller.actor, admin_id, data,
+                               acting_admin_id=caller.admin_id)
 
 
 async def _delete_admin(conn: AsyncConnection, caller: Caller, admin_id: int) -> Row:
-    if admin_id == caller.admin_id:
-        raise forbidden("you cannot delete your own account")
-    return await admins.delete(conn, caller.actor, admin_id)
+    return await admins.delete(conn, caller.actor, admin_id, acting_admin_id=caller.admin_id)
 
 
 admin = Resource(
@@ -96,6 +79,8 @@ admin = Resource(
         Field("is_superadmin", {"type": "boolean"}, "Sees and changes everything."),
         Field("is_active", {"type": "boolean"},
               "An inactive admin cannot log in, and their API keys stop working."),
+        Field("read_only", {"type": "boolean"},
+              "Reads everything in their scope and changes nothing, whatever key they use."),
         Field("domains",
               {"type": "array", "items": reference_schema("virtualdomain"),
                "maxItems": MAX_DOMAINS_PER_ADMIN},
@@ -152,6 +137,12 @@ auditlog = Resource(
         Field("object_id", {"type": ["string", "null"]}, "The changed object's id.",
               read_only=True),
         Field("object_repr", {"type": "string"}, "The object's name when it changed.",
+              read_only=True),
+        Field("domain_id", {"type": ["integer", "null"]},
+              "The id of the domain the change is about (null: none, e.g. an admin).",
+              read_only=True),
+        Field("address", {"type": ["string", "null"]},
+              "The client address the change came from (null: the command line).",
               read_only=True),
         Field("old_values", {"type": ["object", "null"]}, "Changed fields before.",
               read_only=True, from_row=_values("old_values")),

@@ -56,7 +56,8 @@ class Caller:
 
     @property
     def read_only(self) -> bool:
-        return bool(self.key and self.key["read_only"])
+        """A read-only key, or a read-only admin whatever their key."""
+        return bool(self.key and self.key["read_only"]) or bool(self.account.get("read_only"))
 
     @property
     def actor(self) -> str:
@@ -212,6 +213,8 @@ async def authenticate(request: Request, *, allow_basic: bool = False) -> Caller
 
 def require_write(caller: Caller) -> None:
     if caller.read_only:
+        if caller.account.get("read_only"):
+            raise ApiError(403, "this admin is read-only", code="read_only")
         raise ApiError(403, "this API key is read-only", code="read_only")
 
 

@@ -151,32 +151,8 @@ def _settings(request: Request) -> Settings:
 
 
 def _key_summary(domain: Mapping[str, Any], key: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The published key, whether DinoMail made it or an admin typed it in."""
-    selector, value = domain["dkim_key_name"], domain["dkim_key"]
-    generated = key is not None and dns_store.key_in_use(domain, key)
-    summary: dict[str, Any] = {
-        "selector": selector or None, "algorithm": None, "key_bits": None,
-        "dkim_key": value, "generated": generated,
-        "created_at": iso_time(key["created_at"]) if generated and key else None,
-        "record_name": None, "txt_record": None, "txt_strings": [], "zone_line": None,
-    }
-    if generated and key:
-        summary["algorithm"], summary["key_bits"] = key["algorithm"], key["key_bits"]
-    elif value:
-        try:
-            public = dkim.public_key_of(value)
-            summary["algorithm"], summary["key_bits"] = public.algorithm, public.key_bits
-        except dkim.DkimError:
-            pass  # shown as it is; the DNS check says what is wrong with it
-    if selector and value:
-        text = dkim.record_text(summary["algorithm"] or dkim.RSA, "".join(value.split()))
-        summary |= {
-            "record_name": dkim.record_name(selector, domain["name"]),
-            "txt_record": text,
-            "txt_strings": dkim.split_txt(text),
-            "zone_line": dkim.zone_line(selector, domain["name"], text),
-        }
-    return summary
+    summary = dns_store.key_summary(domain, key)
+    return {**summary, "created_at": iso_time(summary["created_at"])}
 
 
 async def _dkim_body(request: Request, pk: int, caller: Caller) -> dict[str, Any]:
@@ -225,9 +201,7 @@ async def dkim_endpoint(request: Request) -> Response:
     async with _store(request).read() as conn:
         domain = await domains.get(conn, caller.scope, pk)
     choices = _dkim_choices(await _optional_json_object(request))
-    selector = choices.get("selector") or dkim.default_selector(now(), domain["dkim_key_name"])
-    if len(dkim.record_name(selector, domain["name"])) > 253:
-        raise invalid("selector", "the selector is too long for this domain's DNS name")
+    selector = dns_store.choose_selector(domain, choices.get("selector"), now())
     # A 4096-bit key takes a few tenths of a second: not on the event loop.
     pair = await asyncio.to_thread(dkim.generate_key, choices["algorithm"], choices["key_bits"])
     async with _store(request).write() as conn:

@@ -19,10 +19,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from adminapi.pages import (
     account,
+    admins,
     aliasdomains,
     aliases,
+    auditlog,
     authblocks,
     bulk,
+    dkim,
     domains,
     limits,
     mailboxes,
@@ -98,7 +101,8 @@ def routes() -> list[BaseRoute]:
         "/virtual-domains": "/virtual-domains/", "/virtual-users": "/virtual-users/",
         "/virtual-aliases": "/virtual-aliases/", "/alias-domains": "/alias-domains/",
         "/domain-limits": "/domain-limits/", "/blocked-logins": "/blocked-logins/",
-        "/reports": "/reports/", "/account": "/account/",
+        "/reports": "/reports/", "/account": "/account/", "/admins": "/admins/",
+        "/audit-log": "/audit-log/",
     }
     return [
         _route("/", overview.home),
@@ -137,6 +141,7 @@ def routes() -> list[BaseRoute]:
         _route("/virtual-domains/{pk:int}/dkim-scan", domains.domain_dkim_scan),
         _route("/virtual-domains/{pk:int}/dmarc-scan", domains.domain_dmarc_scan),
         _route("/virtual-domains/{pk:int}/spf-scan", domains.domain_spf_scan),
+        _route("/virtual-domains/{pk:int}/dkim", dkim.domain_dkim, GET_POST),
 
         _route("/virtual-users/", mailboxes.mailbox_list),
         _route("/virtual-users/new", mailboxes.mailbox_new, GET_POST),
@@ -171,6 +176,18 @@ def routes() -> list[BaseRoute]:
 
         _route("/blocked-logins/", authblocks.authblock_list),
         _route("/blocked-logins/{pk:int}/unblock", authblocks.authblock_unblock, ("POST",)),
+
+        _route("/admins/", admins.admin_list),
+        _route("/admins/new", admins.admin_new, GET_POST),
+        _route("/admins/{pk:int}/edit", admins.admin_edit, GET_POST),
+        _route("/admins/{pk:int}/deactivate", admins.admin_deactivate, ("POST",)),
+        _route("/admins/{pk:int}/reset-password", admins.admin_reset_password, ("POST",)),
+
+        _route("/audit-log/", auditlog.audit_log),
+        _route("/audit-log/export.csv", auditlog.audit_log_export),
+        # The other spelling, as the API's `/api/auditlog/`.
+        _route("/auditlog/", auditlog.audit_log_moved),
+        _route("/auditlog/export.csv", auditlog.audit_log_export_moved),
 
         *(Route(path, _redirect_to(target), methods=["GET"]) for path, target in lists.items()),
         Mount("/static", app=StaticHeaders(StaticFiles(directory=STATIC_DIR)), name="static"),

@@ -313,6 +313,19 @@ def csrf_failure(page: Page) -> HTMLResponse:
     )
 
 
+# What a read-only admin may still post: their own session, language and account (keys they make
+# are read-only too, since the admin is).
+READ_ONLY_MAY_POST = ("/logout", "/language", "/account", "/api-keys")
+
+
+def read_only_refused(page: Page) -> bool:
+    """A change posted by a read-only admin, refused whatever the page."""
+    path = page.request.url.path
+    return (page.caller is not None and page.caller.read_only
+            and not any(path == allowed or path.startswith(allowed)
+                        for allowed in READ_ONLY_MAY_POST))
+
+
 def _login_redirect(page: Page) -> Response:
     request = page.request
     target = request.url.path
@@ -351,6 +364,10 @@ async def _answer(page: Page, view: View, public: bool, enrolment: bool) -> Resp
             return page.error(400, _("Bad request"), _("This request is not a form of DinoMail."))
         if not csrf_ok(page):
             return csrf_failure(page)
+        if read_only_refused(page):
+            return page.error(403, _("Not allowed"), _(
+                "Your account is read-only: it can look at everything in its domains, but "
+                "change nothing."))
     try:
         return await view(page)
     except NotFound:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections.abc import Iterable
 from typing import Any
 
@@ -16,12 +17,24 @@ from dinomail import validation as v
 from dinomail.passwords import PasswordSchemeError, verify_password
 from dinomail.schema import admin, admin_domain, virtualdomain
 from dinomail.store import audit
-from dinomail.store.common import Page, Row, fetch_one, now, paginate
+from dinomail.store.common import (
+    Page,
+    Row,
+    Window,
+    escape_like,
+    fetch_all,
+    fetch_one,
+    fetch_window,
+    now,
+    paginate,
+)
 from dinomail.store.errors import Conflict, Forbidden, NotFound
 from dinomail.store.scope import Scope
 
 OBJECT_TYPE = "admin"
 MIN_PASSWORD_LENGTH = 8
+# A password made for a reset: 16 URL-safe characters, 96 bits.
+GENERATED_PASSWORD_BYTES = 12
 
 # Argon2id with argon2-cffi's defaults (RFC 9106's second recommended option).
 _hasher = PasswordHasher()
@@ -30,7 +43,7 @@ _DUMMY_HASH = _hasher.hash("not a password")
 
 _PUBLIC = (
     admin.c.id, admin.c.username, admin.c.email, admin.c.is_superadmin, admin.c.is_active,
-    admin.c.created_at, admin.c.last_login,
+    admin.c.created_at, admin.c.last_login, admin.c.read_only,
 )
 
 
@@ -173,6 +186,41 @@ async def list_page(conn: AsyncConnection, *, limit: int, offset: int = 0) -> Pa
     )
 
 
+async def list_window(
+    conn: AsyncConnection,
+    *,
+    q: str | None = None,
+    only_id: int | None = None,
+    limit: int,
+    offset: int = 0,
+    after: tuple[Any, int] | None = None,
+) -> Window:
+    """Admins by username, with their domain ids; `only_id` keeps one (a domain admin's own
+    list), `q` those whose username or email contains it."""
+    where: list[sa.ColumnElement[bool]] = []
+    if only_id is not None:
+        where.append(admin.c.id == only_id)
+    if q:
+        pattern = f"%{escape_like(q.lower())}%"
+        where.append(sa.or_(admin.c.username.like(pattern, escape="\\"),
+                            sa.func.lower(admin.c.email).like(pattern, escape="\\")))
+    window = await fetch_window(
+        conn, id_column=admin.c.id, where=where, sort=admin.c.username, descending=False,
+        limit=limit, offset=offset, after=after,
+        fetch=lambda ids: sa.select(*_PUBLIC).where(admin.c.id.in_(ids)),
+    )
+    ids = [row["id"] for row in window.rows]
+    domains: dict[int, list[int]] = {admin_id: [] for admin_id in ids}
+    if ids:
+        query = sa.select(admin_domain.c.admin_id, admin_domain.c.domain_id).where(
+            admin_domain.c.admin_id.in_(ids)).order_by(admin_domain.c.domain_id)
+        for row in await fetch_all(conn, query):
+            domains[row["admin_id"]].append(row["domain_id"])
+    for row in window.rows:
+        row["domain_ids"] = domains[row["id"]]
+    return window
+
+
 async def _set_domains(conn: AsyncConnection, admin_id: int, ids: Iterable[int]) -> None:
     wanted = sorted(set(ids))
     if wanted:
@@ -181,7 +229,8 @@ async def _set_domains(conn: AsyncConnection, admin_id: int, ids: Iterable[int])
         )
         missing = [domain_id for domain_id in wanted if domain_id not in found]
         if missing:
-            raise NotFound(f"domain {missing[0]} not found", field="domains")
+            raise NotFound(f"domain {missing[0]} not found", field="domains",
+                           code="domain_not_found", params={"domain": missing[0]})
     await conn.execute(admin_domain.delete().where(admin_domain.c.admin_id == admin_id))
     if wanted:
         await conn.execute(
@@ -198,12 +247,14 @@ async def create(
     email: str = "",
     is_superadmin: bool = False,
     domain_ids: Iterable[int] = (),
+    read_only: bool = False,
 ) -> Row:
     username = v.normalize_username(username)
     check_new_password(password)
     email = v.normalize_email(email) if email else ""
     if await conn.scalar(sa.select(admin.c.id).where(admin.c.username == username)):
-        raise Conflict(f"the admin {username} already exists", field="username")
+        raise Conflict(f"the admin {username} already exists", field="username",
+                       code="admin_exists", params={"username": username})
     admin_id = (
         await conn.execute(
             admin.insert()
@@ -212,6 +263,7 @@ async def create(
                 email=email,
                 password=await _hash(password),
                 is_superadmin=bool(is_superadmin),
+                read_only=bool(read_only),
             )
             .returning(admin.c.id)
         )
@@ -222,18 +274,39 @@ async def create(
     return row
 
 
+def _keep_own_rights(acting_admin_id: int | None, admin_id: int, values: dict[str, Any]) -> None:
+    # A superadmin locking themself out would leave the server without anyone to undo it.
+    if acting_admin_id != admin_id:
+        return
+    if values.get("is_superadmin") is False:
+        raise Forbidden("you cannot remove your own superadmin rights", field="is_superadmin",
+                        code="own_superadmin_rights")
+    if values.get("is_active") is False:
+        raise Forbidden("you cannot deactivate your own account", field="is_active",
+                        code="own_account_deactivation")
+    if values.get("read_only") is True:
+        raise Forbidden("you cannot make your own account read-only", field="read_only",
+                        code="own_account_read_only")
+
+
 async def update(
-    conn: AsyncConnection, actor: str, admin_id: int, changes: dict[str, Any]
+    conn: AsyncConnection, actor: str, admin_id: int, changes: dict[str, Any], *,
+    acting_admin_id: int | None = None,
 ) -> Row:
+    """Change an admin. `acting_admin_id` is the admin making the change (None: the CLI), who
+    may not take away their own rights; the username never changes."""
     old = await get(conn, admin_id)
+    if "username" in changes and v.normalize_username(changes["username"]) != old["username"]:
+        raise v.ValidationError("username", "cannot be changed; create another admin instead")
     values: dict[str, Any] = {}
-    for field in ("is_superadmin", "is_active"):
+    for field in ("is_superadmin", "is_active", "read_only"):
         if field in changes:
             values[field] = v.normalize_bool(changes[field], field)
     if "email" in changes:
         values["email"] = v.normalize_email(changes["email"]) if changes["email"] else ""
     if "password" in changes:
         values["password"] = await _hash(check_new_password(changes["password"]))
+    _keep_own_rights(acting_admin_id, admin_id, values)
     if values:
         await conn.execute(admin.update().where(admin.c.id == admin_id).values(**values))
     if "password" in values or values.get("is_active", old["is_active"]) != old["is_active"]:
@@ -247,7 +320,30 @@ async def update(
     return new
 
 
-async def delete(conn: AsyncConnection, actor: str, admin_id: int) -> Row:
+async def reset_password(
+    conn: AsyncConnection, actor: str, admin_id: int, *, acting_admin_id: int | None = None
+) -> tuple[Row, str]:
+    """Give the admin a new random password (returned, to be shown once: only its hash is
+    kept) and end their sessions. An admin changes their own password on their account page,
+    with the current one."""
+    if acting_admin_id == admin_id:
+        raise Forbidden("change your own password on your account page, with the current one",
+                        code="own_password_reset")
+    old = await get(conn, admin_id)
+    password = secrets.token_urlsafe(GENERATED_PASSWORD_BYTES)
+    await conn.execute(
+        admin.update().where(admin.c.id == admin_id).values(password=await _hash(password))
+    )
+    await end_sessions(conn, admin_id)
+    await audit.record(conn, actor, "reset_password", OBJECT_TYPE, admin_id, old["username"])
+    return old, password
+
+
+async def delete(
+    conn: AsyncConnection, actor: str, admin_id: int, *, acting_admin_id: int | None = None
+) -> Row:
+    if acting_admin_id == admin_id:
+        raise Forbidden("you cannot delete your own account", code="own_account_deletion")
     old = await get(conn, admin_id)
     await conn.execute(admin.delete().where(admin.c.id == admin_id))
     await audit.record(conn, actor, "delete", OBJECT_TYPE, admin_id, old["username"], old=old)

@@ -79,7 +79,8 @@ async def create(
     new_id = (
         await conn.execute(aliasdomain.insert().values(**values).returning(aliasdomain.c.id))
     ).scalar_one()
-    await audit.record(conn, actor, "create", OBJECT_TYPE, new_id, values["name"], new=values)
+    await audit.record(conn, actor, "create", OBJECT_TYPE, new_id, values["name"], new=values,
+                       domain_id=values["target_domain_id"])
     return await get(conn, scope, new_id)
 
 
@@ -103,7 +104,7 @@ async def update(
         )
         await audit.record(
             conn, actor, "update", OBJECT_TYPE, alias_domain_id, old["name"],
-            old=before, new=after,
+            old=before, new=after, domain_id=merged["target_domain_id"],
         )
     return await get(conn, scope, alias_domain_id)
 
@@ -114,7 +115,8 @@ async def delete(
     old = await get(conn, scope, alias_domain_id)
     await conn.execute(aliasdomain.delete().where(aliasdomain.c.id == alias_domain_id))
     await audit.record(
-        conn, actor, "delete", OBJECT_TYPE, alias_domain_id, old["name"], old=old
+        conn, actor, "delete", OBJECT_TYPE, alias_domain_id, old["name"], old=old,
+        domain_id=old["target_domain_id"],
     )
     return old
 

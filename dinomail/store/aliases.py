@@ -114,7 +114,8 @@ async def create(
         await conn.execute(virtualalias.insert().values(**values).returning(virtualalias.c.id))
     ).scalar_one()
     label = f"{values['source']} -> {values['destination']}"
-    await audit.record(conn, actor, "create", OBJECT_TYPE, alias_id, label, new=values)
+    await audit.record(conn, actor, "create", OBJECT_TYPE, alias_id, label, new=values,
+                       domain_id=domain["id"])
     return await get(conn, scope, alias_id)
 
 
@@ -139,7 +140,8 @@ async def update(
         )
         label = f"{old['source']} -> {old['destination']}"
         await audit.record(
-            conn, actor, "update", OBJECT_TYPE, alias_id, label, old=before, new=after
+            conn, actor, "update", OBJECT_TYPE, alias_id, label, old=before, new=after,
+            domain_id=domain["id"],
         )
     return await get(conn, scope, alias_id)
 
@@ -148,7 +150,8 @@ async def delete(conn: AsyncConnection, actor: str, scope: Scope, alias_id: int)
     old = await get(conn, scope, alias_id)
     await conn.execute(virtualalias.delete().where(virtualalias.c.id == alias_id))
     label = f"{old['source']} -> {old['destination']}"
-    await audit.record(conn, actor, "delete", OBJECT_TYPE, alias_id, label, old=old)
+    await audit.record(conn, actor, "delete", OBJECT_TYPE, alias_id, label, old=old,
+                       domain_id=old["domain_id"])
     return old
 
 

@@ -1,21 +1,51 @@
-"""The audit log: who changed what, when, with the values before and after (never a secret)."""
+"""The audit log: who changed what, when, from where, with the values before and after (never a
+secret), and which domain the change was about.
+
+A domain admin reads the entries about their domains; entries about no domain (admins, API
+keys, blocked logins) are for superadmins only.
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from datetime import datetime
+from collections.abc import AsyncIterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dinomail.schema import auditlog
-from dinomail.store.common import Row, Window, fetch_one, fetch_window
+from dinomail.store.common import Row, Window, escape_like, fetch_all, fetch_one, fetch_window
 from dinomail.store.scope import Scope
 
 # Never written to the log, whatever the object: invariant 6.
 SECRET_FIELDS = frozenset({"password", "key", "key_hash", "secret", "dkim_private_key"})
+# The actions the store writes, for the pages' filter (any other is still accepted there).
+KNOWN_ACTIONS = (
+    "create", "update", "delete", "set_password", "revoke", "reset", "unblock",
+    "reset_password", "generate_dkim", "rotate_dkim", "export_dkim", "import",
+)
+MAX_ADDRESS_LENGTH = 64
+# Entries read at a time by an export.
+EXPORT_BATCH = 500
+
+# The client address of the request being answered: set once per request by the HTTP layer,
+# so that every store function records it without each taking another argument.
+_client_address: ContextVar[str | None] = ContextVar("audit_client_address", default=None)
+
+
+@contextmanager
+def client_address(address: str | None) -> Any:
+    """Record `address` as where the changes made inside come from."""
+    token = _client_address.set(address[:MAX_ADDRESS_LENGTH] if address else None)
+    try:
+        yield
+    finally:
+        _client_address.reset(token)
 
 
 def _clean(values: Mapping[str, Any] | None) -> str | None:
@@ -39,7 +69,9 @@ async def record(
     *,
     old: Mapping[str, Any] | None = None,
     new: Mapping[str, Any] | None = None,
+    domain_id: int | None = None,
 ) -> None:
+    """Write one entry; `domain_id` names the domain the change is about, if any."""
     await conn.execute(
         auditlog.insert().values(
             actor=actor[:200],
@@ -49,14 +81,49 @@ async def record(
             object_repr=object_repr[:300],
             old_values=_clean(old),
             new_values=_clean(new),
+            domain_id=domain_id,
+            address=_client_address.get(),
         )
     )
 
 
-
 def _visible(scope: Scope) -> sa.ColumnElement[bool]:
-    # Entries name objects of every domain; until they carry a domain, only superadmins read them.
-    return sa.true() if scope.is_global else sa.false()
+    # An entry about no domain (NULL) is outside every domain admin's scope.
+    return scope.filter(auditlog.c.domain_id)
+
+
+@dataclass(frozen=True)
+class Filters:
+    """What the log is narrowed to; None means any."""
+
+    admin: str | None = None
+    domain_id: int | None = None
+    action: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def where(self) -> list[sa.ColumnElement[bool]]:
+        clauses: list[sa.ColumnElement[bool]] = []
+        if self.admin is not None:
+            # The admin's own changes and those made with their API keys.
+            clauses.append(sa.or_(
+                auditlog.c.actor == f"admin:{self.admin}",
+                auditlog.c.actor.like(f"apikey:%({escape_like(self.admin)})", escape="\\"),
+            ))
+        if self.domain_id is not None:
+            clauses.append(auditlog.c.domain_id == self.domain_id)
+        if self.action is not None:
+            clauses.append(auditlog.c.action == self.action)
+        if self.since is not None:
+            clauses.append(auditlog.c.at >= _utc(self.since))
+        if self.until is not None:
+            clauses.append(auditlog.c.at < _utc(self.until))
+        return clauses
+
+
+def _utc(moment: datetime) -> datetime:
+    # SQLite keeps no offset: every stored time is UTC, so compare in UTC.
+    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 async def get(conn: AsyncConnection, scope: Scope, entry_id: int) -> Row:
@@ -68,14 +135,39 @@ async def list_window(
     conn: AsyncConnection,
     scope: Scope,
     *,
+    filters: Filters | None = None,
     descending: bool = True,
     limit: int,
     offset: int = 0,
     after: tuple[Any, int] | None = None,
 ) -> Window:
     """The log, newest first unless asked otherwise, fast at any length (`fetch_window`)."""
+    where = [_visible(scope), *(filters or Filters()).where()]
     return await fetch_window(
-        conn, id_column=auditlog.c.id, where=[_visible(scope)], sort=auditlog.c.id,
+        conn, id_column=auditlog.c.id, where=where, sort=auditlog.c.id,
         descending=descending, limit=limit, offset=offset, after=after,
         fetch=lambda ids: sa.select(auditlog).where(auditlog.c.id.in_(ids)),
     )
+
+
+async def iterate(
+    conn: AsyncConnection, scope: Scope, filters: Filters, *, batch: int = EXPORT_BATCH,
+    limit: int | None = None,
+) -> AsyncIterator[Row]:
+    """Every matching entry, newest first, read `batch` at a time (an export)."""
+    clauses = [_visible(scope), *filters.where()]
+    before: int | None = None
+    given = 0
+    while limit is None or given < limit:
+        query = sa.select(auditlog).where(*clauses)
+        if before is not None:
+            query = query.where(auditlog.c.id < before)
+        rows = await fetch_all(conn, query.order_by(auditlog.c.id.desc()).limit(batch))
+        for row in rows:
+            if limit is not None and given >= limit:
+                return
+            given += 1
+            yield row
+        if len(rows) < batch:
+            return
+        before = rows[-1]["id"]

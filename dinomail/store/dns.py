@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from dinomail import dkim
 from dinomail import validation as v
 from dinomail.dkim import KeyPair
 from dinomail.schema import (
@@ -35,6 +36,7 @@ from dinomail.store.scope import Scope
 
 # Ids per `IN (...)` list: below SQLite's variable limit.
 CHUNK = 500
+MAX_DNS_NAME_LENGTH = 253
 
 # --- mail client settings -------------------------------------------------------------------------
 
@@ -98,7 +100,7 @@ async def update_client_config(
         await _upsert(conn, clientconfig, ("domain_id",),
                       {"domain_id": domain_id, **new, "updated_at": now()})
         await audit.record(conn, actor, "update", "clientconfig", domain_id, domain["name"],
-                           old=before, new=after)
+                           old=before, new=after, domain_id=domain_id)
     return domain
 
 
@@ -138,6 +140,7 @@ async def save_dkim_key(
     await audit.record(
         conn, actor, "rotate_dkim" if previous else "generate_dkim", "dkimkey", domain_id,
         domain["name"], old={"selector": previous["selector"]} if previous else None, new=shown,
+        domain_id=domain_id,
     )
     saved = await dkim_key(conn, scope, domain_id)
     assert saved is not None
@@ -156,8 +159,48 @@ async def dkim_private_key(
     if row is None or not key_in_use(domain, row):
         raise NotFound("DinoMail holds no private key for the domain's current DKIM key")
     await audit.record(conn, actor, "export_dkim", "dkimkey", domain_id, domain["name"],
-                       new={"selector": row["selector"]})
+                       new={"selector": row["selector"]}, domain_id=domain_id)
     return {**dict(row), "domain": domain["name"]}
+
+
+def key_summary(domain: Mapping[str, Any], key: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The published key, whether DinoMail made it or an admin typed it in, and the TXT record
+    to publish for it (`key` is the stored key, from `dkim_key`)."""
+    selector, value = domain["dkim_key_name"], domain["dkim_key"]
+    generated = key is not None and key_in_use(domain, key)
+    summary: dict[str, Any] = {
+        "selector": selector or None, "algorithm": None, "key_bits": None,
+        "dkim_key": value, "generated": generated,
+        "created_at": key["created_at"] if generated and key else None,
+        "record_name": None, "txt_record": None, "txt_strings": [], "zone_line": None,
+    }
+    if generated and key:
+        summary["algorithm"], summary["key_bits"] = key["algorithm"], key["key_bits"]
+    elif value:
+        try:
+            public = dkim.public_key_of(value)
+            summary["algorithm"], summary["key_bits"] = public.algorithm, public.key_bits
+        except dkim.DkimError:
+            pass  # shown as it is; the DNS check says what is wrong with it
+    if selector and value:
+        text = dkim.record_text(summary["algorithm"] or dkim.RSA, "".join(value.split()))
+        summary |= {
+            "record_name": dkim.record_name(selector, domain["name"]),
+            "txt_record": text,
+            "txt_strings": dkim.split_txt(text),
+            "zone_line": dkim.zone_line(selector, domain["name"], text),
+        }
+    return summary
+
+
+def choose_selector(domain: Mapping[str, Any], selector: str | None, moment: datetime) -> str:
+    """The selector of a new key: the one asked for (already normalized), else a dated one
+    that differs from the current, so a rotation leaves the old record's name free to stay
+    published."""
+    chosen = selector or dkim.default_selector(moment, domain["dkim_key_name"])
+    if len(dkim.record_name(chosen, domain["name"])) > MAX_DNS_NAME_LENGTH:
+        raise v.ValidationError("selector", "the selector is too long for this domain's DNS name")
+    return chosen
 
 
 def key_in_use(domain: Mapping[str, Any], key: Mapping[str, Any] | sa.RowMapping) -> bool:

@@ -102,7 +102,8 @@ async def create(
         await conn.execute(virtualdomain.insert().values(**values).returning(virtualdomain.c.id))
     ).scalar_one()
     row = await get(conn, scope, domain_id)
-    await audit.record(conn, actor, "create", OBJECT_TYPE, domain_id, row["name"], new=values)
+    await audit.record(conn, actor, "create", OBJECT_TYPE, domain_id, row["name"], new=values,
+                       domain_id=domain_id)
     return row
 
 
@@ -131,7 +132,8 @@ async def update(
             virtualdomain.update().where(virtualdomain.c.id == domain_id).values(**after)
         )
         await audit.record(
-            conn, actor, "update", OBJECT_TYPE, domain_id, old["name"], old=before, new=after
+            conn, actor, "update", OBJECT_TYPE, domain_id, old["name"], old=before, new=after,
+            domain_id=domain_id,
         )
     return await get(conn, scope, domain_id)
 
@@ -150,7 +152,8 @@ async def delete(conn: AsyncConnection, actor: str, scope: Scope, domain_id: int
         raise Forbidden("only a superadmin can delete a domain")
     old = await get(conn, scope, domain_id)
     await conn.execute(virtualdomain.delete().where(virtualdomain.c.id == domain_id))
-    await audit.record(conn, actor, "delete", OBJECT_TYPE, domain_id, old["name"], old=old)
+    await audit.record(conn, actor, "delete", OBJECT_TYPE, domain_id, old["name"], old=old,
+                       domain_id=domain_id)
     return old
 
 

@@ -182,7 +182,8 @@ async def create(
         )
     ).scalar_one()
     await audit.record(
-        conn, actor, "create", OBJECT_TYPE, mailbox_id, values["email"], new=values
+        conn, actor, "create", OBJECT_TYPE, mailbox_id, values["email"], new=values,
+        domain_id=domain["id"],
     )
     return await get(conn, scope, mailbox_id)
 
@@ -209,7 +210,8 @@ async def update(
             virtualuser.update().where(virtualuser.c.id == mailbox_id).values(**after)
         )
         await audit.record(
-            conn, actor, "update", OBJECT_TYPE, mailbox_id, old["email"], old=before, new=after
+            conn, actor, "update", OBJECT_TYPE, mailbox_id, old["email"], old=before, new=after,
+            domain_id=domain["id"],
         )
     return await get(conn, scope, mailbox_id)
 
@@ -222,7 +224,8 @@ async def set_password(
         virtualuser.update().where(virtualuser.c.id == mailbox_id).values(password=password_hash)
     )
     await audit.record(
-        conn, actor, "set_password", OBJECT_TYPE, mailbox_id, old["email"]
+        conn, actor, "set_password", OBJECT_TYPE, mailbox_id, old["email"],
+        domain_id=old["domain_id"],
     )
     return old
 
@@ -239,7 +242,8 @@ async def delete(conn: AsyncConnection, actor: str, scope: Scope, mailbox_id: in
     if not scope.allows(old["domain_id"]):
         raise Forbidden("this mailbox is outside your domains")
     await conn.execute(virtualuser.delete().where(virtualuser.c.id == mailbox_id))
-    await audit.record(conn, actor, "delete", OBJECT_TYPE, mailbox_id, old["email"], old=old)
+    await audit.record(conn, actor, "delete", OBJECT_TYPE, mailbox_id, old["email"], old=old,
+                       domain_id=old["domain_id"])
     return old
 
 

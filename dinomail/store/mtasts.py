@@ -113,7 +113,7 @@ async def save(
             conn, actor, "update" if before["published"] else "create", "mtastspolicy",
             domain_id, before["name"],
             old={key: before[key] for key in shown} if before["published"] else None,
-            new={key: after[key] for key in shown},
+            new={key: after[key] for key in shown}, domain_id=domain_id,
         )
     return after
 
@@ -128,7 +128,8 @@ async def delete(
         raise NotFound("the domain publishes no MTA-STS policy")
     await conn.execute(mtastspolicy.delete().where(mtastspolicy.c.domain_id == domain_id))
     await audit.record(conn, actor, "delete", "mtastspolicy", domain_id, before["name"],
-                       old={"mode": before["mode"], "policy_id": before["policy_id"]})
+                       old={"mode": before["mode"], "policy_id": before["policy_id"]},
+                       domain_id=domain_id)
 
 
 async def served(conn: AsyncConnection, name: str, setting_mx_host: str) -> mtasts.Policy | None:

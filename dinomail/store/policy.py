@@ -174,7 +174,8 @@ async def set_domain_limits(
         # Only domains with limits have a row: the daemons reload this table every few seconds.
         await conn.execute(domainsendlimit.insert().values(**new))
     await audit.record(
-        conn, actor, "update", "domain_send_limits", domain_id, name, old=before, new=after
+        conn, actor, "update", "domain_send_limits", domain_id, name, old=before, new=after,
+        domain_id=domain_id,
     )
     return new
 
@@ -423,5 +424,6 @@ async def reset_counts(
     await audit.record(
         conn, actor, "reset", f"{kind}_send_counts", object_id, name,
         new={"rows": int(result.rowcount or 0)},
+        domain_id=object_id if kind == DOMAIN else None,
     )
     return name

@@ -161,6 +161,10 @@ def _alias(row: object, path: str) -> dict[str, Any]:
 
 
 def _admin(row: object, path: str) -> dict[str, Any]:
+    read_only: object = False
+    if isinstance(row, Mapping) and d.ADMIN_READ_ONLY in row:
+        row = dict(row)
+        read_only = row.pop(d.ADMIN_READ_ONLY)
     raw = _object(row, path, (*d.ADMIN_FIELDS, "domains", "api_keys"))
     try:
         out: dict[str, Any] = {
@@ -168,6 +172,7 @@ def _admin(row: object, path: str) -> dict[str, Any]:
             "email": v.normalize_email(raw["email"], "email") if raw["email"] else "",
             "is_superadmin": v.normalize_bool(raw["is_superadmin"], "is_superadmin"),
             "is_active": v.normalize_bool(raw["is_active"], "is_active"),
+            "read_only": v.normalize_bool(read_only, d.ADMIN_READ_ONLY),
         }
     except v.ValidationError as error:
         raise RowError(f"{path}.{error.field}", error.message) from None

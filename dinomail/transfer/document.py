@@ -47,6 +47,9 @@ MAILBOX_SEND_LIMIT_FIELDS = (
 )
 ALIAS_FIELDS = ("source", "destination")
 ADMIN_FIELDS = ("username", "email", "password", "is_superadmin", "is_active")
+# Written only when true, so that documents of admins without it stay as they were; absent
+# means false.
+ADMIN_READ_ONLY = "read_only"
 API_KEY_FIELDS = ("name", "prefix", "key_hash", "read_only")
 
 

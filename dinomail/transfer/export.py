@@ -110,7 +110,8 @@ _MAILBOXES = sa.select(
     virtualuser.outerjoin(mailboxsendlimit, mailboxsendlimit.c.user_id == virtualuser.c.id)
 )
 _ALIASES = sa.select(virtualalias.c.id, virtualalias.c.source, virtualalias.c.destination)
-_ADMINS = sa.select(admin.c.id, *[admin.c[field] for field in d.ADMIN_FIELDS])
+_ADMINS = sa.select(admin.c.id, admin.c.read_only,
+                    *[admin.c[field] for field in d.ADMIN_FIELDS])
 
 
 def _mailbox(row: Any) -> dict[str, Any]:
@@ -229,8 +230,9 @@ async def _write(conn: AsyncConnection, wanted: Sequence[str]) -> AsyncIterator[
     async for rows in _pages(conn, admins, admin.c.id):
         rights, keys = await _admin_extras(conn, [row["id"] for row in rows], in_selection)
         text = ",\n".join(
-            _dumps({**_pick(row, d.ADMIN_FIELDS), "domains": rights[row["id"]],
-                    "api_keys": keys[row["id"]]})
+            _dumps({**_pick(row, d.ADMIN_FIELDS),
+                    **({d.ADMIN_READ_ONLY: True} if row["read_only"] else {}),
+                    "domains": rights[row["id"]], "api_keys": keys[row["id"]]})
             for row in rows
         )
         yield text if first else ",\n" + text

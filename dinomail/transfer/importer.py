@@ -292,7 +292,7 @@ async def _write(conn: AsyncConnection, plan: _Plan, progress: Progress | None) 
         {"domain_id": domain_ids[v.domain_of(row["source"])], "source": row["source"],
          "destination": row["destination"]} for row in new["aliases"]], "aliases")
 
-    admin_columns = ("email", "password", "is_superadmin", "is_active")
+    admin_columns = ("email", "password", "is_superadmin", "is_active", "read_only")
     await w.many(admin.insert(), [
         {"username": row["username"], **{name: row[name] for name in admin_columns}}
         for row in new["admins"]], "admins")

@@ -16,13 +16,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from playwright.sync_api import Browser, Page, Playwright
+import pytest
+from playwright.sync_api import Browser, Page, Playwright, sync_playwright
 
 from adminapi.app import create_app
 from dinomail import migrate
 from dinomail.http_server import HttpServer
 from dinomail.settings import Settings
-from dinomail.store import Store
+from dinomail.store import Store, admins
+from tests.support.adminapi import FAST_ARGON2
 from tests.support.ports import free_port
 
 CHROMIUM = "/usr/bin/chromium"
@@ -139,3 +141,31 @@ def screenshot(page: Page, name: str, *, full_page: bool = True) -> Path:
     path = SCREENSHOT_DIR / f"{name}.png"
     page.screenshot(path=str(path), full_page=full_page)
     return path
+
+
+@contextmanager
+def served_app(folder: Path, settings: Settings,
+               prepare: Callable[[Store], Awaitable[None]]) -> Iterator[ServedApp]:
+    """The application over a new SQLite database in `folder`, filled by `prepare`, with admin
+    passwords hashed cheaply (production Argon2 costs ~0.1 s a hash; what is tested does not
+    depend on it)."""
+    app = ServedApp(f"sqlite:///{folder / 'dinomail.sqlite3'}", settings)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(admins, "_hasher", FAST_ARGON2)
+        patch.setattr(admins, "_DUMMY_HASH", FAST_ARGON2.hash("not a password"))
+        app.start(prepare)
+        try:
+            yield app
+        finally:
+            app.stop()
+
+
+@contextmanager
+def chromium() -> Iterator[Browser]:
+    """Debian's Chromium, headless, for the length of the block."""
+    with sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        try:
+            yield browser
+        finally:
+            browser.close()

@@ -14,13 +14,14 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 import dns.exception
 import dns.message
 import dns.query
+import dns.resolver
 import pytest
 
 DNSMASQ_PATHS = ("/usr/sbin/dnsmasq", "dnsmasq")
@@ -176,3 +177,18 @@ def unused_nameserver() -> str:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
         udp.bind(("127.0.0.1", 0))
         return f"127.0.0.1:{udp.getsockname()[1]}"
+
+
+def txt_lookup(server: DnsServer) -> Callable[..., bytes | None]:
+    """A `dnsfunc` for dkimpy: the TXT record of a name, its strings joined, asked of
+    `server` alone."""
+    host, port = server.nameserver.rsplit(":", 1)
+    resolver = dns.resolver.Resolver(configure=False)
+    resolver.nameservers, resolver.port = [host], int(port)
+
+    def lookup(name: bytes | str, timeout: float = 5) -> bytes | None:
+        text = name.decode() if isinstance(name, bytes) else name
+        answer = resolver.resolve(text, "TXT", lifetime=timeout, search=False)
+        return b"".join(next(iter(answer)).strings)
+
+    return lookup
