@@ -17,7 +17,7 @@ from typing import Any, Literal
 from sqlalchemy import event
 from sqlalchemy.engine import URL, ExceptionContext, make_url
 from sqlalchemy.engine.interfaces import DBAPIConnection
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
@@ -137,13 +137,19 @@ def create_engine(url: str, **options: object) -> AsyncEngine:
     return engine
 
 
-def _discard_read_only(context: ExceptionContext) -> None:
+def _discard_read_only(context: ExceptionContext) -> OperationalError | None:
     """A write refused because the server is in recovery: the connection was made to a primary
     that has since become a standby (or to any server). Treated as a lost connection, so the
     pool drops every connection it holds and the next request connects again, to the server
-    that now takes writes."""
-    if getattr(context.original_exception, "sqlstate", None) == READ_ONLY_SQL_TRANSACTION:
-        context.is_disconnect = True
+    that now takes writes; raised as the OperationalError of an unavailable database (the API
+    answers 503, the pages say so), not as a failure of the request itself."""
+    original = context.original_exception
+    if getattr(original, "sqlstate", None) != READ_ONLY_SQL_TRANSACTION:
+        return None
+    context.is_disconnect = True
+    return OperationalError(
+        context.statement, context.parameters, original, connection_invalidated=True
+    )
 
 
 def asyncpg_connect_args(url: str, **overrides: Any) -> dict[str, Any]:
