@@ -254,3 +254,43 @@ async def test_a_write_refused_by_a_standby_drops_the_pool(pair: ReplicatedPair)
         assert await driver_connection() is not before
     finally:
         await store.close()
+
+
+async def test_a_standby_lost_sends_lookupd_to_the_primary_with_a_full_reload(
+    pair: ReplicatedPair, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Another server's log may not continue the one followed (a change not yet replicated
+    before a failover): a connection landing on another server reloads in full."""
+    caplog.set_level(logging.INFO, logger="dinomail")
+    store = Store(pair.url(target="read-write"))
+    try:
+        async with running_lookupd(
+            store, tmp_path, LOOKUPD_DATABASE_URL=pair.url(target="prefer-standby")
+        ) as (daemon, settings):
+            listen = settings.SOCKETMAP_LISTEN
+            assert follow_mode(daemon)["poll"] == 1.0
+            await asyncio.to_thread(pair.standby.stop)
+            # Written without the change log (triggers off): only a full load can show it.
+            domain_id = pair.primary.psql(
+                "SELECT id FROM core_virtualdomain WHERE name = 'example.org'", DATABASE
+            ).strip()
+            await asyncio.to_thread(
+                pair.primary.psql,
+                "SET session_replication_role = replica; "
+                "INSERT INTO core_virtualuser (domain_id, email, password, quota, active) "
+                f"VALUES ({domain_id}, 'unlogged@example.org', '{{PLAIN}}x', 0, TRUE)",
+                DATABASE,
+            )
+            deadline = time.monotonic() + 20
+            while (reply := await socketmap_query(listen, "mailboxes", "unlogged@example.org")
+                   ) != "OK example.org/unlogged/":
+                assert reply == "NOTFOUND ", reply  # never TEMP: the snapshot keeps serving
+                assert time.monotonic() < deadline, "no full reload from the primary"
+                await asyncio.sleep(0.05)
+            assert f"now reading from the server at 127.0.0.1:{pair.primary.port}" in caplog.text
+            assert follow_mode(daemon)["listen"] == 1.0
+            assert await socketmap_query(listen, "mailboxes", "alice@example.org") == (
+                "OK example.org/alice/"
+            )
+    finally:
+        await store.close()
