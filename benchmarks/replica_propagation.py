@@ -206,13 +206,13 @@ async def propagation(setup: Setup, changes: int) -> dict[str, list[float]]:
                 "INSERT INTO core_virtualuser (domain_id, email, password, quota) "
                 "VALUES (1, $1, '{PLAIN}x', 0) RETURNING id", key)
             results["insert"].append(await answer_becomes(
-                client, "mailboxes", key, "OK domain1.example.org/new%d/" % number, started))
+                client, "mailboxes", key, f"OK domain1.example.org/new{number}/", started))
             await asyncio.sleep(rng.uniform(0, 0.3))
             started = time.perf_counter()
             await connection.execute(
                 "UPDATE core_virtualuser SET email = $1 WHERE id = $2", moved, row_id)
             results["update"].append(await answer_becomes(
-                client, "mailboxes", moved, "OK domain1.example.org/moved%d/" % number, started))
+                client, "mailboxes", moved, f"OK domain1.example.org/moved{number}/", started))
             await asyncio.sleep(rng.uniform(0, 0.3))
             started = time.perf_counter()
             await connection.execute("DELETE FROM core_virtualuser WHERE id = $1", row_id)
@@ -397,7 +397,8 @@ def report(args: argparse.Namespace, load: float, results: dict[str, list[float]
         f"| first write that worked, after the crash (s) | {o['writes_back_after_crash']:.2f} |",
         "| first write that worked, after the promotion returned (s) | "
         f"{o['writes_back_after_promotion']:.2f} |",
-        f"| that write answered by lookupd after (ms) | {1000 * float(o['first_write_seen']):.0f} |",
+        "| that write answered by lookupd after (ms) | "
+        f"{1000 * float(o['first_write_seen']):.0f} |",
     ]
     return "\n".join(lines)
 

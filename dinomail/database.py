@@ -133,22 +133,30 @@ def create_engine(url: str, **options: object) -> AsyncEngine:
     # with several servers in the URL, by one to whichever now has the attributes asked for.
     options.setdefault("pool_pre_ping", True)
     engine = create_async_engine(target, **options)
-    event.listen(engine.sync_engine, "handle_error", _discard_read_only)
+    event.listen(engine.sync_engine, "handle_error", _unavailable_without_primary)
     return engine
 
 
-def _discard_read_only(context: ExceptionContext) -> OperationalError | None:
-    """A write refused because the server is in recovery: the connection was made to a primary
-    that has since become a standby (or to any server). Treated as a lost connection, so the
-    pool drops every connection it holds and the next request connects again, to the server
-    that now takes writes; raised as the OperationalError of an unavailable database (the API
-    answers 503, the pages say so), not as a failure of the request itself."""
+def _unavailable_without_primary(context: ExceptionContext) -> OperationalError | None:
+    """Raised as the OperationalError of an unavailable database (the API answers 503, the
+    pages say so), not as a failure of the request itself:
+
+    - a write refused because the server is in recovery: the connection was made to a primary
+      that has since become a standby (or to any server). Treated as a lost connection, so the
+      pool drops every connection it holds and the next request connects again, to the server
+      that now takes writes;
+    - a connection refused by asyncpg because every server of the URL answered and none as
+      asked (`read-write` while all are standbys, in the middle of a failover).
+    """
     original = context.original_exception
-    if getattr(original, "sqlstate", None) != READ_ONLY_SQL_TRANSACTION:
+    cause = original.__cause__
+    if getattr(original, "sqlstate", None) == READ_ONLY_SQL_TRANSACTION:
+        context.is_disconnect = True
+    elif not (cause is not None and type(cause).__name__ == "TargetServerAttributeNotMatched"):
         return None
-    context.is_disconnect = True
     return OperationalError(
-        context.statement, context.parameters, original, connection_invalidated=True
+        context.statement, context.parameters, original,
+        connection_invalidated=context.is_disconnect,
     )
 
 

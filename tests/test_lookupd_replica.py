@@ -294,3 +294,25 @@ async def test_a_standby_lost_sends_lookupd_to_the_primary_with_a_full_reload(
             )
     finally:
         await store.close()
+
+
+async def test_no_server_taking_writes_is_an_unavailable_database(
+    pair: ReplicatedPair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every server answers, none takes writes (all standbys, mid-failover): the API says the
+    database is unavailable (503), as when none answers, never a 500."""
+    fast_admin_hashing(monkeypatch)
+    primary_store = Store(pair.primary.url(DATABASE))
+    root = await add_admin(primary_store, "root", superadmin=True)
+    await primary_store.close()
+    await asyncio.to_thread(pair.wait_replayed)
+    store = Store(f"{pair.standby.url(DATABASE)}?target_session_attrs=read-write")
+    try:
+        with pytest.raises(OperationalError, match="None of the hosts match"):
+            await store.ping()
+        async with api_client(store) as api:
+            response = await api.get("/api/virtualdomain/", headers=root.headers)
+        assert response.status_code == 503, response.text
+        assert response.json()["code"] == "unavailable"
+    finally:
+        await store.close()
