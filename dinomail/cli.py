@@ -197,6 +197,11 @@ async def _check_lookups_database(settings: Settings, head: str) -> bool:
                  f"({state.reason or state.revision or 'no DinoMail tables'}): it must be the "
                  "DinoMail database, or a standby of it")
         return await _is_standby(engine)
+    except Exception as error:
+        message = database_error(error)
+        if message is None:
+            raise
+        fail(f"LOOKUPD_DATABASE_URL: {message}")
     finally:
         await engine.dispose()
 

@@ -84,3 +84,13 @@ async def test_a_server_that_does_not_answer_is_skipped(postgres: PostgresServer
         await store.ping()
     finally:
         await store.close()
+
+
+def test_check_names_an_unreachable_lookups_database(postgres: PostgresServer) -> None:
+    result = dinomail("check", env={
+        "DINOMAIL_DATABASE_URL": postgres.url("dinomail_migrated"),
+        "DINOMAIL_LOOKUPD_DATABASE_URL": f"postgresql://postgres@127.0.0.1:{free_port()}/x",
+    })
+    assert result.returncode == 1, result
+    assert result.stderr.startswith("dinomail: error: LOOKUPD_DATABASE_URL: cannot reach")
+    assert result.stderr.count("\n") == 1
