@@ -13,7 +13,10 @@ servers: the refresher asks which server it reads from at each new connection an
 seconds. A standby promoted under it keeps its log (replicated, sequence numbers and all), so
 following simply goes on, now through LISTEN. A connection that reaches another server (a
 failover to it), or a log that went back (a restored database), may not continue the log
-followed so far: the snapshot is then reloaded in full, and meanwhile keeps answering.
+followed so far: the snapshot is then reloaded in full, and meanwhile keeps answering. A gap in
+the sequence numbers is no such sign: a rolled-back transaction leaves one, and a promoted
+standby skips up to 32 (PostgreSQL logs sequences ahead); the triggers hand numbers out in
+commit order, so a number read means every smaller one committed is read too.
 
 When the database is away, the last snapshot keeps answering (its age is exported) and the
 refresher retries with a growing delay. Before the first load there is no snapshot, and every
@@ -45,14 +48,15 @@ from lookupd.snapshot_file import SavedSnapshot, read_snapshot_file, write_snaps
 
 log = logging.getLogger("dinomail.lookupd.refresher")
 
+# Told by a PostgreSQL primary (NOTIFY), or reading the log every few hundred milliseconds.
+FollowMode = Literal["listen", "poll"]
+
 # More pending changes than this: building a fresh snapshot is cheaper than applying them.
 FULL_RELOAD_THRESHOLD = 50_000
 # How often a PostgreSQL follower checks the log even without a notification.
 LISTEN_SAFETY_POLL = 5.0
 # How often the refresher asks which server it reads from (a standby promoted, the log reset).
 SERVER_CHECK_INTERVAL = 5.0
-
-FollowMode = Literal["listen", "poll"]
 # A reconnection attempt is one cheap connect: retrying every few seconds costs nothing and
 # brings fresh data back soon after the database returns.
 RETRY_DELAYS = (0.25, 0.5, 1.0, 2.0, 3.0)
