@@ -54,6 +54,10 @@ async def _migrate(settings: Settings, args: argparse.Namespace) -> None:
         state = await adoption.database_state(engine)
         if state.kind == "unsupported":
             fail(f"{state.reason}; nothing was changed", EXIT_USAGE)
+        if not args.plan and await _is_standby(engine):
+            fail("the database is a standby (a read-only replica in recovery), which takes no "
+                 "writes: run `dinomail migrate` with DATABASE_URL naming the primary; the "
+                 "standby receives the migration from it")
         if args.plan:
             await _print_plan(engine, state)
             return
@@ -110,14 +114,37 @@ async def _adopt(engine: AsyncEngine) -> None:
     print(f"Database adopted and migrated to revision {await migrate.current_revision(engine)}.")
 
 
+async def _is_standby(engine: AsyncEngine) -> bool:
+    from dinomail.store import replication
+
+    async with engine.connect() as conn:
+        return await replication.in_recovery(conn)
+
+
+# What `check` says of a database in recovery, named by the setting that points at it.
+STANDBY_ADMIN = (
+    "The database ({where}) is a standby (a read-only replica in recovery). Lookups work "
+    "there: lookupd follows the change log by polling it every {poll:g} s, as it cannot "
+    "LISTEN on a standby. What does not: the admin API's and pages' changes, `dinomail "
+    "migrate`, and lookupd's own writes (quota usage, policy counters, login blocks). Point "
+    "DATABASE_URL at the primary (or at every server, with ?target_session_attrs=read-write) "
+    "and LOOKUPD_DATABASE_URL at the standby."
+)
+STANDBY_LOOKUPS = (
+    "Lookups read from a standby ({where}, LOOKUPD_DATABASE_URL): lookupd follows the change "
+    "log by polling it every {poll:g} s; writes go to DATABASE_URL."
+)
+
+
 async def _check(settings: Settings, _args: argparse.Namespace) -> None:
     from dinomail import adoption, migrate
-    from dinomail.database import create_engine
+    from dinomail.database import create_engine, describe
     from dinomail.store import Store, mailboxes
 
     engine = create_engine(settings.DATABASE_URL)
     try:
         state = await adoption.database_state(engine)
+        standby = state.kind != "unsupported" and await _is_standby(engine)
     finally:
         await engine.dispose()
     head = migrate.head_revision()
@@ -130,20 +157,53 @@ async def _check(settings: Settings, _args: argparse.Namespace) -> None:
         fail("the database has no DinoMail tables yet: run `dinomail migrate`")
     if state.revision != head:
         fail(f"the database is at revision {state.revision}, not {head}: run `dinomail migrate`")
+    lookups_standby = await _check_lookups_database(settings, head)
     store = Store(settings.DATABASE_URL)
     try:
         async with store.read() as conn:
             locked = await mailboxes.unverifiable_passwords(conn)
     finally:
         await store.close()
-    if not locked:
+    poll = settings.LOOKUPD_POLL_INTERVAL
+    if not locked and not standby:
         print(f"Settings valid; database reachable and at revision {head}. No issues found.")
-        return
-    print(f"Settings valid; database reachable and at revision {head}.")
-    print(f"{len(locked)} mailbox(es) cannot log in until their password is reset (an {{SSHA}} "
-          "hash stored without its salt by the original DinoMail):")
-    for row in locked:
-        print(f"  {row['email']} (id {row['id']})")
+    else:
+        print(f"Settings valid; database reachable and at revision {head}.")
+    if lookups_standby:
+        print(STANDBY_LOOKUPS.format(where=describe(settings.lookupd_database_url), poll=poll))
+    if locked:
+        print(f"{len(locked)} mailbox(es) cannot log in until their password is reset (an "
+              "{SSHA} hash stored without its salt by the original DinoMail):")
+        for row in locked:
+            print(f"  {row['email']} (id {row['id']})")
+    if standby:
+        print(STANDBY_ADMIN.format(where=f"DATABASE_URL, {describe(settings.DATABASE_URL)}",
+                                   poll=poll))
+        fail("DATABASE_URL names a standby: the admin side cannot write there")
+
+
+async def _check_lookups_database(settings: Settings, head: str) -> bool:
+    """LOOKUPD_DATABASE_URL, when set apart: reachable, migrated; whether it is a standby."""
+    from dinomail import adoption
+    from dinomail.database import create_engine
+
+    if settings.lookupd_database_url == settings.DATABASE_URL:
+        return False
+    engine = create_engine(settings.lookupd_database_url)
+    try:
+        state = await adoption.database_state(engine)
+        if state.kind == "unsupported" or state.revision != head:
+            fail(f"LOOKUPD_DATABASE_URL: the database is not at revision {head} "
+                 f"({state.reason or state.revision or 'no DinoMail tables'}): it must be the "
+                 "DinoMail database, or a standby of it")
+        return await _is_standby(engine)
+    except Exception as error:
+        message = database_error(error)
+        if message is None:
+            raise
+        fail(f"LOOKUPD_DATABASE_URL: {message}")
+    finally:
+        await engine.dispose()
 
 
 def _prompt(label: str, *, secret: bool = False) -> str:

@@ -140,6 +140,13 @@ class Settings:
 
     # The lookup daemon's refresher.
     SQLITE_POLL_INTERVAL: float = 0.25
+    # Where lookupd reads the mail data from, when not DATABASE_URL (empty): a PostgreSQL
+    # streaming-replication standby near it, or several servers libpq style
+    # (`postgresql://h1,h2/db?target_session_attrs=prefer-standby`). Its writes (quota usage,
+    # policy counters, auth blocks) still go to DATABASE_URL.
+    LOOKUPD_DATABASE_URL: str = field(default="", repr=False)
+    # Seconds between reads of the change log on a PostgreSQL standby (which cannot LISTEN).
+    LOOKUPD_POLL_INTERVAL: float = 0.25
     FULL_RESYNC_INTERVAL: float = 3600.0
     # The last loaded mail data, kept on disk and served when the daemon starts while the
     # database is unreachable (a relative path is inside STATE_DIR; empty: off), and how often
@@ -186,6 +193,11 @@ class Settings:
     @property
     def unix_socket_mode(self) -> int:
         return int(self.UNIX_SOCKET_MODE, 8)
+
+    @property
+    def lookupd_database_url(self) -> str:
+        """The database lookupd follows: LOOKUPD_DATABASE_URL, else DATABASE_URL."""
+        return self.LOOKUPD_DATABASE_URL or self.DATABASE_URL
 
     @property
     def lookupd_snapshot_path(self) -> Path | None:
@@ -386,6 +398,7 @@ def _check_networks(value: tuple[str, ...]) -> None:
 
 _CHECKS: dict[str, Callable[[Any], None]] = {
     "DATABASE_URL": _check_database_url,
+    "LOOKUPD_DATABASE_URL": lambda value: _check_database_url(value) if value else None,
     "LANGUAGE_CODE": _check_language,
     "TIME_ZONE": _check_time_zone,
     "API_LIMIT_PER_PAGE": _check_non_negative,
@@ -420,6 +433,7 @@ _CHECKS: dict[str, Callable[[Any], None]] = {
     "MAIL_UID": _check_non_negative,
     "MAIL_GID": _check_non_negative,
     "SQLITE_POLL_INTERVAL": _check_positive,
+    "LOOKUPD_POLL_INTERVAL": _check_positive,
     "FULL_RESYNC_INTERVAL": _check_positive,
     "QUOTA_FLUSH_INTERVAL": _check_positive,
     "LOOKUPD_SNAPSHOT_INTERVAL": _check_positive,

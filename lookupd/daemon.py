@@ -78,8 +78,10 @@ async def start_lookupd(settings: Settings, store: Store) -> Lookupd:
         store, holder, metrics,
         recipient_delimiter=settings.RECIPIENT_DELIMITER,
         poll_interval=settings.SQLITE_POLL_INTERVAL,
+        standby_poll_interval=settings.LOOKUPD_POLL_INTERVAL,
         full_resync_interval=settings.FULL_RESYNC_INTERVAL,
         snapshot_file=snapshot_file(settings),
+        follow_url=settings.lookupd_database_url,
     )
     # A write through the store of this process is seen at once, even on SQLite.
     store.on_write(refresher.wake)

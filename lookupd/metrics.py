@@ -29,6 +29,9 @@ LOOKUP_BUCKETS = (
 REFRESH_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 
 REFRESH_KINDS = ("full", "incremental")
+# How the refresher learns of changes: told by the primary (LISTEN/NOTIFY), or by reading the
+# change log every few hundred milliseconds (SQLite, a PostgreSQL standby).
+FOLLOW_MODES = ("listen", "poll")
 
 
 class LookupRecorder:
@@ -144,6 +147,14 @@ class LookupdMetrics:
         self.database_errors = Counter(
             "dinomail_lookupd_database_errors", "Errors talking to the database.", registry=r,
         )
+        self.follow_mode = Gauge(
+            "dinomail_lookupd_follow_mode",
+            "1 for how the change log is followed now: listen (NOTIFY from a PostgreSQL "
+            "primary) or poll (SQLite, a PostgreSQL standby); 0 for the other.",
+            ["mode"], registry=r,
+        )
+        for mode in FOLLOW_MODES:
+            self.follow_mode.labels(mode)
         # Show every series from the start, so a rate() over a fresh daemon is 0, not absent.
         for kind in REFRESH_KINDS:
             for result in ("ok", "error"):
@@ -174,6 +185,11 @@ class LookupdMetrics:
         """Rows by kind, as `Snapshot.row_counts()` gives them."""
         for kind, count in counts.items():
             self.snapshot_rows.labels(kind).set(count)
+
+    def set_follow_mode(self, mode: str) -> None:
+        """`listen` or `poll`: how the refresher follows the change log from now on."""
+        for each in FOLLOW_MODES:
+            self.follow_mode.labels(each).set(1 if each == mode else 0)
 
     def record_database_error(self) -> None:
         self.database_errors.inc()

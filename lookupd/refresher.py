@@ -2,9 +2,21 @@
 
 The change log (appended by database triggers) says which rows changed; the refresher reads the
 current state of just those rows and applies them to the snapshot, so a change costs the same at
-ten mailboxes and at a million. PostgreSQL tells us when to look (LISTEN/NOTIFY); SQLite is
-polled, and a write through the store in this process wakes us at once. A periodic check runs
-on PostgreSQL too, in case a notification was lost with its connection.
+ten mailboxes and at a million. A PostgreSQL primary tells us when to look (LISTEN/NOTIFY);
+SQLite and a PostgreSQL standby (which cannot LISTEN) are polled, with one indexed query that
+returns nothing when nothing changed; a write through the store in this process wakes us at
+once. A periodic check runs on a primary too, in case a notification was lost with its
+connection.
+
+The log may be read from a standby (LOOKUPD_DATABASE_URL), or through a URL naming several
+servers: the refresher asks which server it reads from at each new connection and every few
+seconds. A standby promoted under it keeps its log (replicated, sequence numbers and all), so
+following simply goes on, now through LISTEN. A connection that reaches another server (a
+failover to it), or a log that went back (a restored database), may not continue the log
+followed so far: the snapshot is then reloaded in full, and meanwhile keeps answering. A gap in
+the sequence numbers is no such sign: a rolled-back transaction leaves one, and a promoted
+standby skips up to 32 (PostgreSQL logs sequences ahead); the triggers hand numbers out in
+commit order, so a number read means every smaller one committed is read too.
 
 When the database is away, the last snapshot keeps answering (its age is exported) and the
 refresher retries with a growing delay. Before the first load there is no snapshot, and every
@@ -14,14 +26,20 @@ protocol answers a temporary failure.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from dinomail.database import describe
 from dinomail.records import MailData
-from dinomail.store import Store
+from dinomail.store import Store, replication
 from dinomail.store import changes as changelog
 from dinomail.store.notify import ChangeListener
 from lookupd.metrics import LookupdMetrics
@@ -30,10 +48,15 @@ from lookupd.snapshot_file import SavedSnapshot, read_snapshot_file, write_snaps
 
 log = logging.getLogger("dinomail.lookupd.refresher")
 
+# Told by a PostgreSQL primary (NOTIFY), or reading the log every few hundred milliseconds.
+FollowMode = Literal["listen", "poll"]
+
 # More pending changes than this: building a fresh snapshot is cheaper than applying them.
 FULL_RELOAD_THRESHOLD = 50_000
 # How often a PostgreSQL follower checks the log even without a notification.
 LISTEN_SAFETY_POLL = 5.0
+# How often the refresher asks which server it reads from (a standby promoted, the log reset).
+SERVER_CHECK_INTERVAL = 5.0
 # A reconnection attempt is one cheap connect: retrying every few seconds costs nothing and
 # brings fresh data back soon after the database returns.
 RETRY_DELAYS = (0.25, 0.5, 1.0, 2.0, 3.0)
@@ -71,16 +94,32 @@ class Refresher:
         *,
         recipient_delimiter: str = "+",
         poll_interval: float = 0.25,
+        standby_poll_interval: float = 0.25,
         full_resync_interval: float = 3600.0,
         snapshot_file: SnapshotFile | None = None,
+        follow_url: str | None = None,
     ) -> None:
+        """`store` takes the refresher's writes (pruning the log); the mail data and the log
+        are read from `follow_url` when given (a standby, several servers), else `store`."""
         self.store = store
+        self._owns_follow = follow_url is not None and follow_url != store.url
+        self.follow = Store(follow_url) if self._owns_follow and follow_url else store
         self.holder = holder
         self.metrics = metrics
         self.recipient_delimiter = recipient_delimiter
         self.full_resync_interval = full_resync_interval
-        self._listen = store.dialect == "postgresql"
-        self.poll_interval = LISTEN_SAFETY_POLL if self._listen else poll_interval
+        self._postgres = self.follow.dialect == "postgresql"
+        self._sqlite_poll_interval = poll_interval
+        self.standby_poll_interval = standby_poll_interval
+        # Until the first answer, a PostgreSQL server is taken for a primary.
+        self.mode: FollowMode = "listen" if self._postgres else "poll"
+        self._mode_known = False
+        self.metrics.set_follow_mode(self.mode)
+        self.server: replication.ServerState | None = None
+        self._server_checked = 0.0
+        # Set when the refresher connects again: the new connection may reach another server.
+        self._server_unknown = True
+        self._conn: AsyncConnection | None = None
         self._wake = asyncio.Event()
         self._listener = ChangeListener(self.wake, self.wake)
         self._full_due = True
@@ -99,6 +138,45 @@ class Refresher:
         """Look at the change log now (a write was committed, or a notification came)."""
         self._wake.set()
 
+    @property
+    def poll_interval(self) -> float:
+        """Seconds between reads of the change log when nothing wakes the refresher."""
+        if not self._postgres:
+            return self._sqlite_poll_interval
+        return LISTEN_SAFETY_POLL if self.mode == "listen" else self.standby_poll_interval
+
+    @contextlib.asynccontextmanager
+    async def _reading(self) -> AsyncIterator[AsyncConnection]:
+        """The connection every read of the refresher goes through.
+
+        On PostgreSQL, one connection of its own, kept open and in autocommit: a poll that
+        finds nothing is one round trip (no pool ping, no BEGIN and ROLLBACK around it), and
+        every read is from the one server whose state `_check_server` knows. Each statement
+        reads committed data, as it would inside a READ COMMITTED transaction."""
+        if not self._postgres:
+            async with self.follow.read() as conn:
+                yield conn
+            return
+        if self._conn is None:
+            conn = await self.follow.engine.connect()
+            try:
+                self._conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            except BaseException:
+                await conn.close()
+                raise
+            self._server_unknown = True
+        yield self._conn
+
+    async def _disconnect(self) -> None:
+        """Drop the refresher's connection (after an error: it may be dead, or reach a server
+        that is no longer the right one)."""
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            with contextlib.suppress(Exception):
+                await conn.invalidate()
+            with contextlib.suppress(Exception):
+                await conn.close()
+
     async def run(self, stop: asyncio.Event) -> None:
         failures = 0
         while not stop.is_set():
@@ -111,6 +189,7 @@ class Refresher:
             except Exception as error:  # the daemon must outlive any failure here
                 self._on_error(error, failures)
                 await self._listener.close()
+                await self._disconnect()
                 if self.holder.current is None and not self._disk_tried:
                     await self._load_from_disk()
                 delay = RETRY_DELAYS[min(failures, len(RETRY_DELAYS) - 1)]
@@ -120,14 +199,19 @@ class Refresher:
             self._save_if_due()
             await _wait(stop, self.poll_interval, self._wake)
         await self._listener.close()
+        await self._disconnect()
         if self._saving is not None:
             await self._saving
+        if self._owns_follow:
+            await self.follow.close()
 
     async def _refresh(self) -> None:
-        if self._listen and not self._listener.alive:
-            # Listen before reading, so that no change slips between the read and the LISTEN.
-            await self._listener.start(self.store.url)
         now = time.monotonic()
+        if self._server_unknown or now - self._server_checked >= SERVER_CHECK_INTERVAL:
+            await self._check_server()
+        if self.mode == "listen" and not self._listener.alive:
+            # Listen before reading, so that no change slips between the read and the LISTEN.
+            await self._listener.start(self.follow.url)
         if not self._id_learned and self.snapshot_file is not None:
             await self._learn_database_id()
         if self._full_due or now - self._last_full >= self.full_resync_interval:
@@ -135,13 +219,70 @@ class Refresher:
         else:
             await self.catch_up()
         if now - self._last_prune >= PRUNE_INTERVAL:
+            self._last_prune = now
+            await self._prune()
+
+    async def _prune(self) -> None:
+        """Forget old changes, on the primary (a standby receives the deletion). A failure here
+        is no reason to stop following: the next prune, an hour later, does it."""
+        if self.store is self.follow and self.server is not None and self.server.in_recovery:
+            return
+        try:
             async with self.store.write() as conn:
                 await changelog.prune_older_than(conn, CHANGELOG_RETENTION)
-            self._last_prune = now
+        except Exception as error:
+            if not _is_database_error(error):
+                raise
+            log.warning("cannot prune the change log: %s", _one_line(error))
+
+    async def _check_server(self) -> None:
+        """Which server the log is read from, and whether the log still continues the one
+        followed so far: choose listen or poll, and reload in full when it does not."""
+        async with self._reading() as conn:
+            state = await replication.server_state(conn)
+            latest = await changelog.latest_seq(conn)
+            pruned_through = await changelog.horizon(conn)
+        self._server_unknown = False
+        self._server_checked = time.monotonic()
+        previous, self.server = self.server, state
+        if state is not None:
+            await self._set_mode("poll" if state.in_recovery else "listen", state)
+        if self.holder.current is None or self._full_due:
+            return
+        if previous is not None and state is not None and previous.identity != state.identity:
+            # Another server's log may lack the last changes read (not replicated before a
+            # failover) and hand their sequence numbers to other changes.
+            log.warning("now reading from the server at %s (was %s): reloading the snapshot in "
+                        "full", state.address, previous.address)
+            self._full_due = True
+        elif latest < self.holder.seq:
+            log.warning("the change log went back from %d to %d (a database restored or "
+                        "replaced): reloading the snapshot in full", self.holder.seq, latest)
+            self._full_due = True
+        elif pruned_through > self.holder.seq:
+            log.warning("changes after %d were pruned from the log before being read: "
+                        "reloading the snapshot in full", self.holder.seq)
+            self._full_due = True
+
+    async def _set_mode(self, mode: FollowMode, state: replication.ServerState) -> None:
+        if mode == self.mode and self._mode_known:
+            return
+        self._mode_known = True
+        self.mode = mode
+        self.metrics.set_follow_mode(mode)
+        where = describe(self.follow.url)
+        if mode == "poll":
+            await self._listener.close()
+            log.info("%s (server %s) is a standby, which cannot LISTEN: following the change "
+                     "log by polling it every %g s", where, state.address,
+                     self.standby_poll_interval)
+        else:
+            log.info("%s (server %s) is a primary: following the change log through "
+                     "LISTEN/NOTIFY", where, state.address)
 
     async def full_load(self) -> None:
         started = time.monotonic()
-        async with self.store.read() as conn:
+        async with self._reading() as conn:
             seq, data = await changelog.load_mail_data(conn)
         # Built aside and swapped in one assignment: readers see the old one until then.
         snapshot = Snapshot.build(data, recipient_delimiter=self.recipient_delimiter)
@@ -169,15 +310,13 @@ class Refresher:
         snapshot = self.holder.current
         assert snapshot is not None
         started = time.monotonic()
-        async with self.store.read() as conn:
-            latest = await changelog.latest_seq(conn)
-            if latest <= self.holder.seq:
+        async with self._reading() as conn:
+            # The one query of a poll when nothing changed (an index range scan, no rows).
+            entries = await changelog.changes_since(conn, self.holder.seq, FULL_RELOAD_THRESHOLD)
+            if not entries:
                 self.metrics.mark_snapshot_current()
                 return
             pruned = await changelog.horizon(conn) > self.holder.seq
-            entries = [] if pruned else await changelog.changes_since(
-                conn, self.holder.seq, FULL_RELOAD_THRESHOLD
-            )
             too_many = len(entries) >= FULL_RELOAD_THRESHOLD
             truncated = any(entry.op == "T" for entry in entries)
             if pruned or too_many or truncated:
@@ -207,7 +346,7 @@ class Refresher:
         first daemon that finds none; a daemon that may not write (a read-only replica) loads
         and saves all the same, with the file naming the database by its address only.
         """
-        async with self.store.read() as conn:
+        async with self._reading() as conn:
             self.database_id = await changelog.database_id(conn)
         self._id_learned = True  # asked once, whatever comes of the creation below
         if self.database_id is not None:
@@ -304,7 +443,9 @@ class Refresher:
                 self._failures_logged = now
                 serving = (
                     "nothing loaded yet, answering temporary failures"
-                    if self.holder.current is None else "serving the last snapshot"
+                    if self.holder.current is None
+                    else "serving the snapshot read from disk" if self.holder.stale
+                    else "serving the last snapshot loaded"
                 )
                 log.warning("database unavailable, %s: %s", serving, _one_line(error))
         else:

@@ -47,13 +47,16 @@ _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 def database_name(url: str) -> str:
     """The database a URL points at, without user or password: what a snapshot is for."""
-    from sqlalchemy.engine import make_url
+    from dinomail.database import async_url
 
-    parsed = make_url(url)
+    parsed = async_url(url)
     backend = parsed.get_backend_name()
     if backend == "sqlite":
         path = parsed.database or ""
         return f"sqlite:///{Path(path).resolve() if path and path != ':memory:' else path}"
+    hosts = parsed.query.get("host")
+    if isinstance(hosts, tuple):  # several servers (libpq's h1:p1,h2:p2)
+        return f"{backend}://{','.join(hosts)}/{parsed.database or ''}"
     return f"{backend}://{parsed.host or ''}:{parsed.port or ''}/{parsed.database or ''}"
 
 

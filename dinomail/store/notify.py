@@ -12,7 +12,7 @@ from typing import Any
 
 import asyncpg
 
-from dinomail.database import async_url
+from dinomail.database import asyncpg_connect_args
 
 CHANNEL = "dinomail_changelog"
 CONNECT_TIMEOUT = 10.0
@@ -28,8 +28,10 @@ class ChangeListener:
         self._connection: asyncpg.Connection | None = None
 
     async def start(self, url: str) -> None:
-        dsn = async_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-        connection = await asyncpg.connect(dsn, timeout=CONNECT_TIMEOUT)
+        # Notifications are sent by the primary only (a standby cannot LISTEN): with several
+        # servers in the URL, this connection goes to the one that takes writes.
+        options = asyncpg_connect_args(url, target_session_attrs="read-write")
+        connection = await asyncpg.connect(**options, timeout=CONNECT_TIMEOUT)
         connection.add_termination_listener(lambda _conn: self._on_lost())
         await connection.add_listener(CHANNEL, self._notified)
         self._connection = connection

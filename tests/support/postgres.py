@@ -25,7 +25,10 @@ def find_bindir() -> Path | None:
 
 
 class PostgresServer:
-    def __init__(self, bindir: Path) -> None:
+    def __init__(self, bindir: Path, *, primary: PostgresServer | None = None) -> None:
+        """A new cluster (`initdb`); or, with `primary` (running), a streaming-replication
+        standby of it: `pg_basebackup -R` (which writes standby.signal and the connection to
+        the primary), to be started on a port of its own."""
         self.bindir = bindir
         self.port = free_port()
         self.root = Path(tempfile.mkdtemp(prefix="dinomail-pg-"))
@@ -34,8 +37,22 @@ class PostgresServer:
         self._as_postgres = os.geteuid() == 0
         if self._as_postgres:
             shutil.chown(self.root, "postgres", "postgres")
-        self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust",
-                  "-E", "UTF8", "--locale=C", "--no-sync")
+        if primary is None:
+            # initdb's pg_hba.conf lets loopback connect for replication too (trust).
+            self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust",
+                      "-E", "UTF8", "--locale=C", "--no-sync")
+        else:
+            self._run("pg_basebackup", "-h", "127.0.0.1", "-p", str(primary.port),
+                      "-U", "postgres", "-D", str(self.data), "-R", "-X", "stream",
+                      "-c", "fast", "--no-sync")
+
+    def standby(self) -> PostgresServer:
+        """A streaming standby of this (running) server, not started yet."""
+        return PostgresServer(self.bindir, primary=self)
+
+    def promote(self) -> None:
+        """Make this standby a primary (`pg_ctl promote`), waiting until it takes writes."""
+        self._run("pg_ctl", "-D", str(self.data), "-w", "-t", "60", "promote")
 
     def _run(
         self, tool: str, *args: str, input: str | None = None
@@ -47,15 +64,20 @@ class PostgresServer:
         )
 
     def start(self) -> None:
+        # wal_level replica (the default, said here because a standby depends on it) lets
+        # `standby()` copy this server and stream its changes.
         options = (
             f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off "
-            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200 "
+            "-c wal_level=replica"
         )
         self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.log),
                   "-w", "-t", "60", "start")
 
-    def stop(self) -> None:
-        self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
+    def stop(self, mode: str = "fast") -> None:
+        """`pg_ctl stop -m MODE`: `fast` (clients cut, clean shutdown) or `immediate` (as a
+        crash: no shutdown checkpoint)."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop")
 
     def url(self, database: str = "postgres") -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
