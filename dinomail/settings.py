@@ -58,6 +58,11 @@ class Settings:
     ALLOW_WEAK_PASSWORD_SCHEMES: bool = False
     # The shortest new mailbox password (see `dinomail.store.mailboxes.check_new_password`).
     MAILBOX_PASSWORD_MIN_LENGTH: int = 10
+    # The mailbox owners' self-service pages under `/me/` (password, forwarding, …); off here,
+    # they are off for every domain, whatever each domain's own switch says.
+    SELF_SERVICE: bool = True
+    # The most addresses a mailbox may forward to (its own copy not counted).
+    FORWARDING_MAX_DESTINATIONS: int = 10
 
     # Where the daemons listen: `HOST:PORT`, `[v6]:PORT` or `unix:/path`.
     HTTP_LISTEN: str = "127.0.0.1:8000"
@@ -359,6 +364,7 @@ _CHECKS: dict[str, Callable[[Any], None]] = {
     "TIME_ZONE": _check_time_zone,
     "API_LIMIT_PER_PAGE": _check_non_negative,
     "MAILBOX_PASSWORD_MIN_LENGTH": _check_password_min_length,
+    "FORWARDING_MAX_DESTINATIONS": lambda value: _check_at_least_one(value),
     "ALLOWED_HOSTS": _check_allowed_hosts,
     "HTTP_LISTEN": _check_listen,
     "SOCKETMAP_LISTEN": _check_listen,

@@ -27,6 +27,7 @@ from adminapi.pages import (
     limits,
     mailboxes,
     overview,
+    owner_routes,
     reports,
     sendlimits,
 )
@@ -150,6 +151,9 @@ def routes() -> list[BaseRoute]:
         _route("/blocked-logins/", authblocks.authblock_list),
         _route("/blocked-logins/{pk:int}/unblock", authblocks.authblock_unblock, ("POST",)),
 
+        # The mailbox owners' pages (`/me/`) and the admin's pages for the same settings.
+        *owner_routes.routes(),
+        Route("/me", _redirect_to("/me/"), methods=["GET"]),
         *(Route(path, _redirect_to(target), methods=["GET"]) for path, target in lists.items()),
         Mount("/static", app=StaticHeaders(StaticFiles(directory=STATIC_DIR)), name="static"),
     ]

@@ -14,7 +14,7 @@ from dinomail import validation as v
 from dinomail.passwords import hash_password
 from dinomail.passwords.common import is_common
 from dinomail.passwords.unverifiable import is_saltless_ssha
-from dinomail.schema import quotausage, virtualdomain, virtualuser
+from dinomail.schema import quotausage, virtualalias, virtualdomain, virtualuser
 from dinomail.store import audit, limits
 from dinomail.store.common import (
     Row,
@@ -239,6 +239,8 @@ async def delete(conn: AsyncConnection, actor: str, scope: Scope, mailbox_id: in
     if not scope.allows(old["domain_id"]):
         raise Forbidden("this mailbox is outside your domains")
     await conn.execute(virtualuser.delete().where(virtualuser.c.id == mailbox_id))
+    # Its forwarding (alias rows on its address) goes with it, or mail would go on leaving.
+    await conn.execute(virtualalias.delete().where(virtualalias.c.source == old["email"]))
     await audit.record(conn, actor, "delete", OBJECT_TYPE, mailbox_id, old["email"], old=old)
     return old
 
