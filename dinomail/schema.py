@@ -68,6 +68,9 @@ virtualdomain = sa.Table(
     _timestamp("created_at"),
     # New (0007): the catch-all's destinations may send as the domain's unused addresses.
     sa.Column("catchall_senders", sa.Boolean, nullable=False, server_default=sa.false()),
+    # New (0015): the domain's mailboxes log in to IMAP, POP3, SMTP and ManageSieve with app
+    # passwords only; the main password still opens the self-service pages.
+    sa.Column("require_app_passwords", sa.Boolean, nullable=False, server_default=sa.false()),
 )
 
 virtualuser = sa.Table(
@@ -596,4 +599,50 @@ domainselfservice = sa.Table(
     # Whether forwarding may send the domain's mail to addresses outside the hosted domains.
     sa.Column("external_forwarding", sa.Boolean, nullable=False, server_default=sa.true()),
     _timestamp("updated_at"),
+)
+
+
+# --- vacation replies and app passwords (migration 0015_vacation_apppasswords) -------------------
+# Not mail tables: no change-log trigger. The lookup daemon reads them when Dovecot asks (the
+# Sieve script at delivery, the app passwords at login).
+
+vacation = sa.Table(
+    "dinomail_vacation",
+    metadata,
+    # A mailbox's vacation reply; no row: none. The Sieve script is made from it at delivery.
+    sa.Column(
+        "user_id",
+        sa.Integer,
+        sa.ForeignKey("core_virtualuser.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("enabled", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("subject", sa.String(255), nullable=False, server_default=""),
+    sa.Column("body", sa.Text, nullable=False, server_default=""),
+    # The first and last day of the absence (the server's time zone), both included; NULL: open.
+    sa.Column("starts", sa.Date, nullable=True),
+    sa.Column("ends", sa.Date, nullable=True),
+    # At most one reply per sender in this many days (Sieve vacation's :days).
+    sa.Column("interval_days", sa.Integer, nullable=False, server_default="7"),
+    _timestamp("updated_at"),
+)
+
+apppassword = sa.Table(
+    "dinomail_apppassword",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column(
+        "user_id",
+        sa.Integer,
+        sa.ForeignKey("core_virtualuser.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("name", sa.String(100), nullable=False),
+    # The protocols it opens, comma-separated, sorted: imap, pop3, sieve, smtp.
+    sa.Column("protocols", sa.String(64), nullable=False),
+    sa.Column("password", sa.String(300), nullable=False),  # {SCHEME}hash, as Dovecot reads
+    _timestamp("created"),
+    _timestamp("last_used", nullable=True),
+    # Also the index of a mailbox's app passwords (its first column).
+    sa.UniqueConstraint("user_id", "name"),
 )

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Debian packages the test suite drives for real: PostgreSQL, Postfix (with its pgsql maps),
-# Dovecot (IMAP, LMTP, Lua auth), Chromium for the pages, dnsmasq for the DNS checks, the
-# sqlite3 shell for the documented online backup, MariaDB for the PostfixAdmin import.
+# Dovecot (IMAP, LMTP, Lua auth, Sieve and ManageSieve), Chromium for the pages, dnsmasq for
+# the DNS checks, the sqlite3 shell for the documented online backup, MariaDB for the PostfixAdmin import.
 # Installs only what is missing; needs root (apt). Safe to run again.
 set -euo pipefail
 
@@ -9,6 +9,7 @@ PACKAGES=(
   postgresql
   postfix postfix-pgsql
   dovecot-core dovecot-imapd dovecot-lmtpd dovecot-auth-lua lua-socket lua-json lua-dkjson
+  dovecot-sieve dovecot-managesieved
   chromium chromium-driver
   dnsmasq-base
   sqlite3

@@ -7,6 +7,7 @@ Every row is run for every caller against one database; mismatches are reported 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -307,7 +308,8 @@ def endpoints(app: Any, *, options: bool = False) -> list[Endpoint]:
     for route in app.routes:
         if not isinstance(route, Route):
             continue  # the static files' mount
-        path = route.path.replace("{pk:int}", "{pk}")
+        # A second id in the path (an app password under its mailbox) takes the same value.
+        path = re.sub(r"\{\w+:int\}", "{pk}", route.path)
         for method in sorted(route.methods or ()):
             if method != "HEAD" and (method == "OPTIONS") == options:
                 found.append(Endpoint(path, method))

@@ -10,7 +10,6 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 import pytest
 import sqlalchemy as sa
 from starlette.routing import Route
@@ -234,7 +233,7 @@ async def test_an_owner_changes_only_their_own_mailbox(store: Store, world: Worl
     assert await alias_rows(store) == [("bob@b.org", "bob.other@elsewhere.example")]
 
 
-# --- password --------------------------------------------------------------------------------------
+# --- password ----------------------------------------------------------------------------------
 
 
 async def test_password_change_ends_other_sessions_and_keeps_this_one(

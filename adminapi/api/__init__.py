@@ -11,7 +11,16 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from adminapi.api import dns as dns_api
-from adminapi.api import docs, forwarding, mtasts, openapi, reports, sendlimits, tastypie
+from adminapi.api import (
+    docs,
+    forwarding,
+    mailboxextras,
+    mtasts,
+    openapi,
+    reports,
+    sendlimits,
+    tastypie,
+)
 from adminapi.api.accounts import admin, auditlog
 from adminapi.api.authblocks import authblock
 from adminapi.api.keys import apikey, apikey_detail, apikey_list
@@ -58,6 +67,7 @@ def openapi_document() -> dict[str, Any]:
             **tastypie.openapi_paths(SET_RESOURCES, ()),
             **mtasts.openapi_paths(), **reports.openapi_paths(),
             **forwarding.openapi_paths(),
+            **mailboxextras.openapi_paths(),
         },
         extra_schemas=dns_api.openapi_schemas(),
     )
@@ -150,6 +160,9 @@ def routes() -> list[BaseRoute]:
         table.append(_route(path, endpoint, methods))
     # A mailbox's forwarding, a domain's self-service switches.
     for path, endpoint, methods in forwarding.routes():
+        table.append(_route(path, endpoint, methods))
+    # A mailbox's vacation reply and app passwords.
+    for path, endpoint, methods in mailboxextras.routes():
         table.append(_route(path, endpoint, methods))
     return table
 

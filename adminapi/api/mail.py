@@ -143,6 +143,10 @@ virtualdomain = Resource(
               "Whether the destinations of the domain's catch-all (`@domain` alias) may send as "
               "any address of the domain that is neither a mailbox nor an alias. Off unless "
               "turned on. Left unchanged by a PUT that omits it."),
+        Field("require_app_passwords", {"type": "boolean"},
+              "Whether the domain's mailboxes log in to IMAP, POP3, SMTP and ManageSieve with "
+              "app passwords only (the main password then opens only the self-service pages). "
+              "Off unless turned on. Left unchanged by a PUT that omits it."),
         Field("created_at", DATETIME, "When the domain was created.", read_only=True),
     ),
     list_options=ListOptions(

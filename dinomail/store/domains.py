@@ -36,6 +36,7 @@ NORMALIZERS: dict[str, Normalizer] = {
     "smtp_address": v.normalize_hostname,
     "active": v.normalize_bool,
     "catchall_senders": v.normalize_bool,
+    "require_app_passwords": v.normalize_bool,
     "max_mailboxes": v.normalize_limit,
     "max_aliases": v.normalize_limit,
     "max_quota_per_mailbox": v.normalize_quota,
