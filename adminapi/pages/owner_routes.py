@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute, Route
 
-from adminapi.pages import forwarding, owner_account
+from adminapi.pages import forwarding, owner_account, owner_extras
 from adminapi.pages.ownersession import ROUTE_PREFIX, OwnerView, owner_endpoint
 from adminapi.pages.web import ROUTE_PREFIX as ADMIN_ROUTE_PREFIX
 from adminapi.pages.web import View, page_endpoint
@@ -32,6 +32,11 @@ def routes() -> list[BaseRoute]:
         _owner("/me/language", owner_account.me_language, ["POST"], public=True),
         _owner("/me/password", owner_account.me_password, GET_POST),
         _owner("/me/forwarding", forwarding.me_forwarding, GET_POST),
+        _owner("/me/vacation/", owner_extras.me_vacation, GET_POST),
+        _owner("/me/vacation/delete", owner_extras.me_vacation_delete, ["POST"]),
+        _owner("/me/app-passwords/", owner_extras.me_app_passwords, GET_POST),
+        _owner("/me/app-passwords/{pk:int}/revoke", owner_extras.me_app_password_revoke,
+               ["POST"]),
         _admin("/virtual-users/{pk:int}/forwarding", forwarding.mailbox_forwarding, GET_POST),
         _admin("/virtual-domains/{pk:int}/self-service", forwarding.domain_selfservice,
                GET_POST),

@@ -25,7 +25,6 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
-from starlette.routing import NoMatchFound
 
 from adminapi.api.errors import ApiError
 from adminapi.pages.forms import N_, BadForm, read_form
@@ -39,6 +38,10 @@ from adminapi.pages.sessions import (
 from adminapi.pages.web import SECURITY_HEADERS, Page, csrf_failure, csrf_ok
 from dinomail.selfservice import Owner
 from dinomail.store import Forbidden, NotFound, StoreError, selfservice
+from dinomail.store.apppasswords import PROTOCOLS
+from dinomail.store.vacation import _FIRST_YEAR as FIRST_YEAR
+from dinomail.store.vacation import _LAST_YEAR as LAST_YEAR
+from dinomail.store.vacation import MAX_INTERVAL_DAYS, MIN_INTERVAL_DAYS
 from dinomail.validation import ValidationError
 
 COOKIE_NAME = "dinomail_me"
@@ -53,11 +56,25 @@ REFUSALS: dict[str, str] = {
     "forwarding_external_forbidden": N_(
         "%(domain)s does not allow forwarding outside this server's domains "
         "(%(address)s)."),
+    "app_password_exists": N_("The app password %(name)s already exists."),
+    "app_password_limit": N_("A mailbox has at most %(limit)s app passwords."),
 }
 # Refusals without a code, by their English sentence.
 SENTENCES: dict[str, str] = {
     "is not the mailbox's current password": N_("This is not your current password."),
     "the two passwords differ": N_("The two passwords differ."),
+    "must be a day as YYYY-MM-DD": N_("Enter a day, as 2025-07-14."),
+    "must be a day (YYYY-MM-DD), not a time": N_("Enter a day, as 2025-07-14."),
+    "is required to turn the vacation reply on": N_("A message is needed to turn the reply on."),
+    "must be on or after the first day": N_("The last day cannot come before the first."),
+    "must be a whole number of days": N_("Enter a whole number of days."),
+    f"must be between {MIN_INTERVAL_DAYS} and {MAX_INTERVAL_DAYS} days": N_(
+        "Enter a number of days from 1 to 30."),
+    f"must lie between the years {FIRST_YEAR} and {LAST_YEAR}": N_(
+        "Enter a day between the years 1000 and 9999."),
+    "must name at least one protocol": N_("Choose at least one."),
+    f"must be a list of protocols among {', '.join(PROTOCOLS)}": N_("Choose at least one."),
+    "must be text": N_("Enter text."),
 }
 
 
@@ -105,14 +122,6 @@ class OwnerPage(Page):
 
     def url(self, name: str, /, **params: Any) -> str:
         return str(self.request.app.url_path_for(ROUTE_PREFIX + name, **params))
-
-    def has_route(self, name: str) -> bool:
-        """Whether the owners' page `name` is served (the sections shown depend on it)."""
-        try:
-            self.url(name)
-        except NoMatchFound:
-            return False
-        return True
 
     def admin_url(self, name: str, /, **params: Any) -> str:
         return super().url(name, **params)
