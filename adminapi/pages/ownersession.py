@@ -59,7 +59,7 @@ REFUSALS: dict[str, str] = {
     "app_password_exists": N_("The app password %(name)s already exists."),
     "app_password_limit": N_("A mailbox has at most %(limit)s app passwords."),
 }
-# Refusals without a code, by their English sentence.
+# Refusals without a code, by their English sentence (made with the store's own bounds).
 SENTENCES: dict[str, str] = {
     "is not the mailbox's current password": N_("This is not your current password."),
     "the two passwords differ": N_("The two passwords differ."),
@@ -169,7 +169,6 @@ def _finish(page: OwnerPage, response: Response) -> Response:
     for name, value in SECURITY_HEADERS.items():
         response.headers.setdefault(name, value)
     if page.session.modified:
-        page.session.flashes = page.session.flashes[-3:]
         response.set_cookie(
             COOKIE_NAME, page.codec.encode(page.session), max_age=SESSION_LIFETIME_SECONDS,
             path=COOKIE_PATH, httponly=True, samesite="lax",
