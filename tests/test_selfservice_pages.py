@@ -155,7 +155,7 @@ async def test_every_post_needs_the_session_token(store: Store, world: World) ->
 
 
 def _concrete(path: str, pk: int) -> str:
-    return path.replace("{pk:int}", str(pk)).replace("{ids}", str(pk))
+    return re.sub(r"\{\w+(?::\w+)?\}", str(pk), path)
 
 
 async def test_an_owner_reaches_no_admin_page_or_api_endpoint(
