@@ -183,3 +183,23 @@ async def test_deleting_a_mailbox_ends_its_forwarding(store: Store,
     async with store.write() as conn:
         await mailboxes.delete(conn, "test", EVERYTHING, world["bob"])
     assert await alias_rows(store) == []
+
+
+async def test_renaming_a_mailbox_keeps_its_forwarding(store: Store,
+                                                       world: dict[str, Any]) -> None:
+    async with api_client(store) as client:
+        answer = await client.put(f"/api/mailbox/{world['bob']}/forwarding/",
+                                  headers=world["root"].headers,
+                                  json={"destinations": ["x@elsewhere.example"],
+                                        "keep_copy": True})
+        assert answer.status_code == 200
+    async with store.write() as conn:
+        await mailboxes.update(conn, "test", EVERYTHING, world["bob"],
+                               {"email": "robert@b.org"})
+    assert await alias_rows(store) == [("robert@b.org", "robert@b.org"),
+                                       ("robert@b.org", "x@elsewhere.example")]
+    async with api_client(store) as client:
+        answer = await client.get(f"/api/mailbox/{world['bob']}/forwarding/",
+                                  headers=world["root"].headers)
+        assert answer.json()["keep_copy"] is True
+        assert answer.json()["destinations"] == ["x@elsewhere.example"]

@@ -208,10 +208,28 @@ async def update(
         await conn.execute(
             virtualuser.update().where(virtualuser.c.id == mailbox_id).values(**after)
         )
+        if "email" in after:
+            await _move_forwarding(conn, old["email"], merged["email"], domain["id"])
         await audit.record(
             conn, actor, "update", OBJECT_TYPE, mailbox_id, old["email"], old=before, new=after
         )
     return await get(conn, scope, mailbox_id)
+
+
+async def _move_forwarding(
+    conn: AsyncConnection, old_email: str, new_email: str, domain_id: int
+) -> None:
+    """A renamed mailbox keeps its forwarding (alias rows on its address, `store.forwarding`),
+    its kept copy included; left on the old address they would take that address's mail."""
+    await conn.execute(
+        virtualalias.update().where(virtualalias.c.source == old_email)
+        .values(source=new_email, domain_id=domain_id)
+    )
+    await conn.execute(
+        virtualalias.update()
+        .where(virtualalias.c.source == new_email, virtualalias.c.destination == old_email)
+        .values(destination=new_email)
+    )
 
 
 async def set_password(
