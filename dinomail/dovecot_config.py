@@ -139,6 +139,17 @@ service auth {{
 service auth-worker {{
   user = root
 }}
+
+# Vacation replies and the users' own Sieve filters (Debian's dovecot-sieve and
+# dovecot-managesieved): the vacation script DinoMail makes comes from the dict socket, before
+# the user's active ManageSieve script.
+protocol lmtp {{
+  mail_plugins = $mail_plugins sieve
+}}
+plugin {{
+  sieve = file:~/sieve;active=~/.dovecot.sieve
+  sieve_before = dict:proxy:{socket}:sieve;name=vacation
+}}
 """
 
 

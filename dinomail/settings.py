@@ -93,6 +93,12 @@ class Settings:
     POLICY_FLUSH_INTERVAL: float = 1.0
     POLICY_SYNC_INTERVAL: float = 5.0
 
+    # Vacation replies and app passwords (lookup daemon): seconds between reloads of the
+    # vacation Sieve scripts Dovecot reads over the dict `sieve`, and between writes of the app
+    # passwords' last use.
+    VACATION_REFRESH_INTERVAL: float = 5.0
+    APP_PASSWORD_FLUSH_INTERVAL: float = 5.0
+
     # Dovecot auth policy (brute-force protection, `/dovecot/auth-policy` on LOOKUPD_HTTP_LISTEN):
     # distinct failed passwords remembered for AUTH_POLICY_WINDOW seconds, per client address
     # and per login; past *_TARPIT_AFTER a delay of AUTH_POLICY_TARPIT_SECONDS per further
@@ -374,6 +380,8 @@ _CHECKS: dict[str, Callable[[Any], None]] = {
     "POLICY_REFRESH_INTERVAL": _check_positive,
     "POLICY_FLUSH_INTERVAL": _check_positive,
     "POLICY_SYNC_INTERVAL": _check_positive,
+    "VACATION_REFRESH_INTERVAL": _check_positive,
+    "APP_PASSWORD_FLUSH_INTERVAL": _check_positive,
     "AUTH_POLICY_API_KEY": _check_http_secret,
     "AUTH_POLICY_WINDOW": _check_positive,
     "AUTH_POLICY_IP_TARPIT_AFTER": _check_non_negative,

@@ -14,6 +14,7 @@ from lookupd.authblocks import BlockSync
 from lookupd.authpolicy import AuthPolicy, AuthPolicyConfig
 from lookupd.dovecot.auth import UserdbSettings
 from lookupd.dovecot.dict import DictServer, start_dict_server
+from lookupd.dovecot.verify import AppPasswordUse, PasswordVerifier
 from lookupd.http import create_http_app
 from lookupd.limits import connection_limits
 from lookupd.listen import set_socket_permissions, socket_owner_ids
@@ -23,6 +24,7 @@ from lookupd.quota import QuotaWriter
 from lookupd.refresher import Refresher, SnapshotFile, SnapshotHolder
 from lookupd.snapshot_file import database_name
 from lookupd.socketmap import SocketmapServer, start_socketmap_server
+from lookupd.vacations import VacationScripts
 
 log = logging.getLogger("dinomail.lookupd")
 
@@ -45,6 +47,10 @@ class Lookupd:
     auth_policy: AuthPolicy
     block_sync: BlockSync
     block_task: asyncio.Task[None]
+    vacations: VacationScripts
+    vacation_task: asyncio.Task[None]
+    app_password_use: AppPasswordUse
+    app_password_task: asyncio.Task[None]
 
     async def stop(self) -> None:
         """Stop accepting, let in-flight requests finish, stop following the database."""
@@ -58,6 +64,8 @@ class Lookupd:
         self.stop_event.set()
         await self.quota_task
         await self.block_task  # removes this daemon's blocks from the table
+        await self.vacation_task
+        await self.app_password_task  # the last uses are written before it returns
         await self.refresh_task
 
 
@@ -98,10 +106,11 @@ async def start_lookupd(settings: Settings, store: Store) -> Lookupd:
     if not settings.DICT_LISTEN:
         # The default socket lives in STATE_DIR, which `dinomail lookupd` alone never created.
         Path(settings.STATE_DIR).mkdir(mode=0o750, parents=True, exist_ok=True)
+    vacations = VacationScripts(store, refresh_interval=settings.VACATION_REFRESH_INTERVAL)
     dovecot_dict = await start_dict_server(
         settings.dict_listen, lambda: holder.current, userdb=userdb,
         quota_writer=quota_writer, metrics=metrics,
-        request_timeout=timeout, max_connections=limits["dict"],
+        request_timeout=timeout, max_connections=limits["dict"], vacations=vacations,
     )
     policy = await start_policy_service(
         settings.POLICY_LISTEN, store, lambda: holder.current,
@@ -123,10 +132,14 @@ async def start_lookupd(settings: Settings, store: Store) -> Lookupd:
     for server in (socketmap, dovecot_dict, policy):
         if server.address.path is not None:
             set_socket_permissions(server.address.path, socket_ids, settings.unix_socket_mode)
+    app_password_use = AppPasswordUse(
+        store, flush_interval=settings.APP_PASSWORD_FLUSH_INTERVAL
+    )
     http = HttpServer(
         create_http_app(
             holder, metrics, userdb=userdb, dovecot_secret=settings.DOVECOT_HTTP_SECRET,
             auth_policy=auth_policy, auth_policy_api_key=settings.AUTH_POLICY_API_KEY,
+            verifier=PasswordVerifier(store, app_password_use),
         ),
         settings.LOOKUPD_HTTP_LISTEN,
     )
@@ -135,6 +148,8 @@ async def start_lookupd(settings: Settings, store: Store) -> Lookupd:
     refresh_task = asyncio.create_task(refresher.run(stop_event))
     quota_task = asyncio.create_task(quota_writer.run(stop_event))
     block_task = asyncio.create_task(block_sync.run(stop_event))
+    vacation_task = asyncio.create_task(vacations.run(stop_event))
+    app_password_task = asyncio.create_task(app_password_use.run(stop_event))
     log.info("socketmap listening on %s", socketmap.address)
     log.info("Dovecot dict listening on %s", dovecot_dict.address)
     log.info("policy listening on %s", policy.address)
@@ -142,6 +157,7 @@ async def start_lookupd(settings: Settings, store: Store) -> Lookupd:
     return Lookupd(
         holder, metrics, refresher, socketmap, http, refresh_task, stop_event,
         dovecot_dict, quota_writer, quota_task, policy, auth_policy, block_sync, block_task,
+        vacations, vacation_task, app_password_use, app_password_task,
     )
 
 

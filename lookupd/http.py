@@ -6,7 +6,10 @@ Dovecot's Lua driver (`conf/dovecot/dinomail-auth.lua`) asks:
   object the dict proxy answers (`lookupd.dovecot.auth`), 404 when no mailbox has that name, 503
   while no snapshot is loaded or when the lookup failed (Lua answers "internal failure", never
   "unknown user");
-- `GET /dovecot/users` → a JSON array of every mailbox's address (`doveadm user '*'`).
+- `GET /dovecot/users` → a JSON array of every mailbox's address (`doveadm user '*'`);
+- `POST /dovecot/verify` (form fields `user`, `password`, `service`) → 200 with
+  `{"result": "ok" | "mismatch", "fields": {...}}`, 404 for an unknown login, 503 when it cannot
+  be told: the main password or an app password allowed for the service (`lookupd.dovecot.verify`).
 `?dovecot=2.4` on the userdb lookup names the quota as Dovecot 2.4 does (`quota_storage_size`).
 Dovecot's auth policy (`auth_policy_server_url`) posts to `/dovecot/auth-policy` (see
 `lookupd.authpolicy`, which has its own key, AUTH_POLICY_API_KEY).
@@ -29,6 +32,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
+from urllib.parse import parse_qs
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -39,6 +43,7 @@ from starlette.routing import Route
 
 from lookupd.authpolicy import AuthPolicy, auth_policy_route
 from lookupd.dovecot.auth import UserdbSettings, iter_users, lookup_passdb, lookup_userdb
+from lookupd.dovecot.verify import PasswordVerifier
 from lookupd.httpbody import BodyLimit
 from lookupd.metrics import LookupdMetrics
 from lookupd.refresher import SnapshotHolder
@@ -46,7 +51,10 @@ from lookupd.snapshot import Snapshot
 
 PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 DOVECOT_HTTP_PROTOCOL = "dovecot_http"
-DOVECOT_HTTP_MAPS = ("passdb", "userdb", "users")
+DOVECOT_HTTP_MAPS = ("passdb", "userdb", "users", "verify")
+# Longest accepted value of a verify form field (a password is at most 1024 characters, each
+# up to 4 UTF-8 bytes).
+MAX_VERIFY_FIELD = 4096
 # Addresses per chunk of `/dovecot/users`: a million are sent without stalling other requests.
 USERS_CHUNK = 2000
 
@@ -71,6 +79,7 @@ def create_http_app(
     dovecot_secret: str = "",
     auth_policy: AuthPolicy | None = None,
     auth_policy_api_key: str = "",
+    verifier: PasswordVerifier | None = None,
 ) -> Starlette:
     userdb = userdb or UserdbSettings()
     recorder = metrics.recorder(DOVECOT_HTTP_PROTOCOL, DOVECOT_HTTP_MAPS)
@@ -123,6 +132,39 @@ def create_http_app(
         recorder.lookup("users", "ok", time.perf_counter() - started)
         return StreamingResponse(_json_array(emails), media_type="application/json")
 
+    async def dovecot_verify(request: Request) -> Response:
+        if not allowed(request):
+            return JSONResponse({"error": "forbidden"}, status_code=403)
+        started = time.perf_counter()
+        snapshot = holder.current
+        if snapshot is None or verifier is None:
+            recorder.lookup("verify", "temp", time.perf_counter() - started)
+            return JSONResponse({"error": "mail data not loaded yet"}, status_code=503)
+        form = _verify_form(await request.body())
+        if form is None:
+            # Not text a stored address or password could be: a wrong password, as Dovecot says.
+            recorder.lookup("verify", "notfound", time.perf_counter() - started)
+            return JSONResponse({"result": "mismatch", "fields": {}},
+                                headers={"Cache-Control": "no-store"})
+        try:
+            verdict = await verifier.verify(snapshot, form["user"], form["password"],
+                                            form["service"])
+        except Exception:
+            log.exception("Dovecot password check failed")
+            recorder.lookup("verify", "temp", time.perf_counter() - started)
+            recorder.lookup_error("exception")
+            return JSONResponse({"error": "internal error"}, status_code=503)
+        elapsed = time.perf_counter() - started
+        if verdict.result == "temp":
+            recorder.lookup("verify", "temp", elapsed)
+            return JSONResponse({"error": "cannot check this password now"}, status_code=503)
+        if verdict.result == "unknown":
+            recorder.lookup("verify", "notfound", elapsed)
+            return JSONResponse({"error": "no such user"}, status_code=404)
+        recorder.lookup("verify", "ok", elapsed)
+        return JSONResponse({"result": verdict.result, "fields": verdict.fields},
+                            headers={"Cache-Control": "no-store"})
+
     async def healthz(request: Request) -> JSONResponse:
         # 503 until the first snapshot: a load balancer must not send traffic that would only
         # get temporary failures.
@@ -152,9 +194,30 @@ def create_http_app(
         Route("/dovecot/passdb/{login:path}", dovecot_lookup("passdb", passdb_lookup)),
         Route("/dovecot/userdb/{login:path}", dovecot_lookup("userdb", userdb_lookup)),
         Route("/dovecot/users", dovecot_users),
+        Route("/dovecot/verify", dovecot_verify, methods=["POST"]),
         # Dovecot's auth_policy_server_url (brute-force protection, lookupd.authpolicy).
         *([auth_policy_route(auth_policy, auth_policy_api_key)] if auth_policy else []),
     ])
+
+
+def _verify_form(body: bytes) -> dict[str, str] | None:
+    """The `user`, `password` and `service` of a verify request; None when one is missing,
+    repeated, too long, or not UTF-8 without NUL."""
+    try:
+        fields = parse_qs(body.decode("ascii"), keep_blank_values=True, strict_parsing=False,
+                          encoding="utf-8", errors="strict")
+    except (UnicodeDecodeError, ValueError):
+        return None
+    form: dict[str, str] = {}
+    for name in ("user", "password", "service"):
+        values = fields.get(name)
+        if values is None or len(values) != 1:
+            return None
+        value = values[0]
+        if len(value) > MAX_VERIFY_FIELD or "\0" in value:
+            return None
+        form[name] = value
+    return form
 
 
 async def _json_error(request: Request, error: Exception) -> Response:

@@ -402,7 +402,7 @@ async def test_auth_dict_is_read_only(server: DictServer) -> None:
 @pytest.mark.parametrize("lines", [
     [b"Lshared/passdb/alice@example.com\tx"],  # no handshake
     [b"H9\t0\t0\t\tauth"],  # unknown major version
-    [b"H3\t2\t0\t\tsieve"],  # unknown dict name
+    [b"H3\t2\t0\t\tacl"],  # unknown dict name
     [b"H3\t2"],  # malformed handshake
     [V3_AUTH, b"Zwhat"],  # unknown command
     [V3_AUTH, b""],  # empty line

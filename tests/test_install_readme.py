@@ -275,7 +275,8 @@ QUOTA_FLUSH_INTERVAL = 0.2
 
 # The commands that need systemd or the package manager, and what the test does instead.
 SYSTEM_STEPS = {
-    "apt-get install -y postfix dovecot-imapd dovecot-lmtpd python3-venv make":
+    "apt-get install -y postfix dovecot-imapd dovecot-lmtpd dovecot-sieve dovecot-managesieved"
+    " python3-venv make":
         lambda box: None,
     "systemctl daemon-reload": lambda box: None,
     "systemctl enable --now dinomail": Sandbox.start_dinomail,

@@ -169,7 +169,7 @@ APP_PASSWORD_SCHEMA: dict[str, Any] = {
         "id": {"type": "integer", "readOnly": True},
         "name": {"type": "string", "maxLength": apppasswords.MAX_NAME_LENGTH,
                  "description": "Unique per mailbox, e.g. the device it is for."},
-        "protocols": {"type": "array", "minItems": 1, "uniqueItems": True,
+        "protocols": {"type": "array", "minItems": 1,
                       "items": {"type": "string", "enum": list(apppasswords.PROTOCOLS)},
                       "description": "What it opens: imap, pop3, smtp (submission), sieve "
                       "(ManageSieve)."},
@@ -193,7 +193,11 @@ def openapi_paths() -> dict[str, Any]:
                 "responses": {**success, **error_responses(errors)}, **extra}
 
     writes = [400, 401, 403, 404, 413, 503]
-    vacation_input = {**VACATION_SCHEMA, "additionalProperties": False}
+    # What GET shows may be sent back whole, read-only fields included (they are ignored).
+    vacation_input = {"type": "object", "additionalProperties": False, "properties": {
+        key: value for key, value in VACATION_SCHEMA["properties"].items()
+        if not value.get("readOnly")
+    }}
     created = {**APP_PASSWORD_SCHEMA, "properties": {
         **APP_PASSWORD_SCHEMA["properties"],
         "password": {"type": "string", "description": "The secret: shown this once only."},

@@ -13,6 +13,12 @@
 --   dovecot  the Dovecot version whose userdb field names to ask for: 2.3 (quota_rule, the
 --            default) or 2.4 (quota_storage_size)
 --
+-- Passwords are checked by the lookup daemon (auth_password_verify → POST /dovecot/verify):
+-- the main password, or an app password allowed for the service (%{service}: imap, pop3, sieve,
+-- smtp); a domain may require app passwords, and then the main password opens none of these.
+-- auth_passdb_lookup (the stored hash, for mechanisms other than PLAIN and LOGIN) knows
+-- nothing of app passwords: keep auth_mechanisms = plain login.
+--
 -- Answers: 200 → the fields (password, nologin, reason, user; uid, gid, home, quota_rule);
 -- 404 → unknown user. Anything else (503 while the daemon has no data yet, a refused
 -- connection, a timeout, a malformed body) is an internal failure: Dovecot says "temporary
@@ -50,23 +56,50 @@ local function path_escape(text)
   end))
 end
 
--- GET a path; returns the HTTP status and the body, or nil and why the request failed.
-local function get(path)
+-- A form value: everything but unreserved characters percent-encoded (any bytes pass).
+local function form_escape(text)
+  return (tostring(text):gsub("[^%w%-%._~]", function(char)
+    return string.format("%%%02X", string.byte(char))
+  end))
+end
+
+-- GET a path, or POST `form` (a table) to it; returns the HTTP status and the body, or nil and
+-- why the request failed.
+local function request(path, form)
   local body = {}
   local headers = { ["Accept"] = "application/json" }
   if config.secret ~= "" then
     headers["Authorization"] = "Bearer " .. config.secret
   end
+  local source = nil
+  local method = "GET"
+  if form ~= nil then
+    local parts = {}
+    for key, value in pairs(form) do
+      parts[#parts + 1] = form_escape(key) .. "=" .. form_escape(value)
+    end
+    local encoded = table.concat(parts, "&")
+    headers["Content-Type"] = "application/x-www-form-urlencoded"
+    headers["Content-Length"] = tostring(#encoded)
+    source = ltn12.source.string(encoded)
+    method = "POST"
+  end
   http.TIMEOUT = tonumber(config.timeout) or 5
   local ok, status = http.request({
     url = config.url .. path,
+    method = method,
     headers = headers,
+    source = source,
     sink = ltn12.sink.table(body),
   })
   if ok == nil then
     return nil, tostring(status)
   end
   return status, table.concat(body)
+end
+
+local function get(path)
+  return request(path, nil)
 end
 
 -- A flat JSON object as Dovecot fields (strings), or nil and the reason.
@@ -111,6 +144,35 @@ function auth_passdb_lookup(req)
     return dovecot.auth.PASSDB_RESULT_USER_UNKNOWN, "no such user"
   end
   req:log_error(fields)
+  return dovecot.auth.PASSDB_RESULT_INTERNAL_FAILURE, "temporary failure"
+end
+
+-- A PLAIN or LOGIN password: the lookup daemon checks it (main password or app password).
+function auth_password_verify(req, password)
+  local status, body = request("/dovecot/verify", {
+    user = req.user, password = password, service = req.service,
+  })
+  if status == 200 then
+    local answer, _, err = json.decode(body)
+    if type(answer) ~= "table" then
+      req:log_error("invalid JSON from DinoMail: " .. tostring(err))
+      return dovecot.auth.PASSDB_RESULT_INTERNAL_FAILURE, "temporary failure"
+    end
+    if answer.result == "ok" then
+      local fields = {}
+      for key, field in pairs(answer.fields or {}) do
+        fields[key] = tostring(field)
+      end
+      return dovecot.auth.PASSDB_RESULT_OK, fields
+    end
+    return dovecot.auth.PASSDB_RESULT_PASSWORD_MISMATCH, "password mismatch"
+  elseif status == 404 then
+    return dovecot.auth.PASSDB_RESULT_USER_UNKNOWN, "no such user"
+  elseif status == nil then
+    req:log_error("DinoMail lookup daemon unreachable: " .. body)
+  else
+    req:log_error("DinoMail lookup daemon answered HTTP " .. tostring(status))
+  end
   return dovecot.auth.PASSDB_RESULT_INTERNAL_FAILURE, "temporary failure"
 end
 

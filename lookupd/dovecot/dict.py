@@ -15,7 +15,9 @@ and 4 (2.4: `B` also carries an expiry) are spoken. Then, one per line:
 Keys on dict `auth`: `shared/passdb/<login>`, `shared/userdb/<login>`; iteration of
 `shared/userdb/` lists every mailbox (`doveadm user '*'`). Dict `quota` accepts transactions
 setting `priv/quota/storage` and `priv/quota/messages` for the transaction's user, and hands
-them to the `QuotaWriter`; it refuses every other write.
+them to the `QuotaWriter`; it refuses every other write. Dict `sieve` answers Pigeonhole's dict
+script storage for the command's user (`lookupd.vacations`): `priv/sieve/name/vacation` → the
+id of the mailbox's vacation script, `N` when it has none; `priv/sieve/data/<id>` → the script.
 
 Replies go out strictly in the order of the commands. Every command but an iteration is answered
 synchronously as its line is read; while an iteration streams its rows, the lines after it wait
@@ -57,15 +59,17 @@ from lookupd.metrics import UNKNOWN_MAP, LookupdMetrics, LookupRecorder
 from lookupd.quota import QuotaWriter, Usage
 from lookupd.resolve import decode_key, find_login
 from lookupd.snapshot import Snapshot
+from lookupd.vacations import SCRIPT_NAME, VacationScripts
 
 logger = logging.getLogger(__name__)
 
 PROTOCOL = "dovecot_dict"
-MAP_NAMES = ("passdb", "userdb", "iterate", "quota")
+MAP_NAMES = ("passdb", "userdb", "iterate", "quota", "sieve")
 
 AUTH_DICT = "auth"
 QUOTA_DICT = "quota"
-DICT_NAMES = (AUTH_DICT, QUOTA_DICT)
+SIEVE_DICT = "sieve"
+DICT_NAMES = (AUTH_DICT, QUOTA_DICT, SIEVE_DICT)
 SUPPORTED_MAJORS = (2, 3, 4)
 
 # Dovecot's own dict server accepts lines up to this; a longer one is not a request of ours.
@@ -105,6 +109,8 @@ PASSDB_PREFIX = b"shared/passdb/"
 USERDB_PREFIX = b"shared/userdb/"
 QUOTA_BYTES_KEY = b"priv/quota/storage"
 QUOTA_MESSAGES_KEY = b"priv/quota/messages"
+SIEVE_NAME_KEY = b"priv/sieve/name/" + SCRIPT_NAME.encode()
+SIEVE_DATA_PREFIX = b"priv/sieve/data/"
 
 _NOT_FOUND = b"N\n"
 _FAIL_NOT_LOADED = b"Fmail data not loaded yet\n"
@@ -113,6 +119,10 @@ _FAIL_INTERNAL = b"Finternal error\n"
 _FAIL_UNKNOWN_KEY = b"Funknown key (known: shared/passdb/<user>, shared/userdb/<user>)\n"
 _FAIL_QUOTA_LOOKUP = b"Fthe quota dict only accepts quota_clone's writes\n"
 _FAIL_UNKNOWN_PATH = b"Funknown iteration path (this dict iterates shared/userdb/)\n"
+_FAIL_SIEVE_NOT_LOADED = b"Fvacation scripts not loaded yet\n"
+_FAIL_SIEVE_KEY = (
+    b"Funknown key (known: priv/sieve/name/" + SCRIPT_NAME.encode() + b", priv/sieve/data/<id>)\n"
+)
 
 SnapshotSource = Callable[[], Snapshot | None]
 
@@ -152,7 +162,7 @@ class Transaction:
 class DictService:
     """What the connections share: where answers come from and where usage goes."""
 
-    __slots__ = ("quota_writer", "recorder", "snapshot_source", "userdb")
+    __slots__ = ("quota_writer", "recorder", "snapshot_source", "userdb", "vacations")
 
     def __init__(
         self,
@@ -161,11 +171,41 @@ class DictService:
         userdb: UserdbSettings | None = None,
         quota_writer: QuotaWriter | None = None,
         recorder: LookupRecorder | None = None,
+        vacations: VacationScripts | None = None,
     ) -> None:
         self.snapshot_source = snapshot_source
         self.userdb = userdb or UserdbSettings()
         self.quota_writer = quota_writer
         self.recorder = recorder
+        self.vacations = vacations
+
+    def sieve_lookup(self, key: bytes, user: str) -> bytes:
+        """One `L` on dict `sieve`, for `user`: the reply line; never raises."""
+        started = time.perf_counter()
+        try:
+            result, reply = self._sieve_lookup(key, user)
+        except Exception:
+            logger.exception("dict sieve lookup failed")
+            result, reply = "temp", _FAIL_INTERNAL
+        self._record("sieve", result, started)
+        return reply
+
+    def _sieve_lookup(self, key: bytes, user: str) -> tuple[str, bytes]:
+        vacations = self.vacations
+        if key != SIEVE_NAME_KEY and not key.startswith(SIEVE_DATA_PREFIX):
+            return "temp", _FAIL_SIEVE_KEY
+        if vacations is None or not vacations.loaded:
+            return "temp", _FAIL_SIEVE_NOT_LOADED
+        email = self.canonical_user(user)
+        script = None if email is None else vacations.script(email)
+        if script is None:
+            return "notfound", _NOT_FOUND
+        if key == SIEVE_NAME_KEY:
+            return "ok", b"O" + tabescape(script.id.encode()) + b"\n"
+        if key[len(SIEVE_DATA_PREFIX):] != script.id.encode():
+            # An id of a script replaced since: Pigeonhole asks for the name again next time.
+            return "notfound", _NOT_FOUND
+        return "ok", b"O" + tabescape(script.text.encode("utf-8")) + b"\n"
 
     def lookup(self, key: bytes) -> bytes:
         """One `L` on dict `auth`: the reply line; never raises."""
@@ -388,6 +428,12 @@ class DictProtocol(LookupConnection):
             key = split_fields(args)[0] if b"\t" in args or b"\x01" in args else args
             if self._dict == AUTH_DICT:
                 return self._service.lookup(key)
+            if self._dict == SIEVE_DICT:
+                fields = split_fields(args)
+                user = self._handshake_user
+                if self._major >= 3 and len(fields) > 1:
+                    user = fields[1].decode("utf-8", "replace")
+                return self._service.sieve_lookup(fields[0], user)
             self._record("quota", "perm")
             return _FAIL_QUOTA_LOOKUP
         handler = _HANDLERS.get(command)
@@ -654,6 +700,7 @@ async def start_dict_server(
     request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
     max_connections: int = 0,
     metrics: LookupdMetrics | None = None,
+    vacations: VacationScripts | None = None,
 ) -> DictServer:
     """Listen on `listen` (normally `unix:/path`) and answer Dovecot's dict clients.
 
@@ -663,7 +710,8 @@ async def start_dict_server(
     address = parse_listen(listen) if isinstance(listen, str) else listen
     recorder = metrics.recorder(PROTOCOL, MAP_NAMES) if metrics is not None else None
     service = DictService(
-        snapshot_source, userdb=userdb, quota_writer=quota_writer, recorder=recorder
+        snapshot_source, userdb=userdb, quota_writer=quota_writer, recorder=recorder,
+        vacations=vacations,
     )
     connections = ConnectionSet(max_connections)
 

@@ -102,8 +102,9 @@ class DovecotInstance:
     under `root`, IMAP on a loopback port, LMTP and SASL on unix sockets under `root`.
 
     `auth` picks the shipped auth include: `dict` (dict proxy, the 2.3 default) or `lua`
-    (Lua + HTTP). `postfix_private` puts the LMTP and SASL sockets in a real Postfix's
-    `private` folder (`PostfixInstance.private`) instead. `auth_policy` includes the shipped
+    (Lua + HTTP). `sieve_port` opens ManageSieve there (closed by default).
+    `postfix_private` puts the LMTP and SASL sockets in a real Postfix's `private` folder
+    (`PostfixInstance.private`) instead. `auth_policy` includes the shipped
     auth-policy.conf.ext, as its instructions say, asking `lookupd_url`. `tls` keeps the
     shipped `ssl = required` with a test certificate (otherwise TLS is off).
     Runs as root, as Dovecot does; mail processes run as `nobody`.
@@ -121,6 +122,7 @@ class DovecotInstance:
         auth_policy: bool = False,
         tls: Certificate | None = None,
         extra_conf: str = "",
+        sieve_port: int = 0,
     ) -> None:
         self.root = root
         self.config_dir = root / "conf"
@@ -134,6 +136,8 @@ class DovecotInstance:
         self.lmtp_socket = self.private / "dovecot-lmtp"
         self.sasl_socket = self.private / "auth"
         self.imap_port = imap_port
+        # ManageSieve's port; 0 (the default) closes it.
+        self.sieve_port = sieve_port
         self.mail_uid, self.mail_gid = mail_ids()
         for folder in (self.config_dir, self.state_dir, self.private):
             folder.mkdir(parents=True, exist_ok=True)
@@ -178,6 +182,7 @@ class DovecotInstance:
             (SHIPPED_DICT_SOCKET, dict_socket),
             ("port = 143", f"port = {self.imap_port}"),
             ("port = 993", "port = 0"),
+            ("port = 4190", f"port = {self.sieve_port}"),
             ("/var/spool/postfix/private/", f"{self.private}/"),
         ):
             main = _replace(main, old, new, where)

@@ -1,0 +1,339 @@
+"""Vacation replies and app passwords with the real daemons: Postfix, Dovecot 2.3 with Pigeonhole
+(dovecot-sieve, dovecot-managesieved) configured from the shipped conf/dovecot/2.3 with the Lua
+passdb, and the lookup daemon; settings made through the admin API.
+
+Vacation: mail sent through Postfix to a mailbox with a vacation reply is delivered (LMTP, Sieve)
+and its sender gets exactly one automatic reply (Dovecot sends it through Postfix, which
+delivers it to the sender's mailbox); a second message within the period gets none, nor does a
+message marked Auto-Submitted or from a list; the user's own ManageSieve script still runs.
+
+App passwords: one for IMAP only opens IMAP, not SMTP submission (Postfix's SASL through
+Dovecot); revoked, it opens nothing; with the domain's "require app passwords", the main
+password no longer opens IMAP while an app password does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import email.policy
+import imaplib
+import os
+import shutil
+import smtplib
+import ssl
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dinomail import migrate
+from dinomail.passwords import hash_password
+from dinomail.store import EVERYTHING, Store, apppasswords, domains, mailboxes
+from tests.support.adminapi import add_admin, api_client
+from tests.support.dovecot import (
+    DovecotInstance,
+    LookupdThread,
+    have_dovecot,
+    have_dovecot_lua,
+    lookupd_settings_for_dovecot,
+    make_root,
+)
+from tests.support.managesieve import ManageSieve, ManageSieveError
+from tests.support.ports import free_port
+from tests.support.postfix import PostfixInstance, have_postfix
+
+pytestmark = [
+    pytest.mark.skipif(not have_postfix(), reason="postfix is not installed"),
+    pytest.mark.skipif(not have_dovecot(), reason="Dovecot is not installed"),
+    pytest.mark.skipif(not have_dovecot_lua(), reason="Dovecot's Lua auth is not installed"),
+    pytest.mark.skipif(not Path("/usr/lib/dovecot/modules/lib90_sieve_plugin.so").exists(),
+                       reason="dovecot-sieve is not installed"),
+    pytest.mark.skipif(os.geteuid() != 0, reason="starting Postfix and Dovecot needs root"),
+]
+
+PASSWORD = "Main-password-123"
+AWAY = "ann@example.org"
+SENDERS = ("bob", "carol", "dave", "erin")
+SUBJECT = 'Out of office: "back" \\ soon — élan'
+BODY = 'I am away.\n.\nA "quoted" line, a backslash \\ and } ; discard;\nGrüße'
+TIMEOUT = 30.0
+
+
+@dataclass
+class Stack:
+    root: Path
+    url: str
+    lookupd: LookupdThread
+    postfix: PostfixInstance
+    dovecot: DovecotInstance
+    headers: dict[str, str]
+    mailbox_id: int
+    domain_id: int
+
+    def logs(self) -> str:
+        return f"--- postfix\n{self.postfix.log_text()}\n--- dovecot\n{self.dovecot.log_text()}"
+
+    def api(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        """One admin API request, on its own store over the same database."""
+
+        async def call() -> tuple[int, Any]:
+            store = Store(self.url)
+            try:
+                async with api_client(store) as client:
+                    answer = await client.request(method, path, headers=self.headers, json=body)
+            finally:
+                await store.close()
+            return answer.status_code, answer.json() if answer.content else None
+
+        return asyncio.run(call())
+
+
+async def _fill(url: str) -> tuple[dict[str, str], int, int]:
+    store = Store(url)
+    try:
+        await migrate.upgrade(store.engine)
+        async with store.write() as conn:
+            domain = await domains.create(conn, "test", EVERYTHING, {"name": "example.org"})
+            ids = {}
+            for local in ("ann", *SENDERS):
+                row = await mailboxes.create(
+                    conn, "test", EVERYTHING, {"email": f"{local}@example.org"},
+                    password_hash=hash_password(PASSWORD, "SHA512-CRYPT"),
+                )
+                ids[local] = row["id"]
+        root = await add_admin(store, "root", superadmin=True)
+    finally:
+        await store.close()
+    return root.headers, ids["ann"], domain["id"]
+
+
+def _start(root: Path, stops: list[Callable[[], None]]) -> Stack:
+    url = f"sqlite:///{root / 'dinomail.sqlite3'}"
+    headers, mailbox_id, domain_id = asyncio.run(_fill(url))
+    settings = lookupd_settings_for_dovecot(
+        root, url, VACATION_REFRESH_INTERVAL="0.2", APP_PASSWORD_FLUSH_INTERVAL="0.2",
+    )
+    lookupd = LookupdThread(settings)
+    stops.append(lookupd.stop)
+    lookupd.start()
+    postfix = PostfixInstance(
+        root / "postfix", smtp_port=free_port(), submission_port=free_port(),
+        socketmap=f"inet:{settings.SOCKETMAP_LISTEN}",
+    )
+    stops.append(postfix.stop)
+    postfix.start()
+    dovecot = DovecotInstance(
+        root, dict_socket=settings.dict_listen.removeprefix("unix:"), imap_port=free_port(),
+        lookupd_url=f"http://{settings.LOOKUPD_HTTP_LISTEN}", postfix_private=postfix.private,
+        auth="lua", sieve_port=free_port(),
+        # Vacation replies leave through the test's Postfix (on a server: /usr/sbin/sendmail).
+        extra_conf=f"submission_host = 127.0.0.1:{postfix.smtp_port}\n",
+    )
+    stops.append(dovecot.stop)
+    dovecot.start()
+    return Stack(root, url, lookupd, postfix, dovecot, headers, mailbox_id, domain_id)
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[Stack]:
+    root = make_root("dinomail-vacation-")
+    stops: list[Callable[[], None]] = []
+    try:
+        yield _start(root, stops)
+    finally:
+        for stop in reversed(stops):
+            stop()  # Dovecot and Postfix fail here on a Panic, Fatal or crash in their logs
+        shutil.rmtree(root, ignore_errors=True)
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+
+def wait_for(condition: Callable[[], object], what: str, stack: Stack,
+             timeout: float = TIMEOUT) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}\n{stack.logs()}")
+        time.sleep(0.05)
+
+
+def messages(stack: Stack, local: str, folder: str = "") -> list[EmailMessage]:
+    """The messages delivered to a mailbox's folder (INBOX when empty), read from its Maildir."""
+    maildir = stack.dovecot.vmail / "example.org" / local / "Maildir"
+    if folder:
+        maildir = maildir / f".{folder}"
+    found = []
+    for sub in ("new", "cur"):
+        path = maildir / sub
+        if path.is_dir():
+            for item in sorted(path.iterdir()):
+                parsed = email.message_from_bytes(item.read_bytes(), policy=email.policy.default)
+                assert isinstance(parsed, EmailMessage)
+                found.append(parsed)
+    return found
+
+
+def send(stack: Stack, sender: str, subject: str, extra: str = "") -> None:
+    """A message from `sender` to the away mailbox, through Postfix's port 25."""
+    text = (f"From: {sender}\r\nTo: {AWAY}\r\nSubject: {subject}\r\n{extra}"
+            f"Message-ID: <{uuid.uuid4().hex}@client.example>\r\n\r\nHello.\r\n")
+    with smtplib.SMTP("127.0.0.1", stack.postfix.smtp_port, timeout=30) as client:
+        client.sendmail(sender, [AWAY], text.encode())
+
+
+def imap_login_works(stack: Stack, login: str, password: str) -> bool:
+    with imaplib.IMAP4("127.0.0.1", stack.dovecot.imap_port, timeout=30) as imap:
+        try:
+            imap.login(login, password)
+        except imaplib.IMAP4.error:
+            return False
+        imap.logout()
+        return True
+
+
+def submission_login_works(stack: Stack, login: str, password: str) -> bool:
+    """AUTH PLAIN on the shipped submission service (after STARTTLS), which Postfix checks
+    through Dovecot's SASL socket."""
+    port = stack.postfix.submission_port
+    assert port is not None
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
+        client.ehlo("client.example")
+        client.starttls(context=context)
+        client.ehlo("client.example")
+        client.user, client.password = login, password
+        try:
+            client.auth("PLAIN", client.auth_plain)
+        except smtplib.SMTPAuthenticationError:
+            return False
+        return True
+
+
+def app_password(stack: Stack, name: str, protocols: list[str]) -> tuple[int, str]:
+    status, body = stack.api("POST", f"/api/mailbox/{stack.mailbox_id}/apppassword/",
+                             {"name": name, "protocols": protocols})
+    assert status == 201, body
+    return body["id"], body["password"]
+
+
+# --- vacation ------------------------------------------------------------------------------------
+
+
+def test_one_reply_per_sender_none_to_automatic_or_list_mail(stack: Stack) -> None:
+    # The user's own filter, uploaded with ManageSieve: it must keep running beside the reply.
+    client = ManageSieve("127.0.0.1", stack.dovecot.sieve_port)
+    try:
+        client.login(AWAY, PASSWORD)
+        client.put_active("mine", 'require "fileinto";\n'
+                          'if header :contains "subject" "[filtered]" { fileinto "Junk"; }\n')
+    finally:
+        client.close()
+    status, body = stack.api("PUT", f"/api/mailbox/{stack.mailbox_id}/vacation/", {
+        "enabled": True, "subject": SUBJECT, "body": BODY, "interval_days": 7,
+        "starts": "2000-01-01", "ends": "2999-12-31",
+    })
+    assert status == 200, body
+    daemon = stack.lookupd.daemon
+    assert daemon is not None
+    wait_for(lambda: daemon.vacations.loaded and daemon.vacations.script(AWAY) is not None,
+             "the vacation script in the lookup daemon", stack)
+
+    send(stack, "bob@example.org", "first")
+    wait_for(lambda: messages(stack, "bob"), "the vacation reply to bob", stack)
+    send(stack, "bob@example.org", "second, within the period [filtered]")
+    send(stack, "carol@example.org", "automatic", "Auto-Submitted: auto-generated\r\n")
+    send(stack, "dave@example.org", "from a list", "List-Id: Friends <friends.example.org>\r\n")
+    send(stack, "erin@example.org", "last")
+    # Erin's reply comes after the messages before hers were delivered (one queue, in order).
+    wait_for(lambda: messages(stack, "erin"), "the vacation reply to erin", stack)
+    wait_for(lambda: len(messages(stack, "ann")) + len(messages(stack, "ann", "Junk")) == 5,
+             "the five messages in the away mailbox", stack)
+
+    (reply,) = messages(stack, "bob")
+    assert reply["Subject"] == SUBJECT
+    assert reply["Auto-Submitted"].startswith("auto-replied")
+    assert reply["To"].addresses[0].addr_spec == "bob@example.org"
+    assert reply.get_content().replace("\r\n", "\n").strip() == BODY
+    assert messages(stack, "carol") == [] and messages(stack, "dave") == []
+    assert len(messages(stack, "erin")) == 1
+    # The user's script ran after the vacation reply: the second message went to Junk.
+    (filtered,) = messages(stack, "ann", "Junk")
+    assert filtered["Subject"] == "second, within the period [filtered]"
+    assert "Return-Path: <>" in stack.postfix.log_text() or "from=<>" in stack.postfix.log_text()
+
+
+def test_vacation_removed_through_the_api_leaves_the_lookup_daemon(stack: Stack) -> None:
+    status, _ = stack.api("DELETE", f"/api/mailbox/{stack.mailbox_id}/vacation/")
+    assert status == 204
+    daemon = stack.lookupd.daemon
+    assert daemon is not None
+    wait_for(lambda: daemon.vacations.script(AWAY) is None, "the script gone", stack)
+
+
+# --- app passwords -------------------------------------------------------------------------------
+
+
+def test_app_password_for_imap_only(stack: Stack) -> None:
+    pw_id, secret = app_password(stack, "phone", ["imap"])
+    assert imap_login_works(stack, AWAY, secret)
+    assert imap_login_works(stack, AWAY, PASSWORD)  # the main password still works
+    assert not submission_login_works(stack, AWAY, secret)
+    assert submission_login_works(stack, AWAY, PASSWORD)
+    assert not imap_login_works(stack, AWAY, secret + "x")
+    assert not imap_login_works(stack, "bob@example.org", secret)  # another mailbox's
+
+    async def last_used() -> Any:
+        store = Store(stack.url)
+        try:
+            async with store.read() as conn:
+                rows = await apppasswords.list_for(conn, EVERYTHING, stack.mailbox_id)
+        finally:
+            await store.close()
+        return next(row["last_used"] for row in rows if row["id"] == pw_id)
+
+    wait_for(lambda: asyncio.run(last_used()) is not None, "the last use written", stack)
+    status, _ = stack.api("DELETE", f"/api/mailbox/{stack.mailbox_id}/apppassword/{pw_id}/")
+    assert status == 204
+    assert not imap_login_works(stack, AWAY, secret)
+
+
+def test_app_password_for_smtp_and_sieve(stack: Stack) -> None:
+    pw_id, secret = app_password(stack, "mail client", ["smtp", "sieve"])
+    assert submission_login_works(stack, AWAY, secret)
+    assert not imap_login_works(stack, AWAY, secret)
+    client = ManageSieve("127.0.0.1", stack.dovecot.sieve_port)
+    try:
+        client.login(AWAY, secret)
+    finally:
+        client.close()
+    stack.api("DELETE", f"/api/mailbox/{stack.mailbox_id}/apppassword/{pw_id}/")
+
+
+def test_domain_requiring_app_passwords_refuses_the_main_password(stack: Stack) -> None:
+    _, secret = app_password(stack, "tablet", ["imap"])
+    status, body = stack.api("PATCH", f"/api/virtualdomain/{stack.domain_id}/",
+                             {"require_app_passwords": True})
+    assert status in (200, 202), body
+    try:
+        assert not imap_login_works(stack, AWAY, PASSWORD)
+        assert not submission_login_works(stack, AWAY, PASSWORD)
+        client = ManageSieve("127.0.0.1", stack.dovecot.sieve_port)
+        try:
+            with pytest.raises(ManageSieveError):
+                client.login(AWAY, PASSWORD)
+        finally:
+            client.close()
+        assert imap_login_works(stack, AWAY, secret)
+    finally:
+        stack.api("PATCH", f"/api/virtualdomain/{stack.domain_id}/",
+                  {"require_app_passwords": False})
+    assert imap_login_works(stack, AWAY, PASSWORD)
