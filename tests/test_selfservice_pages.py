@@ -413,7 +413,10 @@ async def test_self_service_off_for_a_domain(store: Store, world: World) -> None
 
 
 async def test_self_service_off_everywhere(store: Store, world: World) -> None:
+    async with me_client(store) as client:
+        assert 'href="/me/login"' in (await client.get("/login")).text
     async with me_client(store, me_settings(SELF_SERVICE=False)) as client:
+        assert 'href="/me/login"' not in (await client.get("/login")).text
         for url in ("/me/", "/me/login", "/me/password", "/me/forwarding"):
             answer = await client.get(url)
             assert answer.status_code == 404, url
