@@ -650,6 +650,30 @@ reportreject = sa.Table(
     sa.Index(None, "received_at"),
 )
 
+
+# --- self-service for mailbox owners (migration 0014_selfservice) --------------------------------
+# Not a mail table: no change-log trigger (the lookup daemons never read it; forwarding is
+# stored as alias rows, which they do read).
+
+domainselfservice = sa.Table(
+    "dinomail_domainselfservice",
+    metadata,
+    # A domain without a row has the defaults: self-service on, external forwarding allowed.
+    sa.Column(
+        "domain_id",
+        sa.Integer,
+        sa.ForeignKey("core_virtualdomain.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    # Whether the domain's mailbox owners may log in to `/me/` (SELF_SERVICE turns it off
+    # everywhere).
+    sa.Column("self_service", sa.Boolean, nullable=False, server_default=sa.true()),
+    # Whether forwarding may send the domain's mail to addresses outside the hosted domains.
+    sa.Column("external_forwarding", sa.Boolean, nullable=False, server_default=sa.true()),
+    _timestamp("updated_at"),
+)
+
+
 # --- vacation replies and app passwords (migration 0015_vacation_apppasswords) -------------------
 # Not mail tables: no change-log trigger. The lookup daemon reads them when Dovecot asks (the
 # Sieve script at delivery, the app passwords at login).

@@ -65,6 +65,11 @@ class Settings:
     WEBAUTHN_RP_ID: str = ""
     # The shortest new mailbox password (see `dinomail.store.mailboxes.check_new_password`).
     MAILBOX_PASSWORD_MIN_LENGTH: int = 10
+    # The mailbox owners' self-service pages under `/me/` (password, forwarding, …); off here,
+    # they are off for every domain, whatever each domain's own switch says.
+    SELF_SERVICE: bool = True
+    # The most addresses a mailbox may forward to (its own copy not counted).
+    FORWARDING_MAX_DESTINATIONS: int = 10
 
     # Where the daemons listen: `HOST:PORT`, `[v6]:PORT` or `unix:/path`.
     HTTP_LISTEN: str = "127.0.0.1:8000"
@@ -405,6 +410,7 @@ _CHECKS: dict[str, Callable[[Any], None]] = {
     "MAILBOX_PASSWORD_MIN_LENGTH": _check_password_min_length,
     "TWO_FACTOR_REQUIRED": _check_two_factor_required,
     "WEBAUTHN_RP_ID": _check_rp_id,
+    "FORWARDING_MAX_DESTINATIONS": lambda value: _check_at_least_one(value),
     "ALLOWED_HOSTS": _check_allowed_hosts,
     "HTTP_LISTEN": _check_listen,
     "SOCKETMAP_LISTEN": _check_listen,

@@ -241,6 +241,7 @@ PUBLIC = frozenset({
     "/mail/config-v1.1.xml", "/.well-known/autoconfig/mail/config-v1.1.xml",
     "/autodiscover/autodiscover.xml", "/mail/apple.mobileconfig",
     "/login", "/login/two-factor", "/language", "/legals", "/api/export-schema.json",
+    "/me/login", "/me/language",
 })
 MISSING_ID = 987654
 # Tables a request may touch without it being a change an admin made: keys record their last use,
@@ -329,7 +330,8 @@ class Caller:
     async def ask(self, endpoint: Endpoint, pk: int = 1, *, body: dict[str, Any] | None = None,
                   params: dict[str, str] | None = None) -> httpx.Response:
         url = endpoint.url(pk)
-        if endpoint.is_api or (url in PUBLIC and not url.startswith(("/login", "/language"))):
+        if endpoint.is_api or (url in PUBLIC and not url.startswith(
+                ("/login", "/language", "/me/login", "/me/language"))):
             if body is None:
                 body = API_BODIES.get(url.split("/")[2] if endpoint.is_api else "", {})
             return await self.pages.request(
@@ -494,6 +496,9 @@ async def test_every_route_for_every_caller(store: Store) -> None:
                     location = answer.headers.get("location", "")
                     # The old list URLs only add their slash (308), login or not.
                     to_login = answer.status_code == 303 and location.startswith("/login")
+                    # The mailbox owners' pages have their own login (and session).
+                    if endpoint.path.startswith("/me/"):
+                        to_login = answer.status_code == 303 and location == "/me/login"
                     to_slash = answer.status_code == 308 and location == endpoint.path + "/"
                     check(to_login or to_slash, caller.name, endpoint, answer,
                           "expected a redirect to the login")

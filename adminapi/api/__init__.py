@@ -13,6 +13,7 @@ from starlette.routing import BaseRoute, Route
 from adminapi.api import dns as dns_api
 from adminapi.api import (
     docs,
+    forwarding,
     mailboxextras,
     mtasts,
     openapi,
@@ -67,6 +68,7 @@ def openapi_document() -> dict[str, Any]:
             **tastypie.openapi_paths(SET_RESOURCES, ()),
             **mtasts.openapi_paths(), **reports.openapi_paths(),
             **twofactor.openapi_paths(), **mailboxextras.openapi_paths(),
+            **forwarding.openapi_paths(),
         },
         extra_schemas=dns_api.openapi_schemas(),
     )
@@ -159,6 +161,9 @@ def routes() -> list[BaseRoute]:
         table.append(_route(path, endpoint, methods))
     # Removing an admin's second factors.
     for path, endpoint, methods in twofactor.routes():
+        table.append(_route(path, endpoint, methods))
+    # A mailbox's forwarding, a domain's self-service switches.
+    for path, endpoint, methods in forwarding.routes():
         table.append(_route(path, endpoint, methods))
     # A mailbox's vacation reply and app passwords.
     for path, endpoint, methods in mailboxextras.routes():

@@ -31,6 +31,7 @@ from adminapi.pages import (
     mailboxes,
     myaccount,
     overview,
+    owner_routes,
     reports,
     sendlimits,
     twofactor,
@@ -189,6 +190,9 @@ def routes() -> list[BaseRoute]:
         _route("/auditlog/", auditlog.audit_log_moved),
         _route("/auditlog/export.csv", auditlog.audit_log_export_moved),
 
+        # The mailbox owners' pages (`/me/`) and the admin's pages for the same settings.
+        *owner_routes.routes(),
+        Route("/me", _redirect_to("/me/"), methods=["GET"]),
         *(Route(path, _redirect_to(target), methods=["GET"]) for path, target in lists.items()),
         Mount("/static", app=StaticHeaders(StaticFiles(directory=STATIC_DIR)), name="static"),
     ]

@@ -220,8 +220,10 @@ STORE_MESSAGES: tuple[tuple[re.Pattern[str], str, tuple[str, ...]], ...] = tuple
         (r"is too large", N_("This number is too large."), ()),
         (r"only a superadmin can create or rename an alias domain",
          N_("Only a superadmin can create or rename an alias domain."), ()),
-        (r"(?P<source>\S+) is a mailbox: an alias on its address would take its mail",
-         N_("%(source)s is a mailbox: an alias on its address would take its mail."), ()),
+        (r"(?P<source>\S+) is a mailbox: an alias on its address would take its mail; set "
+         r"the mailbox's forwarding instead",
+         N_("%(source)s is a mailbox: an alias on its address would take its mail; set the "
+            "mailbox's forwarding instead."), ()),
         (r"must be at least (?P<limit>\d+) characters",
          N_("At least %(limit)s characters."), ()),
         (r"must not be the mailbox's address or its name",

@@ -84,13 +84,14 @@ async def _check_pair_free(
 
 async def _check_not_on_mailbox(conn: AsyncConnection, source: str) -> None:
     """An alias on a mailbox's own address would take all its mail (aliases are looked up
-    first, and an alias cannot list its own address to keep a copy), silently. Refused: delete
-    the mailbox first, or alias another address to it. The source's domain is the caller's, so
-    saying so tells them nothing about anyone else."""
+    first), silently. Refused here: the mailbox's forwarding (`store.forwarding`) is the
+    explicit form of it, with a copy kept or not and its own limits. The source's domain is the
+    caller's, so saying so tells them nothing about anyone else."""
     if await conn.scalar(sa.select(virtualuser.c.id).where(virtualuser.c.email == source)):
         raise Conflict(
-            f"{source} is a mailbox: an alias on its address would take its mail",
-            field="source",
+            f"{source} is a mailbox: an alias on its address would take its mail; set the "
+            "mailbox's forwarding instead",
+            field="source", code="alias_on_mailbox", params={"source": source},
         )
 
 

@@ -14,7 +14,7 @@ from dinomail import validation as v
 from dinomail.passwords import hash_password
 from dinomail.passwords.common import is_common
 from dinomail.passwords.unverifiable import is_saltless_ssha
-from dinomail.schema import quotausage, virtualdomain, virtualuser
+from dinomail.schema import quotausage, virtualalias, virtualdomain, virtualuser
 from dinomail.store import audit, limits
 from dinomail.store.common import (
     Row,
@@ -209,11 +209,29 @@ async def update(
         await conn.execute(
             virtualuser.update().where(virtualuser.c.id == mailbox_id).values(**after)
         )
+        if "email" in after:
+            await _move_forwarding(conn, old["email"], merged["email"], domain["id"])
         await audit.record(
             conn, actor, "update", OBJECT_TYPE, mailbox_id, old["email"], old=before, new=after,
             domain_id=domain["id"],
         )
     return await get(conn, scope, mailbox_id)
+
+
+async def _move_forwarding(
+    conn: AsyncConnection, old_email: str, new_email: str, domain_id: int
+) -> None:
+    """A renamed mailbox keeps its forwarding (alias rows on its address, `store.forwarding`),
+    its kept copy included; left on the old address they would take that address's mail."""
+    await conn.execute(
+        virtualalias.update().where(virtualalias.c.source == old_email)
+        .values(source=new_email, domain_id=domain_id)
+    )
+    await conn.execute(
+        virtualalias.update()
+        .where(virtualalias.c.source == new_email, virtualalias.c.destination == old_email)
+        .values(destination=new_email)
+    )
 
 
 async def set_password(
@@ -242,6 +260,8 @@ async def delete(conn: AsyncConnection, actor: str, scope: Scope, mailbox_id: in
     if not scope.allows(old["domain_id"]):
         raise Forbidden("this mailbox is outside your domains")
     await conn.execute(virtualuser.delete().where(virtualuser.c.id == mailbox_id))
+    # Its forwarding (alias rows on its address) goes with it, or mail would go on leaving.
+    await conn.execute(virtualalias.delete().where(virtualalias.c.source == old["email"]))
     await audit.record(conn, actor, "delete", OBJECT_TYPE, mailbox_id, old["email"], old=old,
                        domain_id=old["domain_id"])
     return old

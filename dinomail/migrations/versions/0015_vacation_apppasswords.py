@@ -13,7 +13,7 @@ SMTP and ManageSieve with app passwords only. Off by default, also for existing 
 Not mail tables: no change-log trigger (the lookup daemon reads them when Dovecot asks).
 
 Revision ID: 0015_vacation_apppasswords
-Revises: 0013_admin_pages
+Revises: 0014_selfservice
 Create Date: 2026-12-06
 """
 
@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0015_vacation_apppasswords"
-down_revision: str | None = "0013_admin_pages"
+down_revision: str | None = "0014_selfservice"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
