@@ -6,21 +6,38 @@ admin can find the row; nothing here touches the database.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from dinomail import dkim
 from dinomail import validation as v
 from dinomail.passwords import PasswordSchemeError, split_stored
 from dinomail.passwords.schemes import lookup_scheme
-from dinomail.store import aliases, domains, mailboxes, policy
+from dinomail.settings import LANGUAGES
+from dinomail.store import (
+    aliases,
+    apppasswords,
+    domains,
+    mailboxes,
+    policy,
+    twofactor,
+    vacation,
+)
 from dinomail.store.dns import CLIENT_NORMALIZERS
 from dinomail.store.fields import clean_fields
 from dinomail.transfer import document as d
 
 _CONTROL = re.compile(r"[\x00-\x1f]")
+_HEX_DIGEST = re.compile(r"[0-9a-f]{64}")
+_BASE64URL = re.compile(r"[A-Za-z0-9_-]+")
+_BASE32 = re.compile(r"[A-Z2-7]+")
+# The largest BIGINT: TOTP steps and passkey signature counters are stored in one.
+_MAX_BIGINT = 2**63 - 1
 # Problems listed before the rest is only counted.
 MAX_SHOWN = 20
 
@@ -44,6 +61,9 @@ class Checked:
     aliases: list[dict[str, Any]] = field(default_factory=list)
     admins: list[dict[str, Any]] = field(default_factory=list)
     errors: list[RowError] = field(default_factory=list)
+    # The document's version: a version 1 document says nothing of the version 2 fields, so an
+    # update leaves them as they are rather than clearing them.
+    version: int = d.VERSION
     # How many rows of each section were refused.
     refused: dict[str, int] = field(default_factory=lambda: dict.fromkeys(d.SECTIONS, 0))
 
@@ -92,7 +112,61 @@ def _mailbox_hash(value: object, path: str) -> str:
     return stored
 
 
+def _optional(row: object, names: Sequence[str]) -> tuple[object, dict[str, object]]:
+    """The row without the version 2 fields it may leave out, and those it has."""
+    if not isinstance(row, Mapping):
+        return row, {}
+    rest = dict(row)
+    return rest, {name: rest.pop(name) for name in names if name in rest}
+
+
+def _flag(value: object, path: str) -> bool:
+    if not isinstance(value, bool):
+        raise RowError(path, "must be true or false")
+    return value
+
+
+def _whole(value: object, path: str, *, nullable: bool = False) -> int | None:
+    if value is None and nullable:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _MAX_BIGINT:
+        raise RowError(path, "must be a whole number, 0 or more"
+                             + (", or null" if nullable else ""))
+    return value
+
+
+def _moment(value: object, path: str, *, nullable: bool = False) -> datetime | None:
+    """A time as the export writes it: ISO 8601 with its offset (`...Z`)."""
+    if value is None and nullable:
+        return None
+    problem = "must be a time in ISO 8601 with its offset, as 2026-12-06T04:30:00Z" + (
+        ", or null" if nullable else "")
+    if not isinstance(value, str):
+        raise RowError(path, problem)
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise RowError(path, problem) from None
+    if parsed.tzinfo is None:
+        raise RowError(path, problem)
+    return parsed.astimezone(UTC)
+
+
+def _list(value: object, path: str, limit: int) -> list[object]:
+    if not isinstance(value, list):
+        raise RowError(path, "must be a list")
+    if len(value) > limit:
+        raise RowError(path, f"must hold at most {limit} entries")
+    return value
+
+
+def _self_service(value: object, path: str) -> dict[str, bool]:
+    raw = _object(value, path, d.SELF_SERVICE_FIELDS)
+    return {name: _flag(raw[name], f"{path}.{name}") for name in d.SELF_SERVICE_FIELDS}
+
+
 def _domain(row: object, path: str) -> dict[str, Any]:
+    row, extra = _optional(row, (d.DOMAIN_REQUIRE_APP_PASSWORDS, d.DOMAIN_SELF_SERVICE))
     raw = _object(row, path, (*d.DOMAIN_FIELDS, "dkim", "client_config", "send_limits"))
     out = _clean({key: raw[key] for key in d.DOMAIN_FIELDS}, path, domains.NORMALIZERS)
     out["dkim"] = None if raw["dkim"] is None else _dkim(raw["dkim"], f"{path}.dkim")
@@ -106,6 +180,12 @@ def _domain(row: object, path: str) -> dict[str, Any]:
         _object(limits, f"{path}.send_limits", d.DOMAIN_SEND_LIMIT_FIELDS),
         f"{path}.send_limits", policy._DOMAIN_NORMALIZERS,
     )
+    out["require_app_passwords"] = _flag(
+        extra.get(d.DOMAIN_REQUIRE_APP_PASSWORDS, False),
+        f"{path}.{d.DOMAIN_REQUIRE_APP_PASSWORDS}")
+    switches = extra.get(d.DOMAIN_SELF_SERVICE)
+    out["self_service"] = None if switches is None else _self_service(
+        switches, f"{path}.{d.DOMAIN_SELF_SERVICE}")
     return out
 
 
@@ -142,7 +222,49 @@ def _alias_domain(row: object, path: str) -> dict[str, Any]:
         raise RowError(f"{path}.{error.field}", error.message) from None
 
 
+def _vacation(value: object, path: str) -> dict[str, Any]:
+    raw = _object(value, path, d.VACATION_FIELDS)
+    out = _clean(raw, path, vacation.NORMALIZERS)
+    try:
+        vacation._check(out)
+    except v.ValidationError as error:
+        raise RowError(f"{path}.{error.field}", error.message) from None
+    return out
+
+
+def _app_password(value: object, path: str) -> dict[str, Any]:
+    raw = _object(value, path, d.APP_PASSWORD_FIELDS)
+    name = _text(raw["name"], f"{path}.name", apppasswords.MAX_NAME_LENGTH, required=True)
+    if name != name.strip():
+        raise RowError(f"{path}.name", "must not begin or end with spaces")
+    if not isinstance(raw["protocols"], list):
+        raise RowError(f"{path}.protocols", "must be a list of protocols among "
+                                            f"{', '.join(apppasswords.PROTOCOLS)}")
+    try:
+        protocols = apppasswords.normalize_protocols(raw["protocols"])
+    except v.ValidationError as error:
+        raise RowError(f"{path}.protocols", error.message) from None
+    return {"name": name, "protocols": ",".join(protocols),
+            "password": _mailbox_hash(raw["password"], f"{path}.password"),
+            "created": _moment(raw["created"], f"{path}.created"),
+            "last_used": _moment(raw["last_used"], f"{path}.last_used", nullable=True)}
+
+
+def _app_passwords(value: object, path: str) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    names: set[str] = set()
+    for index, item in enumerate(_list(value, path, apppasswords.MAX_PER_MAILBOX)):
+        clean = _app_password(item, f"{path}[{index}]")
+        if clean["name"] in names:
+            raise RowError(f"{path}[{index}].name",
+                           f"the app password {clean['name']} is given twice")
+        names.add(clean["name"])
+        out.append(clean)
+    return out
+
+
 def _mailbox(row: object, path: str) -> dict[str, Any]:
+    row, extra = _optional(row, (d.MAILBOX_VACATION, d.MAILBOX_APP_PASSWORDS))
     raw = _object(row, path, (*d.MAILBOX_FIELDS, "send_limits"))
     out = _clean({key: raw[key] for key in ("email", "quota", "active")}, path,
                  mailboxes.NORMALIZERS)
@@ -152,6 +274,11 @@ def _mailbox(row: object, path: str) -> dict[str, Any]:
         _object(limits, f"{path}.send_limits", d.MAILBOX_SEND_LIMIT_FIELDS),
         f"{path}.send_limits", policy._MAILBOX_NORMALIZERS,
     )
+    reply = extra.get(d.MAILBOX_VACATION)
+    out["vacation"] = None if reply is None else _vacation(
+        reply, f"{path}.{d.MAILBOX_VACATION}")
+    out["app_passwords"] = _app_passwords(
+        extra.get(d.MAILBOX_APP_PASSWORDS, []), f"{path}.{d.MAILBOX_APP_PASSWORDS}")
     return out
 
 
@@ -160,11 +287,73 @@ def _alias(row: object, path: str) -> dict[str, Any]:
     return out
 
 
+def _totp(value: object, path: str) -> dict[str, Any]:
+    raw = _object(value, path, d.TOTP_FIELDS)
+    secret = raw["secret"]
+    if not (isinstance(secret, str) and 16 <= len(secret) <= 64 and _BASE32.fullmatch(secret)):
+        raise RowError(f"{path}.secret", "must be a base32 secret of 16 to 64 characters "
+                                         "(A-Z, 2-7, no padding)")
+    return {"secret": secret, "created_at": _moment(raw["created_at"], f"{path}.created_at"),
+            "confirmed_at": _moment(raw["confirmed_at"], f"{path}.confirmed_at", nullable=True),
+            "last_step": _whole(raw["last_step"], f"{path}.last_step", nullable=True)}
+
+
+def _base64url(value: object, path: str, max_length: int) -> str:
+    if not (isinstance(value, str) and 0 < len(value) <= max_length
+            and _BASE64URL.fullmatch(value)):
+        raise RowError(path, f"must be base64url text (without padding) of 1 to {max_length} "
+                             "characters")
+    try:
+        base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+    except (binascii.Error, ValueError):
+        raise RowError(path, "is not valid base64url") from None
+    return value
+
+
+def _passkey(value: object, path: str) -> dict[str, Any]:
+    raw = _object(value, path, d.PASSKEY_FIELDS)
+    try:
+        name = twofactor.normalize_passkey_name(raw["name"])
+    except v.ValidationError as error:
+        raise RowError(f"{path}.name", error.message) from None
+    return {"name": name,
+            "credential_id": _base64url(raw["credential_id"], f"{path}.credential_id", 1400),
+            "public_key": _base64url(raw["public_key"], f"{path}.public_key", 20_000),
+            "sign_count": _whole(raw["sign_count"], f"{path}.sign_count"),
+            "created_at": _moment(raw["created_at"], f"{path}.created_at"),
+            "last_used_at": _moment(raw["last_used_at"], f"{path}.last_used_at", nullable=True)}
+
+
+def _recovery_code(value: object, path: str) -> dict[str, Any]:
+    raw = _object(value, path, d.RECOVERY_CODE_FIELDS)
+    if not (isinstance(raw["code_hash"], str) and _HEX_DIGEST.fullmatch(raw["code_hash"])):
+        raise RowError(f"{path}.code_hash", "must be a SHA-256 digest in lowercase hexadecimal")
+    return {"code_hash": raw["code_hash"],
+            "used_at": _moment(raw["used_at"], f"{path}.used_at", nullable=True)}
+
+
+def _second_factors(extra: Mapping[str, object], path: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    totp = extra.get(d.ADMIN_TOTP)
+    out["totp"] = None if totp is None else _totp(totp, f"{path}.{d.ADMIN_TOTP}")
+    where = f"{path}.{d.ADMIN_PASSKEYS}"
+    out["passkeys"] = [_passkey(item, f"{where}[{index}]") for index, item in
+                       enumerate(_list(extra.get(d.ADMIN_PASSKEYS, []), where,
+                                       twofactor.MAX_PASSKEYS))]
+    for index, key in enumerate(out["passkeys"]):
+        if any(other["name"] == key["name"] for other in out["passkeys"][:index]):
+            raise RowError(f"{where}[{index}].name", f"the passkey {key['name']} is given twice")
+    where = f"{path}.{d.ADMIN_RECOVERY_CODES}"
+    out["recovery_codes"] = [
+        _recovery_code(item, f"{where}[{index}]") for index, item in
+        enumerate(_list(extra.get(d.ADMIN_RECOVERY_CODES, []), where, 100))]
+    return out
+
+
 def _admin(row: object, path: str) -> dict[str, Any]:
-    read_only: object = False
-    if isinstance(row, Mapping) and d.ADMIN_READ_ONLY in row:
-        row = dict(row)
-        read_only = row.pop(d.ADMIN_READ_ONLY)
+    row, extra = _optional(row, (d.ADMIN_READ_ONLY, d.ADMIN_LANGUAGE, d.ADMIN_TOTP,
+                                 d.ADMIN_PASSKEYS, d.ADMIN_RECOVERY_CODES))
+    read_only = extra.get(d.ADMIN_READ_ONLY, False)
     raw = _object(row, path, (*d.ADMIN_FIELDS, "domains", "api_keys"))
     try:
         out: dict[str, Any] = {
@@ -190,6 +379,12 @@ def _admin(row: object, path: str) -> dict[str, Any]:
         raise RowError(f"{path}.api_keys", "must be a list")
     out["api_keys"] = [_api_key(key, f"{path}.api_keys[{index}]")
                        for index, key in enumerate(raw["api_keys"])]
+    language = extra.get(d.ADMIN_LANGUAGE)
+    if language is not None and language not in LANGUAGES:
+        raise RowError(f"{path}.{d.ADMIN_LANGUAGE}",
+                       f"must be one of {', '.join(LANGUAGES)}, or absent")
+    out["language"] = language
+    out.update(_second_factors(extra, path))
     return out
 
 
@@ -233,11 +428,12 @@ def check_document(doc: object) -> Checked:
     if doc.get("format") != d.FORMAT:
         checked.errors.append(RowError("$.format", f"must be {d.FORMAT!r}: not a DinoMail export"))
         return checked
-    if doc.get("version") != d.VERSION:
+    if doc.get("version") not in d.READABLE_VERSIONS or isinstance(doc.get("version"), bool):
         checked.errors.append(RowError(
             "$.version", f"version {doc.get('version')!r} is not one this DinoMail reads "
-            f"({d.VERSION})"))
+            f"({', '.join(map(str, d.READABLE_VERSIONS))})"))
         return checked
+    checked.version = int(doc["version"])
     for name in doc:
         if name not in (*d.SECTIONS, "format", "version", "exported_at"):
             checked.errors.append(RowError(f"$.{name}", "is not a part of the document"))
@@ -251,6 +447,11 @@ def check_document(doc: object) -> Checked:
         for index, row in enumerate(rows):
             path = f"$.{section}[{index}]"
             try:
+                if checked.version < 2 and isinstance(row, Mapping):
+                    for name in d.VERSION_2_FIELDS.get(section, ()):
+                        if name in row:
+                            raise RowError(f"{path}.{name}",
+                                           "is a field of version 2 documents, not version 1")
                 clean = _ROW_CHECKS[section](row, path)
             except RowError as error:
                 checked.refuse(section, error)
@@ -276,10 +477,17 @@ def check_document(doc: object) -> Checked:
                 f"{row['path']}.destination",
                 "an alias cannot deliver to its own address, except a mailbox's (keeping a copy)"))
     key_hashes: set[str] = set()
+    credentials: set[str] = set()
     for row in checked.admins:
         for index, key in enumerate(row["api_keys"]):
             if key["key_hash"] in key_hashes:
                 checked.refuse("admins", RowError(f"{row['path']}.api_keys[{index}]",
                                                   "this API key is given twice"))
             key_hashes.add(key["key_hash"])
+        for index, passkey in enumerate(row["passkeys"]):
+            if passkey["credential_id"] in credentials:
+                checked.refuse("admins", RowError(
+                    f"{row['path']}.passkeys[{index}].credential_id",
+                    "this passkey is given twice"))
+            credentials.add(passkey["credential_id"])
     return checked

@@ -13,7 +13,10 @@ from importlib import resources
 from typing import Any
 
 FORMAT = "dinomail-export"
-VERSION = 1
+# Version 2 added the fields marked "version 2" below; a version 1 document (without them)
+# still imports, as if each were absent.
+VERSION = 2
+READABLE_VERSIONS = (1, 2)
 SCHEMA_FILE = "export-schema.json"
 
 # The order of the top-level lists: each refers only to objects of the lists before it.
@@ -51,6 +54,41 @@ ADMIN_FIELDS = ("username", "email", "password", "is_superadmin", "is_active")
 # means false.
 ADMIN_READ_ONLY = "read_only"
 API_KEY_FIELDS = ("name", "prefix", "key_hash", "read_only")
+
+# Version 2. Each is written only when it holds something (a true flag, a row, a non-empty
+# list), so a document of an installation that uses none of them stays as it was; absent means
+# false, none or empty. Secrets are written as the database holds them: app passwords and
+# recovery codes as hashes, the TOTP secret as it is (the pages need it to check codes).
+DOMAIN_REQUIRE_APP_PASSWORDS = "require_app_passwords"
+# dinomail_domainselfservice, as `self_service` of a domain; absent: no row (the defaults).
+DOMAIN_SELF_SERVICE = "self_service"
+SELF_SERVICE_FIELDS = ("self_service", "external_forwarding")
+# dinomail_vacation, as `vacation` of a mailbox; days as YYYY-MM-DD.
+MAILBOX_VACATION = "vacation"
+VACATION_FIELDS = ("enabled", "subject", "body", "starts", "ends", "interval_days")
+# dinomail_apppassword, as `app_passwords` of a mailbox: `password` is the {SCHEME} hash and
+# `protocols` a list; times are UTC, ISO 8601.
+MAILBOX_APP_PASSWORDS = "app_passwords"
+APP_PASSWORD_FIELDS = ("name", "protocols", "password", "created", "last_used")
+# dinomail_admin.language; absent: the browser's.
+ADMIN_LANGUAGE = "language"
+# dinomail_admintotp, as `totp` of an admin.
+ADMIN_TOTP = "totp"
+TOTP_FIELDS = ("secret", "created_at", "confirmed_at", "last_step")
+# dinomail_adminpasskey, as `passkeys` of an admin (WebAuthn challenges last minutes: not
+# carried).
+ADMIN_PASSKEYS = "passkeys"
+PASSKEY_FIELDS = ("name", "credential_id", "public_key", "sign_count", "created_at",
+                  "last_used_at")
+# dinomail_adminrecoverycode, as `recovery_codes` of an admin.
+ADMIN_RECOVERY_CODES = "recovery_codes"
+RECOVERY_CODE_FIELDS = ("code_hash", "used_at")
+# The fields above, by section: a version 1 document cannot have them.
+VERSION_2_FIELDS = {
+    "domains": (DOMAIN_REQUIRE_APP_PASSWORDS, DOMAIN_SELF_SERVICE),
+    "mailboxes": (MAILBOX_VACATION, MAILBOX_APP_PASSWORDS),
+    "admins": (ADMIN_LANGUAGE, ADMIN_TOTP, ADMIN_PASSKEYS, ADMIN_RECOVERY_CODES),
+}
 
 
 @cache

@@ -8,8 +8,8 @@ stays bounded whatever the number of mailboxes, and the document is a consistent
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from datetime import UTC, datetime
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from datetime import UTC, date, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -19,17 +19,24 @@ from dinomail import validation as v
 from dinomail.schema import (
     admin,
     admin_domain,
+    adminpasskey,
+    adminrecoverycode,
+    admintotp,
     aliasdomain,
     apikey,
+    apppassword,
     clientconfig,
     dkimkey,
+    domainselfservice,
     domainsendlimit,
     mailboxsendlimit,
+    vacation,
     virtualalias,
     virtualdomain,
     virtualuser,
 )
 from dinomail.store import Store
+from dinomail.store.common import aware
 from dinomail.transfer import document as d
 
 PAGE_SIZE = 5000
@@ -66,6 +73,17 @@ def _pick(row: Any, fields: Iterable[str], prefix: str = "") -> dict[str, Any]:
     return {field: row[prefix + field] for field in fields}
 
 
+def moment(value: datetime | None) -> str | None:
+    """A stored time as ISO 8601 in UTC, to the microsecond (`2026-12-06T04:30:00.123456Z`)."""
+    if value is None:
+        return None
+    return aware(value).astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _day(value: date | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
 def _domain(row: Any) -> dict[str, Any]:
     out = _pick(row, d.DOMAIN_FIELDS)
     out["dkim"] = None if row["k_selector"] is None else {
@@ -79,6 +97,11 @@ def _domain(row: Any) -> dict[str, Any]:
     out["send_limits"] = (
         None if row["l_reply"] is None else _pick(row, d.DOMAIN_SEND_LIMIT_FIELDS, "l_")
     )
+    if row["require_app_passwords"]:
+        out[d.DOMAIN_REQUIRE_APP_PASSWORDS] = True
+    if row["s_domain_id"] is not None:
+        out[d.DOMAIN_SELF_SERVICE] = {
+            field: bool(row["s_" + field]) for field in d.SELF_SERVICE_FIELDS}
     return out
 
 
@@ -93,10 +116,13 @@ _DOMAINS = sa.select(
     dkimkey.c.public_key.label("k_public_key"),
     *_labelled(clientconfig, d.CLIENT_CONFIG_FIELDS, "c_"),
     *_labelled(domainsendlimit, d.DOMAIN_SEND_LIMIT_FIELDS, "l_"),
+    virtualdomain.c.require_app_passwords, domainselfservice.c.domain_id.label("s_domain_id"),
+    *_labelled(domainselfservice, d.SELF_SERVICE_FIELDS, "s_"),
 ).select_from(
     virtualdomain.outerjoin(dkimkey, dkimkey.c.domain_id == virtualdomain.c.id)
     .outerjoin(clientconfig, clientconfig.c.domain_id == virtualdomain.c.id)
     .outerjoin(domainsendlimit, domainsendlimit.c.domain_id == virtualdomain.c.id)
+    .outerjoin(domainselfservice, domainselfservice.c.domain_id == virtualdomain.c.id)
 )
 _ALIAS_DOMAINS = sa.select(
     aliasdomain.c.id, aliasdomain.c.name, virtualdomain.c.name.label("target"),
@@ -106,11 +132,13 @@ _MAILBOXES = sa.select(
     virtualuser.c.id, *[virtualuser.c[field] for field in d.MAILBOX_FIELDS],
     mailboxsendlimit.c.user_id.label("l_user_id"),
     *_labelled(mailboxsendlimit, d.MAILBOX_SEND_LIMIT_FIELDS, "l_"),
+    vacation.c.user_id.label("v_user_id"), *_labelled(vacation, d.VACATION_FIELDS, "v_"),
 ).select_from(
     virtualuser.outerjoin(mailboxsendlimit, mailboxsendlimit.c.user_id == virtualuser.c.id)
+    .outerjoin(vacation, vacation.c.user_id == virtualuser.c.id)
 )
 _ALIASES = sa.select(virtualalias.c.id, virtualalias.c.source, virtualalias.c.destination)
-_ADMINS = sa.select(admin.c.id, admin.c.read_only,
+_ADMINS = sa.select(admin.c.id, admin.c.read_only, admin.c.language,
                     *[admin.c[field] for field in d.ADMIN_FIELDS])
 
 
@@ -119,6 +147,64 @@ def _mailbox(row: Any) -> dict[str, Any]:
     out["send_limits"] = (
         None if row["l_user_id"] is None else _pick(row, d.MAILBOX_SEND_LIMIT_FIELDS, "l_")
     )
+    if row["v_user_id"] is not None:
+        out[d.MAILBOX_VACATION] = {
+            "enabled": bool(row["v_enabled"]), "subject": row["v_subject"],
+            "body": row["v_body"], "starts": _day(row["v_starts"]),
+            "ends": _day(row["v_ends"]), "interval_days": row["v_interval_days"],
+        }
+    return out
+
+
+Extras = Callable[[AsyncConnection, list[int]], Awaitable[dict[int, dict[str, Any]]]]
+
+
+async def _rows_of(
+    conn: AsyncConnection, table: sa.Table, owner: sa.ColumnElement[int], ids: list[int],
+    *columns: sa.ColumnElement[Any],
+) -> AsyncIterator[sa.RowMapping]:
+    """The rows of `table` whose `owner` is one of `ids`, in the order they were made."""
+    for start in range(0, len(ids), IN_CHUNK):
+        rows = await conn.execute(
+            sa.select(owner.label("owner"), *columns)
+            .where(owner.in_(ids[start:start + IN_CHUNK])).order_by(table.c.id))
+        for row in rows.mappings():
+            yield row
+
+
+async def _mailbox_extras(conn: AsyncConnection, ids: list[int]) -> dict[int, dict[str, Any]]:
+    """The app passwords of a page of mailboxes, for those that have some."""
+    out: dict[int, dict[str, Any]] = {}
+    async for row in _rows_of(conn, apppassword, apppassword.c.user_id, ids,
+                              *[apppassword.c[field] for field in d.APP_PASSWORD_FIELDS]):
+        out.setdefault(row["owner"], {d.MAILBOX_APP_PASSWORDS: []})[
+            d.MAILBOX_APP_PASSWORDS].append({
+                "name": row["name"], "protocols": row["protocols"].split(","),
+                "password": row["password"], "created": moment(row["created"]),
+                "last_used": moment(row["last_used"])})
+    return out
+
+
+async def _second_factors(conn: AsyncConnection, ids: list[int]) -> dict[int, dict[str, Any]]:
+    """The TOTP, passkeys and recovery codes of a page of admins, for those that have some."""
+    out: dict[int, dict[str, Any]] = {admin_id: {} for admin_id in ids}
+    for start in range(0, len(ids), IN_CHUNK):
+        rows = await conn.execute(
+            sa.select(admintotp).where(admintotp.c.admin_id.in_(ids[start:start + IN_CHUNK])))
+        for row in rows.mappings():
+            out[row["admin_id"]][d.ADMIN_TOTP] = {
+                "secret": row["secret"], "created_at": moment(row["created_at"]),
+                "confirmed_at": moment(row["confirmed_at"]), "last_step": row["last_step"]}
+    async for row in _rows_of(conn, adminpasskey, adminpasskey.c.admin_id, ids,
+                              *[adminpasskey.c[field] for field in d.PASSKEY_FIELDS]):
+        out[row["owner"]].setdefault(d.ADMIN_PASSKEYS, []).append({
+            **_pick(row, ("name", "credential_id", "public_key", "sign_count")),
+            "created_at": moment(row["created_at"]),
+            "last_used_at": moment(row["last_used_at"])})
+    async for row in _rows_of(conn, adminrecoverycode, adminrecoverycode.c.admin_id, ids,
+                              adminrecoverycode.c.code_hash, adminrecoverycode.c.used_at):
+        out[row["owner"]].setdefault(d.ADMIN_RECOVERY_CODES, []).append({
+            "code_hash": row["code_hash"], "used_at": moment(row["used_at"])})
     return out
 
 
@@ -195,27 +281,31 @@ async def _write(conn: AsyncConnection, wanted: Sequence[str]) -> AsyncIterator[
 
     async def section(
         name: str, query: sa.Select, id_column: sa.ColumnElement[int],
-        shape: Callable[[Any], dict[str, Any]],
+        shape: Callable[[Any], dict[str, Any]], extras: Extras | None = None,
     ) -> AsyncIterator[str]:
         yield f',\n"{name}":['
         first = True
         async for rows in _pages(conn, query, id_column):
-            text = ",\n".join(_dumps(shape(row)) for row in rows)
+            more = {} if extras is None else await extras(conn, [row["id"] for row in rows])
+            text = ",\n".join(_dumps({**shape(row), **more.get(row["id"], {})})
+                               for row in rows)
             yield text if first else ",\n" + text
             first = False
         yield "]"
 
-    sections = (
-        ("domains", _DOMAINS.where(*only(virtualdomain.c.id)), virtualdomain.c.id, _domain),
+    sections: tuple[tuple[str, sa.Select, sa.ColumnElement[int],
+                          Callable[[Any], dict[str, Any]], Extras | None], ...] = (
+        ("domains", _DOMAINS.where(*only(virtualdomain.c.id)), virtualdomain.c.id, _domain,
+         None),
         ("alias_domains", _ALIAS_DOMAINS.where(*only(aliasdomain.c.target_domain_id)),
-         aliasdomain.c.id, lambda row: _pick(row, d.ALIAS_DOMAIN_FIELDS)),
+         aliasdomain.c.id, lambda row: _pick(row, d.ALIAS_DOMAIN_FIELDS), None),
         ("mailboxes", _MAILBOXES.where(*only(virtualuser.c.domain_id)), virtualuser.c.id,
-         _mailbox),
+         _mailbox, _mailbox_extras),
         ("aliases", _ALIASES.where(*only(virtualalias.c.domain_id)), virtualalias.c.id,
-         lambda row: _pick(row, d.ALIAS_FIELDS)),
+         lambda row: _pick(row, d.ALIAS_FIELDS), None),
     )
-    for name, query, id_column, shape in sections:
-        async for piece in section(name, query, id_column, shape):
+    for name, query, id_column, shape, extras in sections:
+        async for piece in section(name, query, id_column, shape, extras):
             yield piece
 
     admins = _ADMINS
@@ -228,11 +318,15 @@ async def _write(conn: AsyncConnection, wanted: Sequence[str]) -> AsyncIterator[
     yield ',\n"admins":['
     first = True
     async for rows in _pages(conn, admins, admin.c.id):
-        rights, keys = await _admin_extras(conn, [row["id"] for row in rows], in_selection)
+        ids = [row["id"] for row in rows]
+        rights, keys = await _admin_extras(conn, ids, in_selection)
+        factors = await _second_factors(conn, ids)
         text = ",\n".join(
             _dumps({**_pick(row, d.ADMIN_FIELDS),
                     **({d.ADMIN_READ_ONLY: True} if row["read_only"] else {}),
-                    "domains": rights[row["id"]], "api_keys": keys[row["id"]]})
+                    **({d.ADMIN_LANGUAGE: row["language"]} if row["language"] else {}),
+                    "domains": rights[row["id"]], "api_keys": keys[row["id"]],
+                    **factors[row["id"]]})
             for row in rows
         )
         yield text if first else ",\n" + text

@@ -19,12 +19,18 @@ from dinomail import validation as v
 from dinomail.schema import (
     admin,
     admin_domain,
+    adminpasskey,
+    adminrecoverycode,
+    admintotp,
     aliasdomain,
     apikey,
+    apppassword,
     clientconfig,
     dkimkey,
+    domainselfservice,
     domainsendlimit,
     mailboxsendlimit,
+    vacation,
     virtualalias,
     virtualdomain,
     virtualuser,
@@ -175,6 +181,12 @@ async def _plan(
     db_keys = await _existing(conn, apikey.c.key_hash,
                               (key["key_hash"] for row in checked.admins
                                for key in row["api_keys"]))
+    # A passkey is one credential of one authenticator: here, it may only be the same admin's.
+    passkey_owners = await _existing(
+        conn, adminpasskey.c.credential_id,
+        (key["credential_id"] for row in checked.admins for key in row["passkeys"]),
+        sa.select(admin.c.username).where(admin.c.id == adminpasskey.c.admin_id)
+        .scalar_subquery())
     for row in checked.admins:
         missing = [name for name in row["domains"] if name not in known]
         if missing:
@@ -182,6 +194,15 @@ async def _plan(
                    f"{missing[0]} is a domain neither of the document nor of this database")
             continue
         exists = row["username"] in db_admins
+        if exists and on_conflict == "skip":
+            sort("admins", row, exists, f"the admin {row['username']}")
+            continue
+        taken = [index for index, key in enumerate(row["passkeys"])
+                 if passkey_owners.get(key["credential_id"], row["username"]) != row["username"]]
+        if taken:
+            refuse("admins", f"{row['path']}.passkeys[{taken[0]}].credential_id",
+                   "this passkey belongs to another admin here")
+            continue
         sort("admins", row, exists, f"the admin {row['username']}")
         if exists and on_conflict != "update":
             continue
@@ -225,19 +246,27 @@ class _Writer:
         ], what)
 
 
-async def _write(conn: AsyncConnection, plan: _Plan, progress: Progress | None) -> None:
+async def _write(
+    conn: AsyncConnection, plan: _Plan, progress: Progress | None, version: int
+) -> None:
+    """Write the plan. From a version 1 document, which knows nothing of the version 2 fields,
+    the objects updated keep theirs (an admin's second factors are not lost)."""
     w = _Writer(conn, progress)
     new, existing = plan.new, plan.existing
+    carried = version >= 2
 
     # Domains, then what hangs from them (replaced whole for updated domains).
+    domain_columns = (*d.DOMAIN_FIELDS, "require_app_passwords")
     await w.many(virtualdomain.insert(),
-                 [{name: row[name] for name in d.DOMAIN_FIELDS} for row in new["domains"]],
+                 [{name: row[name] for name in domain_columns} for row in new["domains"]],
                  "domains")
-    await w.by_key(virtualdomain, "name", d.DOMAIN_FIELDS[1:], existing["domains"], "domains")
+    await w.by_key(virtualdomain, "name", (domain_columns if carried else d.DOMAIN_FIELDS)[1:],
+                   existing["domains"], "domains")
     touched = [*new["domains"], *existing["domains"]]
     domain_ids = await _domain_ids(conn, (row["name"] for row in touched))
     replaced = [domain_ids[row["name"]] for row in existing["domains"]]
-    for table in (dkimkey, clientconfig, domainsendlimit):
+    for table in (dkimkey, clientconfig, domainsendlimit,
+                  *((domainselfservice,) if carried else ())):
         for chunk in _chunks(replaced, IN_CHUNK):
             await conn.execute(table.delete().where(table.c.domain_id.in_(chunk)))
     await w.many(dkimkey.insert(), [
@@ -252,6 +281,9 @@ async def _write(conn: AsyncConnection, plan: _Plan, progress: Progress | None) 
     await w.many(domainsendlimit.insert(), [
         {"domain_id": domain_ids[row["name"]], **row["send_limits"]}
         for row in touched if row["send_limits"] is not None])
+    await w.many(domainselfservice.insert(), [
+        {"domain_id": domain_ids[row["name"]], **row["self_service"]}
+        for row in touched if row["self_service"] is not None])
 
     # Every domain a later row names, in the document or already here.
     referenced = {row["target"] for row in [*new["alias_domains"], *existing["alias_domains"]]}
@@ -274,29 +306,39 @@ async def _write(conn: AsyncConnection, plan: _Plan, progress: Progress | None) 
         for row in new["mailboxes"]], "mailboxes")
     await w.by_key(virtualuser, "email", ("password", "quota", "active"),
                    existing["mailboxes"], "mailboxes")
-    limited = [row for row in new["mailboxes"] if row["send_limits"] is not None]
+    # The mailboxes with something hanging from them, and every updated one (whose sub-objects
+    # are replaced whole).
+    limited = [row for row in new["mailboxes"] if row["send_limits"] is not None
+               or row["vacation"] is not None or row["app_passwords"]]
     limited += existing["mailboxes"]
     if limited:
         mailbox_ids = await _existing(conn, virtualuser.c.email,
                                       (row["email"] for row in limited), virtualuser.c.id)
         for chunk in _chunks([mailbox_ids[row["email"]] for row in existing["mailboxes"]],
                              IN_CHUNK):
-            await conn.execute(
-                mailboxsendlimit.delete().where(mailboxsendlimit.c.user_id.in_(chunk))
-            )
+            for table in (mailboxsendlimit, *((vacation, apppassword) if carried else ())):
+                await conn.execute(table.delete().where(table.c.user_id.in_(chunk)))
         await w.many(mailboxsendlimit.insert(), [
             {"user_id": mailbox_ids[row["email"]], **row["send_limits"]}
             for row in limited if row["send_limits"] is not None])
+        await w.many(vacation.insert(), [
+            {"user_id": mailbox_ids[row["email"]], **row["vacation"]}
+            for row in limited if row["vacation"] is not None])
+        await w.many(apppassword.insert(), [
+            {"user_id": mailbox_ids[row["email"]], **password}
+            for row in limited for password in row["app_passwords"]])
 
     await w.many(virtualalias.insert(), [
         {"domain_id": domain_ids[v.domain_of(row["source"])], "source": row["source"],
          "destination": row["destination"]} for row in new["aliases"]], "aliases")
 
-    admin_columns = ("email", "password", "is_superadmin", "is_active", "read_only")
+    admin_columns = ("email", "password", "is_superadmin", "is_active", "read_only",
+                     "language")
     await w.many(admin.insert(), [
         {"username": row["username"], **{name: row[name] for name in admin_columns}}
         for row in new["admins"]], "admins")
-    await w.by_key(admin, "username", admin_columns, existing["admins"])
+    await w.by_key(admin, "username", admin_columns if carried else admin_columns[:-1],
+                   existing["admins"])
     admins = [*new["admins"], *existing["admins"]]
     admin_ids = await _existing(conn, admin.c.username, (row["username"] for row in admins),
                                 admin.c.id)
@@ -307,6 +349,20 @@ async def _write(conn: AsyncConnection, plan: _Plan, progress: Progress | None) 
         for row in admins for name in row["domains"]])
     await w.many(apikey.insert(), [
         {"admin_id": admin_ids[username], **key} for username, key in plan.new_api_keys])
+    # Second factors: replaced whole for updated admins, as their rights are.
+    for chunk in _chunks([admin_ids[row["username"]] for row in existing["admins"]
+                          if carried], IN_CHUNK):
+        for table in (admintotp, adminpasskey, adminrecoverycode):
+            await conn.execute(table.delete().where(table.c.admin_id.in_(chunk)))
+    await w.many(admintotp.insert(), [
+        {"admin_id": admin_ids[row["username"]], **row["totp"]}
+        for row in admins if row["totp"] is not None])
+    await w.many(adminpasskey.insert(), [
+        {"admin_id": admin_ids[row["username"]], **key}
+        for row in admins for key in row["passkeys"]])
+    await w.many(adminrecoverycode.insert(), [
+        {"admin_id": admin_ids[row["username"]], **code}
+        for row in admins for code in row["recovery_codes"]])
 
 
 async def import_document(
@@ -340,7 +396,7 @@ async def import_document(
         plan = await _plan(conn, checked, on_conflict, report)
         if report.errors:
             raise ImportRefused(report.errors, report.refused)
-        await _write(conn, plan, progress)
+        await _write(conn, plan, progress, checked.version)
         counts = {kind: {section: getattr(report, kind)[section] for section in d.SECTIONS}
                   for kind in ("created", "updated", "skipped")}
         await audit.record(conn, actor, "import", "export_document", None, source, new=counts)
