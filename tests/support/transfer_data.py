@@ -8,11 +8,29 @@ API keys (one of them revoked).
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
+from datetime import timedelta
 
-from dinomail import dkim
+from dinomail import dkim, totp
 from dinomail.passwords import hash_password
-from dinomail.store import EVERYTHING, Store, admins, apikeys, dns, domains, mailboxes, policy
+from dinomail.settings import LANGUAGES
+from dinomail.store import (
+    EVERYTHING,
+    Store,
+    admins,
+    apikeys,
+    apppasswords,
+    dns,
+    domains,
+    forwarding,
+    mailboxes,
+    policy,
+    selfservice,
+    twofactor,
+    vacation,
+)
+from dinomail.store.common import now
 from tests.support.adminapi import PASSWORD
 from tests.support.mail_data import fill_mail_data
 
@@ -63,3 +81,63 @@ async def fill_everything(store: Store) -> Filled:
         revoked, revoked_key = await apikeys.create(conn, "test", tenant["id"], name="old")
         await apikeys.revoke(conn, "test", tenant["id"], revoked["id"])
     return Filled(ids, root_key, tenant_key, revoked_key)
+
+
+# The second factors, preferences and mailbox settings that export format version 2 added.
+APP_PASSWORD_MAILBOX = "alice@example.org"
+
+
+@dataclass
+class Extras:
+    totp_secret: str
+    # When the TOTP was confirmed: codes of that time step or earlier are spent.
+    totp_confirmed_at: float
+    recovery_codes: list[str]
+    app_password: str
+
+
+async def fill_extras(store: Store, filled: Filled) -> Extras:
+    """On top of `fill_everything`: root with a language, a confirmed TOTP, recovery codes (one
+    used) and two passkeys (one used); tenant with a TOTP still waiting for its first code;
+    example.org requiring app passwords, with external forwarding off; alice with a vacation
+    reply and two app passwords (one used); bob forwarding to two hosted addresses."""
+    ids = filled.ids
+    confirmed_at = time.time() - 3600
+    app_password = apppasswords.new_secret()
+    app_hash = await apppasswords.hash_secret(app_password)
+    async with store.write() as conn:
+        root = await admins.get_by_username(conn, "root")
+        tenant = await admins.get_by_username(conn, "tenant")
+        await admins.set_language(conn, "test", root["id"], "fr", LANGUAGES)
+        secret = await twofactor.start_totp(conn, root["id"])
+        await twofactor.confirm_totp(conn, "test", root["id"],
+                                     totp.code_at(secret, totp.time_step(confirmed_at)),
+                                     at=confirmed_at)
+        codes = await twofactor.new_recovery_codes(conn, "test", root["id"])
+        assert await twofactor.use_recovery_code(conn, "test", root["id"], codes[0])
+        key = await twofactor.add_passkey(
+            conn, "test", root["id"], name="YubiKey", credential_id="Y3JlZGVudGlhbC0x",
+            public_key="pQECAyYgASFYIGNvc2Uta2V5LTE", sign_count=0)
+        await twofactor.passkey_used(conn, key["id"], 41)
+        await twofactor.add_passkey(
+            conn, "test", root["id"], name="Laptop", credential_id="Y3JlZGVudGlhbC0y",
+            public_key="pQECAyYgASFYIGNvc2Uta2V5LTI", sign_count=3)
+        await twofactor.start_totp(conn, tenant["id"])
+
+        example = ids["example.org"]
+        await domains.update(conn, "test", EVERYTHING, example, {"require_app_passwords": True})
+        await forwarding.put(conn, "test", EVERYTHING, ids["bob@example.org"],
+                             {"destinations": ["alice@example.org", "dan@dormant.org"],
+                              "keep_copy": True})
+        await selfservice.put(conn, "test", EVERYTHING, example,
+                              {"external_forwarding": False})
+        alice = ids[APP_PASSWORD_MAILBOX]
+        await vacation.put(conn, "test", EVERYTHING, alice, {
+            "enabled": True, "subject": "Away « en congé »", "body": "Back on Monday.\nAlice",
+            "starts": "2026-12-20", "ends": "2027-01-04", "interval_days": 3})
+        phone = await apppasswords.create(conn, "test", EVERYTHING, alice, name="phone",
+                                          protocols=["smtp", "imap"], password_hash=app_hash)
+        await apppasswords.create(conn, "test", EVERYTHING, alice, name="old laptop",
+                                  protocols=["pop3", "sieve"], password_hash=app_hash)
+        await apppasswords.record_use(conn, {phone["id"]: now() - timedelta(days=2)})
+    return Extras(secret, confirmed_at, codes, app_password)

@@ -1,0 +1,411 @@
+"""What export format version 2 added (admins' language and second factors, domains' app
+password rule and self-service switches, mailboxes' vacation replies and app passwords, and the
+forwarding stored as aliases) survives an export and an import into PostgreSQL and SQLite row
+for row, and still works there; a version 1 document still imports; a wrong value of any of
+them is named, and nothing is written."""
+
+from __future__ import annotations
+
+import copy
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+import jsonschema
+import pytest
+import sqlalchemy as sa
+
+from dinomail import migrate, totp
+from dinomail.schema import (
+    admin,
+    adminpasskey,
+    adminrecoverycode,
+    admintotp,
+    apppassword,
+    auditlog,
+    domainselfservice,
+    vacation,
+    virtualalias,
+    virtualdomain,
+    virtualuser,
+)
+from dinomail.store import Store, admins, twofactor
+from dinomail.store.common import aware
+from dinomail.transfer import document
+from dinomail.transfer.export import export_document
+from dinomail.transfer.importer import ImportRefused, import_document
+from tests.conftest import new_postgres_database
+from tests.support.adminapi import PASSWORD, fast_admin_hashing
+from tests.support.cli import dinomail
+from tests.support.lookupd import running_lookupd
+from tests.support.postgres import PostgresServer
+from tests.support.transfer_data import (
+    APP_PASSWORD_MAILBOX,
+    Extras,
+    fill_everything,
+    fill_extras,
+)
+
+
+@pytest.fixture(autouse=True)
+def _fast_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
+    fast_admin_hashing(monkeypatch)
+
+
+async def export_json(store: Store) -> dict[str, Any]:
+    return json.loads("".join([piece async for piece in export_document(store)]))
+
+
+def _moment(value: datetime | None) -> datetime | None:
+    return None if value is None else aware(value)
+
+
+async def extra_rows(store: Store) -> dict[str, list[tuple[Any, ...]]]:
+    """The rows the version 2 fields come from, by names rather than ids, times made aware."""
+    owner = admin.c.username
+    email = virtualuser.c.email
+    async with store.read() as conn:
+        async def rows(query: sa.Select) -> list[tuple[Any, ...]]:
+            found = [tuple(_moment(value) if isinstance(value, datetime) else value
+                           for value in row) for row in await conn.execute(query)]
+            return sorted(found, key=repr)
+
+        return {
+            "admins": await rows(sa.select(owner, admin.c.language, admin.c.read_only)),
+            "totp": await rows(
+                sa.select(owner, admintotp.c.secret, admintotp.c.created_at,
+                          admintotp.c.confirmed_at, admintotp.c.last_step)
+                .join_from(admintotp, admin)),
+            "passkeys": await rows(
+                sa.select(owner, adminpasskey.c.name, adminpasskey.c.credential_id,
+                          adminpasskey.c.public_key, adminpasskey.c.sign_count,
+                          adminpasskey.c.created_at, adminpasskey.c.last_used_at)
+                .join_from(adminpasskey, admin)),
+            "recovery_codes": await rows(
+                sa.select(owner, adminrecoverycode.c.code_hash, adminrecoverycode.c.used_at)
+                .join_from(adminrecoverycode, admin)),
+            "domains": await rows(
+                sa.select(virtualdomain.c.name, virtualdomain.c.require_app_passwords)),
+            "self_service": await rows(
+                sa.select(virtualdomain.c.name, domainselfservice.c.self_service,
+                          domainselfservice.c.external_forwarding)
+                .join_from(domainselfservice, virtualdomain)),
+            "vacation": await rows(
+                sa.select(email, vacation.c.enabled, vacation.c.subject, vacation.c.body,
+                          vacation.c.starts, vacation.c.ends, vacation.c.interval_days)
+                .join_from(vacation, virtualuser)),
+            "app_passwords": await rows(
+                sa.select(email, apppassword.c.name, apppassword.c.protocols,
+                          apppassword.c.password, apppassword.c.created,
+                          apppassword.c.last_used)
+                .join_from(apppassword, virtualuser)),
+            "aliases": await rows(sa.select(virtualalias.c.source, virtualalias.c.destination)),
+        }
+
+
+async def filled_source(tmp_path: Path) -> tuple[dict[str, Any], Extras, dict[str, Any]]:
+    """An SQLite installation with every version 2 item: its export, secrets and rows."""
+    store = Store(f"sqlite:///{tmp_path / 'source.sqlite3'}")
+    await migrate.upgrade(store.engine)
+    try:
+        extras = await fill_extras(store, await fill_everything(store))
+        return await export_json(store), extras, await extra_rows(store)
+    finally:
+        await store.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def target_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'target.sqlite3'}"
+        store = Store(url)
+        await migrate.upgrade(store.engine)
+        await store.close()
+        return url
+    return new_postgres_database(request.getfixturevalue("postgres"))
+
+
+def test_the_document_carries_every_new_item() -> None:
+    # The names the exporter writes are those the schema describes.
+    defs = document.schema()["$defs"]
+    for section, kind in (("domains", "domain"), ("mailboxes", "mailbox"), ("admins", "admin")):
+        for name in document.VERSION_2_FIELDS[section]:
+            assert name in defs[kind]["properties"], (kind, name)
+            assert name not in defs[kind]["required"]
+
+
+async def test_round_trip_keeps_every_row(
+    store: Store, postgres: PostgresServer, tmp_path: Path
+) -> None:
+    extras = await fill_extras(store, await fill_everything(store))
+    doc = await export_json(store)
+    before = await extra_rows(store)
+    jsonschema.validate(doc, document.schema())
+    assert doc["version"] == 2
+    root = next(row for row in doc["admins"] if row["username"] == "root")
+    assert root["language"] == "fr" and root["totp"]["secret"] == extras.totp_secret
+    assert [key["name"] for key in root["passkeys"]] == ["YubiKey", "Laptop"]
+    assert sum(code["used_at"] is not None for code in root["recovery_codes"]) == 1
+    tenant = next(row for row in doc["admins"] if row["username"] == "tenant")
+    assert tenant["totp"]["confirmed_at"] is None and "language" not in tenant
+    alice = next(row for row in doc["mailboxes"] if row["email"] == APP_PASSWORD_MAILBOX)
+    assert alice["vacation"]["starts"] == "2026-12-20"
+    assert [(p["name"], p["protocols"]) for p in alice["app_passwords"]] == [
+        ("phone", ["imap", "smtp"]), ("old laptop", ["pop3", "sieve"])]
+    assert extras.app_password not in json.dumps(doc)  # hashes only
+    example = next(row for row in doc["domains"] if row["name"] == "example.org")
+    assert example["require_app_passwords"] is True
+    assert example["self_service"] == {"self_service": True, "external_forwarding": False}
+    # Nothing there for the objects without them: documents stay as they were.
+    dormant = next(row for row in doc["domains"] if row["name"] == "dormant.org")
+    assert not set(document.VERSION_2_FIELDS["domains"]) & set(dormant)
+    assert len(before["passkeys"]) == 2 and len(before["app_passwords"]) == 2
+    assert ("bob@example.org", "dan@dormant.org") in before["aliases"]
+
+    sqlite = Store(f"sqlite:///{tmp_path / 'target.sqlite3'}")
+    await migrate.upgrade(sqlite.engine)
+    for target in (Store(new_postgres_database(postgres)), sqlite):
+        try:
+            report = await import_document(target, doc)
+            assert not report.errors
+            assert await extra_rows(target) == before
+            async with target.write() as conn:
+                root_id = (await admins.get_by_username(conn, "root"))["id"]
+                tenant_id = (await admins.get_by_username(conn, "tenant"))["id"]
+                # Still the second factor of the login; the unconfirmed one is still not.
+                assert await twofactor.is_enabled(conn, root_id)
+                assert not await twofactor.is_enabled(conn, tenant_id)
+                spent = totp.code_at(extras.totp_secret, totp.time_step(extras.totp_confirmed_at))
+                assert not await twofactor.check_totp(conn, root_id, spent,
+                                                      at=extras.totp_confirmed_at)
+                assert await twofactor.check_totp(
+                    conn, root_id, totp.code_at(extras.totp_secret, totp.time_step()))
+                assert not await twofactor.use_recovery_code(conn, "t", root_id,
+                                                             extras.recovery_codes[0])
+                assert await twofactor.use_recovery_code(conn, "t", root_id,
+                                                         extras.recovery_codes[1])
+                assert await admins.authenticate(conn, "root", PASSWORD) is not None
+        finally:
+            await target.close()
+
+
+async def test_a_restored_app_password_opens_its_protocols(
+    target_url: str, tmp_path: Path
+) -> None:
+    doc, extras, _ = await filled_source(tmp_path)
+    store = Store(target_url)
+    try:
+        await import_document(store, doc)
+        (tmp_path / "lookupd").mkdir()
+        async with running_lookupd(store, tmp_path / "lookupd") as (_, settings), \
+                httpx.AsyncClient(base_url=f"http://{settings.LOOKUPD_HTTP_LISTEN}") as http:
+
+            async def verify(password: str, service: str) -> object:
+                answer = await http.post(
+                    "/dovecot/verify",
+                    content=urlencode({"user": APP_PASSWORD_MAILBOX, "password": password,
+                                       "service": service}),
+                    headers={"Content-Type": "application/x-www-form-urlencoded"})
+                assert answer.status_code == 200
+                return answer.json()["result"]
+
+            assert await verify(extras.app_password, "imap") == "ok"
+            assert await verify(extras.app_password, "submission") == "ok"
+            assert await verify("wrong-wrong-wrong", "imap") == "mismatch"
+            # The domain still requires app passwords: the main password opens no protocol.
+            assert await verify(PASSWORD, "imap") == "mismatch"
+    finally:
+        await store.close()
+
+
+def _version_1(doc: dict[str, Any]) -> dict[str, Any]:
+    old = copy.deepcopy(doc)
+    old["version"] = 1
+    for section, names in document.VERSION_2_FIELDS.items():
+        for row in old[section]:
+            for name in names:
+                row.pop(name, None)
+    return old
+
+
+async def test_a_version_1_document_still_imports(target_url: str, tmp_path: Path) -> None:
+    doc, _, source_rows = await filled_source(tmp_path)
+    old = _version_1(doc)
+    jsonschema.validate(old, document.schema())
+    store = Store(target_url)
+    try:
+        report = await import_document(store, old)
+        assert not report.errors and report.created["mailboxes"] == 6
+        rows = await extra_rows(store)
+        assert rows["aliases"] == source_rows["aliases"]  # forwarding was aliases already
+        assert [rows[name] for name in ("totp", "passkeys", "recovery_codes", "self_service",
+                                        "vacation", "app_passwords")] == [[]] * 6
+        assert {language for _, language, _ in rows["admins"]} == {None}
+
+        # Updating from it leaves what version 1 cannot say as it is: no lost second factor.
+        await import_document(store, doc, on_conflict="update")
+        assert await extra_rows(store) == source_rows
+        await import_document(store, old, on_conflict="update")
+        assert await extra_rows(store) == source_rows
+        # A version 2 document says it all: an admin without a TOTP loses it.
+        root = next(row for row in doc["admins"] if row["username"] == "root")
+        del root["totp"]
+        await import_document(store, doc, on_conflict="update")
+        assert [row[0] for row in (await extra_rows(store))["totp"]] == ["tenant"]
+
+        with pytest.raises(ImportRefused) as refused:
+            await import_document(store, {**old, "mailboxes": [
+                {**old["mailboxes"][0], "vacation": None}]})
+        assert str(refused.value) == (
+            "$.mailboxes[0].vacation: is a field of version 2 documents, not version 1")
+        with pytest.raises(ImportRefused) as refused:
+            await import_document(store, {**old, "version": 3})
+        assert str(refused.value) == "$.version: version 3 is not one this DinoMail reads (1, 2)"
+    finally:
+        await store.close()
+
+
+def _find(doc: dict[str, Any], section: str, key: str, value: str) -> tuple[int, dict[str, Any]]:
+    return next((index, row) for index, row in enumerate(doc[section]) if row[key] == value)
+
+
+# (where, field path below the row, the value, what the refusal's path ends with)
+BAD_VALUES: list[tuple[str, str, Any, str]] = [
+    ("root", "language", "de", "language"),
+    ("root", "totp.secret", "not base32!", "totp.secret"),
+    ("root", "totp.confirmed_at", "yesterday", "totp.confirmed_at"),
+    ("root", "totp.created_at", "2026-12-06T04:30:00", "totp.created_at"),
+    ("root", "totp.last_step", -1, "totp.last_step"),
+    ("root", "passkeys.0.credential_id", "not base64url!", "passkeys[0].credential_id"),
+    ("root", "passkeys.0.public_key", "", "passkeys[0].public_key"),
+    ("root", "passkeys.0.sign_count", "many", "passkeys[0].sign_count"),
+    ("root", "passkeys.1.name", "YubiKey", "passkeys[1].name"),
+    ("root", "passkeys.0.last_used_at", 5, "passkeys[0].last_used_at"),
+    ("root", "recovery_codes.0.code_hash", "ABC", "recovery_codes[0].code_hash"),
+    ("root", "recovery_codes.0.used_at", "soon", "recovery_codes[0].used_at"),
+    ("example.org", "require_app_passwords", "yes", "require_app_passwords"),
+    ("example.org", "self_service.external_forwarding", None,
+     "self_service.external_forwarding"),
+    ("example.org", "self_service.colour", True, "self_service.colour"),
+    ("example.org", "self_service", [], "self_service"),
+    ("alice", "vacation.interval_days", 99, "vacation.interval_days"),
+    ("alice", "vacation.ends", "2026-13-01", "vacation.ends"),
+    ("alice", "vacation.ends", "2026-12-01", "vacation.ends"),  # before the first day
+    ("alice", "vacation.body", "", "vacation.body"),  # required while enabled
+    ("alice", "vacation.subject", "x" * 256, "vacation.subject"),
+    ("alice", "app_passwords.0.protocols", ["imap", "ftp"], "app_passwords[0].protocols"),
+    ("alice", "app_passwords.0.protocols", "imap", "app_passwords[0].protocols"),
+    ("alice", "app_passwords.0.password", "plain text", "app_passwords[0].password"),
+    ("alice", "app_passwords.0.name", "", "app_passwords[0].name"),
+    ("alice", "app_passwords.1.name", "phone", "app_passwords[1].name"),
+    ("alice", "app_passwords.0.created", None, "app_passwords[0].created"),
+    ("alice", "app_passwords.0.last_used", "2026-02-30T00:00:00Z",
+     "app_passwords[0].last_used"),
+    ("alice", "app_passwords", {"phone": 1}, "app_passwords"),
+]
+
+
+def _spoil(doc: dict[str, Any], where: str, path: str, value: Any) -> str:
+    """Put `value` at `path` of the row `where`; the JSON path of that row."""
+    if where == "root":
+        index, row = _find(doc, "admins", "username", "root")
+        prefix = f"$.admins[{index}]"
+    elif where == "alice":
+        index, row = _find(doc, "mailboxes", "email", APP_PASSWORD_MAILBOX)
+        prefix = f"$.mailboxes[{index}]"
+    else:
+        index, row = _find(doc, "domains", "name", where)
+        prefix = f"$.domains[{index}]"
+    *parents, last = path.split(".")
+    target: Any = row
+    for part in parents:
+        target = target[int(part)] if part.isdigit() else target[part]
+    if last.isdigit():
+        target[int(last)] = value
+    else:
+        target[last] = value
+    return prefix
+
+
+async def _counts(url: str) -> list[int]:
+    store = Store(url)
+    try:
+        async with store.read() as conn:
+            return [await conn.scalar(sa.select(sa.func.count()).select_from(table)) or 0
+                    for table in (virtualdomain, virtualuser, admin, admintotp, adminpasskey,
+                                  adminrecoverycode, domainselfservice, vacation, apppassword,
+                                  auditlog)]
+    finally:
+        await store.close()
+
+
+async def test_each_wrong_new_value_is_named_and_nothing_is_written(
+    target_url: str, tmp_path: Path
+) -> None:
+    doc, _, _ = await filled_source(tmp_path)
+    store = Store(target_url)
+    try:
+        for where, path, value, expected in BAD_VALUES:
+            spoiled = copy.deepcopy(doc)
+            prefix = _spoil(spoiled, where, path, value)
+            with pytest.raises(ImportRefused) as refused:
+                await import_document(store, spoiled)
+            # The first refusal names the value (a refused domain refuses its mailboxes too).
+            first = refused.value.errors[0]
+            assert first.path == f"{prefix}.{expected}", (path, first)
+            assert "\n" not in str(first) and first.message
+    finally:
+        await store.close()
+    assert await _counts(target_url) == [0] * 10
+
+
+async def test_the_command_refuses_a_wrong_value_in_one_line(tmp_path: Path) -> None:
+    doc, _, _ = await filled_source(tmp_path)
+    url = f"sqlite:///{tmp_path / 'target.sqlite3'}"
+    env = {"DINOMAIL_DATABASE_URL": url}
+    assert dinomail("migrate", env=env).returncode == 0
+    path = tmp_path / "doc.json"
+    for where, field, value, message in (
+        ("root", "totp.secret", "0000", "must be a base32 secret"),
+        ("alice", "vacation.interval_days", 0, "must be between 1 and 30 days"),
+    ):
+        spoiled = copy.deepcopy(doc)
+        prefix = _spoil(spoiled, where, field, value)
+        path.write_text(json.dumps(spoiled))
+        result = dinomail("import", str(path), env=env)
+        assert result.returncode == 2 and result.stdout == ""
+        assert result.stderr.startswith(f"dinomail: error: {prefix}.{field}: {message}")
+        assert result.stderr.endswith("; nothing was imported\n")
+        assert result.stderr.count("\n") == 1
+    assert await _counts(url) == [0] * 10
+
+
+async def test_a_passkey_of_another_admin_here_is_refused(target_url: str, tmp_path: Path) -> None:
+    doc, _, _ = await filled_source(tmp_path)
+    store = Store(target_url)
+    try:
+        await import_document(store, doc)
+        before = await extra_rows(store)
+        _, root = _find(doc, "admins", "username", "root")
+        other = {**root, "username": "someone", "api_keys": [], "recovery_codes": []}
+        del other["totp"]
+        with pytest.raises(ImportRefused) as refused:
+            await import_document(store, {**doc, "admins": [other]}, on_conflict="skip")
+        assert str(refused.value) == (
+            "$.admins[0].passkeys[0].credential_id: this passkey belongs to another admin here")
+        # Root itself, updated, keeps its passkeys.
+        await import_document(store, {**doc, "admins": [root]}, on_conflict="update")
+        # Given twice in one document: refused before the database is asked.
+        with pytest.raises(ImportRefused) as refused:
+            await import_document(store, {**doc, "domains": [], "alias_domains": [],
+                                          "mailboxes": [], "aliases": [],
+                                          "admins": [{**other, "username": "a"},
+                                                     {**other, "username": "b"}]})
+        assert str(refused.value) == (
+            "$.admins[1].passkeys[0].credential_id: this passkey is given twice")
+        assert await extra_rows(store) == before
+    finally:
+        await store.close()
