@@ -36,12 +36,12 @@ class CheckInputs:
     domain: str
     dkim_selector: str = ""
     dkim_key: str = ""
-    # The selectors a rotation replaced, still to be published: (selector, algorithm, p=).
-    dkim_retiring: tuple[tuple[str, str, str], ...] = ()
     # The host the MX should name; empty: nothing to compare with.
     mx_host: str = ""
     # The MTA-STS policy DinoMail serves for the domain; None: it serves none.
     mta_sts_policy: mtasts.Policy | None = None
+    # The selectors a rotation replaced, still to be published: (selector, algorithm, p=).
+    dkim_retiring: tuple[tuple[str, str, str], ...] = ()
 
 
 async def check_domain(resolver: Resolver, inputs: CheckInputs) -> list[CheckResult]:
