@@ -235,6 +235,7 @@ async def test_rotation_keeps_the_old_selector_published_until_it_is_retired(
     ("/retire", {"selector": "new1"}, "retire-selector",
      "new1 is the domain's current selector: only the selector of a replaced key"),
     ("/retire", {"selector": "bad_selector"}, "retire-selector", "A selector holds letters"),
+    ("/retire", {"selector": " "}, "retire-selector", "A selector is required"),
     ("", {"algorithm": "rsa", "selector": "old1"}, "selector",
      "The selector old1 still publishes a previous key of the domain"),
     ("", {"algorithm": "rsa", "selector": "new1"}, "selector",

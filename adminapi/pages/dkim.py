@@ -28,6 +28,8 @@ from dinomail.store.common import now
 ALGORITHM_LABELS = {dkim.RSA: N_("RSA (every receiver checks it)"),
                     dkim.ED25519: N_("Ed25519 (short; not every receiver checks it yet)")}
 SENTENCES = {
+    r"a selector is required, such as dm202611":
+        N_("A selector is required, such as dm202611."),
     r"a selector is at most (?P<limit>\d+) characters":
         N_("A selector is at most %(limit)s characters."),
     r"a selector holds letters, digits and inner hyphens \(dots between parts\)":
