@@ -14,7 +14,7 @@ import binascii
 import os
 import re
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -116,11 +116,16 @@ def normalize_selector(value: object, field: str = "selector") -> str:
     return selector
 
 
-def default_selector(now: datetime, current: str = "") -> str:
+def default_selector(now: datetime, taken: str | Collection[str] = "") -> str:
     """A dated selector, so a rotated key gets a new name and the old record can stay
-    published until mail signed with it has been delivered."""
-    selector = f"dm{now:%Y%m%d}"
-    return selector if selector != current else f"dm{now:%Y%m%d%H%M%S}"
+    published until mail signed with it has been delivered. `taken`: the selectors the domain
+    still publishes (the current one, and those of keys a rotation replaced)."""
+    used = {taken} if isinstance(taken, str) else set(taken)
+    for selector in (f"dm{now:%Y%m%d}", f"dm{now:%Y%m%d%H%M%S}"):
+        if selector not in used:
+            return selector
+    return next(f"dm{now:%Y%m%d%H%M%S}-{number}" for number in range(2, len(used) + 3)
+                if f"dm{now:%Y%m%d%H%M%S}-{number}" not in used)
 
 
 def record_name(selector: str, domain: str) -> str:

@@ -456,6 +456,24 @@ dkimkey = sa.Table(
     _timestamp("created_at"),
 )
 
+dkimretiring = sa.Table(
+    "dinomail_dkimretiring",
+    metadata,
+    # The selectors a rotation replaced, still to be published until an admin retires them, so
+    # that mail signed with the old key verifies while it is on its way. Only the public record:
+    # the signer signs with the current key (`dkimkey`) alone, so an old private key has no use.
+    sa.Column(
+        "domain_id",
+        sa.Integer,
+        sa.ForeignKey("core_virtualdomain.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("selector", sa.String(63), primary_key=True),
+    sa.Column("algorithm", sa.String(16), nullable=False),  # rsa, ed25519
+    sa.Column("public_key", sa.Text, nullable=False),  # the p= value
+    _timestamp("replaced_at"),
+)
+
 dnscheck = sa.Table(
     "dinomail_dnscheck",
     metadata,

@@ -2,8 +2,11 @@
 
 - `/api/clientconfig/<domain id>/`: what autoconfig offers a domain's clients (ports and TLS
   modes) and the host its MX should name; a resource like the others;
-- `/api/virtualdomain/<id>/dkim/`: GET the domain's DKIM key and the TXT record to publish;
-  POST to generate a key pair, or a new one with a new selector (a rotation);
+- `/api/virtualdomain/<id>/dkim/`: GET the domain's DKIM key and the TXT records to publish
+  (the current key's, and those of replaced keys not yet retired); POST to generate a key pair,
+  or a new one with a new selector (a rotation: the old selector stays published, retiring);
+- `/api/virtualdomain/<id>/dkim/retire/`: POST `{"selector": ...}` to stop publishing the
+  record of a replaced key, once mail signed with it has been delivered;
 - `/api/virtualdomain/<id>/dkim/private/`: GET the private key and the signer's table lines
   (superadmins only, audited, never in a list);
 - `/api/virtualdomain/<id>/dnscheck/`: GET the last results of the DNS checks; POST to have
@@ -150,19 +153,22 @@ def _settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def _key_summary(domain: Mapping[str, Any], key: Mapping[str, Any] | None) -> dict[str, Any]:
-    summary = dns_store.key_summary(domain, key)
-    return {**summary, "created_at": iso_time(summary["created_at"])}
+def _key_summary(domain: Mapping[str, Any], key: Mapping[str, Any] | None,
+                 retiring: list[Row]) -> dict[str, Any]:
+    summary = dns_store.key_summary(domain, key, retiring)
+    shown = [{**old, "replaced_at": iso_time(old["replaced_at"])} for old in summary["retiring"]]
+    return {**summary, "created_at": iso_time(summary["created_at"]), "retiring": shown}
 
 
 async def _dkim_body(request: Request, pk: int, caller: Caller) -> dict[str, Any]:
     async with _store(request).read() as conn:
         domain = await domains.get(conn, caller.scope, pk)
         key = await dns_store.dkim_key(conn, caller.scope, pk)
+        retiring = await dns_store.retiring_keys(conn, caller.scope, pk)
     report = await read_report(_store(request), _settings(request), caller.scope, pk)
     check = report.check("dkim")
     body = {"domain": resource_uri("virtualdomain", pk), "name": domain["name"],
-            **_key_summary(domain, key), "dkim_status": domain["dkim_status"],
+            **_key_summary(domain, key, retiring), "dkim_status": domain["dkim_status"],
             "check": check.as_json() if check else None}
     return body
 
@@ -199,9 +205,11 @@ async def dkim_endpoint(request: Request) -> Response:
         return JSONResponse(await _dkim_body(request, pk, caller))
     require_write(caller)
     async with _store(request).read() as conn:
-        domain = await domains.get(conn, caller.scope, pk)
+        await domains.get(conn, caller.scope, pk)
     choices = _dkim_choices(await _optional_json_object(request))
-    selector = dns_store.choose_selector(domain, choices.get("selector"), now())
+    async with _store(request).read() as conn:
+        selector = await dns_store.new_selector(conn, caller.scope, pk, choices.get("selector"),
+                                                now())
     # A 4096-bit key takes a few tenths of a second: not on the event loop.
     pair = await asyncio.to_thread(dkim.generate_key, choices["algorithm"], choices["key_bits"])
     async with _store(request).write() as conn:
@@ -209,6 +217,25 @@ async def dkim_endpoint(request: Request) -> Response:
     location = f"{resource_uri('virtualdomain', pk)}dkim/"
     return JSONResponse(await _dkim_body(request, pk, caller), status_code=201,
                         headers={"Location": location})
+
+
+async def dkim_retire_endpoint(request: Request) -> Response:
+    check_parameters(request, ())
+    pk = object_id(request)
+    caller = await authenticate(request)
+    require_write(caller)
+    async with _store(request).read() as conn:
+        await domains.get(conn, caller.scope, pk)
+    body = await read_json_object(request)
+    for name in body:
+        if name != "selector":
+            raise invalid(name, "is not a field here (selector)")
+    if "selector" not in body:
+        raise invalid("selector", "the selector to retire is required")
+    async with _store(request).write() as conn:
+        await dns_store.retire_dkim_selector(conn, caller.actor, caller.scope, pk,
+                                             body["selector"])
+    return JSONResponse(await _dkim_body(request, pk, caller))
 
 
 async def dkim_private_endpoint(request: Request) -> Response:
@@ -258,6 +285,7 @@ def routes() -> list[tuple[str, Any, list[str]]]:
     return [
         ("dkim/", dkim_endpoint, ["GET", "POST"]),
         ("dkim/private/", dkim_private_endpoint, ["GET"]),
+        ("dkim/retire/", dkim_retire_endpoint, ["POST"]),
         ("dnscheck/", dnscheck_endpoint, ["GET", "POST"]),
     ]
 
@@ -303,15 +331,33 @@ def openapi_paths() -> dict[str, Any]:
             "get": _operation(
                 "dkim_read", "Read a domain's DKIM key and its DNS record",
                 "The domain's selector and public key, the TXT record to publish (whole, and "
-                "split into strings of 255 bytes as zone files need), and the last DNS check.",
+                "split into strings of 255 bytes as zone files need), the records of replaced "
+                "keys still to be published (retiring), and the last DNS check.",
                 {200: _ok("The key.", "dkim")}, [400, 401, 404, 503]),
             "post": _operation(
                 "dkim_generate", "Generate (or rotate) a domain's DKIM key",
                 "Makes a new key pair, stores its private half for the signer, and makes it "
                 "the domain's published key (dkim_key_name and dkim_key). The body is "
-                "optional. Publish the new record before the signer uses the new key.",
+                "optional. Publish the new record before the signer uses the new key. When "
+                "the domain had a key (a rotation), its selector and record stay listed in "
+                "retiring, to keep published until mail signed with the old key has been "
+                "delivered; then retire it (dkim/retire/). The new selector must differ from "
+                "every published one (409 otherwise). The old private key is not kept: the "
+                "signer signs with the current key only.",
                 {201: _ok("The new key.", "dkim", headers=location)},
                 [400, 401, 403, 404, 409, 413, 503], requestBody=dkim_body),
+        },
+        f"{base}dkim/retire/": {
+            "parameters": [ID_PARAMETER],
+            "post": _operation(
+                "dkim_retire", "Retire a replaced DKIM selector",
+                "Stops listing (and checking) the record of a key a rotation replaced; remove "
+                "it from the zone too. Audited. 400 (field selector) for a selector that is not "
+                "retiring; 409 for the current selector, which a rotation replaces first.",
+                {200: _ok("The domain's DKIM key and the records left.", "dkim")},
+                [400, 401, 403, 404, 409, 413, 503],
+                requestBody={"required": True,
+                             "content": {JSON: {"schema": _ref("dkim_retire")}}}),
         },
         f"{base}dkim/private/": {
             "parameters": [ID_PARAMETER],
@@ -411,11 +457,32 @@ def openapi_schemas() -> dict[str, Any]:
             "zone_line": {**nullable_text, "description": "The record as a zone file line."},
             "dkim_status": {"type": "integer", "description": "The original column."},
             "check": {"anyOf": [_ref("DnsCheck"), {"type": "null"}]},
+            "retiring": {"type": "array", "items": _ref("dkim_retiring"),
+                         "description": "Records of keys a rotation replaced, newest first: "
+                         "keep them published until mail signed with them has been delivered "
+                         "(a few days), then retire them."},
         },
         "required": ["domain", "name", "selector", "algorithm", "key_bits", "dkim_key",
                      "generated", "created_at", "record_name", "txt_record", "txt_strings",
-                     "zone_line", "dkim_status", "check"],
+                     "zone_line", "dkim_status", "check", "retiring"],
     }
+    retiring = {
+        "type": "object",
+        "properties": {
+            "selector": text,
+            "algorithm": {"type": "string", "enum": list(dkim.ALGORITHMS)},
+            "key_bits": {"type": ["integer", "null"]},
+            "replaced_at": {"type": "string", "format": "date-time"},
+            "record_name": text, "txt_record": text,
+            "txt_strings": {"type": "array", "items": text},
+            "zone_line": text,
+        },
+        "required": ["selector", "algorithm", "key_bits", "replaced_at", "record_name",
+                     "txt_record", "txt_strings", "zone_line"],
+    }
+    retire = {"type": "object", "properties": {"selector": DKIM_INPUT["selector"] | {
+        "description": "The retiring selector to stop publishing."}},
+        "required": ["selector"], "additionalProperties": False}
     private = {
         "type": "object",
         "properties": {
@@ -431,4 +498,5 @@ def openapi_schemas() -> dict[str, Any]:
     }
     create = {"type": "object", "properties": DKIM_INPUT, "additionalProperties": False}
     return {"DnsQuery": query, "DnsCheck": check, "dnscheck": report, "dkim": key,
-            "dkim_private": private, "dkim_create": create}
+            "dkim_private": private, "dkim_create": create, "dkim_retiring": retiring,
+            "dkim_retire": retire}

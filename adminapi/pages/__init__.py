@@ -143,6 +143,7 @@ def routes() -> list[BaseRoute]:
         _route("/virtual-domains/{pk:int}/dmarc-scan", domains.domain_dmarc_scan),
         _route("/virtual-domains/{pk:int}/spf-scan", domains.domain_spf_scan),
         _route("/virtual-domains/{pk:int}/dkim", dkim.domain_dkim, GET_POST),
+        _route("/virtual-domains/{pk:int}/dkim/retire", dkim.domain_dkim_retire, ("POST",)),
 
         _route("/virtual-users/", mailboxes.mailbox_list),
         _route("/virtual-users/new", mailboxes.mailbox_new, GET_POST),

@@ -1,6 +1,8 @@
 """A domain's DKIM key in the pages: the key and the TXT record to publish, its DNS check, and
 generating a key (RSA 2048 by default, Ed25519 as an option) or rotating to a new one under a
-new selector, exactly as `POST /api/virtualdomain/<id>/dkim/` does (the same store calls).
+new selector, exactly as `POST /api/virtualdomain/<id>/dkim/` does (the same store calls). The
+selectors a rotation replaced stay listed, with their records, until the admin retires them
+(as `POST /api/virtualdomain/<id>/dkim/retire/`).
 
 The private key never reaches a page: the store reads it only for the signer's export.
 """
@@ -26,12 +28,24 @@ from dinomail.store.common import now
 ALGORITHM_LABELS = {dkim.RSA: N_("RSA (every receiver checks it)"),
                     dkim.ED25519: N_("Ed25519 (short; not every receiver checks it yet)")}
 SENTENCES = {
+    r"a selector is required, such as dm202611":
+        N_("A selector is required, such as dm202611."),
     r"a selector is at most (?P<limit>\d+) characters":
         N_("A selector is at most %(limit)s characters."),
     r"a selector holds letters, digits and inner hyphens \(dots between parts\)":
         N_("A selector holds letters, digits and inner hyphens (dots between parts)."),
     r"the selector is too long for this domain's DNS name":
         N_("The selector is too long for this domain's DNS name."),
+}
+CODES = {
+    "dkim_selector_in_use": N_("The domain publishes its current key under the selector "
+                               "%(selector)s: a new key needs a new selector, so that the old "
+                               "record stays published."),
+    "dkim_selector_retiring": N_("The selector %(selector)s still publishes a previous key of "
+                                 "the domain: retire it first, or choose another selector."),
+    "dkim_selector_current": N_("%(selector)s is the domain's current selector: only the "
+                                "selector of a replaced key can be retired."),
+    "dkim_selector_unknown": N_("The domain has no retiring selector %(selector)s."),
 }
 
 
@@ -40,14 +54,17 @@ def _empty_form() -> Form:
                         "selector": ""})
 
 
-async def _render(page: Page, domain_id: int, form: Form, *, status: int = 200) -> Response:
+async def _render(page: Page, domain_id: int, form: Form, *, status: int = 200,
+                  retire_form: Form | None = None) -> Response:
     async with page.store.read() as conn:
         domain = await domains.get(conn, page.scope, domain_id)
         key = await dns_store.dkim_key(conn, page.scope, domain_id)
+        retiring = await dns_store.retiring_keys(conn, page.scope, domain_id)
     report = await read_report(page.store, page.settings, page.scope, domain_id)
     return page.render(
         "domain_dkim.html", status=status, domain=domain, form=form,
-        key=dns_store.key_summary(domain, key), result=report.check("dkim"),
+        retire_form=retire_form or Form(values={"selector": ""}),
+        key=dns_store.key_summary(domain, key, retiring), result=report.check("dkim"),
         pending=report.pending, status_of=status_of, check_status=check_status,
         outcome_label=OUTCOMES, algorithms=ALGORITHM_LABELS, key_sizes=dkim.RSA_KEY_BITS,
     )
@@ -87,9 +104,11 @@ async def domain_dkim(page: Page) -> Response:
     choices = _read_choices(page, form)
     if not form.valid:
         return await _render(page, domain_id, form, status=400)
-    previous = domain["dkim_key_name"]
+    previous = domain["dkim_key_name"] if domain["dkim_key"].strip() else ""
     try:
-        selector = dns_store.choose_selector(domain, choices["selector"], now())
+        async with page.store.read() as conn:
+            selector = await dns_store.new_selector(conn, page.scope, domain_id,
+                                                    choices["selector"], now())
         # A 4096-bit key takes a few tenths of a second: not on the event loop.
         pair = await asyncio.to_thread(dkim.generate_key, choices["algorithm"],
                                        choices["key_bits"])
@@ -97,17 +116,38 @@ async def domain_dkim(page: Page) -> Response:
             await dns_store.save_dkim_key(conn, page.admin.actor, page.scope, domain_id,
                                           selector, pair)
     except (StoreError, v.ValidationError) as error:
-        refuse_into(page, form, error, {}, SENTENCES)
+        refuse_into(page, form, error, CODES, SENTENCES)
         return await _render(page, domain_id, form, status=400)
     name = v.display_domain(domain["name"])
-    if previous and previous != selector:
+    if previous:
         page.flash("warning", _(
             "A new key was made for %(name)s under the selector %(selector)s. Publish its record "
             "now, and keep the record of the old selector %(old)s until mail signed with it has "
-            "been delivered (a few days); then remove it from your zone.")
+            "been delivered (a few days); then retire it here and remove it from your zone.")
             % {"name": name, "selector": selector, "old": previous})
     else:
         page.flash("success", _("A DKIM key was made for %(name)s under the selector "
                                 "%(selector)s: publish its record.")
                    % {"name": name, "selector": selector})
+    return page.redirect(page.url("domain_dkim", pk=domain_id))
+
+
+async def domain_dkim_retire(page: Page) -> Response:
+    """Retire a selector a rotation replaced: its record leaves the page and the DNS check."""
+    domain_id = page.path_id()
+    form = _empty_form()
+    retire_form = Form(values={"selector": page.form_data.text("selector")})
+    try:
+        async with page.store.write() as conn:
+            domain = await dns_store.retire_dkim_selector(
+                conn, page.admin.actor, page.scope, domain_id, retire_form.values["selector"])
+    except (StoreError, v.ValidationError) as error:
+        if isinstance(error, StoreError) and error.field is None:
+            raise  # the domain itself is not there (or not the admin's): the usual 404
+        refuse_into(page, retire_form, error, CODES, SENTENCES)
+        return await _render(page, domain_id, form, status=400, retire_form=retire_form)
+    page.flash("success", page._(
+        "The selector %(selector)s of %(name)s is retired: remove its record from your zone.")
+        % {"selector": dkim.normalize_selector(retire_form.values["selector"]),
+           "name": v.display_domain(domain["name"])})
     return page.redirect(page.url("domain_dkim", pk=domain_id))

@@ -40,13 +40,16 @@ class CheckInputs:
     mx_host: str = ""
     # The MTA-STS policy DinoMail serves for the domain; None: it serves none.
     mta_sts_policy: mtasts.Policy | None = None
+    # The selectors a rotation replaced, still to be published: (selector, algorithm, p=).
+    dkim_retiring: tuple[tuple[str, str, str], ...] = ()
 
 
 async def check_domain(resolver: Resolver, inputs: CheckInputs) -> list[CheckResult]:
     """Every check of a domain, concurrently, in `CHECK_NAMES` order."""
     name = inputs.domain
     results = await asyncio.gather(
-        check_dkim(resolver, name, inputs.dkim_selector, inputs.dkim_key),
+        check_dkim(resolver, name, inputs.dkim_selector, inputs.dkim_key,
+                   inputs.dkim_retiring),
         check_spf(resolver, name),
         check_dmarc(resolver, name),
         check_mx(resolver, name, inputs.mx_host),
@@ -62,7 +65,54 @@ async def check_domain(resolver: Resolver, inputs: CheckInputs) -> list[CheckRes
 # --- DKIM -----------------------------------------------------------------------------------------
 
 
-async def check_dkim(resolver: Resolver, domain: str, selector: str, key: str) -> CheckResult:
+async def check_dkim(
+    resolver: Resolver, domain: str, selector: str, key: str,
+    retiring: tuple[tuple[str, str, str], ...] = (),
+) -> CheckResult:
+    """The current key's record, then each retiring one's: a retiring record that is gone
+    or changed too early is a warning (mail signed with the replaced key stops verifying)."""
+    result, old = await asyncio.gather(
+        _check_current_dkim(resolver, domain, selector, key),
+        asyncio.gather(*(_check_retiring_dkim(resolver, domain, *entry) for entry in retiring)),
+    )
+    for query, problem in old:
+        result.queries.append(query)
+        if problem:
+            result.problems.append(problem)
+    if any(problem for _, problem in old) and result.status is CheckStatus.OK:
+        result.status = CheckStatus.WARNING
+        result.summary += ", but a retiring selector is not published as it should be"
+    if retiring:
+        result.data["retiring"] = [entry[0] for entry in retiring]
+    return result
+
+
+async def _check_retiring_dkim(
+    resolver: Resolver, domain: str, selector: str, algorithm: str, key: str
+) -> tuple[Query, str | None]:
+    """The query of a retiring selector's record and what is wrong with it (None: nothing)."""
+    name = dkim.record_name(selector, domain)
+    query = await resolver.query(name, "TXT")
+    if not query.answered:
+        return query, f"the retiring selector {selector} could not be checked ({name})"
+    if not query.found:
+        return query, (f"no TXT record at {name} for the retiring selector {selector}: mail "
+                       "signed with the replaced key no longer verifies; retire it if that "
+                       "mail has been delivered")
+    try:
+        expected = dkim.public_key_of(key, algorithm)
+    except dkim.DkimError as error:
+        return query, f"the retiring selector {selector}'s own key cannot be read: {error}"
+    for text in query.records:
+        verdict = _read_dkim_record(text)
+        if not isinstance(verdict, str) and verdict[1] == expected:
+            return query, None
+    return query, (f"{name} does not publish the replaced key of the retiring selector "
+                   f"{selector}: mail signed with it no longer verifies")
+
+
+async def _check_current_dkim(resolver: Resolver, domain: str, selector: str, key: str
+                              ) -> CheckResult:
     if not selector or not key:
         return CheckResult(
             "dkim", CheckStatus.NOT_CONFIGURED,

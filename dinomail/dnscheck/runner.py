@@ -52,6 +52,9 @@ class Target:
         mail host), so the background checker re-checks the domain then."""
         parts = [CHECKS_VERSION, self.inputs.domain, self.inputs.dkim_selector,
                  "".join(self.inputs.dkim_key.split()), self.inputs.mx_host]
+        if self.inputs.dkim_retiring:
+            # Only then: the fingerprints of domains without any stay what they were.
+            parts += [":".join(entry) for entry in self.inputs.dkim_retiring]
         if self.inputs.mta_sts_policy is not None:
             parts.append(self.inputs.mta_sts_policy.policy_id)
         return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
@@ -74,6 +77,10 @@ def served_mta_sts_policy(row: Mapping[str, Any], settings: Settings) -> mtasts.
 def target_of(row: Mapping[str, Any], settings: Settings) -> Target:
     return Target(row["id"], CheckInputs(
         domain=row["name"], dkim_selector=row["dkim_key_name"], dkim_key=row["dkim_key"],
+        dkim_retiring=tuple(
+            (old["selector"], old["algorithm"], old["public_key"])
+            for old in row.get("dkim_retiring", ()) if old["selector"] != row["dkim_key_name"]
+        ),
         mx_host=expected_mx_host(row, settings),
         mta_sts_policy=served_mta_sts_policy(row, settings),
     ))

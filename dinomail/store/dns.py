@@ -1,5 +1,6 @@
 """Per-domain mail client settings (`dinomail_clientconfig`), generated DKIM keys
-(`dinomail_dkimkey`) and DNS check results (`dinomail_dnscheck`, `dinomail_dnscheckrun`).
+(`dinomail_dkimkey`), the selectors of replaced keys still published (`dinomail_dkimretiring`)
+and DNS check results (`dinomail_dnscheck`, `dinomail_dnscheckrun`).
 
 A DKIM private key is read by one function only, `dkim_private_key`, which writes an audit
 entry; every other read leaves the column out, so it cannot reach a list, a log or a page by
@@ -23,6 +24,7 @@ from dinomail.dkim import KeyPair
 from dinomail.schema import (
     clientconfig,
     dkimkey,
+    dkimretiring,
     dnscheck,
     dnscheckrun,
     mtastspolicy,
@@ -30,7 +32,7 @@ from dinomail.schema import (
 )
 from dinomail.store import audit, domains
 from dinomail.store.common import Row, changed_values, fetch_all, now
-from dinomail.store.errors import NotFound
+from dinomail.store.errors import Conflict, NotFound
 from dinomail.store.fields import clean_fields
 from dinomail.store.scope import Scope
 
@@ -122,13 +124,87 @@ async def dkim_key(conn: AsyncConnection, scope: Scope, domain_id: int) -> Row |
     return dict(row) if row else None
 
 
+async def retiring_keys(conn: AsyncConnection, scope: Scope, domain_id: int) -> list[Row]:
+    """The selectors of a visible domain that a rotation replaced and that are still to be
+    published (until an admin retires them), newest first."""
+    await domains.get(conn, scope, domain_id)
+    return await _retiring_rows(conn, [domain_id])
+
+
+async def _retiring_rows(conn: AsyncConnection, domain_ids: Sequence[int]) -> list[Row]:
+    found: list[Row] = []
+    ids = list(domain_ids)
+    for start in range(0, len(ids), CHUNK):
+        found += await fetch_all(conn, (
+            sa.select(dkimretiring)
+            .where(dkimretiring.c.domain_id.in_(ids[start:start + CHUNK]))
+            .order_by(dkimretiring.c.domain_id, dkimretiring.c.replaced_at.desc(),
+                      dkimretiring.c.selector)
+        ))
+    return found
+
+
+async def retiring_by_domain(conn: AsyncConnection, domain_ids: Sequence[int]
+                             ) -> dict[int, list[Row]]:
+    """The retiring selectors of each domain (for the DNS checks, which see every domain)."""
+    found: dict[int, list[Row]] = {domain_id: [] for domain_id in domain_ids}
+    for row in await _retiring_rows(conn, domain_ids):
+        found[row["domain_id"]].append(row)
+    return found
+
+
+async def new_selector(
+    conn: AsyncConnection, scope: Scope, domain_id: int, selector: str | None, moment: datetime
+) -> str:
+    """The selector of a new key for a visible domain: the one asked for (already normalized),
+    else a dated one. Either way one the domain does not publish already, so a rotation leaves
+    the old record published under its own name."""
+    domain = await domains.get(conn, scope, domain_id)
+    retiring = [row["selector"] for row in await _retiring_rows(conn, [domain_id])]
+    taken = [*retiring, domain["dkim_key_name"]] if domain["dkim_key_name"] else retiring
+    chosen = selector or dkim.default_selector(moment, taken)
+    if len(dkim.record_name(chosen, domain["name"])) > MAX_DNS_NAME_LENGTH:
+        raise v.ValidationError("selector", "the selector is too long for this domain's DNS name")
+    _check_selector_free(domain, retiring, chosen)
+    return chosen
+
+
+def _check_selector_free(domain: Mapping[str, Any], retiring: Sequence[str], selector: str
+                         ) -> None:
+    if selector == domain["dkim_key_name"] and domain["dkim_key"].strip():
+        raise Conflict(
+            f"the domain publishes its current key under the selector {selector}: a new key "
+            "needs a new selector, so that the old record stays published",
+            field="selector", code="dkim_selector_in_use", params={"selector": selector},
+        )
+    if selector in retiring:
+        raise Conflict(
+            f"the selector {selector} still publishes a previous key of the domain: retire it "
+            "first, or choose another selector",
+            field="selector", code="dkim_selector_retiring", params={"selector": selector},
+        )
+
+
 async def save_dkim_key(
     conn: AsyncConnection, actor: str, scope: Scope, domain_id: int, selector: str, pair: KeyPair
 ) -> Row:
-    """Store a new key pair for the domain, replacing its previous one (a rotation), and make
-    it the domain's published key (`dkim_key_name`, `dkim_key`)."""
+    """Store a new key pair for the domain and make it the domain's published key
+    (`dkim_key_name`, `dkim_key`). When the domain published a key already (a rotation), its
+    selector and record are kept as retiring, still to be published, until an admin retires
+    them (`retire_dkim_selector`); its private key is dropped, since the signer signs with
+    the current key only. The new selector must differ from every published one."""
     domain = await domains.get(conn, scope, domain_id)
     previous = await dkim_key(conn, scope, domain_id)
+    retiring = [row["selector"] for row in await _retiring_rows(conn, [domain_id])]
+    _check_selector_free(domain, retiring, selector)
+    old_selector, old_value = domain["dkim_key_name"], "".join(domain["dkim_key"].split())
+    if old_selector and old_value:
+        # An upsert: a retiring selector typed back in on the domain by hand is replaced again.
+        await _upsert(conn, dkimretiring, ("domain_id", "selector"), {
+            "domain_id": domain_id, "selector": old_selector,
+            "algorithm": key_summary(domain, previous)["algorithm"] or dkim.RSA,
+            "public_key": old_value, "replaced_at": now(),
+        })
     await _upsert(conn, dkimkey, ("domain_id",), {
         "domain_id": domain_id, "selector": selector, "algorithm": pair.algorithm,
         "key_bits": pair.key_bits, "dkim_private_key": pair.private_pem,
@@ -137,14 +213,41 @@ async def save_dkim_key(
     await domains.update(conn, actor, scope, domain_id,
                          {"dkim_key_name": selector, "dkim_key": pair.public_value})
     shown = {"selector": selector, "algorithm": pair.algorithm, "key_bits": pair.key_bits}
+    rotated = bool(previous) or bool(old_selector and old_value)
     await audit.record(
-        conn, actor, "rotate_dkim" if previous else "generate_dkim", "dkimkey", domain_id,
-        domain["name"], old={"selector": previous["selector"]} if previous else None, new=shown,
+        conn, actor, "rotate_dkim" if rotated else "generate_dkim", "dkimkey", domain_id,
+        domain["name"], old={"selector": old_selector} if rotated else None, new=shown,
         domain_id=domain_id,
     )
     saved = await dkim_key(conn, scope, domain_id)
     assert saved is not None
     return saved
+
+
+async def retire_dkim_selector(
+    conn: AsyncConnection, actor: str, scope: Scope, domain_id: int, selector: object
+) -> Row:
+    """Stop publishing a selector a rotation replaced: it leaves the domain's records and DNS
+    check (the admin removes it from the zone). The current selector cannot be retired."""
+    domain = await domains.get(conn, scope, domain_id)
+    chosen = dkim.normalize_selector(selector)
+    if chosen == domain["dkim_key_name"]:
+        raise Conflict(
+            f"{chosen} is the domain's current DKIM selector: only the selector of a replaced "
+            "key can be retired",
+            field="selector", code="dkim_selector_current", params={"selector": chosen},
+        )
+    removed = await conn.execute(dkimretiring.delete().where(
+        dkimretiring.c.domain_id == domain_id, dkimretiring.c.selector == chosen,
+    ))
+    if not removed.rowcount:
+        raise NotFound(
+            f"the domain has no retiring DKIM selector {chosen}",
+            field="selector", code="dkim_selector_unknown", params={"selector": chosen},
+        )
+    await audit.record(conn, actor, "retire_dkim", "dkimkey", domain_id, domain["name"],
+                       old={"selector": chosen}, domain_id=domain_id)
+    return domain
 
 
 async def dkim_private_key(
@@ -163,9 +266,11 @@ async def dkim_private_key(
     return {**dict(row), "domain": domain["name"]}
 
 
-def key_summary(domain: Mapping[str, Any], key: Mapping[str, Any] | None) -> dict[str, Any]:
+def key_summary(domain: Mapping[str, Any], key: Mapping[str, Any] | None,
+                retiring: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
     """The published key, whether DinoMail made it or an admin typed it in, and the TXT record
-    to publish for it (`key` is the stored key, from `dkim_key`)."""
+    to publish for it (`key` is the stored key, from `dkim_key`); `retiring` lists the records
+    of replaced keys still to be published (rows of `retiring_keys`)."""
     selector, value = domain["dkim_key_name"], domain["dkim_key"]
     generated = key is not None and key_in_use(domain, key)
     summary: dict[str, Any] = {
@@ -177,30 +282,36 @@ def key_summary(domain: Mapping[str, Any], key: Mapping[str, Any] | None) -> dic
     if generated and key:
         summary["algorithm"], summary["key_bits"] = key["algorithm"], key["key_bits"]
     elif value:
-        try:
-            public = dkim.public_key_of(value)
-            summary["algorithm"], summary["key_bits"] = public.algorithm, public.key_bits
-        except dkim.DkimError:
-            pass  # shown as it is; the DNS check says what is wrong with it
+        summary["algorithm"], summary["key_bits"] = _read_key(value, None)
     if selector and value:
-        text = dkim.record_text(summary["algorithm"] or dkim.RSA, "".join(value.split()))
-        summary |= {
-            "record_name": dkim.record_name(selector, domain["name"]),
-            "txt_record": text,
-            "txt_strings": dkim.split_txt(text),
-            "zone_line": dkim.zone_line(selector, domain["name"], text),
-        }
+        summary |= _record(domain["name"], selector, summary["algorithm"] or dkim.RSA, value)
+    summary["retiring"] = [
+        {"selector": row["selector"], "algorithm": row["algorithm"],
+         "key_bits": _read_key(row["public_key"], row["algorithm"])[1],
+         "replaced_at": row["replaced_at"],
+         **_record(domain["name"], row["selector"], row["algorithm"], row["public_key"])}
+        # A selector typed back in on the domain is the current one again, shown once.
+        for row in retiring if row["selector"] != selector
+    ]
     return summary
 
 
-def choose_selector(domain: Mapping[str, Any], selector: str | None, moment: datetime) -> str:
-    """The selector of a new key: the one asked for (already normalized), else a dated one
-    that differs from the current, so a rotation leaves the old record's name free to stay
-    published."""
-    chosen = selector or dkim.default_selector(moment, domain["dkim_key_name"])
-    if len(dkim.record_name(chosen, domain["name"])) > MAX_DNS_NAME_LENGTH:
-        raise v.ValidationError("selector", "the selector is too long for this domain's DNS name")
-    return chosen
+def _read_key(value: str, algorithm: str | None) -> tuple[str | None, int | None]:
+    try:
+        public = dkim.public_key_of(value, algorithm)
+    except dkim.DkimError:
+        return algorithm, None  # shown as it is; the DNS check says what is wrong with it
+    return public.algorithm, public.key_bits
+
+
+def _record(domain: str, selector: str, algorithm: str, value: str) -> dict[str, Any]:
+    text = dkim.record_text(algorithm, "".join(value.split()))
+    return {
+        "record_name": dkim.record_name(selector, domain),
+        "txt_record": text,
+        "txt_strings": dkim.split_txt(text),
+        "zone_line": dkim.zone_line(selector, domain, text),
+    }
 
 
 def key_in_use(domain: Mapping[str, Any], key: Mapping[str, Any] | sa.RowMapping) -> bool:
@@ -238,11 +349,15 @@ async def check_targets(
 ) -> list[Row]:
     """What the checks of each domain need and when it was last checked, in id order:
     `limit` domains after `after_id`, or the given ones. `mx_host` and the run's columns are
-    None for a domain that has no row there yet."""
+    None for a domain that has no row there yet; `dkim_retiring` lists the domain's retiring
+    selectors (rows of `dinomail_dkimretiring`)."""
     query = _targets_query().order_by(virtualdomain.c.id)
     if domain_ids is not None:
-        return await fetch_all(conn, query.where(virtualdomain.c.id.in_(list(domain_ids))))
-    return await fetch_all(conn, query.where(virtualdomain.c.id > after_id).limit(limit))
+        rows = await fetch_all(conn, query.where(virtualdomain.c.id.in_(list(domain_ids))))
+    else:
+        rows = await fetch_all(conn, query.where(virtualdomain.c.id > after_id).limit(limit))
+    retiring = await retiring_by_domain(conn, [row["id"] for row in rows])
+    return [{**row, "dkim_retiring": retiring[row["id"]]} for row in rows]
 
 
 async def save_check_results(
