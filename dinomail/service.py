@@ -66,6 +66,7 @@ async def run_service(settings: Settings, command: str) -> None:
     from dinomail.secret_key import ensure_secret_key
     from dinomail.store import Store
     from lookupd.daemon import Lookupd, start_lookupd
+    from lookupd.supervisor import Workers, WorkerStartError, start_workers
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
@@ -80,11 +81,13 @@ async def run_service(settings: Settings, command: str) -> None:
     adminapi: HttpServer | None = None
     refresher: DnsRefresher | None = None
     reports: ReportsService | None = None
-    lookupd: Lookupd | None = None
+    lookupd: Lookupd | Workers | None = None
     watchdog: asyncio.Task[None] | None = None
     try:
         try:
-            if with_lookupd:
+            if with_lookupd and command == "lookupd" and settings.LOOKUPD_WORKERS > 1:
+                lookupd = await start_workers(settings)  # `serve` keeps one process
+            elif with_lookupd:
                 lookupd = await start_lookupd(settings, store)
             if with_adminapi:
                 app = create_app(settings, store)
@@ -97,6 +100,8 @@ async def run_service(settings: Settings, command: str) -> None:
                 log.info("admin API listening on http://%s/", settings.HTTP_LISTEN)
         except OSError as error:
             fail(f"cannot listen: {error.strerror or error}")
+        except WorkerStartError as error:
+            fail(str(error))
         # Listening: Postfix and Dovecot may start (their units are ordered after this one).
         notify("READY=1")
         watchdog = asyncio.create_task(keep_watchdog_fed(stop))

@@ -6,14 +6,23 @@ The HTTP `/metrics` endpoint serves `LookupdMetrics.exposition()`.
 
 Lookups are counted on the hot path, so protocols take a `LookupRecorder` once per server: its
 label children are bound up front, and recording a lookup is a dict hit and two increments.
+
+With several workers (`LOOKUPD_WORKERS`, `lookupd.supervisor`) each worker process is started
+with PROMETHEUS_MULTIPROC_DIR set (a private directory of the supervisor): prometheus-client then
+keeps every value in a file there, and whichever worker answers `/metrics` adds up all of them
+(`exposition`). Counters and histograms are summed over every worker that ever ran (a restart
+loses no counts); connections are summed over live workers; rows are given per worker (`pid`).
 """
 
 from __future__ import annotations
 
+import os
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
 
 # Answers as protocols report them; every protocol maps its own replies onto these.
 LOOKUP_RESULTS = ("ok", "notfound", "temp", "perm")
@@ -29,6 +38,22 @@ LOOKUP_BUCKETS = (
 REFRESH_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 
 REFRESH_KINDS = ("full", "incremental")
+
+MULTIPROC_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+SNAPSHOT_AGE = "dinomail_lookupd_snapshot_age_seconds"
+SNAPSHOT_AGE_HELP = (
+    "Seconds since the snapshot was last known to match the database (since start while none "
+    "has loaded); with several workers, the oldest worker's."
+)
+# With workers: when each worker's snapshot last matched the database, on the system-wide
+# monotonic clock (CLOCK_MONOTONIC, the same in every process), so that any worker can tell
+# the oldest one's age. Internal: `/metrics` shows the age computed from it, not it.
+_SNAPSHOT_CURRENT_SINCE = "dinomail_lookupd_worker_snapshot_current_since"
+
+
+def multiprocess_dir() -> str | None:
+    """The directory the workers' metrics are kept in, or None when this daemon runs alone."""
+    return os.environ.get(MULTIPROC_DIR_ENV) or None
 
 
 class LookupRecorder:
@@ -113,24 +138,33 @@ class LookupdMetrics:
         )
         self.open_connections = Gauge(
             "dinomail_lookupd_open_connections", "Client connections open, by protocol.",
-            ["protocol"], registry=r,
+            ["protocol"], registry=r, multiprocess_mode="livesum",
         )
         self.snapshot_rows = Gauge(
-            "dinomail_lookupd_snapshot_rows", "Rows held in the snapshot, by kind.",
-            ["kind"], registry=r,
+            "dinomail_lookupd_snapshot_rows",
+            "Rows held in the snapshot, by kind (with several workers, by worker pid).",
+            ["kind"], registry=r, multiprocess_mode="liveall",
         )
-        self.snapshot_age = Gauge(
-            "dinomail_lookupd_snapshot_age_seconds",
-            "Seconds since the snapshot was last known to match the database (since start "
-            "while none has loaded).",
-            registry=r,
-        )
-        self.snapshot_age.set_function(self.current_snapshot_age)
+        self._multiprocess_dir = multiprocess_dir()
+        self._current_since: Gauge | None = None
+        if self._multiprocess_dir is None:
+            self.snapshot_age = Gauge(SNAPSHOT_AGE, SNAPSHOT_AGE_HELP, registry=r)
+            self.snapshot_age.set_function(self.current_snapshot_age)
+        else:
+            self._current_since = Gauge(
+                _SNAPSHOT_CURRENT_SINCE, "internal", registry=r, multiprocess_mode="livemin",
+            )
+            self._current_since.set(self._started)
+            Gauge(
+                "dinomail_lookupd_worker_start_time_seconds",
+                "When each worker process started (Unix time), by pid.",
+                registry=r, multiprocess_mode="liveall",
+            ).set(time.time())
         self.snapshot_from_disk = Gauge(
             "dinomail_lookupd_snapshot_from_disk",
             "1 while the snapshot served was read from the file on disk at start (the database "
             "not reached since); its age is dinomail_lookupd_snapshot_age_seconds.",
-            registry=r,
+            registry=r, multiprocess_mode="livemax",
         )
         self.refreshes = Counter(
             "dinomail_lookupd_refreshes", "Snapshot refreshes, by kind (full, incremental) "
@@ -165,6 +199,8 @@ class LookupdMetrics:
         """The snapshot matches the database now (e.g. a poll of the change log found nothing),
         or matched it `age` seconds ago (a snapshot read from disk)."""
         self._last_current = self._clock() - age
+        if self._current_since is not None:
+            self._current_since.set(self._last_current)
 
     def set_snapshot_from_disk(self, from_disk: bool) -> None:
         """Whether the snapshot served is the one saved on disk (the database not reached)."""
@@ -183,5 +219,31 @@ class LookupdMetrics:
         return max(0.0, self._clock() - since)
 
     def exposition(self) -> bytes:
-        """The registry in Prometheus text format, for `/metrics`."""
-        return generate_latest(self.registry)
+        """The registry in Prometheus text format, for `/metrics` (every worker's, with
+        several)."""
+        if self._multiprocess_dir is None:
+            return generate_latest(self.registry)
+        registry = CollectorRegistry()
+        registry.register(_WorkersCollector(self._multiprocess_dir, self._clock))
+        return generate_latest(registry)
+
+
+class _WorkersCollector:
+    """Every worker's metrics from the shared directory, the snapshot age computed at once."""
+
+    def __init__(self, path: str, clock: Callable[[], float]) -> None:
+        self._collector = MultiProcessCollector(None, path)
+        self._clock = clock
+
+    def collect(self) -> Iterator[Metric]:
+        oldest: float | None = None
+        for metric in self._collector.collect():
+            if metric.name == _SNAPSHOT_CURRENT_SINCE:
+                values = [sample.value for sample in metric.samples]
+                oldest = min(values) if values else None
+                continue
+            yield metric
+        if oldest is not None:
+            yield GaugeMetricFamily(
+                SNAPSHOT_AGE, SNAPSHOT_AGE_HELP, value=max(0.0, self._clock() - oldest)
+            )
