@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Debian packages the test suite drives for real: PostgreSQL, Postfix (with its pgsql maps),
+# Debian packages the test suite drives for real: PostgreSQL, Postfix (with its pgsql maps; lmdb
+# maps for benchmarks/postfix_cost.py),
 # Dovecot (IMAP, LMTP, Lua auth), Chromium for the pages, dnsmasq for the DNS checks, the
 # sqlite3 shell for the documented online backup, MariaDB for the PostfixAdmin import.
 # Installs only what is missing; needs root (apt). Safe to run again.
@@ -7,7 +8,7 @@ set -euo pipefail
 
 PACKAGES=(
   postgresql
-  postfix postfix-pgsql
+  postfix postfix-pgsql postfix-lmdb
   dovecot-core dovecot-imapd dovecot-lmtpd dovecot-auth-lua lua-socket lua-json lua-dkjson
   chromium chromium-driver
   dnsmasq-base
