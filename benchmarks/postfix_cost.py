@@ -7,7 +7,9 @@ same Postfix, restarted between runs, asks its recipients' questions in turn of:
 
   lookupd   the shipped conf/postfix lines: socketmap maps (domains, mailboxes, aliases, senders)
             and DinoMail's policy service at RCPT TO and end of data, `dinomail lookupd`;
-  nopolicy  the same without the policy service (what the policy service itself costs);
+  unix      the same, lookupd's socketmap and policy reached over unix sockets in Postfix's
+            queue directory (`socketmap:unix:private/dinomail-socketmap:NAME`) instead of TCP;
+  nopolicy  the shipped lines without the policy service (what the policy service costs);
   lmdb      `lmdb:` maps built with `postmap` from the same data (the fastest local lookups
             Postfix has: the floor);
   pgsql     `pgsql:` maps on the same PostgreSQL with PostfixAdmin's documented queries (alias,
@@ -80,7 +82,7 @@ SMTP_SINK = shutil.which("smtp-sink") or "/usr/sbin/smtp-sink"
 POSTCONF = shutil.which("postconf") or "/usr/sbin/postconf"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 RECIPIENTS = 3
-WAYS = ("lookupd", "nopolicy", "lmdb", "pgsql")
+WAYS = ("lookupd", "unix", "nopolicy", "lmdb", "pgsql")
 
 FILL_SQL = """
 SET session_replication_role = replica;
@@ -255,8 +257,14 @@ def _stat(pid: int) -> list[str]:
 def tree_cpu(root: int) -> float:
     """CPU seconds of a process and every descendant, the exited ones included (a parent that
     reaped them counts them in its cutime/cstime)."""
+    user, system = tree_cpu_split(root)
+    return user + system
+
+
+def tree_cpu_split(root: int) -> tuple[float, float]:
+    """`tree_cpu` as (user, system) seconds."""
     parents: dict[int, int] = {}
-    seconds: dict[int, float] = {}
+    seconds: dict[int, tuple[float, float]] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -265,15 +273,18 @@ def tree_cpu(root: int) -> float:
         except OSError:
             continue
         parents[int(entry.name)] = int(fields[1])
-        seconds[int(entry.name)] = sum(int(v) for v in fields[11:15]) / CLOCK_TICKS
-    total = 0.0
-    for pid, own in seconds.items():
+        ticks = [int(v) for v in fields[11:15]]  # utime, stime, cutime, cstime
+        seconds[int(entry.name)] = ((ticks[0] + ticks[2]) / CLOCK_TICKS,
+                                    (ticks[1] + ticks[3]) / CLOCK_TICKS)
+    user = system = 0.0
+    for pid, (own_user, own_system) in seconds.items():
         ancestor = pid
         while ancestor and ancestor != root:
             ancestor = parents.get(ancestor, 0)
         if ancestor == root:
-            total += own
-    return total
+            user += own_user
+            system += own_system
+    return user, system
 
 
 def lookups_done(http_port: int) -> float:
@@ -293,6 +304,7 @@ class Run:
     seconds: float
     latencies: list[float]
     lookupd_cpu: float = 0.0
+    lookupd_sys: float = 0.0  # the part of lookupd_cpu spent in the kernel
     postgres_cpu: float = 0.0
     postfix_cpu: float = 0.0
     lookups: float = 0.0
@@ -338,6 +350,7 @@ def send_load(way: str, postfix: PostfixInstance, args: argparse.Namespace, data
     sessions = [args.sessions // len(targets) + (1 if n < args.sessions % len(targets) else 0)
                 for n in range(len(targets))]
     before = {name: tree_cpu(pid) for name, pid in cpu_roots.items()}
+    lookupd_sys_before = tree_cpu_split(cpu_roots["lookupd"])[1]
     lookups_before = lookups_done(http_port) if http_port else 0.0
     busy_before = machine_busy()
     latencies: list[float] = []
@@ -368,7 +381,8 @@ def send_load(way: str, postfix: PostfixInstance, args: argparse.Namespace, data
     messages = per_source * len(targets)
     run = Run(way, messages, seconds, latencies)
     after = {name: tree_cpu(pid) for name, pid in cpu_roots.items()}
-    run.lookupd_cpu = after.get("lookupd", 0.0) - before.get("lookupd", 0.0)
+    run.lookupd_cpu = after["lookupd"] - before["lookupd"]
+    run.lookupd_sys = tree_cpu_split(cpu_roots["lookupd"])[1] - lookupd_sys_before
     run.postgres_cpu = after["postgres"] - before["postgres"]
     run.postfix_cpu = after["postfix"] - before["postfix"]
     run.lookups = (lookups_done(http_port) - lookups_before) if http_port else 0.0
@@ -380,7 +394,7 @@ def send_load(way: str, postfix: PostfixInstance, args: argparse.Namespace, data
 
 
 def configure(postfix: PostfixInstance, way: str, sink_port: int, lmdb: dict[str, str],
-              pgsql: dict[str, str], shipped: str) -> None:
+              pgsql: dict[str, str], shipped: str, tcp_ports: tuple[int, int]) -> None:
     """The shipped main.cf again, then this way's maps and the relay to the sink."""
     (postfix.config / "main.cf").write_text(shipped)
     relay = f"smtp:[127.0.0.1]:{sink_port}"
@@ -393,6 +407,12 @@ def configure(postfix: PostfixInstance, way: str, sink_port: int, lmdb: dict[str
         "smtpd_client_message_rate_limit = 0", "smtpd_client_recipient_rate_limit = 0",
         "smtp_connection_cache_on_demand = yes",
     ]
+    if way == "unix":
+        # The shipped lines, the lookup daemon reached over unix sockets in the queue's
+        # private/ (which chrooted daemons see too).
+        (postfix.config / "main.cf").write_text(
+            shipped.replace(f"inet:127.0.0.1:{tcp_ports[0]}", "unix:private/dinomail-socketmap")
+            .replace(f"inet:127.0.0.1:{tcp_ports[1]}", "unix:private/dinomail-policy"))
     if way == "nopolicy":
         settings += ["smtpd_recipient_restrictions = permit_sasl_authenticated, "
                      "reject_unauth_destination", "smtpd_end_of_data_restrictions ="]
@@ -446,19 +466,29 @@ class Lookupd:
     worker_pids: list[int] = field(default_factory=list)
 
 
-def start_lookupd(processes: Processes, url: str, folder: Path, workers: int) -> Lookupd:
+def start_lookupd(processes: Processes, url: str, folder: Path, workers: int,
+                  unix_dir: Path | None = None) -> Lookupd:
+    """`dinomail lookupd` on loopback ports; with `unix_dir`, its socketmap and policy on unix
+    sockets there instead (Postfix's queue `private/`, as Dovecot's LMTP socket)."""
     ports = [free_port() for _ in range(3)]
+    name = "lookupd-unix" if unix_dir else "lookupd"
     environ = {
         **os.environ,
         "DINOMAIL_DATABASE_URL": url,
         "DINOMAIL_SOCKETMAP_LISTEN": f"127.0.0.1:{ports[0]}",
         "DINOMAIL_POLICY_LISTEN": f"127.0.0.1:{ports[1]}",
         "DINOMAIL_LOOKUPD_HTTP_LISTEN": f"127.0.0.1:{ports[2]}",
-        "DINOMAIL_DICT_LISTEN": f"unix:{folder / 'dict.sock'}",
-        "DINOMAIL_STATE_DIR": str(folder / "lookupd-state"),
+        "DINOMAIL_DICT_LISTEN": f"unix:{folder / (name + '-dict.sock')}",
+        "DINOMAIL_STATE_DIR": str(folder / f"{name}-state"),
         "DINOMAIL_LOOKUPD_WORKERS": str(workers),
     }
-    log = folder / "lookupd.log"
+    if unix_dir is not None:
+        environ |= {
+            "DINOMAIL_SOCKETMAP_LISTEN": f"unix:{unix_dir / 'dinomail-socketmap'}",
+            "DINOMAIL_POLICY_LISTEN": f"unix:{unix_dir / 'dinomail-policy'}",
+            "DINOMAIL_UNIX_SOCKET_GROUP": "postfix",
+        }
+    log = folder / f"{name}.log"
     with log.open("wb") as stderr:
         process = processes.start([str(DINOMAIL), "lookupd"], env=environ,
                                   stdout=subprocess.DEVNULL, stderr=stderr)
@@ -468,7 +498,7 @@ def start_lookupd(processes: Processes, url: str, folder: Path, workers: int) ->
         if process.poll() is not None or time.monotonic() > deadline:
             raise RuntimeError(f"lookupd did not load:\n{log.read_text()[-3000:]}")
         time.sleep(0.1)
-    wait_for_port(ports[0], process)
+    wait_for_port(ports[2], process)
     daemon.worker_pids = _children(process.pid) if workers > 1 else [process.pid]
     return daemon
 
@@ -493,13 +523,16 @@ def rss_mib(pid: int) -> float:
 # --- profile -------------------------------------------------------------------------------------
 
 
-def profiled(processes: Processes, pid: int, folder: Path, work: object) -> tuple[object, str]:
-    """Run `work()` while py-spy samples `pid`; the busiest functions by own and total time."""
+def profiled(processes: Processes, pid: int, folder: Path, work: object,
+             native: bool) -> tuple[object, str]:
+    """Run `work()` while py-spy samples `pid` (with `native`, uvloop's and CPython's C
+    functions too); the busiest functions by own and total time."""
     from collections import Counter
 
     raw = folder / "profile.txt"
     spy = processes.start([str(PY_SPY), "record", "--pid", str(pid), "--format", "raw",
-                           "--rate", "250", "--output", str(raw)],
+                           "--rate", "250", "--output", str(raw),
+                           *(["--native"] if native else [])],
                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(1.0)
     result = work()  # type: ignore[operator]
@@ -516,7 +549,7 @@ def profiled(processes: Processes, pid: int, folder: Path, work: object) -> tupl
             total[frame] += int(count_text)
     lines = [f"py-spy: {samples} samples of a lookupd worker while busy (idle excluded).", "",
              "| function | own % | total % |", "|---|---:|---:|"]
-    shown = [name for name, _ in own.most_common(20)]
+    shown = [name for name, _ in own.most_common(30)]
     shown += [name for name, _ in total.most_common(40) if name not in shown][:12]
     for name in shown:
         short = name.replace(str(ROOT) + "/", "")
@@ -531,8 +564,8 @@ def profiled(processes: Processes, pid: int, folder: Path, work: object) -> tupl
 
 def report(runs: dict[str, list[Run]], ways: list[str]) -> str:
     out = ["| way | messages/s | vs lmdb | vs pgsql | latency p50 ms | p99 ms | lookupd CPU "
-           "ms/msg | PostgreSQL CPU ms/msg | Postfix CPU ms/msg | lookups/msg | µs/lookup "
-           "(lookupd) | machine busy |",
+           "ms/msg | PostgreSQL CPU ms/msg | Postfix CPU ms/msg | lookups/msg | lookupd µs/lookup "
+           "(in the kernel) | machine busy |",
            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for way in ways:
         done = runs[way]
@@ -552,12 +585,15 @@ def report(runs: dict[str, list[Run]], ways: list[str]) -> str:
         lookups = statistics.median(r.lookups / r.messages for r in done)
         per_lookup = (statistics.median(r.lookupd_cpu / r.lookups for r in done) * 1e6
                       if lookups else 0.0)
+        kernel = (statistics.median(r.lookupd_sys / r.lookups for r in done) * 1e6
+                  if lookups else 0.0)
         out.append(
             f"| {way} | {rate:,.0f} | {ratio('lmdb')} | {ratio('pgsql')} "
             f"| {1000 * percentile(latencies, 0.5):.1f} | {1000 * percentile(latencies, 0.99):.1f} "
             f"| {per_message('lookupd_cpu'):.2f} | {per_message('postgres_cpu'):.2f} "
             f"| {per_message('postfix_cpu'):.2f} | {lookups:.1f} "
-            f"| {per_lookup:.0f} | {100 * statistics.median(r.machine_busy for r in done):.0f}% |")
+            f"| {per_lookup:.0f} ({kernel:.0f}) "
+            f"| {100 * statistics.median(r.machine_busy for r in done):.0f}% |")
     return "\n".join(out)
 
 
@@ -590,6 +626,13 @@ def benchmark(args: argparse.Namespace, server: PostgresServer, processes: Proce
         policy=f"inet:127.0.0.1:{lookupd.policy_port}",
     )
     shipped = (postfix.config / "main.cf").read_text()
+    tcp_ports = (lookupd.socketmap_port, lookupd.policy_port)
+    daemons = {"lookupd": lookupd, "nopolicy": lookupd}
+    if "unix" in args.ways:
+        private = postfix.queue / "private"
+        private.mkdir(mode=0o700, exist_ok=True)
+        shutil.chown(private, "postfix")
+        daemons["unix"] = start_lookupd(processes, url, folder, args.workers, private)
     probe_to = [f"{i}m0@d1.example.org" for i in range(1, RECIPIENTS + 1)]
     postgres_pid = int((server.data / "postmaster.pid").read_text().split()[0])
     runs: dict[str, list[Run]] = {way: [] for way in args.ways}
@@ -598,12 +641,13 @@ def benchmark(args: argparse.Namespace, server: PostgresServer, processes: Proce
         for number in range(args.rounds + 1):  # round 0 warms every way up, not counted
             shift = number % len(args.ways)
             for way in args.ways[shift:] + args.ways[:shift]:
-                configure(postfix, way, sink_port, lmdb, pgsql, shipped)
+                configure(postfix, way, sink_port, lmdb, pgsql, shipped, tcp_ports)
                 postfix.start()
                 try:
+                    daemon = daemons.get(way, lookupd)
                     roots = {"postgres": postgres_pid, "postfix": postfix_master_pid(postfix),
-                             "lookupd": lookupd.process.pid}
-                    http = lookupd.http_port if way in ("lookupd", "nopolicy") else None
+                             "lookupd": daemon.process.pid}
+                    http = daemon.http_port if way in daemons else None
                     quick = argparse.Namespace(**{**vars(args), "messages": args.messages // 5}) \
                         if number == 0 else args
                     run = send_load(way, postfix, quick, data, probe_to, roots, http)
@@ -616,7 +660,7 @@ def benchmark(args: argparse.Namespace, server: PostgresServer, processes: Proce
                 print(f"round {number} {way}: {run.rate:,.0f} messages/s, "
                       f"lookups/msg {run.lookups / run.messages:.1f}", flush=True)
         if args.profile:
-            configure(postfix, "lookupd", sink_port, lmdb, pgsql, shipped)
+            configure(postfix, "lookupd", sink_port, lmdb, pgsql, shipped, tcp_ports)
             postfix.start()
             try:
                 roots = {"postgres": postgres_pid, "postfix": postfix_master_pid(postfix),
@@ -624,7 +668,8 @@ def benchmark(args: argparse.Namespace, server: PostgresServer, processes: Proce
                 run, profile = profiled(
                     processes, lookupd.worker_pids[0], folder,
                     lambda: send_load("lookupd", postfix, args, data, probe_to, roots,
-                                      lookupd.http_port))
+                                      lookupd.http_port),
+                    args.profile == "native")
             finally:
                 postfix.stop()
             assert isinstance(run, Run)
@@ -664,7 +709,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--workers", type=int, default=1, help="LOOKUPD_WORKERS")
     parser.add_argument("--ways", default=",".join(WAYS))
-    parser.add_argument("--profile", action="store_true", help="sample lookupd with py-spy")
+    parser.add_argument("--profile", nargs="?", const="python", choices=("python", "native"),
+                        help="sample a lookupd worker with py-spy (native: C functions too)")
     parser.add_argument("--quick", action="store_true", help="a small run to try it out")
     args = parser.parse_args()
     args.ways = args.ways.split(",")

@@ -165,7 +165,7 @@ async def _start(settings: Settings, store: Store, stack: AsyncExitStack) -> Loo
     with _naming(settings.LOOKUPD_HTTP_LISTEN):
         await http.start(await server_sockets(parse_listen(settings.LOOKUPD_HTTP_LISTEN)))
     stack.push_async_callback(http.stop)
-    background.start(quota_writer.run, block_sync.run, refresher.run)
+    background.start(quota_writer.run, block_sync.run, refresher.run, metrics.keep_flushed)
     log.info("socketmap listening on %s", socketmap.address)
     log.info("Dovecot dict listening on %s", dovecot_dict.address)
     log.info("policy listening on %s", policy.address)

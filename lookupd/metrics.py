@@ -16,13 +16,18 @@ loses no counts); connections are summed over live workers; rows are given per w
 
 from __future__ import annotations
 
+import asyncio
 import os
+import threading
 import time
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
+
+from dinomail.waiting import wait_for_event
 
 # Answers as protocols report them; every protocol maps its own replies onto these.
 LOOKUP_RESULTS = ("ok", "notfound", "temp", "perm")
@@ -40,6 +45,8 @@ REFRESH_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0
 REFRESH_KINDS = ("full", "incremental")
 
 MULTIPROC_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+# With several workers, how stale a worker's lookup counts may be on `/metrics` (seconds).
+FLUSH_INTERVAL = 1.0
 SNAPSHOT_AGE = "dinomail_lookupd_snapshot_age_seconds"
 SNAPSHOT_AGE_HELP = (
     "Seconds since the snapshot was last known to match the database (since start while none "
@@ -57,10 +64,18 @@ def multiprocess_dir() -> str | None:
 
 
 class LookupRecorder:
-    """The metrics of one protocol, label children bound once."""
+    """The metrics of one protocol, label children bound once.
+
+    A lookup costs a few microseconds; prometheus-client's own `inc` and `observe` (a lock, a
+    loop over the buckets) cost about as much again, once per lookup. So a lookup is counted
+    here in plain integers (a dict hit, a bisect) and `flush` hands the counts over to the
+    registry's metrics before anyone reads them (`LookupdMetrics` flushes on every collection
+    of its registry, and every FLUSH_INTERVAL with several workers).
+    """
 
     __slots__ = (
-        "_client_errors", "_counters", "_errors", "_latency", "_metrics", "_protocol",
+        "_bucket_counts", "_client_errors", "_counters", "_counts", "_errors", "_latency",
+        "_metrics", "_protocol", "_pushed", "_pushed_buckets", "_pushed_sum", "_sum",
         "connections",
     )
 
@@ -71,18 +86,50 @@ class LookupRecorder:
             for name in (*maps, UNKNOWN_MAP)
             for result in LOOKUP_RESULTS
         }
+        # Only ever increased, on the event loop's thread; `flush` adds what is new since
+        # the last flush, so a flush from another thread (a test reading the registry) loses
+        # nothing.
+        self._counts = dict.fromkeys(self._counters, 0)
+        self._pushed = dict.fromkeys(self._counters, 0)
+        self._bucket_counts = [0] * (len(LOOKUP_BUCKETS) + 1)  # the last one: +Inf
+        self._pushed_buckets = [0] * (len(LOOKUP_BUCKETS) + 1)
+        self._sum = 0.0
+        self._pushed_sum = 0.0
         self._latency = metrics.lookup_seconds.labels(protocol)
         self.connections = metrics.open_connections.labels(protocol)
         self._errors: dict[str, Counter] = {}
         self._client_errors: dict[str, Counter] = {}
         self._protocol = protocol
+        metrics.add_recorder(self)
 
     def lookup(self, map_name: str, result: str, seconds: float) -> None:
-        counter = self._counters.get((map_name, result))
-        if counter is None:
-            counter = self._counters[(UNKNOWN_MAP, result)]
-        counter.inc()
-        self._latency.observe(seconds)
+        counts = self._counts
+        key = (map_name, result)
+        if key in counts:
+            counts[key] += 1
+        else:
+            counts[(UNKNOWN_MAP, result)] += 1
+        # Prometheus buckets count the values at most their bound: the first bound >= seconds.
+        self._bucket_counts[bisect_left(LOOKUP_BUCKETS, seconds)] += 1
+        self._sum += seconds
+
+    def flush(self) -> None:
+        """Add the lookups counted since the last flush to the registry's metrics."""
+        for key, count in list(self._counts.items()):
+            new = count - self._pushed[key]
+            if new:
+                self._counters[key].inc(new)
+                self._pushed[key] = count
+        buckets = self._latency._buckets  # prometheus-client's own children, one per bound
+        for index, count in enumerate(list(self._bucket_counts)):
+            new = count - self._pushed_buckets[index]
+            if new:
+                buckets[index].inc(new)
+                self._pushed_buckets[index] = count
+        total = self._sum
+        if total != self._pushed_sum:
+            self._latency._sum.inc(total - self._pushed_sum)
+            self._pushed_sum = total
 
     def lookup_error(self, reason: str) -> None:
         """An answer we could not give (exception, empty value, reply too large): a bug to see."""
@@ -113,6 +160,11 @@ class LookupdMetrics:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
+        self._recorders: list[LookupRecorder] = []
+        self._flush_lock = threading.Lock()
+        # First in the registry: every collection (`/metrics`, `get_sample_value`) starts
+        # with the recorders' counts flushed.
+        self.registry.register(_Flush(self.flush))
         self._clock = clock
         self._started = clock()
         self._last_current: float | None = None
@@ -188,6 +240,25 @@ class LookupdMetrics:
         """Pre-bound lookup metrics for one protocol and its map names."""
         return LookupRecorder(self, protocol, maps)
 
+    def add_recorder(self, recorder: LookupRecorder) -> None:
+        self._recorders.append(recorder)
+
+    def flush(self) -> None:
+        """Hand every recorder's counts over to the registry's metrics."""
+        with self._flush_lock:
+            for recorder in self._recorders:
+                recorder.flush()
+
+    async def keep_flushed(self, stop: asyncio.Event) -> None:
+        """With several workers, flush every FLUSH_INTERVAL, so that whichever worker answers
+        `/metrics` finds this one's counts in the shared files (alone: returns at once, every
+        collection flushes)."""
+        if self._multiprocess_dir is None:
+            return
+        while not await wait_for_event(stop, FLUSH_INTERVAL):
+            self.flush()
+        self.flush()
+
     def record_refresh(self, kind: str, *, ok: bool, seconds: float) -> None:
         """Count one refresh (`full` or `incremental`); a successful one resets the age."""
         self.refreshes.labels(kind, "ok" if ok else "error").inc()
@@ -223,9 +294,21 @@ class LookupdMetrics:
         several)."""
         if self._multiprocess_dir is None:
             return generate_latest(self.registry)
+        self.flush()
         registry = CollectorRegistry()
         registry.register(_WorkersCollector(self._multiprocess_dir, self._clock))
         return generate_latest(registry)
+
+
+class _Flush:
+    """A collector that yields nothing: collecting it flushes the lookup recorders."""
+
+    def __init__(self, flush: Callable[[], None]) -> None:
+        self._flush = flush
+
+    def collect(self) -> Iterator[Metric]:
+        self._flush()
+        return iter(())
 
 
 class _WorkersCollector:
