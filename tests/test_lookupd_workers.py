@@ -201,3 +201,24 @@ async def test_one_process_that_fails_half_way_closes_what_it_opened(
         assert not (tmp_path / "dict.sock").exists()
     finally:
         await store.close()
+
+
+@pytest.mark.parametrize("value", ["0", "65", "two"])
+def test_a_bad_worker_count_is_refused_with_one_line(value: str, tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DINOMAIL_")} | {
+        "DINOMAIL_DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+    }
+    by_setting = subprocess.run(
+        [sys.executable, "-m", "dinomail", "lookupd"], capture_output=True, text=True,
+        env=env | {"DINOMAIL_LOOKUPD_WORKERS": value}, timeout=60,
+    )
+    assert by_setting.returncode == 2
+    assert by_setting.stderr.strip().splitlines()[-1].startswith(
+        "dinomail: error: LOOKUPD_WORKERS: must be")
+    by_option = subprocess.run(
+        [sys.executable, "-m", "dinomail", "lookupd", "--workers", value], capture_output=True,
+        text=True, env=env, timeout=60,
+    )
+    assert by_option.returncode == 2
+    assert "--workers: must be a number from 1 to 64" in by_option.stderr
+    assert "Traceback" not in by_setting.stderr + by_option.stderr
