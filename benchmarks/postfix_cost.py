@@ -18,8 +18,9 @@ same Postfix, restarted between runs, asks its recipients' questions in turn of:
 Data (filled in SQL): 100,000 mailboxes over 1,000 domains, 60,000 alias rows (catch-alls
 included), 100 alias domains, 100 catch-alls. Recipients: half plain mailboxes, half aliases,
 addresses on alias domains and catch-all addresses (also a catch-all reached through an alias
-domain). smtp-source numbers the recipients of a message (`1x@d`, `2x@d`, ...), so the data is
-laid out to match: mailbox `<i>m<g>@d<g % domains + 1>.example.org` for i = 1..3.
+domain). smtp-source numbers the recipients of a message, so the data is
+laid out to match: mailboxes `m<g>@d<g % domains + 1>.example.org`, `2m<g>@…` and `3m<g>@…`
+(smtp-source sends to `3x`, `2x` and `x`).
 
 Reported per way (median over rounds, rounds rotate the order): messages/s accepted (all
 smtp-source messages over its wall time), the latency of a whole SMTP transaction (connect to
@@ -89,34 +90,37 @@ SET session_replication_role = replica;
 INSERT INTO core_virtualdomain (id, name)
     SELECT d, 'd' || d || '.example.org' FROM generate_series(1, {domains}) AS d;
 SELECT setval(pg_get_serial_sequence('core_virtualdomain', 'id'), {domains});
--- Mailbox n: <n % 3 + 1>m<n / 3>@d<(n / 3) % domains + 1>.
+-- Mailbox n: <i>m<n / 3>@d<(n / 3) % domains + 1>, i = "", 2, 3 for n % 3 = 0, 1, 2.
 INSERT INTO core_virtualuser (id, domain_id, email, password, quota)
     SELECT n + 1, (n / 3) % {domains} + 1,
-           (n % 3 + 1) || 'm' || (n / 3) || '@d' || ((n / 3) % {domains} + 1) || '.example.org',
+           {prefix} || 'm' || (n / 3) || {domain},
            '{{SHA512-CRYPT}}$6$0123456789abcdef$' || md5(n::text), 1073741824
     FROM generate_series(0, {mailboxes} - 1) AS n;
 SELECT setval(pg_get_serial_sequence('core_virtualuser', 'id'), {mailboxes});
--- Alias n: <n % 3 + 1>a<n / 3>@d... to the mailbox of the same numbers; one in four to a
+-- Alias n: <i>a<n / 3>@d... to the mailbox of the same numbers; one in four to a
 -- second, outside address too.
 INSERT INTO core_virtualalias (domain_id, source, destination)
     SELECT (n / 3) % {domains} + 1,
-           (n % 3 + 1) || 'a' || (n / 3) || '@d' || ((n / 3) % {domains} + 1) || '.example.org',
-           (n % 3 + 1) || 'm' || (n / 3) || '@d' || ((n / 3) % {domains} + 1) || '.example.org'
+           {prefix} || 'a' || (n / 3) || {domain},
+           {prefix} || 'm' || (n / 3) || {domain}
     FROM generate_series(0, {plain_aliases} - 1) AS n;
 INSERT INTO core_virtualalias (domain_id, source, destination)
     SELECT (n / 3) % {domains} + 1,
-           (n % 3 + 1) || 'a' || (n / 3) || '@d' || ((n / 3) % {domains} + 1) || '.example.org',
-           'someone' || n || '@elsewhere.example.net'
+           {prefix} || 'a' || (n / 3) || {domain}, 'someone' || n || '@elsewhere.example.net'
     FROM generate_series(0, {plain_aliases} - 1, 4) AS n;
 -- Catch-alls of the first domains, each to a mailbox of its domain.
 INSERT INTO core_virtualalias (domain_id, source, destination)
-    SELECT d, '@d' || d || '.example.org', '1m' || (d - 1) || '@d' || d || '.example.org'
+    SELECT d, '@d' || d || '.example.org', 'm' || (d - 1) || '@d' || d || '.example.org'
     FROM generate_series(1, {catchalls}) AS d;
 -- Alias domain k: ad<k>.example.net for d<k>.example.org.
 INSERT INTO dinomail_aliasdomain (name, target_domain_id)
     SELECT 'ad' || k || '.example.net', k FROM generate_series(1, {alias_domains}) AS k;
 SET session_replication_role = origin;
 """
+
+# The local part's number as smtp-source writes it (none, 2, 3) and the domain of row n.
+PREFIX_SQL = "(CASE n % 3 WHEN 0 THEN '' ELSE (n % 3 + 1)::text END)"
+DOMAIN_SQL = "'@d' || ((n / 3) % {domains} + 1) || '.example.org'"
 
 # PostfixAdmin's documented queries (DOCUMENTS/POSTFIX_CONF.txt), on DinoMail's tables. Its
 # `alias` table also holds a row for each mailbox (address = goto), which DinoMail keeps in
@@ -164,6 +168,7 @@ class Data:
 
 def fill(server: PostgresServer, database: str, data: Data) -> None:
     server.psql(FILL_SQL.format(
+        prefix=PREFIX_SQL, domain=DOMAIN_SQL.format(domains=data.domains),
         domains=data.domains, mailboxes=data.mailboxes, plain_aliases=data.plain_aliases,
         catchalls=data.catchalls, alias_domains=data.alias_domains,
     ), database)
@@ -222,7 +227,7 @@ async def write_lmdb_maps(url: str, folder: Path) -> dict[str, str]:
 
 def source_targets(data: Data, count: int) -> list[tuple[str, str]]:
     """(kind, smtp-source -t address) for `count` smtp-source processes: half to mailboxes,
-    half to aliases, alias domains and catch-alls. Recipient i of a message is `<i><to>`."""
+    half to aliases, alias domains and catch-alls. A message goes to `3<to>`, `2<to>`, `<to>`."""
     groups = data.mailboxes // RECIPIENTS
     alias_groups = data.plain_aliases // RECIPIENTS
     kinds = ["mailbox", "alias", "mailbox", "alias domain", "mailbox", "catch-all",
@@ -287,6 +292,18 @@ def tree_cpu_split(root: int) -> tuple[float, float]:
     return user, system
 
 
+def voluntary_switches(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("voluntary_ctxt_switches:"):
+            return int(line.split()[1])
+    return 0
+
+
+def worker_pids(pid: int) -> list[int]:
+    """lookupd's workers: the process itself when it runs alone (a supervisor has children)."""
+    return _children(pid) or [pid]
+
+
 def lookups_done(http_port: int) -> float:
     with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/metrics", timeout=5) as answer:
         text = answer.read().decode()
@@ -305,6 +322,9 @@ class Run:
     latencies: list[float]
     lookupd_cpu: float = 0.0
     lookupd_sys: float = 0.0  # the part of lookupd_cpu spent in the kernel
+    # Times lookupd's workers went to sleep in epoll_wait and were woken (voluntary context
+    # switches): one per lookup means each lookup pays a whole turn of the event loop.
+    lookupd_wakeups: int = 0
     postgres_cpu: float = 0.0
     postfix_cpu: float = 0.0
     lookups: float = 0.0
@@ -350,6 +370,8 @@ def send_load(way: str, postfix: PostfixInstance, args: argparse.Namespace, data
     sessions = [args.sessions // len(targets) + (1 if n < args.sessions % len(targets) else 0)
                 for n in range(len(targets))]
     before = {name: tree_cpu(pid) for name, pid in cpu_roots.items()}
+    workers = worker_pids(cpu_roots["lookupd"])
+    wakeups_before = sum(voluntary_switches(pid) for pid in workers)
     lookupd_sys_before = tree_cpu_split(cpu_roots["lookupd"])[1]
     lookups_before = lookups_done(http_port) if http_port else 0.0
     busy_before = machine_busy()
@@ -383,6 +405,7 @@ def send_load(way: str, postfix: PostfixInstance, args: argparse.Namespace, data
     after = {name: tree_cpu(pid) for name, pid in cpu_roots.items()}
     run.lookupd_cpu = after["lookupd"] - before["lookupd"]
     run.lookupd_sys = tree_cpu_split(cpu_roots["lookupd"])[1] - lookupd_sys_before
+    run.lookupd_wakeups = sum(voluntary_switches(pid) for pid in workers) - wakeups_before
     run.postgres_cpu = after["postgres"] - before["postgres"]
     run.postfix_cpu = after["postfix"] - before["postfix"]
     run.lookups = (lookups_done(http_port) - lookups_before) if http_port else 0.0
@@ -565,8 +588,8 @@ def profiled(processes: Processes, pid: int, folder: Path, work: object,
 def report(runs: dict[str, list[Run]], ways: list[str]) -> str:
     out = ["| way | messages/s | vs lmdb | vs pgsql | latency p50 ms | p99 ms | lookupd CPU "
            "ms/msg | PostgreSQL CPU ms/msg | Postfix CPU ms/msg | lookups/msg | lookupd µs/lookup "
-           "(in the kernel) | machine busy |",
-           "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+           "(in the kernel) | lookupd wake-ups/lookup | machine busy |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for way in ways:
         done = runs[way]
         rate = statistics.median(r.rate for r in done)
@@ -587,12 +610,14 @@ def report(runs: dict[str, list[Run]], ways: list[str]) -> str:
                       if lookups else 0.0)
         kernel = (statistics.median(r.lookupd_sys / r.lookups for r in done) * 1e6
                   if lookups else 0.0)
+        wakeups = (statistics.median(r.lookupd_wakeups / r.lookups for r in done)
+                   if lookups else 0.0)
         out.append(
             f"| {way} | {rate:,.0f} | {ratio('lmdb')} | {ratio('pgsql')} "
             f"| {1000 * percentile(latencies, 0.5):.1f} | {1000 * percentile(latencies, 0.99):.1f} "
             f"| {per_message('lookupd_cpu'):.2f} | {per_message('postgres_cpu'):.2f} "
             f"| {per_message('postfix_cpu'):.2f} | {lookups:.1f} "
-            f"| {per_lookup:.0f} ({kernel:.0f}) "
+            f"| {per_lookup:.0f} ({kernel:.0f}) | {wakeups:.2f} "
             f"| {100 * statistics.median(r.machine_busy for r in done):.0f}% |")
     return "\n".join(out)
 
@@ -633,7 +658,7 @@ def benchmark(args: argparse.Namespace, server: PostgresServer, processes: Proce
         private.mkdir(mode=0o700, exist_ok=True)
         shutil.chown(private, "postfix")
         daemons["unix"] = start_lookupd(processes, url, folder, args.workers, private)
-    probe_to = [f"{i}m0@d1.example.org" for i in range(1, RECIPIENTS + 1)]
+    probe_to = [f"{i}m0@d1.example.org" for i in ("", "2", "3")]
     postgres_pid = int((server.data / "postmaster.pid").read_text().split()[0])
     runs: dict[str, list[Run]] = {way: [] for way in args.ways}
     profile = ""
@@ -716,6 +741,7 @@ def main() -> None:
     args.ways = args.ways.split(",")
     if args.quick:
         args.mailboxes, args.aliases, args.domains = 10_000, 6_000, 100
+        args.catchalls, args.alias_domains = 10, 10
         args.messages, args.rounds = 3_000, 1
     if args.profile and not PY_SPY.exists():
         sys.exit(f"--profile needs py-spy: {sys.executable} -m pip install py-spy")

@@ -52,8 +52,9 @@ START_TIMEOUT = 60.0
 RESTART_DELAY = 0.5
 RESTART_MAX_DELAY = 30.0
 STABLE_AFTER = 30.0
-# Each worker drains its connections (5 s at most per listener) and writes its last counts.
-STOP_TIMEOUT = 30.0
+# Each worker drains its connections (5 s at most) and writes its last counts; under systemd's
+# TimeoutStopSec (30 s in systemd/dinomail-lookupd.service).
+STOP_TIMEOUT = 20.0
 # uvicorn gives its own unix sockets this mode; the HTTP listener keeps it with workers.
 HTTP_UNIX_MODE = 0o666
 
@@ -149,6 +150,8 @@ class Workers:
             try:
                 await self._spawn(worker)
             except (WorkerStartError, OSError) as error:
+                if self._stopping.is_set():
+                    return  # stopped while it started
                 log.error("worker %d cannot start: %s", worker.index, error)
                 if worker.process.returncode is None:
                     await worker.process.wait()
