@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
-from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
+from collections.abc import Callable, Coroutine, Iterator
+from contextlib import AsyncExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,16 +69,6 @@ async def start_lookupd(settings: Settings, store: Store) -> Lookupd:
         daemon = await _start(settings, store, stack)
         daemon.exit_stack = stack.pop_all()
         return daemon
-
-
-@asynccontextmanager
-async def lookupd_running(settings: Settings, store: Store) -> AsyncIterator[Lookupd]:
-    """`start_lookupd` as a context: stopped on the way out, whatever happened."""
-    daemon = await start_lookupd(settings, store)
-    try:
-        yield daemon
-    finally:
-        await daemon.stop()
 
 
 async def _start(settings: Settings, store: Store, stack: AsyncExitStack) -> Lookupd:
