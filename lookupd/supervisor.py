@@ -55,6 +55,7 @@ STABLE_AFTER = 30.0
 # Each worker drains its connections (5 s at most) and writes its last counts; under systemd's
 # TimeoutStopSec (30 s in systemd/dinomail-lookupd.service).
 STOP_TIMEOUT = 20.0
+SYSTEMD_ENV = frozenset({"NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"})
 # uvicorn gives its own unix sockets this mode; the HTTP listener keeps it with workers.
 HTTP_UNIX_MODE = 0o666
 
@@ -105,7 +106,9 @@ class Workers:
 
     async def _spawn(self, worker: _Worker) -> None:
         """Start `worker` and wait until it listens; raise WorkerStartError if it cannot."""
-        env = {**os.environ, MULTIPROC_DIR_ENV: self.metrics_dir}
+        # systemd hears from the supervisor alone (NotifyAccess=main).
+        env = {name: value for name, value in os.environ.items() if name not in SYSTEMD_ENV}
+        env[MULTIPROC_DIR_ENV] = self.metrics_dir
         fds = {unix.path: unix.sock.fileno() for unix in self.unix_sockets}
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "lookupd.worker", str(worker.index), str(os.getpid()),

@@ -21,6 +21,7 @@ import pytest
 from dinomail import migrate
 from dinomail.store import EVERYTHING, Store, aliases
 from lookupd.daemon import start_lookupd
+from tests.support.daemon_process import DaemonProcess
 from tests.support.lookupd import lookupd_settings
 from tests.support.lookupd_process import (
     LookupdProcess,
@@ -222,3 +223,30 @@ def test_a_bad_worker_count_is_refused_with_one_line(value: str, tmp_path: Path)
     assert by_option.returncode == 2
     assert "--workers: must be a number from 1 to 64" in by_option.stderr
     assert "Traceback" not in by_setting.stderr + by_option.stderr
+
+
+def test_systemd_hears_ready_once_every_worker_listens(database: str, tmp_path: Path) -> None:
+    notify_path = tmp_path / "notify.sock"
+    root = tmp_path / "daemon"
+    root.mkdir()
+    daemon = DaemonProcess(root, database, env={
+        "NOTIFY_SOCKET": str(notify_path), "DINOMAIL_LOOKUPD_WORKERS": str(WORKERS),
+    })
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as receiver:
+        receiver.bind(str(notify_path))
+        receiver.settimeout(60)
+        try:
+            with daemon.log.open("ab") as log:
+                daemon.process = subprocess.Popen(
+                    [sys.executable, "-m", "dinomail", "lookupd"], env=daemon.env, cwd=root,
+                    stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                )
+            assert receiver.recv(4096) == b"READY=1", daemon.log_text()
+            assert len(children(daemon.process.pid)) == WORKERS
+            assert daemon.log_text().count(" listening (pid ") == WORKERS
+            socket.create_connection(daemon.socketmap, timeout=1).close()
+            daemon.process.send_signal(signal.SIGTERM)
+            assert receiver.recv(4096) == b"STOPPING=1"  # from the supervisor only
+            assert daemon.process.wait(30) == 0
+        finally:
+            daemon.stop()
