@@ -13,10 +13,11 @@ cores:
   `lookupd.metrics`); whichever worker answers `/metrics` gives the sum of all.
 
 The supervisor holds no data and answers nothing: it starts the workers, tells systemd READY once
-every one listens, starts again a worker that died (after a pause that doubles while it keeps
-dying, up to RESTART_MAX_DELAY), and on SIGTERM stops them all gracefully. A worker that cannot
-start at all (a listener that cannot bind) stops the start: the others are stopped again and the
-one-line reason is the command's error.
+every one listens, kills a worker whose event loop stops beating (HEARTBEAT_TIMEOUT: what
+systemd's watchdog does for a single daemon), starts again a worker that died (after a pause
+that doubles while it keeps dying, up to RESTART_MAX_DELAY), and on SIGTERM stops them all
+gracefully. A worker that cannot start at all (a listener that cannot bind) stops the start:
+the others are stopped again and the one-line reason is the command's error.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from dinomail.settings import Settings
 from dinomail.waiting import wait_for_event
 from lookupd.listen import bind_unix_socket, set_socket_permissions, socket_owner_ids
 from lookupd.metrics import MULTIPROC_DIR_ENV
-from lookupd.worker import ERROR, READY, settings_to_json
+from lookupd.worker import ERROR, HEARTBEAT_INTERVAL, READY, settings_to_json
 
 log = logging.getLogger("dinomail.lookupd.supervisor")
 
@@ -52,6 +53,8 @@ START_TIMEOUT = 60.0
 RESTART_DELAY = 0.5
 RESTART_MAX_DELAY = 30.0
 STABLE_AFTER = 30.0
+# A worker silent this long (its event loop stuck: no heartbeat) is killed and started again.
+HEARTBEAT_TIMEOUT = 10 * HEARTBEAT_INTERVAL
 # Each worker drains its connections (5 s at most) and writes its last counts; under systemd's
 # TimeoutStopSec (30 s in systemd/dinomail-lookupd.service).
 STOP_TIMEOUT = 20.0
@@ -70,6 +73,7 @@ class _Worker:
     process: asyncio.subprocess.Process | None = None
     started: float = 0.0
     quick_deaths: int = 0
+    heartbeat: asyncio.Task[None] | None = None
 
 
 @dataclass
@@ -134,6 +138,7 @@ class Workers:
             raise WorkerStartError(reason or f"worker {worker.index} exited at start "
                                    f"({_exit_status(process.returncode)})")
         log.info("worker %d listening (pid %d)", worker.index, process.pid)
+        worker.heartbeat = asyncio.create_task(_follow_heartbeat(worker.index, process))
 
     async def _watch(self, worker: _Worker) -> None:
         """Start `worker` again whenever it dies, until the stop."""
@@ -163,6 +168,9 @@ class Workers:
         """SIGTERM every worker, wait for each to finish gracefully (SIGKILL after
         STOP_TIMEOUT), then close the shared sockets and remove the metrics directory."""
         self._stopping.set()
+        for worker in self.workers:
+            if worker.heartbeat is not None:
+                worker.heartbeat.cancel()
         try:
             await _stop_processes([w.process for w in self.workers if w.process is not None])
             await asyncio.gather(*self._watchers, return_exceptions=True)
@@ -226,6 +234,23 @@ def _bind_unix_sockets(settings: Settings) -> list[_UnixSocket]:
             unix.close()
         raise
     return bound
+
+
+async def _follow_heartbeat(index: int, process: asyncio.subprocess.Process) -> None:
+    """Kill the worker if its event loop stops beating (the watcher starts it again)."""
+    assert process.stdout is not None
+    while True:
+        try:
+            async with asyncio.timeout(HEARTBEAT_TIMEOUT):
+                beat = await process.stdout.read(64)
+        except TimeoutError:
+            if process.returncode is None:
+                log.error("worker %d (pid %d) has not answered for %g s: killing it", index,
+                          process.pid, HEARTBEAT_TIMEOUT)
+                process.kill()
+            return
+        if not beat:
+            return  # it exits
 
 
 async def _stop_processes(processes: list[asyncio.subprocess.Process]) -> None:

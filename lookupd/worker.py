@@ -4,12 +4,14 @@ Started by the supervisor as `python -m lookupd.worker INDEX SUPERVISOR_PID`; it
 settings and the unix sockets it shares (path → inherited descriptor) as one JSON document on
 stdin (the database URL stays out of argv and the environment), runs the whole lookup daemon with
 its TCP listeners bound with SO_REUSEPORT, and says on stdout `READY` once it listens, or
-`ERROR <one line>` when it cannot start. SIGTERM stops it gracefully, as the single daemon.
+`ERROR <one line>` when it cannot start; then a byte every HEARTBEAT_INTERVAL from its event
+loop. SIGTERM stops it gracefully, as the single daemon.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import json
 import logging
@@ -21,12 +23,15 @@ from dataclasses import fields
 from typing import Any
 
 from dinomail.settings import Settings
+from dinomail.waiting import wait_for_event
 from lookupd.listen import ListenerSharing, event_loop_factory, listener_sharing
 
 log = logging.getLogger("dinomail.lookupd.worker")
 
 READY = "READY"
 ERROR = "ERROR"
+# After READY, a byte every HEARTBEAT_INTERVAL seconds (see `lookupd.supervisor`).
+HEARTBEAT_INTERVAL = 2.0
 _PR_SET_PDEATHSIG = 1
 
 
@@ -54,10 +59,22 @@ def _die_with_supervisor(supervisor: int) -> None:
 
 
 def _say(line: str) -> None:
-    sys.stdout.write(line + "\n")
-    sys.stdout.flush()
-    # Nothing else is for the supervisor: whatever a library prints goes to the log.
-    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    os.write(_channel, (line + "\n").encode())
+
+
+async def _beat(stop: asyncio.Event) -> None:
+    """Tell the supervisor, from the event loop, that the loop turns (`HEARTBEAT_INTERVAL`): a
+    worker whose loop is stuck stops beating and is replaced, as systemd's watchdog replaces a
+    single daemon."""
+    os.set_blocking(_channel, False)  # a supervisor slow to read must not stop the loop
+    while not await wait_for_event(stop, HEARTBEAT_INTERVAL):
+        with contextlib.suppress(BlockingIOError):
+            os.write(_channel, b".")
+
+
+# The pipe to the supervisor: stdout as the worker starts; stdout itself then goes to the log,
+# so that nothing a library prints is taken for a message.
+_channel = -1
 
 
 async def _serve(settings: Settings, sharing: ListenerSharing) -> int:
@@ -76,8 +93,10 @@ async def _serve(settings: Settings, sharing: ListenerSharing) -> int:
             return 1
         try:
             _say(READY)
+            beating = asyncio.create_task(_beat(stop))
             await stop.wait()
             log.info("stopping")
+            await beating
         finally:
             await daemon.stop()
     finally:
@@ -86,7 +105,10 @@ async def _serve(settings: Settings, sharing: ListenerSharing) -> int:
 
 
 def main(argv: list[str]) -> int:
+    global _channel
     index, supervisor = int(argv[0]), int(argv[1])
+    _channel = os.dup(sys.stdout.fileno())
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     # Ctrl-C reaches the whole process group: the supervisor alone decides, and stops us.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _die_with_supervisor(supervisor)
@@ -108,7 +130,8 @@ def main(argv: list[str]) -> int:
             return runner.run(_serve(settings, sharing))
     except Exception as error:  # a one-line reason for the supervisor, the details in the log
         log.exception("worker %d failed", index)
-        print(f"{ERROR} {type(error).__name__}: {error}".splitlines()[0], flush=True)
+        with contextlib.suppress(OSError):
+            _say(f"{ERROR} {type(error).__name__}: {error}".splitlines()[0])
         return 1
 
 

@@ -7,6 +7,7 @@ stops them all; a listener that cannot bind stops the start with one line, nothi
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -21,6 +22,7 @@ import pytest
 from dinomail import migrate
 from dinomail.store import EVERYTHING, Store, aliases
 from lookupd.daemon import start_lookupd
+from lookupd.supervisor import HEARTBEAT_TIMEOUT
 from tests.support.daemon_process import DaemonProcess
 from tests.support.lookupd import lookupd_settings
 from tests.support.lookupd_process import (
@@ -250,3 +252,20 @@ def test_systemd_hears_ready_once_every_worker_listens(database: str, tmp_path: 
             assert daemon.process.wait(30) == 0
         finally:
             daemon.stop()
+
+
+def test_a_worker_whose_loop_is_stuck_is_replaced(workers: LookupdProcess) -> None:
+    """SIGSTOP stands for an event loop that no longer turns: its heartbeats stop."""
+    stuck = min(worker_pids(workers))
+    os.kill(stuck, signal.SIGSTOP)
+    try:
+        wait_for(lambda: gone(stuck), "the stuck worker to be killed",
+                 timeout=HEARTBEAT_TIMEOUT + 30)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(stuck, signal.SIGCONT)
+    assert f"(pid {stuck}) has not answered for {HEARTBEAT_TIMEOUT:g} s: killing it" in (
+        workers.log_text())
+    wait_for(lambda: stuck not in worker_pids(workers) and all_loaded(workers),
+             "a new worker in place of the stuck one")
+    assert socketmap_lookup(workers.socketmap, "mailboxes", "alice@example.org") == ALICE
