@@ -244,10 +244,29 @@ class LookupdMetrics:
         self._recorders.append(recorder)
 
     def flush(self) -> None:
-        """Hand every recorder's counts over to the registry's metrics."""
+        """Hand every recorder's counts over to the registry's metrics (with several workers,
+        also the gauges computed when read, for the other workers to see)."""
         with self._flush_lock:
             for recorder in self._recorders:
                 recorder.flush()
+            if self._multiprocess_dir is not None:
+                self._store_function_gauges()
+
+    def _store_function_gauges(self) -> None:
+        """Write the current value of every gauge computed when read (`set_function`: auth
+        policy, counted senders) to this worker's file. In multiprocess mode prometheus-client
+        reads gauges from the files alone, where such a gauge would stay 0."""
+        # prometheus-client offers no public way to reach a metric's children.
+        for collector in list(self.registry._collector_to_names):
+            if not isinstance(collector, Gauge):
+                continue
+            children = (list(collector._metrics.values()) if collector._labelnames
+                        else [collector])
+            for child in children:
+                assert isinstance(child, Gauge)
+                if "_child_samples" in vars(child):  # set_function put its own there
+                    for sample in child._child_samples():
+                        child._value.set(sample[2])
 
     async def keep_flushed(self, stop: asyncio.Event) -> None:
         """With several workers, flush every FLUSH_INTERVAL, so that whichever worker answers

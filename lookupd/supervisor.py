@@ -147,7 +147,7 @@ class Workers:
             status = await worker.process.wait()
             if self._stopping.is_set():
                 return
-            mark_process_dead(worker.process.pid, self.metrics_dir)
+            _forget_gauges(worker.process.pid, self.metrics_dir)
             lived = time.monotonic() - worker.started
             worker.quick_deaths = 0 if lived >= STABLE_AFTER else worker.quick_deaths + 1
             delay = min(RESTART_MAX_DELAY, RESTART_DELAY * 2 ** worker.quick_deaths)
@@ -267,6 +267,14 @@ async def _stop_processes(processes: list[asyncio.subprocess.Process]) -> None:
                       STOP_TIMEOUT)
             process.kill()
     await asyncio.gather(*late)
+
+
+def _forget_gauges(pid: int, metrics_dir: str) -> None:
+    """A dead worker's gauges (connections, rows, blocked clients …) describe nothing any more;
+    its counters stay, so that no count goes backwards."""
+    mark_process_dead(pid, metrics_dir)  # the live* modes
+    for path in Path(metrics_dir).glob(f"gauge_*_{pid}.db"):
+        path.unlink(missing_ok=True)
 
 
 def _exit_status(status: int | None) -> str:

@@ -138,6 +138,11 @@ def test_a_killed_worker_is_replaced_while_the_other_answers(workers: LookupdPro
              "a new worker in place of the killed one")
     assert second in worker_pids(workers)
     assert f"(pid {first}) was killed by SIGKILL" in workers.log_text()
+    # Its gauges are gone from `/metrics` (counts stay), the live workers' are there, those
+    # computed when read (auth policy) included.
+    tracked = metric_samples(workers, "dinomail_lookupd_auth_policy_tracked")
+    assert {int(labels.split('pid="')[1].split('"')[0]) for labels in tracked} == (
+        worker_pids(workers))
     replies = {socketmap_lookup(workers.socketmap, "mailboxes", "alice@example.org")
                for _ in range(CONNECTIONS)}
     assert replies == {ALICE}
