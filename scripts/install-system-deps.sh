@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Debian packages the test suite drives for real: PostgreSQL, Postfix (with its pgsql maps; lmdb
-# maps for benchmarks/postfix_cost.py),
-# Dovecot (IMAP, LMTP, Lua auth), Chromium for the pages, dnsmasq for the DNS checks, the
-# sqlite3 shell for the documented online backup, MariaDB for the PostfixAdmin import.
+# Debian packages the test suite drives for real: PostgreSQL, Postfix (with its pgsql maps, and
+# lmdb maps for benchmarks/postfix_cost.py), Dovecot (IMAP, LMTP, Lua auth), Chromium for the
+# pages, dnsmasq for the DNS checks, the sqlite3 shell for the documented online backup, MariaDB
+# for the PostfixAdmin import.
 # Installs only what is missing; needs root (apt). Safe to run again.
 set -euo pipefail
 
