@@ -68,10 +68,13 @@ from socketmap_bench import (  # noqa: E402
     PY_SPY,
     Processes,
     cpu_model,
+    machine_busy,
     migrate,
     percentile,
     stopped_on_sigterm,
+    tree_cpu_split,
     wait_for_port,
+    worker_pids,
 )
 
 from tests.support.ports import free_port  # noqa: E402
@@ -81,7 +84,6 @@ from tests.support.postgres import PostgresServer, find_bindir  # noqa: E402
 SMTP_SOURCE = shutil.which("smtp-source") or "/usr/sbin/smtp-source"
 SMTP_SINK = shutil.which("smtp-sink") or "/usr/sbin/smtp-sink"
 POSTCONF = shutil.which("postconf") or "/usr/sbin/postconf"
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 RECIPIENTS = 3
 WAYS = ("lookupd", "unix", "nopolicy", "lmdb", "pgsql")
 
@@ -255,41 +257,11 @@ def source_targets(data: Data, count: int) -> list[tuple[str, str]]:
 # --- CPU of process trees ------------------------------------------------------------------------
 
 
-def _stat(pid: int) -> list[str]:
-    return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-
-
 def tree_cpu(root: int) -> float:
     """CPU seconds of a process and every descendant, the exited ones included (a parent that
     reaped them counts them in its cutime/cstime)."""
     user, system = tree_cpu_split(root)
     return user + system
-
-
-def tree_cpu_split(root: int) -> tuple[float, float]:
-    """`tree_cpu` as (user, system) seconds."""
-    parents: dict[int, int] = {}
-    seconds: dict[int, tuple[float, float]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = _stat(int(entry.name))
-        except OSError:
-            continue
-        parents[int(entry.name)] = int(fields[1])
-        ticks = [int(v) for v in fields[11:15]]  # utime, stime, cutime, cstime
-        seconds[int(entry.name)] = ((ticks[0] + ticks[2]) / CLOCK_TICKS,
-                                    (ticks[1] + ticks[3]) / CLOCK_TICKS)
-    user = system = 0.0
-    for pid, (own_user, own_system) in seconds.items():
-        ancestor = pid
-        while ancestor and ancestor != root:
-            ancestor = parents.get(ancestor, 0)
-        if ancestor == root:
-            user += own_user
-            system += own_system
-    return user, system
 
 
 def voluntary_switches(pid: int) -> int:
@@ -299,9 +271,9 @@ def voluntary_switches(pid: int) -> int:
     return 0
 
 
-def worker_pids(pid: int) -> list[int]:
+def lookupd_workers(pid: int) -> list[int]:
     """lookupd's workers: the process itself when it runs alone (a supervisor has children)."""
-    return _children(pid) or [pid]
+    return worker_pids(pid) or [pid]
 
 
 def lookups_done(http_port: int) -> float:
@@ -351,11 +323,6 @@ def probe(port: int, to: list[str], stop: threading.Event, latencies: list[float
         stop.wait(0.02)
 
 
-def machine_busy() -> tuple[float, float]:
-    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    return sum(values) - values[3] - values[4], sum(values)
-
-
 def queue_empty(postfix: PostfixInstance) -> bool:
     return not any(
         any(folder.rglob("*")) for name in ("incoming", "active", "deferred", "maildrop")
@@ -370,7 +337,7 @@ def send_load(way: str, postfix: PostfixInstance, args: argparse.Namespace, data
     sessions = [args.sessions // len(targets) + (1 if n < args.sessions % len(targets) else 0)
                 for n in range(len(targets))]
     before = {name: tree_cpu(pid) for name, pid in cpu_roots.items()}
-    workers = worker_pids(cpu_roots["lookupd"])
+    workers = lookupd_workers(cpu_roots["lookupd"])
     wakeups_before = sum(voluntary_switches(pid) for pid in workers)
     lookupd_sys_before = tree_cpu_split(cpu_roots["lookupd"])[1]
     lookups_before = lookups_done(http_port) if http_port else 0.0
@@ -522,18 +489,8 @@ def start_lookupd(processes: Processes, url: str, folder: Path, workers: int,
             raise RuntimeError(f"lookupd did not load:\n{log.read_text()[-3000:]}")
         time.sleep(0.1)
     wait_for_port(ports[2], process)
-    daemon.worker_pids = _children(process.pid) if workers > 1 else [process.pid]
+    daemon.worker_pids = lookupd_workers(process.pid)
     return daemon
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError):
-                if int(_stat(int(entry.name))[1]) == pid:
-                    found.append(int(entry.name))
-    return sorted(found)
 
 
 def rss_mib(pid: int) -> float:
