@@ -23,6 +23,7 @@ the others are stopped again and the one-line reason is the command's error.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -124,6 +125,8 @@ class Workers:
         assert process.stdin is not None and process.stdout is not None
         request = {"settings": settings_to_json(self.settings), "unix_sockets": fds}
         process.stdin.write(json.dumps(request).encode())
+        with contextlib.suppress(ConnectionError):  # it died at once: its status says why
+            await process.stdin.drain()
         process.stdin.close()
         try:
             line = await asyncio.wait_for(process.stdout.readline(), START_TIMEOUT)
@@ -150,7 +153,7 @@ class Workers:
             _forget_gauges(worker.process.pid, self.metrics_dir)
             lived = time.monotonic() - worker.started
             worker.quick_deaths = 0 if lived >= STABLE_AFTER else worker.quick_deaths + 1
-            delay = min(RESTART_MAX_DELAY, RESTART_DELAY * 2 ** worker.quick_deaths)
+            delay = min(RESTART_MAX_DELAY, RESTART_DELAY * 2 ** max(0, worker.quick_deaths - 1))
             log.warning("worker %d (pid %d) %s after %.1f s; starting it again in %.1f s",
                         worker.index, worker.process.pid, _exit_status(status), lived, delay)
             if await wait_for_event(self._stopping, delay):
