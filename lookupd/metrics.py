@@ -330,6 +330,9 @@ class _Flush:
         return iter(())
 
 
+_READ_ATTEMPTS = 5
+
+
 class _WorkersCollector:
     """Every worker's metrics from the shared directory, the snapshot age computed at once."""
 
@@ -337,9 +340,19 @@ class _WorkersCollector:
         self._collector = MultiProcessCollector(None, path)
         self._clock = clock
 
+    def _read(self) -> Iterable[Metric]:
+        # The supervisor removes a dead worker's gauge files; one may go between the listing
+        # of the directory and its reading: read again (it happens once per worker death).
+        for _ in range(_READ_ATTEMPTS - 1):
+            try:
+                return list(self._collector.collect())
+            except FileNotFoundError:
+                continue
+        return list(self._collector.collect())
+
     def collect(self) -> Iterator[Metric]:
         oldest: float | None = None
-        for metric in self._collector.collect():
+        for metric in self._read():
             if metric.name == _SNAPSHOT_CURRENT_SINCE:
                 values = [sample.value for sample in metric.samples]
                 oldest = min(values) if values else None
