@@ -68,8 +68,12 @@ async def _beat(stop: asyncio.Event) -> None:
     single daemon."""
     os.set_blocking(_channel, False)  # a supervisor slow to read must not stop the loop
     while not await wait_for_event(stop, HEARTBEAT_INTERVAL):
-        with contextlib.suppress(BlockingIOError):
+        try:
             os.write(_channel, b".")
+        except BlockingIOError:
+            continue  # the supervisor reads late: the next beat will do
+        except OSError:
+            return  # the supervisor is gone (its death sends us SIGTERM)
 
 
 # The pipe to the supervisor: stdout as the worker starts; stdout itself then goes to the log,
