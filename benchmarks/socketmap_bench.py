@@ -11,6 +11,11 @@ Postfix's own programs ask):
   (c) a socketmap server answering a constant (`benchmarks/constant_socketmap.py`): the floor
       of the transport, what any socketmap server on this event loop costs.
 
+With `--workers 1,2`, (a) runs once per worker count (a1, a2: `LOOKUPD_WORKERS`, both daemons
+started side by side on the same data). Server CPU per lookup is measured over the whole process
+tree: lookupd's supervisor and workers, and PostgreSQL's postmaster with its backends (which exit
+with their postmap client and are counted through the postmaster's cutime/cstime).
+
 The same keys (half existing mailboxes, half unknown addresses in existing domains, shuffled) go
 to each, split over 1, 4 and 16 postmap processes started together; lookups/s is all keys over the
 wall time until the last process exits. Runs of (a), (b), (c) at one client count follow each
@@ -24,7 +29,7 @@ answer (polled about every millisecond on one connection). With `--profile`, one
 run of (a) is sampled with py-spy and the busiest functions are printed.
 
     .venv/bin/python benchmarks/socketmap_bench.py [--keys 200000] [--rounds 3]
-        [--clients 1,4,16] [--changes 200] [--profile]
+        [--clients 1,4,16] [--workers 1] [--changes 200] [--profile]
         [--domains 10000] [--mailboxes 1000000] [--aliases 1000000]
 
 Triggers are off while filling (session_replication_role = replica): the lookup daemon's first
@@ -171,6 +176,33 @@ def cpu_seconds(pid: int) -> tuple[float, float]:
     return int(fields[11]) / CLOCK_TICKS, int(fields[12]) / CLOCK_TICKS  # utime, stime
 
 
+def tree_cpu_split(root: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of a process and every descendant, the exited ones included
+    (a parent that reaped them counts them in its cutime/cstime)."""
+    parents: dict[int, int] = {}
+    seconds: dict[int, tuple[float, float]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{entry.name}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        parents[int(entry.name)] = int(fields[1])
+        ticks = [int(v) for v in fields[11:15]]  # utime, stime, cutime, cstime
+        seconds[int(entry.name)] = ((ticks[0] + ticks[2]) / CLOCK_TICKS,
+                                    (ticks[1] + ticks[3]) / CLOCK_TICKS)
+    user = system = 0.0
+    for pid, (own_user, own_system) in seconds.items():
+        ancestor = pid
+        while ancestor and ancestor != root:
+            ancestor = parents.get(ancestor, 0)
+        if ancestor == root:
+            user += own_user
+            system += own_system
+    return user, system
+
+
 def machine_busy() -> tuple[float, float]:
     """(busy, total) jiffies of all CPUs since boot, from /proc/stat."""
     values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
@@ -228,9 +260,9 @@ def split_keys(keys: list[str], parts: int, folder: Path, name: str = "keys") ->
 class Run:
     seconds: float
     hits: int
-    # CPU seconds of the server process, user and system (one process: a and c only). Its
-    # system time is the loopback TCP path, the same for any socketmap server; its user time is
-    # what the server itself does per request.
+    # CPU seconds of the server's processes, user and system (lookupd's supervisor and
+    # workers; PostgreSQL's postmaster and backends). Its system time is mostly the loopback
+    # TCP path, the same for any server; its user time is what the server itself does.
     server_user: float | None
     server_sys: float | None
     clients_cpu: float  # CPU seconds of the postmap processes together
@@ -241,7 +273,7 @@ def run_postmap(table: str, key_files: list[Path], config: Path, folder: Path,
                 server_pid: int | None) -> Run:
     outputs = [folder / f"out-{n}.txt" for n in range(len(key_files))]
     errors = [folder / f"err-{n}.txt" for n in range(len(key_files))]
-    server_before = cpu_seconds(server_pid) if server_pid else (0.0, 0.0)
+    server_before = tree_cpu_split(server_pid) if server_pid else (0.0, 0.0)
     children_before = children_cpu()
     busy_before, total_before = machine_busy()
     started = time.perf_counter()
@@ -264,7 +296,7 @@ def run_postmap(table: str, key_files: list[Path], config: Path, folder: Path,
     busy_after, total_after = machine_busy()
     server_user = server_sys = None
     if server_pid:
-        server_after = cpu_seconds(server_pid)
+        server_after = tree_cpu_split(server_pid)
         server_user = server_after[0] - server_before[0]
         server_sys = server_after[1] - server_before[1]
     problems = "".join(path.read_text() for path in errors).strip()
@@ -290,11 +322,25 @@ class Lookupd:
     cold_load: float = 0.0
     logged_load: float | None = None
     status_after_load: dict[str, int] = field(default_factory=dict)
+    workers: list[int] = field(default_factory=list)  # their pids (the process itself alone)
+    worker_rss_after_load: list[int] = field(default_factory=list)  # KiB
 
 
-def start_lookupd(processes: Processes, url: str, folder: Path) -> Lookupd:
+def worker_pids(supervisor: int) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                stat = (entry / "stat").read_text().rpartition(")")[2].split()
+                if int(stat[1]) == supervisor:
+                    pids.append(int(entry.name))
+    return sorted(pids)
+
+
+def start_lookupd(processes: Processes, url: str, folder: Path, workers: int = 1) -> Lookupd:
     socketmap_port, http_port = free_port(), free_port()
-    state = folder / "lookupd-state"
+    name = f"lookupd-{workers}"
+    state = folder / f"{name}-state"
     state.mkdir()
     environ = {
         **os.environ,
@@ -302,10 +348,11 @@ def start_lookupd(processes: Processes, url: str, folder: Path) -> Lookupd:
         "DINOMAIL_SOCKETMAP_LISTEN": f"127.0.0.1:{socketmap_port}",
         "DINOMAIL_LOOKUPD_HTTP_LISTEN": f"127.0.0.1:{http_port}",
         "DINOMAIL_POLICY_LISTEN": f"127.0.0.1:{free_port()}",
-        "DINOMAIL_DICT_LISTEN": f"unix:{folder / 'dict.sock'}",
+        "DINOMAIL_DICT_LISTEN": f"unix:{folder / (name + '-dict.sock')}",
         "DINOMAIL_STATE_DIR": str(state),
+        "DINOMAIL_LOOKUPD_WORKERS": str(workers),
     }
-    log = folder / "lookupd.log"
+    log = folder / f"{name}.log"
     started = time.perf_counter()
     with log.open("wb") as stderr:
         process = processes.start([str(DINOMAIL), "lookupd"], env=environ,
@@ -319,13 +366,17 @@ def start_lookupd(processes: Processes, url: str, folder: Path) -> Lookupd:
             raise RuntimeError(f"lookupd not loaded after {LOAD_TIMEOUT:.0f} s")
         try:
             with urllib.request.urlopen(health, timeout=1) as response:
-                if response.status == 200:
+                # With workers, /healthz is any one worker's: wait for every worker's load.
+                if response.status == 200 and (
+                        workers == 1 or log.read_text().count("snapshot loaded") >= workers):
                     break
         except (urllib.error.URLError, OSError):
             pass  # not listening yet, or 503 while loading
         time.sleep(0.02)
     daemon.cold_load = time.perf_counter() - started
     daemon.status_after_load = proc_status(process.pid)
+    daemon.workers = worker_pids(process.pid) if workers > 1 else [process.pid]
+    daemon.worker_rss_after_load = [proc_status(pid).get("VmRSS", 0) for pid in daemon.workers]
     for _ in range(50):  # the line is written just after the snapshot is swapped in
         found = re.search(r"snapshot loaded in ([0-9.]+) s", log.read_text())
         if found:
@@ -478,46 +529,72 @@ def versions(server: PostgresServer, config: Path) -> str:
             f"Postfix {postfix}, Linux {platform.release()}")
 
 
-def report(runs: dict[tuple[str, int], list[Run]], clients: list[int], keys: int,
-           lookupd: Lookupd, status_end: dict[str, int],
+LABELS = {"b": "(b) pgsql:", "c": "(c) constant"}
+
+
+def _label(kind: str) -> str:
+    return LABELS.get(kind) or f"({kind}) lookupd, {kind[1:]} worker{'s' if kind != 'a1' else ''}"
+
+
+def report(runs: dict[tuple[str, int], list[Run]], kinds: list[str], clients: list[int],
+           keys: int, daemons: dict[str, Lookupd], status_end: dict[str, list[dict[str, int]]],
            changes: dict[str, list[float]]) -> str:
     def rate(run: Run) -> float:
         return keys / run.seconds
 
-    out = ["| clients | (a) lookupd | (b) pgsql: | (c) constant | a/b | a/c |",
-           "|---:|---:|---:|---:|---:|---:|"]
+    lookupds = [kind for kind in kinds if kind.startswith("a")]
+    pairs = [(a, other) for a in lookupds for other in "bc"]
+    out = ["| clients | " + " | ".join(_label(k) for k in kinds) + " | "
+           + " | ".join(f"{a}/{o}" for a, o in pairs) + " |",
+           "|---:|" + "---:|" * (len(kinds) + len(pairs))]
     for count in clients:
-        cells = [statistics.median(rate(r) for r in runs[kind, count]) for kind in "abc"]
+        cells = [f"{statistics.median(rate(r) for r in runs[kind, count]):,.0f}"
+                 for kind in kinds]
         ratios = []
-        for other in "bc":
-            per_round = [rate(a) / rate(o) for a, o in
-                         zip(runs["a", count], runs[other, count], strict=True)]
+        for a, other in pairs:
+            per_round = [rate(x) / rate(o) for x, o in
+                         zip(runs[a, count], runs[other, count], strict=True)]
             ratios.append(f"{statistics.median(per_round):.2f} "
                           f"({min(per_round):.2f}–{max(per_round):.2f})")
-        out.append(f"| {count} | {cells[0]:,.0f} | {cells[1]:,.0f} | {cells[2]:,.0f} "
-                   f"| {ratios[0]} | {ratios[1]} |")
-    out += ["", "CPU per lookup (median over rounds, µs; machine busy = share of both cores):", "",
-            "| clients | lookupd user + sys | constant user + sys | postmap (a) | postmap (b) "
-            "| postmap (c) | machine busy a / b / c |", "|---:|---:|---:|---:|---:|---:|---|"]
+        out.append(f"| {count} | " + " | ".join(cells + ratios) + " |")
+    out += ["", "Server CPU per lookup, user + system (median over rounds, µs; lookupd: "
+            "supervisor and workers; PostgreSQL: postmaster and backends); postmap's CPU per "
+            "lookup; machine busy = share of both cores:", "",
+            "| clients | " + " | ".join(f"{_label(k)} server" for k in kinds)
+            + " | lookupd ÷ PostgreSQL | " + " | ".join(f"postmap ({k})" for k in kinds)
+            + " | machine busy |",
+            "|---:|" + "---:|" * (2 * len(kinds) + 1) + "---|"]
     for count in clients:
         def per_key(values: list[float | None]) -> float:
-            return statistics.median(v for v in values if v is not None) / keys * 1e6
+            return statistics.median(v or 0.0 for v in values) / keys * 1e6
+
         server = {kind: (per_key([r.server_user for r in runs[kind, count]]),
-                         per_key([r.server_sys for r in runs[kind, count]])) for kind in "ac"}
-        postmap = [per_key([r.clients_cpu for r in runs[kind, count]]) for kind in "abc"]
+                         per_key([r.server_sys for r in runs[kind, count]])) for kind in kinds}
+        postmap = [per_key([r.clients_cpu for r in runs[kind, count]]) for kind in kinds]
         busy = " / ".join(f"{100 * statistics.median(r.machine_busy for r in runs[k, count]):.0f}%"
-                          for k in "abc")
-        out.append(f"| {count} | {server['a'][0]:.1f} + {server['a'][1]:.1f} "
-                   f"| {server['c'][0]:.1f} + {server['c'][1]:.1f} | {postmap[0]:.1f} "
-                   f"| {postmap[1]:.1f} | {postmap[2]:.1f} | {busy} |")
-    after = lookupd.status_after_load
-    out += ["",
-            f"Cold load: {lookupd.cold_load:.1f} s from process start to `/healthz` 200 "
-            f"(refresher log: snapshot loaded in {lookupd.logged_load} s).",
-            f"lookupd memory: VmRSS {after.get('VmRSS', 0) / 1024:.0f} MiB after the load, "
-            f"peak VmHWM {status_end.get('VmHWM', 0) / 1024:.0f} MiB, "
-            f"VmRSS {status_end.get('VmRSS', 0) / 1024:.0f} MiB at the end.", "",
-            "| propagation | changes | p50 ms | p99 ms | max ms | over 1 s |",
+                          for k in kinds)
+        versus = " / ".join(f"{sum(server[a]) / max(1e-9, sum(server['b'])):.2f}"
+                            for a in lookupds)
+        out.append(f"| {count} | "
+                   + " | ".join(f"{server[k][0]:.1f} + {server[k][1]:.1f}" for k in kinds)
+                   + f" | {versus} | " + " | ".join(f"{value:.1f}" for value in postmap)
+                   + f" | {busy} |")
+    out.append("")
+    for kind in lookupds:
+        daemon = daemons[kind]
+        end = status_end[kind]
+        def mib(values: list[int]) -> str:
+            return ", ".join(f"{value / 1024:.0f}" for value in values)
+
+        supervisor = daemon.status_after_load.get("VmRSS", 0) / 1024
+        out.append(
+            f"{_label(kind)}: cold load {daemon.cold_load:.1f} s to `/healthz` 200 (refresher "
+            f"log: snapshot loaded in {daemon.logged_load} s); VmRSS per worker "
+            f"{mib(daemon.worker_rss_after_load)} MiB after the load, "
+            f"{mib([status.get('VmRSS', 0) for status in end])} MiB at the end (peak VmHWM "
+            f"{mib([status.get('VmHWM', 0) for status in end])} MiB)"
+            + (f"; the supervisor {supervisor:.0f} MiB." if len(daemon.workers) > 1 else "."))
+    out += ["", "| propagation | changes | p50 ms | p99 ms | max ms | over 1 s |",
             "|---|---:|---:|---:|---:|---:|"]
     one_at_a_time = changes["insert"] + changes["delete"]
     for label, values in (("one at a time (insert, delete alternating)", one_at_a_time),
@@ -549,6 +626,7 @@ def stopped_on_sigterm() -> Iterator[None]:
 def benchmark(args: argparse.Namespace, server: PostgresServer, processes: Processes,
               folder: Path) -> None:
     clients = [int(n) for n in args.clients.split(",")]
+    workers = [int(n) for n in args.workers.split(",")]
     started = time.perf_counter()
     database = "dinomail_bench"
     url = server.create_database(database)
@@ -569,16 +647,21 @@ def benchmark(args: argparse.Namespace, server: PostgresServer, processes: Proce
     constant = processes.start([sys.executable, str(CONSTANT_SERVER), "127.0.0.1",
                                 str(constant_port)])
     wait_for_port(constant_port, constant)
-    print("starting lookupd ...", flush=True)
-    lookupd = start_lookupd(processes, url, folder)
-    print(f"lookupd loaded in {lookupd.cold_load:.1f} s", flush=True)
+    daemons: dict[str, Lookupd] = {}
+    for count in workers:
+        print(f"starting lookupd with {count} worker(s) ...", flush=True)
+        daemons[f"a{count}"] = start_lookupd(processes, url, folder, count)
+        print(f"loaded in {daemons[f'a{count}'].cold_load:.1f} s", flush=True)
+    lookupd = next(iter(daemons.values()))
+    postmaster = int((server.data / "postmaster.pid").read_text().split()[0])
 
     kinds = {
-        "a": (f"socketmap:inet:127.0.0.1:{lookupd.socketmap_port}:{MAP}", lookupd.process.pid),
-        "b": (f"pgsql:{pgsql_cf}", None),
+        **{kind: (f"socketmap:inet:127.0.0.1:{daemon.socketmap_port}:{MAP}", daemon.process.pid)
+           for kind, daemon in daemons.items()},
+        "b": (f"pgsql:{pgsql_cf}", postmaster),
         "c": (f"socketmap:inet:127.0.0.1:{constant_port}:{MAP}", constant.pid),
     }
-    expected = {"a": expected_hits, "b": expected_hits, "c": len(keys)}
+    expected = {**dict.fromkeys(daemons, expected_hits), "b": expected_hits, "c": len(keys)}
     # Not measured: PostgreSQL's buffers, lookupd's first connections and code paths.
     warmup = split_keys(keys[:20_000], 1, folder, "warmup")
     for table, pid in kinds.values():
@@ -588,7 +671,8 @@ def benchmark(args: argparse.Namespace, server: PostgresServer, processes: Proce
     order = list(kinds)
     for number in range(args.rounds):
         for count in clients:
-            for kind in order[number % 3:] + order[:number % 3]:
+            shift = number % len(order)
+            for kind in order[shift:] + order[:shift]:
                 table, pid = kinds[kind]
                 run = run_postmap(table, key_files[count], config, folder, pid)
                 if run.hits != expected[kind]:
@@ -603,10 +687,11 @@ def benchmark(args: argparse.Namespace, server: PostgresServer, processes: Proce
     profile = ""
     if args.profile:
         count = 4 if 4 in clients else clients[0]
-        run, profile = profile_run(processes, lookupd.process.pid, kinds["a"][0],
+        run, profile = profile_run(processes, lookupd.workers[0], kinds[next(iter(daemons))][0],
                                    key_files[count], config, folder)
         profile += f"\n\n(That run, slowed by sampling: {len(keys) / run.seconds:,.0f} lookups/s.)"
-    status_end = proc_status(lookupd.process.pid)
+    status_end = {kind: [proc_status(pid) for pid in daemon.workers]
+                  for kind, daemon in daemons.items()}
 
     print()
     print(f"Machine: {os.cpu_count()} cores, {cpu_model()}; {versions(server, config)}; "
@@ -616,7 +701,7 @@ def benchmark(args: argparse.Namespace, server: PostgresServer, processes: Proce
           f"({expected_hits:,} hits), {args.rounds} rounds, medians; "
           f"benchmark took {time.perf_counter() - started:.0f} s.")
     print()
-    print(report(runs, clients, len(keys), lookupd, status_end, changes))
+    print(report(runs, list(kinds), clients, len(keys), daemons, status_end, changes))
     if profile:
         print()
         print(profile)
@@ -630,6 +715,8 @@ def main() -> None:
     parser.add_argument("--keys", type=int, default=200_000, help="keys per run")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--clients", default="1,4,16", help="postmap processes, comma-separated")
+    parser.add_argument("--workers", default="1",
+                        help="LOOKUPD_WORKERS of each lookupd run (a1, a2 ...), comma-separated")
     parser.add_argument("--changes", type=int, default=200, help="changes timed one at a time")
     parser.add_argument("--profile", action="store_true", help="sample lookupd with py-spy")
     args = parser.parse_args()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import getpass
 import os
 import sys
@@ -268,7 +269,17 @@ async def _create_superuser(
 async def _serve(settings: Settings, args: argparse.Namespace) -> None:
     from dinomail.service import run_service
 
+    if getattr(args, "workers", None) is not None:
+        settings = dataclasses.replace(settings, LOOKUPD_WORKERS=args.workers)
     await run_service(settings, args.command)
+
+
+def _workers_count(value: str) -> int:
+    from dinomail.settings import MAX_LOOKUPD_WORKERS
+
+    if not value.isdigit() or not 1 <= int(value) <= MAX_LOOKUPD_WORKERS:
+        raise argparse.ArgumentTypeError(f"must be a number from 1 to {MAX_LOOKUPD_WORKERS}")
+    return int(value)
 
 
 async def _postfix_config(settings: Settings, args: argparse.Namespace) -> None:
@@ -430,6 +441,10 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--postfix-config-dir", metavar="DIR",
                              help="Postfix's configuration directory, whose queue_directory "
                              "gets Dovecot's LMTP and SASL sockets (default: Postfix's own)")
+        if name == "lookupd":
+            sub.add_argument("--workers", type=_workers_count, metavar="N",
+                             help="worker processes sharing the listeners (default: the "
+                             "LOOKUPD_WORKERS setting, else 1)")
         if name == "doctor":
             sub.add_argument("--postfix-config-dir", default="/etc/postfix", metavar="DIR",
                              help="Postfix's configuration directory (default: /etc/postfix)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import Awaitable, Callable, Iterator
 
 import uvicorn
@@ -37,13 +38,22 @@ class HttpServer:
         self._server.capture_signals = _leave_signals_alone  # type: ignore[method-assign]
         self._task: asyncio.Task[None] | None = None
 
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._server.serve())
+    async def start(self, sockets: list[socket.socket] | None = None) -> None:
+        """Bind and serve; or serve on `sockets` the caller bound (`lookupd.listen`)."""
+        self._task = asyncio.create_task(self._serve(sockets))
         while not self._server.started:
             if self._task.done():
                 # Binding failed: uvicorn logged why and exits; say it in one line.
                 raise OSError(f"cannot listen on {self._listen}")
             await asyncio.sleep(0.01)
+
+    async def _serve(self, sockets: list[socket.socket] | None) -> None:
+        try:
+            await self._server.serve(sockets=sockets)
+        except SystemExit:
+            # uvicorn exits the process when it cannot bind (a task would carry that out of the
+            # event loop); `start` says it in one line instead.
+            return
 
     @property
     def port(self) -> int | None:

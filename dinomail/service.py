@@ -9,8 +9,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from typing import TYPE_CHECKING
 
 from dinomail.settings import Settings
+
+if TYPE_CHECKING:
+    from dinomail.dnscheck import DnsRefresher
+    from dinomail.reports.service import ReportsService
+    from lookupd.daemon import Lookupd
 
 log = logging.getLogger("dinomail")
 
@@ -57,15 +63,12 @@ async def _check_migrated(settings: Settings) -> None:
 
 
 async def run_service(settings: Settings, command: str) -> None:
-    from adminapi.app import create_app
     from dinomail.cli import fail
-    from dinomail.dnscheck import DnsRefresher
     from dinomail.http_server import HttpServer
-    from dinomail.reports.service import ReportsService
     from dinomail.sdnotify import keep_watchdog_fed, notify
     from dinomail.secret_key import ensure_secret_key
     from dinomail.store import Store
-    from lookupd.daemon import Lookupd, start_lookupd
+    from lookupd.supervisor import Workers, WorkerStartError, start_workers
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
@@ -80,13 +83,20 @@ async def run_service(settings: Settings, command: str) -> None:
     adminapi: HttpServer | None = None
     refresher: DnsRefresher | None = None
     reports: ReportsService | None = None
-    lookupd: Lookupd | None = None
+    lookupd: Lookupd | Workers | None = None
     watchdog: asyncio.Task[None] | None = None
     try:
         try:
-            if with_lookupd:
+            if with_lookupd and command == "lookupd" and settings.LOOKUPD_WORKERS > 1:
+                lookupd = await start_workers(settings)  # `serve` keeps one process
+            elif with_lookupd:
+                from lookupd.daemon import start_lookupd  # not in the supervisor of workers
+
                 lookupd = await start_lookupd(settings, store)
             if with_adminapi:
+                # Imported here: a lookup daemon alone does without the pages' memory.
+                from adminapi.app import create_app
+
                 app = create_app(settings, store)
                 adminapi = HttpServer(app, settings.HTTP_LISTEN)
                 await adminapi.start()
@@ -97,6 +107,8 @@ async def run_service(settings: Settings, command: str) -> None:
                 log.info("admin API listening on http://%s/", settings.HTTP_LISTEN)
         except OSError as error:
             fail(f"cannot listen: {error.strerror or error}")
+        except WorkerStartError as error:
+            fail(str(error))
         # Listening: Postfix and Dovecot may start (their units are ordered after this one).
         notify("READY=1")
         watchdog = asyncio.create_task(keep_watchdog_fed(stop))

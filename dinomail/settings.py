@@ -169,6 +169,9 @@ class Settings:
     DICT_MAX_CONNECTIONS: int = 4096
     LOOKUPD_RESERVED_FILES: int = 256
     LOOKUPD_REQUEST_TIMEOUT: float = 10.0
+    # Worker processes of `dinomail lookupd`, each with its own snapshot, sharing the listeners
+    # (lookupd.supervisor); 1: one process, as `serve` always runs it.
+    LOOKUPD_WORKERS: int = 1
 
     # DNS checks of each domain (DKIM, SPF, DMARC, MX, MTA-STS, TLS-RPT, autoconfig names).
     # Resolvers as `IP` or `IP:PORT` (`[IPv6]:PORT`); empty: the system's (/etc/resolv.conf).
@@ -448,6 +451,7 @@ _CHECKS: dict[str, Callable[[Any], None]] = {
     "DICT_MAX_CONNECTIONS": lambda value: _check_at_least_one(value),
     "LOOKUPD_RESERVED_FILES": _check_non_negative,
     "LOOKUPD_REQUEST_TIMEOUT": _check_positive,
+    "LOOKUPD_WORKERS": lambda value: _check_workers(value),
     "DOVECOT_HTTP_SECRET": _check_http_secret,
 }
 
@@ -480,6 +484,15 @@ def _check_email(value: str) -> None:
 def _check_at_least_one(value: int) -> None:
     if value < 1:
         raise ValueError("must be 1 or more")
+
+
+# More workers than this is a typo, not a machine: each holds its own copy of the data.
+MAX_LOOKUPD_WORKERS = 64
+
+
+def _check_workers(value: int) -> None:
+    if not 1 <= value <= MAX_LOOKUPD_WORKERS:
+        raise ValueError(f"must be from 1 to {MAX_LOOKUPD_WORKERS}")
 
 
 def _check_absolute_path(value: str) -> None:

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable, Coroutine, Iterator
+from contextlib import AsyncExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from dinomail.http_server import HttpServer
+from dinomail.listen import parse_listen
 from dinomail.settings import Settings
 from dinomail.store import Store
 from lookupd.authblocks import BlockSync
@@ -17,7 +21,12 @@ from lookupd.dovecot.dict import DictServer, start_dict_server
 from lookupd.dovecot.verify import AppPasswordUse, PasswordVerifier
 from lookupd.http import create_http_app
 from lookupd.limits import connection_limits
-from lookupd.listen import set_socket_permissions, socket_owner_ids
+from lookupd.listen import (
+    ProtocolServer,
+    server_sockets,
+    set_socket_permissions,
+    socket_owner_ids,
+)
 from lookupd.metrics import LookupdMetrics
 from lookupd.policy import PolicyConfig, PolicyService, start_policy_service
 from lookupd.quota import QuotaWriter
@@ -29,7 +38,7 @@ from lookupd.vacations import VacationScripts
 log = logging.getLogger("dinomail.lookupd")
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Lookupd:
     """A running lookup daemon: what tests and `serve` hold on to."""
 
@@ -37,41 +46,36 @@ class Lookupd:
     metrics: LookupdMetrics
     refresher: Refresher
     socketmap: SocketmapServer
-    http: HttpServer
-    refresh_task: asyncio.Task[None]
-    stop_event: asyncio.Event
     dovecot_dict: DictServer
-    quota_writer: QuotaWriter
-    quota_task: asyncio.Task[None]
     policy: PolicyService
+    http: HttpServer
+    quota_writer: QuotaWriter
     auth_policy: AuthPolicy
     block_sync: BlockSync
-    block_task: asyncio.Task[None]
     vacations: VacationScripts
-    vacation_task: asyncio.Task[None]
     app_password_use: AppPasswordUse
-    app_password_task: asyncio.Task[None]
+    # Undoes the start, in reverse: what `stop` runs.
+    exit_stack: AsyncExitStack
 
     async def stop(self) -> None:
         """Stop accepting, let in-flight requests finish, stop following the database."""
-        self.socketmap.close()
-        self.dovecot_dict.close()
-        await self.socketmap.wait_closed()
-        await self.dovecot_dict.wait_closed()
-        await self.policy.stop()  # its last counts are written before it returns
-        await self.http.stop()
-        # Only now: the quota writer's last flush must come after the last commit it accepted.
-        self.stop_event.set()
-        await self.quota_task
-        await self.block_task  # removes this daemon's blocks from the table
-        await self.vacation_task
-        await self.app_password_task  # the last uses are written before it returns
-        await self.refresh_task
+        await self.exit_stack.aclose()
 
 
 async def start_lookupd(settings: Settings, store: Store) -> Lookupd:
     """Listen first, then load: until the first snapshot, clients get temporary failures
-    (Postfix defers the mail) rather than refused connections."""
+    (Postfix defers the mail) rather than refused connections.
+
+    Each step that starts something registers how to undo it, so that a step failing half way
+    (a listener that cannot bind) closes what the earlier ones opened before the error goes up.
+    """
+    async with AsyncExitStack() as stack:
+        daemon = await _start(settings, store, stack)
+        daemon.exit_stack = stack.pop_all()
+        return daemon
+
+
+async def _start(settings: Settings, store: Store, stack: AsyncExitStack) -> Lookupd:
     metrics = LookupdMetrics()
     holder = SnapshotHolder()
     refresher = Refresher(
@@ -95,42 +99,56 @@ async def start_lookupd(settings: Settings, store: Store) -> Lookupd:
         reserved=settings.LOOKUPD_RESERVED_FILES,
     )
     timeout = settings.LOOKUPD_REQUEST_TIMEOUT
-    socketmap = await start_socketmap_server(
-        settings.SOCKETMAP_LISTEN, lambda: holder.current, metrics=metrics,
-        request_timeout=timeout, max_connections=limits["socketmap"],
-    )
     userdb = UserdbSettings(
         home=settings.MAIL_HOME, uid=settings.MAIL_UID, gid=settings.MAIL_GID
     )
     quota_writer = QuotaWriter(
         store, flush_interval=settings.QUOTA_FLUSH_INTERVAL, metrics=metrics
     )
-    if not settings.DICT_LISTEN:
-        # The default socket lives in STATE_DIR, which `dinomail lookupd` alone never created.
-        Path(settings.STATE_DIR).mkdir(mode=0o750, parents=True, exist_ok=True)
-    vacations = VacationScripts(store, refresh_interval=settings.VACATION_REFRESH_INTERVAL)
-    dovecot_dict = await start_dict_server(
-        settings.dict_listen, lambda: holder.current, userdb=userdb,
-        quota_writer=quota_writer, metrics=metrics,
-        request_timeout=timeout, max_connections=limits["dict"], vacations=vacations,
-    )
-    policy = await start_policy_service(
-        settings.POLICY_LISTEN, store, lambda: holder.current,
-        config=PolicyConfig(
-            check_quota=settings.POLICY_CHECK_QUOTA,
-            quota_reply=settings.POLICY_QUOTA_REPLY,
-            rate_limit_reply=settings.POLICY_RATE_LIMIT_REPLY,
-        ),
-        refresh_interval=settings.POLICY_REFRESH_INTERVAL,
-        flush_interval=settings.POLICY_FLUSH_INTERVAL,
-        sync_interval=settings.POLICY_SYNC_INTERVAL,
-        request_timeout=timeout, max_connections=limits["policy"],
-        metrics=metrics,
-    )
     auth_policy = AuthPolicy(auth_policy_config(settings), metrics=metrics)
     block_sync = BlockSync(
         store, auth_policy, interval=settings.AUTH_POLICY_SYNC_INTERVAL, metrics=metrics
     )
+    # Undone last: the quota writer's last flush must come after the last commit the dict
+    # listener accepted, and the refresher goes on until every listener has stopped.
+    background = _BackgroundTasks()
+    stack.push_async_callback(background.stop)
+    # Both lookup listeners stop accepting at once, then drain together.
+    listeners: list[ProtocolServer] = []
+    stack.push_async_callback(_stop_listeners, listeners)
+
+    with _naming(settings.SOCKETMAP_LISTEN):
+        socketmap = await start_socketmap_server(
+            settings.SOCKETMAP_LISTEN, lambda: holder.current, metrics=metrics,
+            request_timeout=timeout, max_connections=limits["socketmap"],
+        )
+    listeners.append(socketmap)
+    vacations = VacationScripts(store, refresh_interval=settings.VACATION_REFRESH_INTERVAL)
+    if not settings.DICT_LISTEN:
+        # The default socket lives in STATE_DIR, which `dinomail lookupd` alone never created.
+        Path(settings.STATE_DIR).mkdir(mode=0o750, parents=True, exist_ok=True)
+    with _naming(settings.dict_listen):
+        dovecot_dict = await start_dict_server(
+            settings.dict_listen, lambda: holder.current, userdb=userdb,
+            quota_writer=quota_writer, metrics=metrics,
+            request_timeout=timeout, max_connections=limits["dict"], vacations=vacations,
+        )
+    listeners.append(dovecot_dict)
+    with _naming(settings.POLICY_LISTEN):
+        policy = await start_policy_service(
+            settings.POLICY_LISTEN, store, lambda: holder.current,
+            config=PolicyConfig(
+                check_quota=settings.POLICY_CHECK_QUOTA,
+                quota_reply=settings.POLICY_QUOTA_REPLY,
+                rate_limit_reply=settings.POLICY_RATE_LIMIT_REPLY,
+            ),
+            refresh_interval=settings.POLICY_REFRESH_INTERVAL,
+            flush_interval=settings.POLICY_FLUSH_INTERVAL,
+            sync_interval=settings.POLICY_SYNC_INTERVAL,
+            request_timeout=timeout, max_connections=limits["policy"],
+            metrics=metrics,
+        )
+    stack.push_async_callback(policy.stop)  # its last counts are written before it returns
     for server in (socketmap, dovecot_dict, policy):
         if server.address.path is not None:
             set_socket_permissions(server.address.path, socket_ids, settings.unix_socket_mode)
@@ -145,22 +163,61 @@ async def start_lookupd(settings: Settings, store: Store) -> Lookupd:
         ),
         settings.LOOKUPD_HTTP_LISTEN,
     )
-    await http.start()
-    stop_event = asyncio.Event()
-    refresh_task = asyncio.create_task(refresher.run(stop_event))
-    quota_task = asyncio.create_task(quota_writer.run(stop_event))
-    block_task = asyncio.create_task(block_sync.run(stop_event))
-    vacation_task = asyncio.create_task(vacations.run(stop_event))
-    app_password_task = asyncio.create_task(app_password_use.run(stop_event))
+    with _naming(settings.LOOKUPD_HTTP_LISTEN):
+        await http.start(await server_sockets(parse_listen(settings.LOOKUPD_HTTP_LISTEN)))
+    stack.push_async_callback(http.stop)
+    # The app-password writer's last flush writes the last uses before it returns.
+    background.start(
+        quota_writer.run, block_sync.run, vacations.run, app_password_use.run, refresher.run,
+        metrics.keep_flushed,
+    )
     log.info("socketmap listening on %s", socketmap.address)
     log.info("Dovecot dict listening on %s", dovecot_dict.address)
     log.info("policy listening on %s", policy.address)
     log.info("lookupd HTTP listening on %s", settings.LOOKUPD_HTTP_LISTEN)
     return Lookupd(
-        holder, metrics, refresher, socketmap, http, refresh_task, stop_event,
-        dovecot_dict, quota_writer, quota_task, policy, auth_policy, block_sync, block_task,
-        vacations, vacation_task, app_password_use, app_password_task,
+        holder=holder, metrics=metrics, refresher=refresher, socketmap=socketmap,
+        dovecot_dict=dovecot_dict, policy=policy, http=http, quota_writer=quota_writer,
+        auth_policy=auth_policy, block_sync=block_sync, vacations=vacations,
+        app_password_use=app_password_use, exit_stack=stack,
     )
+
+
+class _BackgroundTasks:
+    """The tasks that follow the database (refresher, quota writer, block sync), each running
+    until one shared event is set."""
+
+    def __init__(self) -> None:
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def start(self, *runs: Callable[[asyncio.Event], Coroutine[Any, Any, None]]) -> None:
+        self._tasks = [asyncio.create_task(run(self._stop)) for run in runs]
+
+    async def stop(self) -> None:
+        self._stop.set()
+        # In order: the block sync removes this daemon's blocks from the table on its way out.
+        for task in self._tasks:
+            await task
+
+
+@contextmanager
+def _naming(listen: str) -> Iterator[None]:
+    """A listener that cannot bind says which one it is (the kernel's error does not)."""
+    try:
+        yield
+    except OSError as error:
+        message = error.strerror or str(error)
+        if listen.removeprefix("unix:") in message:
+            raise
+        raise OSError(error.errno, f"{listen}: {message}") from None
+
+
+async def _stop_listeners(listeners: list[ProtocolServer]) -> None:
+    for server in listeners:
+        server.close()
+    for server in listeners:
+        await server.wait_closed()
 
 
 def snapshot_file(settings: Settings) -> SnapshotFile | None:

@@ -15,7 +15,9 @@ import pwd
 import socket
 import stat
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from dinomail.listen import ListenAddress
@@ -188,6 +190,33 @@ def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
     return uvloop.new_event_loop
 
 
+@dataclass(frozen=True)
+class ListenerSharing:
+    """How a worker process shares its listeners with the other workers (`lookupd.supervisor`).
+
+    TCP: every worker binds its own socket with SO_REUSEPORT and the kernel spreads new
+    connections over them; a worker that dies takes only its own socket away. Unix sockets
+    cannot be shared that way: the supervisor binds each once and every worker accepts on the
+    same descriptor (`inherited`, by path), which outlives any one worker.
+    """
+
+    reuse_port: bool = False
+    inherited: Mapping[str, socket.socket] = field(default_factory=dict)
+
+
+# Set once by a worker process before it starts its listeners; the protocol servers call
+# `create_server` without knowing whether they run alone or as one worker of several.
+# None: this process runs alone.
+listener_sharing: ContextVar[ListenerSharing | None] = ContextVar(
+    "listener_sharing", default=None
+)
+_ALONE = ListenerSharing()
+
+
+def _sharing() -> ListenerSharing:
+    return listener_sharing.get() or _ALONE
+
+
 async def create_server(
     protocol_factory: Callable[[], asyncio.BaseProtocol],
     address: ListenAddress,
@@ -199,24 +228,48 @@ async def create_server(
     """Listen on `address` and serve each connection with a new protocol; with `connections`,
     no more than its limit at once."""
     if address.path is None:
-        sockets = await _tcp_sockets(address, backlog)
+        sockets = await tcp_sockets(address, backlog)
         return Listener(sockets, address, None, protocol_factory, connections)
-    _remove_stale_socket(address.path)
+    inherited = _sharing().inherited.get(address.path)
+    if inherited is not None:
+        # The supervisor's socket: it, not this worker, removes the file at the end.
+        return Listener([inherited], address, None, protocol_factory, connections)
+    sock = bind_unix_socket(address.path, backlog, unix_mode)
+    info = os.lstat(address.path)
+    return Listener([sock], address, (info.st_dev, info.st_ino), protocol_factory, connections)
+
+
+def bind_unix_socket(path: str, backlog: int = DEFAULT_BACKLOG,
+                     mode: int = DEFAULT_UNIX_MODE) -> socket.socket:
+    """A listening, non-blocking unix socket at `path` (a stale socket file is replaced)."""
+    _remove_stale_socket(path)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        sock.bind(address.path)
-        os.chmod(address.path, unix_mode)
+        sock.bind(path)
+        os.chmod(path, mode)
         sock.listen(backlog)
         sock.setblocking(False)
     except BaseException:
         sock.close()
         raise
-    info = os.lstat(address.path)
-    return Listener([sock], address, (info.st_dev, info.st_ino), protocol_factory, connections)
+    return sock
 
 
-async def _tcp_sockets(address: ListenAddress, backlog: int) -> list[socket.socket]:
-    """One listening socket per address the host resolves to (as asyncio's create_server)."""
+async def server_sockets(address: ListenAddress) -> list[socket.socket] | None:
+    """Listening sockets for a server that would bind by itself (uvicorn): TCP is bound here, so
+    that a failure is an OSError saying why (uvicorn would exit the process) and a worker binds
+    with SO_REUSEPORT; a unix socket is the supervisor's when it shares one, else None (the
+    server binds it)."""
+    if address.path is not None:
+        inherited = _sharing().inherited.get(address.path)
+        return None if inherited is None else [inherited]
+    return await tcp_sockets(address, DEFAULT_BACKLOG)
+
+
+async def tcp_sockets(address: ListenAddress, backlog: int) -> list[socket.socket]:
+    """One listening socket per address the host resolves to (as asyncio's create_server);
+    with SO_REUSEPORT when this process is one worker of several (`listener_sharing`)."""
+    reuse_port = _sharing().reuse_port
     loop = asyncio.get_running_loop()
     infos = await loop.getaddrinfo(
         address.host or None, address.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
@@ -227,6 +280,8 @@ async def _tcp_sockets(address: ListenAddress, backlog: int) -> list[socket.sock
             sock = socket.socket(family, kind, proto)
             sockets.append(sock)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             if family == socket.AF_INET6:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             sock.bind(sockaddr)

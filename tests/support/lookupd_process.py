@@ -12,7 +12,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -148,3 +148,43 @@ def read_until_closed(sock: socket.socket, limit: int = 1 << 20) -> bytes:
     except (ConnectionResetError, TimeoutError):
         pass
     return data
+
+
+def run_on_database(database_url: str, work: Callable[[Store], Awaitable[None]]) -> None:
+    """Run `await work(store)` against the database from a sync test (its own loop, a thread)."""
+    async def run() -> None:
+        store = Store(database_url)
+        try:
+            await work(store)
+        finally:
+            await store.close()
+
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, run()).result()
+
+
+def socketmap_lookup(address: tuple[str, int], name: str, key: str) -> str:
+    """One lookup on a new connection (as a Postfix process that just started): the reply."""
+    with connect(address) as sock:
+        payload = f"{name} {key}".encode()
+        sock.sendall(b"%d:%s," % (len(payload), payload))
+        reply = b""
+        while not reply.endswith(b","):
+            chunk = sock.recv(4096)
+            if not chunk:
+                raise ConnectionError(f"closed after {reply!r}")
+            reply += chunk
+    return reply.split(b":", 1)[1][:-1].decode()
+
+
+def metric_samples(daemon: LookupdProcess, name: str) -> dict[str, float]:
+    """The samples of one metric on the daemon's `/metrics`: {labels text: value}."""
+    url = "http://{}:{}/metrics".format(*daemon.http)
+    with urllib.request.urlopen(url, timeout=5) as response:
+        text = response.read().decode()
+    samples: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            labels, _, value = line[len(name):].rpartition(" ")
+            samples[labels] = float(value)
+    return samples
