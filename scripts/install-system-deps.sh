@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Debian packages the test suite drives for real: PostgreSQL, Postfix (with its pgsql maps),
-# Dovecot (IMAP, LMTP, Lua auth, Sieve and ManageSieve), Chromium for the pages, dnsmasq for
+# Dovecot (IMAP, POP3, LMTP, Lua auth, Sieve and ManageSieve), Chromium for the pages, dnsmasq for
 # the DNS checks, the sqlite3 shell for the documented online backup, MariaDB for the PostfixAdmin import.
 # Installs only what is missing; needs root (apt). Safe to run again.
 set -euo pipefail
@@ -9,7 +9,7 @@ PACKAGES=(
   postgresql
   postfix postfix-pgsql
   dovecot-core dovecot-imapd dovecot-lmtpd dovecot-auth-lua lua-socket lua-json lua-dkjson
-  dovecot-sieve dovecot-managesieved
+  dovecot-sieve dovecot-managesieved dovecot-pop3d
   chromium chromium-driver
   dnsmasq-base
   sqlite3
