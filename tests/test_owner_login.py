@@ -58,7 +58,7 @@ async def audit_actions(store: Store) -> list[tuple[str, str, str]]:
         return [(row.actor, row.action, row.object_repr) for row in rows]
 
 
-async def enrol(owner: Owner) -> pyotp.TOTP:
+async def enrol(owner: Owner, *, french: bool = False) -> pyotp.TOTP:
     page = await owner.client.get("/me/two-factor")
     assert page.status_code == 200 and 'src="data:image/svg+xml' in page.text
     secret = SECRET.search(page.text)
@@ -68,9 +68,11 @@ async def enrol(owner: Owner) -> pyotp.TOTP:
     wrong = str((int(app.now()) + 1) % 1_000_000).zfill(6)
     answer = await owner.post("/me/two-factor", {"code": wrong})
     assert answer.status_code == 400
-    assert "This code is wrong or expired." in field_error(answer.text, "code")
+    assert ("Ce code est faux ou expiré." if french else "This code is wrong or expired."
+            ) in field_error(answer.text, "code")
     answer = await owner.post("/me/two-factor", {"code": "12ab"})
-    assert "Type the 6 digits your app shows." in field_error(answer.text, "code")
+    assert ("Tapez les 6 chiffres" if french else "Type the 6 digits your app shows."
+            ) in field_error(answer.text, "code")
     answer = await owner.post("/me/two-factor", {"code": app.now()})
     assert (answer.status_code, answer.headers["location"]) == (303, "/me/two-factor")
     assert 'id="totp-status"' in (await owner.client.get("/me/two-factor")).text
@@ -218,3 +220,17 @@ async def test_a_new_password_ends_copied_sessions_and_keeps_this_one(
         assert (await thief.get("/me/", headers=copy)).status_code == 303
     async with store.read() as conn:
         assert await ownerlogin.session_generation(conn, bob) == 1
+
+
+async def test_two_factor_pages_in_french(store: Store, bob: int) -> None:
+    async with me_client(store) as client:
+        owner = await owner_log_in(client, "bob@b.org")
+        await owner.post("/me/language", {"language": "fr", "next": "/me/two-factor"})
+        page = await client.get("/me/two-factor")
+        assert 'lang="fr"' in page.text
+        assert "Vos logiciels de messagerie ne sont pas concernés" in page.text
+        await enrol(owner, french=True)
+        await owner.post("/me/logout")
+        await password_then(client)
+        page = await client.get("/me/login/code")
+        assert "Code de votre application d’authentification" in page.text
