@@ -87,6 +87,7 @@ async def test_admin_sets_and_removes_a_vacation_reply(store: Store, world: Worl
         page = await admin.get(f"/virtual-users/{world.anna}/vacation")
         assert "The vacation reply of anna@a.org was saved." in page.text
         assert 'value="2030-07-01"' in page.text
+        assert f'action="/virtual-users/{world.anna}/vacation/delete"' in page.text
 
         before = await snapshot(store, TABLES)
         for form, field, message in (

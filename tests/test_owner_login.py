@@ -157,6 +157,24 @@ async def test_removing_the_app_needs_the_password(store: Store, bob: int) -> No
         await owner_log_in(client, "bob@b.org")  # the password alone again
 
 
+async def test_wrong_current_passwords_count_toward_the_lockout(store: Store, bob: int) -> None:
+    async with me_client(store) as client:
+        owner = await owner_log_in(client, "bob@b.org")
+        await enrol(owner)
+        for _ in range(5):
+            answer = await owner.post("/me/two-factor/remove", {"current_password": "guess"})
+            assert answer.status_code == 400
+        answer = await owner.post("/me/two-factor/remove", {"current_password": OWNER_PASSWORD})
+        assert answer.status_code == 429
+        assert "Too many failed logins" in field_error(answer.text, "current_password")
+        answer = await owner.post("/me/password", {
+            "current_password": OWNER_PASSWORD, "new_password": NEW_PASSWORD,
+            "new_password_confirm": NEW_PASSWORD})
+        assert answer.status_code == 429
+    async with store.read() as conn:
+        assert await ownerlogin.totp_enabled(conn, bob)
+
+
 async def test_an_admin_removes_an_owners_app(store: Store, bob: int) -> None:
     a = await add_domain(store, "a.org")
     async with store.write() as conn:

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from math import ceil
-
 from starlette.responses import Response
 
-from adminapi.loginlimit import client_address
 from adminapi.pages.forms import Form
+from adminapi.pages.lockout import failed, locked_out, retry_after
 from adminapi.pages.ownersession import OwnerPage, translate
 from adminapi.pages.sessions import insecure_transport
 from adminapi.pages.web import local_path
@@ -15,26 +13,6 @@ from dinomail import selfservice
 from dinomail.settings import LANGUAGES
 from dinomail.store import ownerlogin
 from dinomail.validation import ValidationError
-
-
-def locked_out(page: OwnerPage, email: str, form: Form) -> float:
-    """Seconds before `email` may try again from this client (0: now), with the form's message.
-
-    The admins' limiter: one count of failures per account name and per client address,
-    whichever kind of login they were (a password, a code of the app)."""
-    wait = page.state.limiter.retry_after(email, client_address(page.request))
-    if wait > 0:
-        minutes = ceil(wait / 60)
-        form.error = page.ngettext(
-            "Too many failed logins. Try again in %(num)d minute.",
-            "Too many failed logins. Try again in %(num)d minutes.", minutes,
-        ) % {"num": minutes}
-    return wait
-
-
-def refused_for_a_while(response: Response, wait: float) -> Response:
-    response.headers["Retry-After"] = str(ceil(wait))
-    return response
 
 
 def _login_form(page: OwnerPage, form: Form, *, status: int = 200) -> Response:
@@ -62,15 +40,14 @@ async def me_login(page: OwnerPage) -> Response:
 
     wait = locked_out(page, email, form)
     if wait:
-        return refused_for_a_while(_login_form(page, form, status=429), wait)
-    limiter, address = page.state.limiter, client_address(page.request)
+        return retry_after(_login_form(page, form, status=429), wait)
 
     found = await selfservice.authenticate(
         page.store, email, password, scheme=page.settings.DINOMAIL_PASSWORD_SCHEME,
         enabled=page.settings.SELF_SERVICE,
     )
     if found is None:
-        limiter.failed(email, address)
+        failed(page, email)
         form.error = _("Please enter a correct email address and password.")
         return _login_form(page, form, status=400)
     owner, stored_hash = found
@@ -83,7 +60,7 @@ async def me_login(page: OwnerPage) -> Response:
         # then, so the password buys no more guesses at the codes.
         page.session.log_in_pending(owner.mailbox_id, binding, generation)
         return page.redirect(page.url("me_login_code"))
-    limiter.succeeded(email)
+    page.state.limiter.succeeded(email)
     page.session.log_in(owner.mailbox_id, binding, generation)
     return page.redirect(page.url("me_home"))
 
@@ -122,6 +99,9 @@ async def me_password(page: OwnerPage) -> Response:
         form.add_error("new_password", _("This field is required."))
     elif new != data.get("new_password_confirm"):
         form.add_error("new_password_confirm", _("The two passwords differ."))
+    # Someone with a stolen session must not guess the password here faster than at the login.
+    if form.valid and locked_out(page, page.me.email, form, field="current_password"):
+        return page.render("me_password.html", form=form, status=429)
     if form.valid:
         try:
             new_hash, generation = await selfservice.change_password(
@@ -130,6 +110,8 @@ async def me_password(page: OwnerPage) -> Response:
                 min_length=page.settings.MAILBOX_PASSWORD_MIN_LENGTH,
             )
         except ValidationError as error:
+            if error.field == "current_password":
+                failed(page, page.me.email)
             form.add_error(error.field, translate(page, error))
         else:
             # This session goes on with the new password; every other one has ended.

@@ -12,12 +12,11 @@ from __future__ import annotations
 
 from starlette.responses import Response
 
-from adminapi.loginlimit import client_address
 from adminapi.pages.forms import N_, Form
+from adminapi.pages.lockout import failed, locked_out, retry_after
 from adminapi.pages.myaccount import refusal_text
-from adminapi.pages.owner_account import locked_out, refused_for_a_while
 from adminapi.pages.ownersession import OwnerPage, load_pending_owner, translate
-from adminapi.pages.totp_qr import enrolment
+from adminapi.pages.totp_enrolment import enrolment, first_code_error
 from adminapi.pages.twofactor import REFUSALS
 from adminapi.pages.web import Page
 from dinomail import selfservice, totp
@@ -44,7 +43,7 @@ async def me_login_code(page: OwnerPage) -> Response:
         return _code_form(page, form)
     wait = locked_out(page, owner.email, form)
     if wait:
-        return refused_for_a_while(_code_form(page, form, status=429), wait)
+        return retry_after(_code_form(page, form, status=429), wait)
     code = page.form_data.text("code")
     if not code:
         form.add_error("code", page._("This field is required."))
@@ -53,12 +52,11 @@ async def me_login_code(page: OwnerPage) -> Response:
     if totp.normalize_code(code) is not None:
         async with page.store.write() as conn:
             accepted = await ownerlogin.check_totp(conn, owner.mailbox_id, code)
-    limiter = page.state.limiter
     if not accepted:
-        limiter.failed(owner.email, client_address(page.request))
+        failed(page, owner.email)
         form.add_error("code", page._("This code is wrong, expired or already used."))
         return _code_form(page, form, status=400)
-    limiter.succeeded(owner.email)
+    page.state.limiter.succeeded(owner.email)
     page.session.log_in(owner.mailbox_id, page.session.password_binding,
                         page.session.generation)
     return page.redirect(page.url("me_home"))
@@ -82,11 +80,9 @@ async def me_two_factor(page: OwnerPage) -> Response:
     if page.request.method == "GET":
         return await _page(page, form)
     code = page.form_data.text("code")
-    if not code:
-        form.add_error("code", page._("This field is required."))
-        return await _page(page, form, status=400)
-    if totp.normalize_code(code) is None:
-        form.add_error("code", page._("Type the 6 digits your app shows."))
+    problem = first_code_error(page, code)
+    if problem:
+        form.add_error("code", problem)
         return await _page(page, form, status=400)
     me = page.me
     try:
@@ -102,10 +98,14 @@ async def me_two_factor(page: OwnerPage) -> Response:
 async def me_two_factor_remove(page: OwnerPage) -> Response:
     me = page.me
     form = Form(values={"code": "", "current_password": ""})
+    # Someone with a stolen session must not guess the password here faster than at the login.
+    if locked_out(page, me.email, form, field="current_password"):
+        return await _page(page, form, status=429)
     try:
         await selfservice.check_current_password(page.store, me,
                                                  page.form_data.get("current_password"))
     except ValidationError as error:
+        failed(page, me.email)
         form.add_error(error.field, translate(page, error))
         return await _page(page, form, status=400)
     async with page.store.write() as conn:

@@ -12,9 +12,9 @@ from starlette.responses import Response
 
 from adminapi.pages.forms import N_, Form
 from adminapi.pages.myaccount import refusal_text
-from adminapi.pages.totp_qr import enrolment
+from adminapi.pages.totp_enrolment import enrolment, first_code_error
 from adminapi.pages.web import Page
-from dinomail import passkeys, totp
+from dinomail import passkeys
 from dinomail import validation as v
 from dinomail.store import StoreError, twofactor
 
@@ -84,11 +84,9 @@ async def totp_enrol(page: Page) -> Response:
     if page.request.method == "GET":
         return await _app_page(page, form)
     code = page.form_data.text("code")
-    if not code:
-        form.add_error("code", page._("This field is required."))
-        return await _app_page(page, form, status=400)
-    if totp.normalize_code(code) is None:
-        form.add_error("code", page._("Type the 6 digits your app shows."))
+    problem = first_code_error(page, code)
+    if problem:
+        form.add_error("code", problem)
         return await _app_page(page, form, status=400)
     try:
         async with page.store.write() as conn:
