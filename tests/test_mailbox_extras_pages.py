@@ -14,13 +14,22 @@ from datetime import date
 import pytest
 import sqlalchemy as sa
 
-from dinomail import schema
+from dinomail import schema, totp
 from dinomail.passwords import verify_password
-from dinomail.store import EVERYTHING, Store, admins, apppasswords, domains, vacation
+from dinomail.store import (
+    EVERYTHING,
+    Store,
+    admins,
+    apppasswords,
+    domains,
+    ownerlogin,
+    vacation,
+)
 from tests.support.admin_pages import log_in, pages_client, snapshot
 from tests.support.adminapi import PASSWORD, add_domain, add_mailbox, fast_admin_hashing
 
-TABLES = (schema.vacation, schema.apppassword, schema.auditlog, schema.virtualdomain)
+TABLES = (schema.vacation, schema.apppassword, schema.auditlog, schema.virtualdomain,
+          schema.mailboxtotp)
 
 
 @pytest.fixture(autouse=True)
@@ -186,6 +195,10 @@ async def test_another_domains_mailbox_is_as_missing(store: Store, world: World)
 
 
 async def test_csrf_and_read_only_admins_change_nothing(store: Store, world: World) -> None:
+    async with store.write() as conn:  # anna's owner has an authenticator app
+        secret = await ownerlogin.start_totp(conn, EVERYTHING, world.anna)
+        await ownerlogin.confirm_totp(conn, "test", EVERYTHING, world.anna,
+                                      totp.code_at(secret, totp.time_step()))
     before = await snapshot(store, TABLES)
     posts = (
         (f"/virtual-users/{world.anna}/vacation",
@@ -193,6 +206,7 @@ async def test_csrf_and_read_only_admins_change_nothing(store: Store, world: Wor
         (f"/virtual-users/{world.anna}/app-passwords", {"name": "p", "protocol_imap": "on"}),
         (f"/virtual-domains/{world.a}/edit", {"name": "a.org", "active": "on",
                                           "require_app_passwords": "on"}),
+        (f"/virtual-users/{world.anna}/two-factor/remove", {}),
     )
     async with pages_client(store) as client:
         await log_in(client, "alice")
