@@ -736,3 +736,31 @@ apppassword = sa.Table(
     # Also the index of a mailbox's app passwords (its first column).
     sa.UniqueConstraint("user_id", "name"),
 )
+
+# --- mailbox owners' own login (0017) -------------------------------------------------------------
+
+mailboxtotp = sa.Table(
+    "dinomail_mailboxtotp",
+    metadata,
+    sa.Column(
+        "user_id", sa.Integer, sa.ForeignKey("core_virtualuser.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    # As `admintotp`: the same columns, so `dinomail.store.totpsecrets` serves both.
+    sa.Column("secret", sa.String(64), nullable=False),
+    _timestamp("created_at"),
+    _timestamp("confirmed_at", nullable=True),
+    sa.Column("last_step", sa.BigInteger, nullable=True),
+)
+
+mailboxsession = sa.Table(
+    "dinomail_mailboxsession",
+    metadata,
+    sa.Column(
+        "user_id", sa.Integer, sa.ForeignKey("core_virtualuser.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    # The generation an owner's `/me/` session must carry; logging out and a new password
+    # increase it. No row: generation 0.
+    sa.Column("generation", sa.Integer, nullable=False, server_default="0"),
+)

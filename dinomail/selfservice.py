@@ -14,7 +14,7 @@ import functools
 from dataclasses import dataclass
 
 from dinomail.passwords import PasswordSchemeError, hash_password, split_stored, verify_password
-from dinomail.store import Scope, Store, mailboxes, selfservice
+from dinomail.store import Scope, Store, mailboxes, ownerlogin, selfservice
 from dinomail.validation import ValidationError
 
 # Longer than any mailbox password can be; anything longer is not worth hashing.
@@ -85,22 +85,31 @@ async def authenticate(
     return owner, stored
 
 
-async def change_password(
-    store: Store, owner: Owner, current: str, new: str, *, scheme: str, min_length: int,
-) -> str:
-    """Set the owner's new password after checking the current one; the new stored hash.
-
-    Raises ValidationError on `current_password` (wrong) or `new_password` (the mailbox
-    password policy), having changed nothing."""
+async def check_current_password(store: Store, owner: Owner, current: str) -> None:
+    """Raise ValidationError on `current_password` unless it is the mailbox's password: asked
+    again before what a stolen session must not do alone (a new password, removing the
+    authenticator app)."""
     async with store.read() as conn:
         stored = await mailboxes.password_hash(conn, owner.scope, owner.mailbox_id)
     if not current or len(current) > MAX_LOGIN_PASSWORD_LENGTH or not await asyncio.to_thread(
         _matches, current, stored, owner.email
     ):
         raise ValidationError("current_password", "is not the mailbox's current password")
+
+
+async def change_password(
+    store: Store, owner: Owner, current: str, new: str, *, scheme: str, min_length: int,
+) -> tuple[str, int]:
+    """Set the owner's new password after checking the current one; the new stored hash and
+    the new session generation (every other session of the owner ends).
+
+    Raises ValidationError on `current_password` (wrong) or `new_password` (the mailbox
+    password policy), having changed nothing."""
+    await check_current_password(store, owner, current)
     new_hash = await mailboxes.hash_new_password(
         new, scheme, email=owner.email, field="new_password", min_length=min_length
     )
     async with store.write() as conn:
         await mailboxes.set_password(conn, owner.actor, owner.scope, owner.mailbox_id, new_hash)
-    return new_hash
+        generation = await ownerlogin.end_sessions(conn, owner.mailbox_id)
+    return new_hash, generation

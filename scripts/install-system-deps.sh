@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Debian packages the test suite drives for real: PostgreSQL, Postfix (with its pgsql maps, and
-# lmdb maps for benchmarks/postfix_cost.py), Dovecot (IMAP, LMTP, Lua auth, Sieve and
+# lmdb maps for benchmarks/postfix_cost.py), Dovecot (IMAP, POP3, LMTP, Lua auth, Sieve and
 # ManageSieve), Chromium for the pages, dnsmasq for the DNS checks, the sqlite3 shell for the
 # documented online backup, MariaDB for the PostfixAdmin import.
 # Installs only what is missing; needs root (apt). Safe to run again.
@@ -10,7 +10,7 @@ PACKAGES=(
   postgresql
   postfix postfix-pgsql postfix-lmdb
   dovecot-core dovecot-imapd dovecot-lmtpd dovecot-auth-lua lua-socket lua-json lua-dkjson
-  dovecot-sieve dovecot-managesieved
+  dovecot-sieve dovecot-managesieved dovecot-pop3d
   chromium chromium-driver
   dnsmasq-base
   sqlite3

@@ -8,7 +8,8 @@ delivers it to the sender's mailbox); a second message within the period gets no
 message marked Auto-Submitted or from a list; the user's own ManageSieve script still runs.
 
 App passwords: one for IMAP only opens IMAP, not SMTP submission (Postfix's SASL through
-Dovecot); revoked, it opens nothing; with the domain's "require app passwords", the main
+Dovecot); one for POP3 only opens POP3 (Debian's dovecot-pop3d), not IMAP; revoked, it opens
+nothing; with the domain's "require app passwords", the main
 password no longer opens IMAP while an app password does.
 """
 
@@ -19,6 +20,7 @@ import email
 import email.policy
 import imaplib
 import os
+import poplib
 import shutil
 import smtplib
 import ssl
@@ -131,7 +133,7 @@ def _start(root: Path, stops: list[Callable[[], None]]) -> Stack:
     dovecot = DovecotInstance(
         root, dict_socket=settings.dict_listen.removeprefix("unix:"), imap_port=free_port(),
         lookupd_url=f"http://{settings.LOOKUPD_HTTP_LISTEN}", postfix_private=postfix.private,
-        auth="lua", sieve_port=free_port(),
+        auth="lua", sieve_port=free_port(), pop3_port=free_port(),
         # Vacation replies leave through the test's Postfix (on a server: /usr/sbin/sendmail).
         extra_conf=f"submission_host = 127.0.0.1:{postfix.smtp_port}\n",
     )
@@ -186,6 +188,20 @@ def send(stack: Stack, sender: str, subject: str, extra: str = "") -> None:
             f"Message-ID: <{uuid.uuid4().hex}@client.example>\r\n\r\nHello.\r\n")
     with smtplib.SMTP("127.0.0.1", stack.postfix.smtp_port, timeout=30) as client:
         client.sendmail(sender, [AWAY], text.encode())
+
+
+def pop3_login_works(stack: Stack, login: str, password: str) -> bool:
+    client = poplib.POP3("127.0.0.1", stack.dovecot.pop3_port, timeout=30)
+    try:
+        client.user(login)
+        try:
+            client.pass_(password)
+        except poplib.error_proto:
+            return False
+        client.stat()
+        return True
+    finally:
+        client.quit()
 
 
 def imap_login_works(stack: Stack, login: str, password: str) -> bool:
@@ -307,6 +323,17 @@ def test_app_password_for_imap_only(stack: Stack) -> None:
     status, _ = stack.api("DELETE", f"/api/mailbox/{stack.mailbox_id}/apppassword/{pw_id}/")
     assert status == 204
     assert not imap_login_works(stack, AWAY, secret)
+
+
+def test_app_password_for_pop3_only(stack: Stack) -> None:
+    pw_id, secret = app_password(stack, "old phone", ["pop3"])
+    assert pop3_login_works(stack, AWAY, secret)
+    assert not imap_login_works(stack, AWAY, secret)
+    assert not pop3_login_works(stack, AWAY, secret + "x")
+    assert pop3_login_works(stack, AWAY, PASSWORD)  # the main password still works
+    status, _ = stack.api("DELETE", f"/api/mailbox/{stack.mailbox_id}/apppassword/{pw_id}/")
+    assert status == 204
+    assert not pop3_login_works(stack, AWAY, secret)
 
 
 def test_app_password_for_smtp_and_sieve(stack: Stack) -> None:

@@ -3,13 +3,11 @@ language, and the admin's own API keys."""
 
 from __future__ import annotations
 
-from math import ceil
-
 from starlette.responses import Response
 
-from adminapi.loginlimit import client_address
 from adminapi.pages.forms import Form
 from adminapi.pages.listing import PAGE_SIZE, page_links, parse_paging
+from adminapi.pages.lockout import failed, locked_out, retry_after
 from adminapi.pages.sessions import insecure_transport
 from adminapi.pages.twofactor_login import finish_login
 from adminapi.pages.web import Page, local_path
@@ -47,19 +45,10 @@ async def login(page: Page) -> Response:
     if not form.valid:
         return _login_form(page, form, status=400)
 
-    limiter = page.state.limiter
-    address = client_address(page.request)
     username = form.values["username"]
-    wait = limiter.retry_after(username, address)
-    if wait > 0:
-        minutes = ceil(wait / 60)
-        form.error = page.ngettext(
-            "Too many failed logins. Try again in %(num)d minute.",
-            "Too many failed logins. Try again in %(num)d minutes.", minutes,
-        ) % {"num": minutes}
-        response = _login_form(page, form, status=429)
-        response.headers["Retry-After"] = str(ceil(wait))
-        return response
+    wait = locked_out(page, username, form)
+    if wait:
+        return retry_after(_login_form(page, form, status=429), wait)
 
     account = None
     try:
@@ -75,7 +64,7 @@ async def login(page: Page) -> Response:
                 second_factor = await twofactor.is_enabled(conn, account["id"])
             await conn.commit()  # last_login
     if account is None:
-        limiter.failed(username, address)
+        failed(page, username)
         # The original's (Django's) message; it does not say which of the two was wrong.
         form.error = _("Please enter a correct username and password. Note that both fields "
                        "may be case-sensitive.")

@@ -57,6 +57,8 @@ TEXT_FIELDS = (
     "display_name", "short_display_name", "dkim_key_name", "dkim_key", "imap_address",
     "pop_address", "smtp_address",
 )
+# The form's switches.
+CHECKBOXES = ("active", "catchall_senders", "require_app_passwords")
 
 
 def status_of(kind: str, value: int) -> tuple[str, str]:
@@ -83,25 +85,24 @@ async def domain_list(page: Page) -> Response:
 
 def _empty_form() -> Form:
     return Form(values={"name": "", **dict.fromkeys(TEXT_FIELDS, ""), "active": True,
-                        "catchall_senders": False})
+                        "catchall_senders": False, "require_app_passwords": False})
 
 
 def _form_of(domain: dict[str, Any]) -> Form:
     values = {name: domain[name] or "" for name in ("name", *TEXT_FIELDS)}
     return Form(values={**values, "name": v.display_domain(domain["name"]),
                         "active": bool(domain["active"]),
-                        "catchall_senders": bool(domain["catchall_senders"])})
+                        "catchall_senders": bool(domain["catchall_senders"]),
+                        "require_app_passwords": bool(domain["require_app_passwords"])})
 
 
 def _posted(page: Page, form: Form, *, with_name: bool) -> dict[str, Any]:
     data = page.form_data
     for name in TEXT_FIELDS:
         form.values[name] = data.get(name)
-    form.values["active"] = data.checked("active")
-    form.values["catchall_senders"] = data.checked("catchall_senders")
     values: dict[str, Any] = {name: form.values[name] for name in TEXT_FIELDS}
-    values["active"] = form.values["active"]
-    values["catchall_senders"] = form.values["catchall_senders"]
+    for name in CHECKBOXES:
+        values[name] = form.values[name] = data.checked(name)
     if with_name:
         form.values["name"] = data.text("name")
         values["name"] = form.values["name"]

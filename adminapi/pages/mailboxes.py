@@ -12,7 +12,7 @@ from adminapi.pages.forms import Form, parse_size, size_for_input
 from adminapi.pages.listing import PAGE_SIZE, page_links, parse_paging, search_text
 from adminapi.pages.web import Page, display_address
 from dinomail import validation as v
-from dinomail.store import StoreError, mailboxes
+from dinomail.store import StoreError, mailboxes, ownerlogin
 
 # Above this share of the quota, the usage bar turns amber, then red.
 QUOTA_HIGH = 0.8
@@ -54,8 +54,12 @@ async def mailbox_list(page: Page) -> Response:
 
 async def _form_page(page: Page, form: Form, mailbox: dict | None, *, status: int = 200
                      ) -> Response:
+    owner_totp = False
+    if mailbox is not None:
+        async with page.store.read() as conn:
+            owner_totp = await ownerlogin.totp_enabled(conn, mailbox["id"])
     return page.render("mailbox_form.html", status=status, form=form, mailbox=mailbox,
-                       choices=await domain_choices(page))
+                       choices=await domain_choices(page), owner_totp=owner_totp)
 
 
 def _read_quota(page: Page, form: Form) -> tuple[bool, int | None]:

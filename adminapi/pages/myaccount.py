@@ -3,12 +3,10 @@ second factors (`adminapi.pages.twofactor`)."""
 
 from __future__ import annotations
 
-from math import ceil
-
 from starlette.responses import Response
 
-from adminapi.loginlimit import client_address
 from adminapi.pages.forms import N_, Form
+from adminapi.pages.lockout import failed, locked_out
 from adminapi.pages.web import Page
 from dinomail import validation as v
 from dinomail.settings import LANGUAGES
@@ -67,16 +65,8 @@ async def change_password(page: Page) -> Response:
         return await _account_page(page, password_form=form, status=400)
 
     # Someone with a stolen session must not guess the password here faster than at the login.
-    limiter = page.state.limiter
-    address = client_address(page.request)
     username = page.admin.username
-    wait = limiter.retry_after(username, address)
-    if wait > 0:
-        minutes = ceil(wait / 60)
-        form.add_error("current_password", page.ngettext(
-            "Too many failed logins. Try again in %(num)d minute.",
-            "Too many failed logins. Try again in %(num)d minutes.", minutes,
-        ) % {"num": minutes})
+    if locked_out(page, username, form, field="current_password"):
         return await _account_page(page, password_form=form, status=429)
     admin_id = page.admin.admin_id
     try:
@@ -87,7 +77,7 @@ async def change_password(page: Page) -> Response:
             generation = await admins.session_generation(conn, admin_id)
     except (StoreError, v.ValidationError) as error:
         if error.field == "current_password" and isinstance(error, StoreError):
-            limiter.failed(username, address)
+            failed(page, username)
         form.add_error(error.field, refusal_text(page, error, REFUSALS))
         return await _account_page(page, password_form=form, status=400)
     # Every other session ended with the old password; this one goes on with the new one.

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from math import ceil
-
 from starlette.responses import Response
 
-from adminapi.loginlimit import client_address
 from adminapi.pages.forms import Form
+from adminapi.pages.lockout import failed, locked_out, retry_after
 from adminapi.pages.ownersession import OwnerPage, translate
 from adminapi.pages.sessions import insecure_transport
 from adminapi.pages.web import local_path
 from dinomail import selfservice
 from dinomail.settings import LANGUAGES
+from dinomail.store import ownerlogin
 from dinomail.validation import ValidationError
 
 
@@ -39,37 +38,37 @@ async def me_login(page: OwnerPage) -> Response:
     if not form.valid:
         return _login_form(page, form, status=400)
 
-    # The admins' limiter: one count of failures per account name and per client address,
-    # whichever kind of login they were.
-    limiter = page.state.limiter
-    address = client_address(page.request)
-    wait = limiter.retry_after(email, address)
-    if wait > 0:
-        minutes = ceil(wait / 60)
-        form.error = page.ngettext(
-            "Too many failed logins. Try again in %(num)d minute.",
-            "Too many failed logins. Try again in %(num)d minutes.", minutes,
-        ) % {"num": minutes}
-        response = _login_form(page, form, status=429)
-        response.headers["Retry-After"] = str(ceil(wait))
-        return response
+    wait = locked_out(page, email, form)
+    if wait:
+        return retry_after(_login_form(page, form, status=429), wait)
 
     found = await selfservice.authenticate(
         page.store, email, password, scheme=page.settings.DINOMAIL_PASSWORD_SCHEME,
         enabled=page.settings.SELF_SERVICE,
     )
     if found is None:
-        limiter.failed(email, address)
+        failed(page, email)
         form.error = _("Please enter a correct email address and password.")
         return _login_form(page, form, status=400)
     owner, stored_hash = found
-    limiter.succeeded(email)
-    page.session.log_in(owner.mailbox_id, page.codec.password_binding(
-        owner.mailbox_id, stored_hash), 0)
+    binding = page.codec.password_binding(owner.mailbox_id, stored_hash)
+    async with page.store.read() as conn:
+        generation = await ownerlogin.session_generation(conn, owner.mailbox_id)
+        second_step = await ownerlogin.totp_enabled(conn, owner.mailbox_id)
+    if second_step:
+        # Half logged in until the code; the limiter's count for this address is reset only
+        # then, so the password buys no more guesses at the codes.
+        page.session.log_in_pending(owner.mailbox_id, binding, generation)
+        return page.redirect(page.url("me_login_code"))
+    page.state.limiter.succeeded(email)
+    page.session.log_in(owner.mailbox_id, binding, generation)
     return page.redirect(page.url("me_home"))
 
 
 async def me_logout(page: OwnerPage) -> Response:
+    # Server-side: a copy of this session's cookie stops working too.
+    async with page.store.write() as conn:
+        await ownerlogin.end_sessions(conn, page.me.mailbox_id)
     page.session.log_out()
     page.flash("success", page._("You are logged out."))
     return page.redirect(page.url("me_login"))
@@ -100,18 +99,24 @@ async def me_password(page: OwnerPage) -> Response:
         form.add_error("new_password", _("This field is required."))
     elif new != data.get("new_password_confirm"):
         form.add_error("new_password_confirm", _("The two passwords differ."))
+    # Someone with a stolen session must not guess the password here faster than at the login.
+    if form.valid and locked_out(page, page.me.email, form, field="current_password"):
+        return page.render("me_password.html", form=form, status=429)
     if form.valid:
         try:
-            new_hash = await selfservice.change_password(
+            new_hash, generation = await selfservice.change_password(
                 page.store, page.me, current, new,
                 scheme=page.settings.DINOMAIL_PASSWORD_SCHEME,
                 min_length=page.settings.MAILBOX_PASSWORD_MIN_LENGTH,
             )
         except ValidationError as error:
+            if error.field == "current_password":
+                failed(page, page.me.email)
             form.add_error(error.field, translate(page, error))
         else:
             # This session goes on with the new password; every other one has ended.
             page.session.password_binding = page.binding(new_hash)
+            page.session.generation = generation
             page.session.modified = True
             page.flash("success", _("Your password was changed."))
             return page.redirect(page.url("me_home"))

@@ -1,11 +1,18 @@
 """Routes of the mailbox owners' pages under `/me/`, and of the admin pages that manage the
-same things for a mailbox (forwarding) or a domain (its self-service switches)."""
+same things for a mailbox (forwarding, vacation reply, app passwords) or a domain (its
+self-service switches)."""
 
 from __future__ import annotations
 
 from starlette.routing import BaseRoute, Route
 
-from adminapi.pages import forwarding, owner_account, owner_extras
+from adminapi.pages import (
+    forwarding,
+    mailbox_extras,
+    owner_account,
+    owner_extras,
+    owner_twofactor,
+)
 from adminapi.pages.ownersession import ROUTE_PREFIX, OwnerView, owner_endpoint
 from adminapi.pages.web import ROUTE_PREFIX as ADMIN_ROUTE_PREFIX
 from adminapi.pages.web import View, page_endpoint
@@ -28,6 +35,7 @@ def routes() -> list[BaseRoute]:
     return [
         _owner("/me/", owner_account.me_home),
         _owner("/me/login", owner_account.me_login, GET_POST, public=True),
+        _owner("/me/login/code", owner_twofactor.me_login_code, GET_POST, public=True),
         _owner("/me/logout", owner_account.me_logout, ["POST"]),
         _owner("/me/language", owner_account.me_language, ["POST"], public=True),
         _owner("/me/password", owner_account.me_password, GET_POST),
@@ -37,7 +45,18 @@ def routes() -> list[BaseRoute]:
         _owner("/me/app-passwords/", owner_extras.me_app_passwords, GET_POST),
         _owner("/me/app-passwords/{pk:int}/revoke", owner_extras.me_app_password_revoke,
                ["POST"]),
+        _owner("/me/two-factor", owner_twofactor.me_two_factor, GET_POST),
+        _owner("/me/two-factor/remove", owner_twofactor.me_two_factor_remove, ["POST"]),
         _admin("/virtual-users/{pk:int}/forwarding", forwarding.mailbox_forwarding, GET_POST),
+        _admin("/virtual-users/{pk:int}/vacation", mailbox_extras.mailbox_vacation, GET_POST),
+        _admin("/virtual-users/{pk:int}/vacation/delete", mailbox_extras.mailbox_vacation_delete,
+               ["POST"]),
+        _admin("/virtual-users/{pk:int}/app-passwords", mailbox_extras.mailbox_app_passwords,
+               GET_POST),
+        _admin("/virtual-users/{pk:int}/app-passwords/{app_id:int}/revoke",
+               mailbox_extras.mailbox_app_password_revoke, ["POST"]),
+        _admin("/virtual-users/{pk:int}/two-factor/remove", owner_twofactor.mailbox_totp_remove,
+               ["POST"]),
         _admin("/virtual-domains/{pk:int}/self-service", forwarding.domain_selfservice,
                GET_POST),
     ]

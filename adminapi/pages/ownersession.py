@@ -7,8 +7,11 @@ the other is. Admin pages and the API never look at this cookie, so a mailbox ow
 of them; these pages never look at the admin's, so an admin reaches none of these without
 logging in as a mailbox.
 
-The cookie holds the mailbox id (in `Session.admin_id`) and a binding to the mailbox's password
-hash: a new password, by the owner or an admin, ends every other session of the mailbox. Each
+The cookie holds the mailbox id (in `Session.admin_id`), a binding to the mailbox's password
+hash (a new password, by the owner or an admin, ends every other session of the mailbox) and
+the mailbox's session generation at login (`dinomail.store.ownerlogin`: logging out and a new
+password increase it, so a copied cookie stops working). A mailbox with an authenticator app is
+only "pending" (`Session.pending_admin_id`) between its password and a code of the app. Each
 request checks again that the mailbox may log in (active, its domain active, self-service on
 for its domain and in the SELF_SERVICE setting).
 
@@ -37,7 +40,7 @@ from adminapi.pages.sessions import (
 )
 from adminapi.pages.web import SECURITY_HEADERS, Page, csrf_failure, csrf_ok
 from dinomail.selfservice import Owner
-from dinomail.store import Forbidden, NotFound, StoreError, selfservice
+from dinomail.store import Forbidden, NotFound, StoreError, ownerlogin, selfservice
 from dinomail.store.apppasswords import PROTOCOLS
 from dinomail.store.vacation import _FIRST_YEAR as FIRST_YEAR
 from dinomail.store.vacation import _LAST_YEAR as LAST_YEAR
@@ -154,15 +157,31 @@ async def load_owner(page: OwnerPage) -> Owner | None:
     mailbox_id = page.session.admin_id
     if mailbox_id is None:
         return None
+    return await _valid_owner(page, mailbox_id)
+
+
+async def _valid_owner(page: OwnerPage, mailbox_id: int) -> Owner | None:
+    """The mailbox, if it may log in and this session is still one of its own: opened with its
+    current password, and not ended since (its session generation)."""
     async with page.store.read() as conn:
         record = await selfservice.owner_record(conn, mailbox_id,
                                                 enabled=page.settings.SELF_SERVICE)
-    if record is None:
+        generation = await ownerlogin.session_generation(conn, mailbox_id)
+    if record is None or generation != page.session.generation:
         return None
     binding = page.codec.password_binding(mailbox_id, record["password"])
     if not hmac.compare_digest(binding, page.session.password_binding):
         return None
     return Owner(record["id"], record["email"], record["domain_id"])
+
+
+async def load_pending_owner(page: OwnerPage) -> Owner | None:
+    """The mailbox that gave its password and owes a code of its app (`me_login_code`), if the
+    code still may follow: within a few minutes, the password and the session unchanged."""
+    mailbox_id = page.session.pending_admin_id
+    if mailbox_id is None or page.session.pending_expired:
+        return None
+    return await _valid_owner(page, mailbox_id)
 
 
 def _finish(page: OwnerPage, response: Response) -> Response:

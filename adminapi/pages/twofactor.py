@@ -8,13 +8,13 @@ in the route table); the rules are in `dinomail.store.twofactor`.
 
 from __future__ import annotations
 
-import segno
 from starlette.responses import Response
 
 from adminapi.pages.forms import N_, Form
 from adminapi.pages.myaccount import refusal_text
+from adminapi.pages.totp_enrolment import enrolment, first_code_error
 from adminapi.pages.web import Page
-from dinomail import passkeys, totp
+from dinomail import passkeys
 from dinomail import validation as v
 from dinomail.store import StoreError, twofactor
 
@@ -75,11 +75,8 @@ async def _app_page(page: Page, form: Form, *, status: int = 200) -> Response:
     except StoreError as error:
         page.flash("warning", refusal_text(page, error, REFUSALS))
         return page.redirect(page.url("two_factor"))
-    uri = totp.provisioning_uri(secret, page.admin.username, page.settings.DINOMAIL_NAME)
-    # Drawn here: the secret never goes to a QR code service.
-    qr = segno.make(uri, error="m").svg_data_uri(scale=5, border=2)
-    return page.render("totp_enrol.html", status=status, form=form, qr=qr,
-                       secret=totp.grouped(secret))
+    return page.render("totp_enrol.html", status=status, form=form,
+                       **enrolment(secret, page.admin.username, page.settings.DINOMAIL_NAME))
 
 
 async def totp_enrol(page: Page) -> Response:
@@ -87,11 +84,9 @@ async def totp_enrol(page: Page) -> Response:
     if page.request.method == "GET":
         return await _app_page(page, form)
     code = page.form_data.text("code")
-    if not code:
-        form.add_error("code", page._("This field is required."))
-        return await _app_page(page, form, status=400)
-    if totp.normalize_code(code) is None:
-        form.add_error("code", page._("Type the 6 digits your app shows."))
+    problem = first_code_error(page, code)
+    if problem:
+        form.add_error("code", problem)
         return await _app_page(page, form, status=400)
     try:
         async with page.store.write() as conn:

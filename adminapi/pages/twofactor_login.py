@@ -9,12 +9,10 @@ knowing the password buys no more guesses at the codes.
 
 from __future__ import annotations
 
-from math import ceil
-
 from starlette.responses import Response
 
-from adminapi.loginlimit import client_address
 from adminapi.pages.forms import Form
+from adminapi.pages.lockout import failed, locked_out, retry_after
 from adminapi.pages.twofactor import origin, passkey_failed, rp_id
 from adminapi.pages.web import Page, load_pending, local_path
 from dinomail import passkeys, totp
@@ -97,18 +95,9 @@ async def second_step(page: Page) -> Response:
     _ = page._
     data = page.form_data
     username = str(account["username"])
-    limiter = page.state.limiter
-    address = client_address(page.request)
-    wait = limiter.retry_after(username, address)
-    if wait > 0:
-        minutes = ceil(wait / 60)
-        form.error = page.ngettext(
-            "Too many failed logins. Try again in %(num)d minute.",
-            "Too many failed logins. Try again in %(num)d minutes.", minutes,
-        ) % {"num": minutes}
-        response = await _render(page, account, form, status=429)
-        response.headers["Retry-After"] = str(ceil(wait))
-        return response
+    wait = locked_out(page, username, form)
+    if wait:
+        return retry_after(await _render(page, account, form, status=429), wait)
 
     admin_id = int(account["id"])
     credential = data.get("credential")
@@ -125,7 +114,7 @@ async def second_step(page: Page) -> Response:
         if not accepted:
             form.add_error("code", _("This code is wrong, expired or already used."))
     if not accepted:
-        limiter.failed(username, address)
+        failed(page, username)
         return await _render(page, account, form, status=400)
     await finish_login(page, account, page.session.password_binding, page.session.generation)
     if not credential and totp.normalize_code(code) is None:

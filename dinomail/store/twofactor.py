@@ -18,13 +18,15 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from dinomail import totp
 from dinomail import validation as v
 from dinomail.schema import admin, adminpasskey, adminrecoverycode, admintotp, webauthnchallenge
-from dinomail.store import admins, audit
+from dinomail.store import admins, audit, totpsecrets
 from dinomail.store.common import Row, aware, fetch_all, fetch_one, now
-from dinomail.store.errors import Conflict, NotFound, StoreError
+from dinomail.store.errors import Conflict, NotFound
 from dinomail.store.scope import Scope
+
+# Re-exported: callers catch `twofactor.CodeRefused`.
+from dinomail.store.totpsecrets import CodeRefused as CodeRefused
 
 OBJECT_TYPE = "admin"
 REQUIRED_CHOICES = ("nobody", "superadmins", "all")
@@ -41,10 +43,6 @@ REGISTER = "register"
 LOGIN = "login"
 MAX_PASSKEY_NAME = 100
 MAX_PASSKEYS = 20
-
-
-class CodeRefused(StoreError):
-    """A second-factor code (or passkey answer) that is wrong, expired or already used."""
 
 
 @dataclass
@@ -111,49 +109,21 @@ async def _record(conn: AsyncConnection, actor: str, admin_id: int, action: str,
 
 
 async def start_totp(conn: AsyncConnection, admin_id: int) -> str:
-    """The secret of the app being enrolled: a new one, or the one shown before and not yet
-    confirmed (so reloading the page does not invalidate the QR code already scanned).
-    Nothing is in effect until `confirm_totp`, so nothing is audited."""
-    row = (await conn.execute(
-        sa.select(admintotp.c.secret, admintotp.c.confirmed_at)
-        .where(admintotp.c.admin_id == admin_id)
-    )).first()
-    if row is not None and row.confirmed_at is not None:
-        raise Conflict("an authenticator app is already set up; remove it first",
-                       code="totp_enrolled")
-    if row is not None:
-        return str(row.secret)
-    secret = totp.new_secret()
-    await conn.execute(admintotp.insert().values(admin_id=admin_id, secret=secret))
-    return secret
+    """The secret of the app being enrolled (`totpsecrets.start`); not audited, since nothing
+    is in effect until `confirm_totp`."""
+    return await totpsecrets.start(conn, admintotp.c.admin_id, admin_id)
 
 
 async def confirm_totp(
     conn: AsyncConnection, actor: str, admin_id: int, code: str, *, at: float | None = None
 ) -> None:
     """Put the app being enrolled in effect, once it has shown it makes the right codes."""
-    row = (await conn.execute(
-        sa.select(admintotp.c.secret, admintotp.c.confirmed_at)
-        .where(admintotp.c.admin_id == admin_id)
-    )).first()
-    if row is None or row.confirmed_at is not None:
-        raise NotFound("no authenticator app is waiting for its first code",
-                       code="totp_not_started")
-    step = totp.matching_step(row.secret, code, at=at)
-    if step is None:
-        raise CodeRefused("the code is wrong or expired", field="code", code="wrong_code")
-    await conn.execute(
-        admintotp.update().where(admintotp.c.admin_id == admin_id)
-        .values(confirmed_at=now(), last_step=step)
-    )
+    await totpsecrets.confirm(conn, admintotp.c.admin_id, admin_id, code, at=at)
     await _record(conn, actor, admin_id, "enable_totp", new={"totp": True})
 
 
 async def remove_totp(conn: AsyncConnection, actor: str, admin_id: int) -> None:
-    confirmed = await conn.scalar(sa.select(admintotp.c.confirmed_at).where(
-        admintotp.c.admin_id == admin_id))
-    deleted = await conn.execute(admintotp.delete().where(admintotp.c.admin_id == admin_id))
-    if deleted.rowcount and confirmed is not None:
+    if await totpsecrets.remove(conn, admintotp.c.admin_id, admin_id):
         await _record(conn, actor, admin_id, "remove_totp", old={"totp": True},
                       new={"totp": False})
 
@@ -161,26 +131,8 @@ async def remove_totp(conn: AsyncConnection, actor: str, admin_id: int) -> None:
 async def check_totp(
     conn: AsyncConnection, admin_id: int, code: str, *, at: float | None = None
 ) -> bool:
-    """Whether `code` is a valid code of the admin's app, never used before; it is used now.
-
-    The last accepted step is written with a condition on its old value, so two requests
-    carrying the same code at once cannot both succeed."""
-    row = (await conn.execute(
-        sa.select(admintotp.c.secret, admintotp.c.last_step).where(
-            admintotp.c.admin_id == admin_id, admintotp.c.confirmed_at.is_not(None))
-    )).first()
-    if row is None:
-        return False
-    step = totp.matching_step(row.secret, code, at=at, after=row.last_step)
-    if step is None:
-        return False
-    last = admintotp.c.last_step
-    updated = await conn.execute(
-        admintotp.update()
-        .where(admintotp.c.admin_id == admin_id, sa.or_(last.is_(None), last < step))
-        .values(last_step=step)
-    )
-    return updated.rowcount == 1
+    """Whether `code` is a valid code of the admin's app, never used before; it is used now."""
+    return await totpsecrets.check(conn, admintotp.c.admin_id, admin_id, code, at=at)
 
 
 # --- recovery codes ------------------------------------------------------------------------------

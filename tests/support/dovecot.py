@@ -102,7 +102,8 @@ class DovecotInstance:
     under `root`, IMAP on a loopback port, LMTP and SASL on unix sockets under `root`.
 
     `auth` picks the shipped auth include: `dict` (dict proxy, the 2.3 default) or `lua`
-    (Lua + HTTP). `sieve_port` opens ManageSieve there (closed by default).
+    (Lua + HTTP). `sieve_port` opens ManageSieve there (closed by default); `pop3_port` opens
+    POP3 (Debian's dovecot-pop3d; the shipped configuration has no POP3).
     `postfix_private` puts the LMTP and SASL sockets in a real Postfix's `private` folder
     (`PostfixInstance.private`) instead. `auth_policy` includes the shipped
     auth-policy.conf.ext, as its instructions say, asking `lookupd_url`. `tls` keeps the
@@ -123,6 +124,7 @@ class DovecotInstance:
         tls: Certificate | None = None,
         extra_conf: str = "",
         sieve_port: int = 0,
+        pop3_port: int = 0,
     ) -> None:
         self.root = root
         self.config_dir = root / "conf"
@@ -138,6 +140,7 @@ class DovecotInstance:
         self.imap_port = imap_port
         # ManageSieve's port; 0 (the default) closes it.
         self.sieve_port = sieve_port
+        self.pop3_port = pop3_port
         self.mail_uid, self.mail_gid = mail_ids()
         for folder in (self.config_dir, self.state_dir, self.private):
             folder.mkdir(parents=True, exist_ok=True)
@@ -195,6 +198,18 @@ class DovecotInstance:
             raise ValueError(f"auth must be dict or lua, not {auth!r}")
         if auth_policy:
             main += "\n!include auth-policy.conf.ext\n"
+        if self.pop3_port:
+            main += f"""
+protocols = $protocols pop3
+service pop3-login {{
+  inet_listener pop3 {{
+    port = {self.pop3_port}
+  }}
+  inet_listener pop3s {{
+    port = 0
+  }}
+}}
+"""
         main += f"""
 # --- tests: private folders ---
 base_dir = {self.base_dir}

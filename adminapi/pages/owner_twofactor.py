@@ -1,0 +1,131 @@
+"""A mailbox owner's authenticator app: enrolled on `/me/two-factor` (a QR code, then a first
+code), removed there with the current password or by an admin (`mailbox_totp_remove`), and
+asked for after the password at `/me/login/code`.
+
+It guards the self-service pages only; mail clients keep logging in with the mailbox's
+password or its app passwords. The rules are in `dinomail.store.ownerlogin` (with those of the
+admins' apps: a code is never accepted twice); a wrong code counts as a failed login in the
+limiter, and the password's success does not reset the count until the code is given.
+"""
+
+from __future__ import annotations
+
+from starlette.responses import Response
+
+from adminapi.pages.forms import N_, Form
+from adminapi.pages.lockout import failed, locked_out, retry_after
+from adminapi.pages.myaccount import refusal_text
+from adminapi.pages.ownersession import OwnerPage, load_pending_owner, translate
+from adminapi.pages.totp_enrolment import enrolment, first_code_error
+from adminapi.pages.twofactor import REFUSALS
+from adminapi.pages.web import Page
+from dinomail import selfservice, totp
+from dinomail.store import StoreError, mailboxes, ownerlogin
+from dinomail.validation import ValidationError
+
+# --- logging in: the second step -----------------------------------------------------------------
+
+
+def _code_form(page: OwnerPage, form: Form, *, status: int = 200) -> Response:
+    return page.render("me_login_code.html", status=status, form=form)
+
+
+async def me_login_code(page: OwnerPage) -> Response:
+    if page.owner is not None:
+        return page.redirect(page.url("me_home"))
+    owner = await load_pending_owner(page)
+    if owner is None:
+        page.flash("warning", page._("Log in again: the second step must follow the password "
+                                     "within a few minutes."))
+        return page.redirect(page.url("me_login"))
+    form = Form(values={"code": ""})
+    if page.request.method == "GET":
+        return _code_form(page, form)
+    wait = locked_out(page, owner.email, form)
+    if wait:
+        return retry_after(_code_form(page, form, status=429), wait)
+    code = page.form_data.text("code")
+    if not code:
+        form.add_error("code", page._("This field is required."))
+        return _code_form(page, form, status=400)
+    accepted = False
+    if totp.normalize_code(code) is not None:
+        async with page.store.write() as conn:
+            accepted = await ownerlogin.check_totp(conn, owner.mailbox_id, code)
+    if not accepted:
+        failed(page, owner.email)
+        form.add_error("code", page._("This code is wrong, expired or already used."))
+        return _code_form(page, form, status=400)
+    page.state.limiter.succeeded(owner.email)
+    page.session.log_in(owner.mailbox_id, page.session.password_binding,
+                        page.session.generation)
+    return page.redirect(page.url("me_home"))
+
+
+# --- the owner's page of their app ---------------------------------------------------------------
+
+
+async def _page(page: OwnerPage, form: Form, *, status: int = 200) -> Response:
+    me = page.me
+    async with page.store.write() as conn:
+        if await ownerlogin.totp_enabled(conn, me.mailbox_id):
+            return page.render("me_two_factor.html", status=status, form=form, enabled=True)
+        secret = await ownerlogin.start_totp(conn, me.scope, me.mailbox_id)
+    return page.render("me_two_factor.html", status=status, form=form, enabled=False,
+                       **enrolment(secret, me.email, page.settings.DINOMAIL_NAME))
+
+
+async def me_two_factor(page: OwnerPage) -> Response:
+    form = Form(values={"code": "", "current_password": ""})
+    if page.request.method == "GET":
+        return await _page(page, form)
+    code = page.form_data.text("code")
+    problem = first_code_error(page, code)
+    if problem:
+        form.add_error("code", problem)
+        return await _page(page, form, status=400)
+    me = page.me
+    try:
+        async with page.store.write() as conn:
+            await ownerlogin.confirm_totp(conn, me.actor, me.scope, me.mailbox_id, code)
+    except StoreError as error:
+        form.add_error("code", refusal_text(page, error, REFUSALS))
+        return await _page(page, form, status=400)
+    page.flash("success", page._("The authenticator app is set up: log in with its codes."))
+    return page.redirect(page.url("me_two_factor"))
+
+
+async def me_two_factor_remove(page: OwnerPage) -> Response:
+    me = page.me
+    form = Form(values={"code": "", "current_password": ""})
+    # Someone with a stolen session must not guess the password here faster than at the login.
+    if locked_out(page, me.email, form, field="current_password"):
+        return await _page(page, form, status=429)
+    try:
+        await selfservice.check_current_password(page.store, me,
+                                                 page.form_data.get("current_password"))
+    except ValidationError as error:
+        failed(page, me.email)
+        form.add_error(error.field, translate(page, error))
+        return await _page(page, form, status=400)
+    async with page.store.write() as conn:
+        await ownerlogin.remove_totp(conn, me.actor, me.scope, me.mailbox_id)
+    page.flash("warning", page._("The authenticator app was removed."))
+    return page.redirect(page.url("me_two_factor"))
+
+
+# --- an admin removes it (a lost phone) ----------------------------------------------------------
+
+REMOVED = N_("The authenticator app of %(email)s was removed: its owner logs in to the "
+             "self-service pages with the password only.")
+NONE = N_("%(email)s has no authenticator app.")
+
+
+async def mailbox_totp_remove(page: Page) -> Response:
+    pk = page.path_id()
+    async with page.store.write() as conn:
+        mailbox = await mailboxes.get(conn, page.scope, pk)
+        removed = await ownerlogin.remove_totp(conn, page.admin.actor, page.scope, pk)
+    page.flash("warning" if removed else "info",
+               page._(REMOVED if removed else NONE) % {"email": mailbox["email"]})
+    return page.redirect(page.url("mailbox_edit", pk=pk))
