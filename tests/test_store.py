@@ -147,9 +147,9 @@ async def test_aliases_several_destinations_catch_all_and_checks(store: Store) -
     assert catch_all["source"] == "@example.org"
     with pytest.raises(Conflict):
         await make_alias(store, "info@example.org", "ALICE@example.org")
-    with pytest.raises(ValidationError) as caught:
+    with pytest.raises(NotFound) as not_found:
         await make_alias(store, "info@other.org", "alice@example.org")
-    assert caught.value.field == "domain"
+    assert not_found.value.field == "domain" and not_found.value.code == "domain_not_yours"
     with pytest.raises(ValidationError) as caught:
         await make_alias(store, "loop@example.org", "loop@example.org")
     assert caught.value.field == "destination"

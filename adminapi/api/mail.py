@@ -60,29 +60,6 @@ async def filtered_domain_id(conn: AsyncConnection, caller: Caller, query: ListQ
     return int((await domains.get_by_name(conn, caller.scope, name))["id"])
 
 
-async def _domain_of_address(
-    conn: AsyncConnection, caller: Caller, data: dict[str, Any], address_field: str
-) -> None:
-    """Fill `domain_id` from the address when a new object names no domain.
-
-    Out of scope and non-existent domains get the same answer, so a domain admin cannot learn
-    which domains exist on the server.
-    """
-    if "domain_id" in data or address_field not in data:
-        return
-    address = (
-        v.normalize_alias_source(data[address_field], address_field)
-        if address_field == "source"
-        else v.normalize_email(data[address_field], address_field)
-    )
-    name = v.domain_of(address)
-    try:
-        domain = await domains.get_by_name(conn, caller.scope, name)
-    except NotFound:
-        raise invalid("domain", f"{name} is not a domain you manage") from None
-    data["domain_id"] = domain["id"]
-
-
 def list_with_domain(store_list: Any) -> Any:
     """A `read_list` that applies `?domain=` and the remaining list options to `store_list`."""
 
@@ -168,24 +145,16 @@ CHANGE_PASSWORD = "a password is changed with /api/changeuserpassword/<id>/"
 async def _hash_mailbox_password(
     settings: Settings, action: Action, data: dict[str, Any]
 ) -> dict[str, Any]:
-    scheme = settings.DINOMAIL_PASSWORD_SCHEME
     if action == "create":
-        # The login name, for schemes that hash it in; a bad address is reported by the store.
-        email = str(data.get("email", "")).strip().lower()
-        if "password" in data:
-            data["password_hash"] = await mailboxes.hash_new_password(
-                data.pop("password"), scheme, email=email,
-                min_length=settings.MAILBOX_PASSWORD_MIN_LENGTH,
-            )
-        else:
-            # As the original: a mailbox created without a password gets one nobody knows.
-            data["password_hash"] = await mailboxes.unusable_password(scheme, email=email)
+        data["password_hash"] = await mailboxes.new_mailbox_password(
+            data.pop("password", None), settings.DINOMAIL_PASSWORD_SCHEME,
+            email=str(data.get("email", "")), min_length=settings.MAILBOX_PASSWORD_MIN_LENGTH,
+        )
     return data
 
 
 async def _create_mailbox(conn: AsyncConnection, caller: Caller, data: dict[str, Any]) -> Row:
     password_hash = data.pop("password_hash")
-    await _domain_of_address(conn, caller, data, "email")
     return await mailboxes.create(
         conn, caller.actor, caller.scope, data, password_hash=password_hash
     )
@@ -240,11 +209,6 @@ virtualuser = Resource(
 # --- virtualalias ---------------------------------------------------------------------------------
 
 
-async def _create_alias(conn: AsyncConnection, caller: Caller, data: dict[str, Any]) -> Row:
-    await _domain_of_address(conn, caller, data, "source")
-    return await aliases.create(conn, caller.actor, caller.scope, data)
-
-
 virtualalias = Resource(
     name="virtualalias",
     title="Aliases",
@@ -268,7 +232,7 @@ virtualalias = Resource(
     ),
     read_list=list_with_domain(aliases.list_window),
     read_one=lambda conn, caller, pk: aliases.get(conn, caller.scope, pk),
-    create=_create_alias,
+    create=lambda conn, caller, data: aliases.create(conn, caller.actor, caller.scope, data),
     update=lambda conn, caller, pk, data: aliases.update(
         conn, caller.actor, caller.scope, pk, data
     ),
@@ -384,18 +348,17 @@ async def change_password(request: Request) -> Response:
     require_write(caller)
     store = request.app.state.store
     async with store.read() as conn:
-        mailbox = await mailboxes.get(conn, caller.scope, pk)
+        # An unknown or foreign id is answered before the body is read.
+        await mailboxes.get(conn, caller.scope, pk)
     body = await read_json_object(request)
     for name in body:
         if name not in ("password", "id", "resource_uri"):
             raise invalid(name, "is not a field of changeuserpassword (only password)")
     settings = request.app.state.settings
-    password_hash = await mailboxes.hash_new_password(
-        body.get("password"), settings.DINOMAIL_PASSWORD_SCHEME, email=mailbox["email"],
-        min_length=settings.MAILBOX_PASSWORD_MIN_LENGTH,
+    await mailboxes.change_password(
+        store, caller.actor, caller.scope, pk, body.get("password"),
+        scheme=settings.DINOMAIL_PASSWORD_SCHEME, min_length=settings.MAILBOX_PASSWORD_MIN_LENGTH,
     )
-    async with store.write() as conn:
-        await mailboxes.set_password(conn, caller.actor, caller.scope, pk, password_hash)
     return Response(status_code=PASSWORD_STATUS[request.method])
 
 

@@ -115,7 +115,9 @@ def _form_page(page: Page, form: Form, domain: dict | None, *, status: int = 200
 async def domain_new(page: Page) -> Response:
     _ = page._
     if not page.is_superadmin:
-        raise Forbidden("only a superadmin can create a domain")
+        raise Forbidden(
+            "only a superadmin can create a domain", code="superadmin_only_create_domain"
+        )
     form = _empty_form()
     if page.request.method == "GET":
         return _form_page(page, form, None)
@@ -166,7 +168,9 @@ async def domain_delete(page: Page) -> Response:
         domain = await domains.get(conn, page.scope, domain_id)
         usage = (await limits.usage(conn, [domain_id]))[domain_id]
     if not page.is_superadmin:
-        raise Forbidden("only a superadmin can delete a domain")
+        raise Forbidden(
+            "only a superadmin can delete a domain", code="superadmin_only_delete_domain"
+        )
     form = Form(values={"verifier": ""})
     if page.request.method == "POST":
         form.values["verifier"] = page.form_data.text("verifier")

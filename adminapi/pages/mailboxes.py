@@ -107,16 +107,10 @@ async def mailbox_new(page: Page) -> Response:
                               "active": form.values["active"]}
     if domain_id is not None:
         values["domain_id"] = domain_id
-    scheme = page.settings.DINOMAIL_PASSWORD_SCHEME
-    email = form.values["email"].lower()
     try:
-        # Hashed before the write opens: hashing is slow on purpose, the domain row is locked.
-        password_hash = (
-            await mailboxes.hash_new_password(
-                password, scheme, email=email,
-                min_length=page.settings.MAILBOX_PASSWORD_MIN_LENGTH,
-            )
-            if password else await mailboxes.unusable_password(scheme, email=email)
+        password_hash = await mailboxes.new_mailbox_password(
+            password or None, page.settings.DINOMAIL_PASSWORD_SCHEME, email=form.values["email"],
+            min_length=page.settings.MAILBOX_PASSWORD_MIN_LENGTH,
         )
         async with page.store.write() as conn:
             created = await mailboxes.create(
@@ -176,15 +170,12 @@ async def mailbox_password(page: Page) -> Response:
         _check_confirmation(page, form, password, page.form_data.get("password_confirm"))
         if form.valid:
             try:
-                password_hash = await mailboxes.hash_new_password(
-                    password, page.settings.DINOMAIL_PASSWORD_SCHEME, email=mailbox["email"],
+                await mailboxes.change_password(
+                    page.store, page.admin.actor, page.scope, mailbox_id, password,
+                    scheme=page.settings.DINOMAIL_PASSWORD_SCHEME,
                     min_length=page.settings.MAILBOX_PASSWORD_MIN_LENGTH,
                 )
-                async with page.store.write() as conn:
-                    await mailboxes.set_password(
-                        conn, page.admin.actor, page.scope, mailbox_id, password_hash
-                    )
-            except v.ValidationError as error:
+            except (StoreError, v.ValidationError) as error:
                 page.refuse_into(form, error)
             else:
                 page.flash("success", _("%(email)s's password was changed.")

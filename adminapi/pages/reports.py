@@ -68,7 +68,7 @@ async def report_overview(page: Page) -> Response:
     if typed:
         domain = await find_domain(page, typed)
         if domain is None:
-            raise NotFound("no such domain")
+            raise NotFound("no such domain", code="domain_not_found")
     days = _period(page)
     where = reports_store.Filter(page.scope, domain["id"] if domain else None,
                                  now() - timedelta(days=days))

@@ -21,7 +21,9 @@ DOMAIN_FIELDS = (*policy_store.MAILBOX_DEFAULTS, *policy_store.DOMAIN_TOTALS)
 
 def _require_superadmin(page: Page) -> None:
     if not page.is_superadmin:
-        raise Forbidden("only a superadmin can change sending limits")
+        raise Forbidden(
+            "only a superadmin can change sending limits", code="superadmin_only_send_limits"
+        )
 
 
 def _read_counts(page: Page, form: Form, names: tuple[str, ...], *, empty: Any

@@ -28,9 +28,10 @@ from adminapi.api.auth import Caller
 from adminapi.api.errors import ApiError
 from adminapi.api.serialize import MAX_ID
 from adminapi.loginlimit import LoginRateLimiter
-from adminapi.pages.forms import BadForm, Form, FormData, read_form, translate_refusal
+from adminapi.pages.forms import BadForm, Form, FormData, read_form
 from adminapi.pages.i18n import LANGUAGE_NAMES, Formats, choose_language, translations_for
 from adminapi.pages.icons import icon
+from adminapi.pages.refusals import translate_refusal
 from adminapi.pages.sessions import (
     Session,
     SessionCodec,
@@ -170,7 +171,7 @@ class Page:
         """An object id from the URL; ids beyond the tables' 32 bits name nothing."""
         value = int(self.request.path_params[name])
         if not 0 < value <= MAX_ID:
-            raise NotFound("no such object")
+            raise NotFound("no such object", code="not_found")
         return value
 
     def static(self, path: str) -> str:

@@ -57,7 +57,10 @@ class Store:
                 yield conn
         except IntegrityError as error:
             # Unique checks run before each insert, so this is a race with a concurrent writer.
-            raise Conflict(f"this conflicts with existing data ({_constraint(error)})") from None
+            raise Conflict(
+                f"this conflicts with existing data ({_constraint(error)})",
+                code="write_conflict",
+            ) from None
         for listener in self._write_listeners:
             listener()
 

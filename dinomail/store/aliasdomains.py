@@ -56,7 +56,7 @@ async def _check(
     if not scope.allows(target) or await conn.scalar(
         sa.select(virtualdomain.c.id).where(virtualdomain.c.id == target)
     ) is None:
-        raise NotFound("domain not found", field="target_domain")
+        raise NotFound("domain not found", field="target_domain", code="domain_not_found")
     await domains.check_name_free(
         conn, values["name"], alias_domain=True, own_id=alias_domain_id
     )
@@ -67,7 +67,10 @@ def _check_may_name(scope: Scope) -> None:
     Naming one takes that name for the whole server (a domain admin naming `gmail.com` would
     keep every local user's mail to gmail.com), so only those who may create domains may."""
     if not scope.is_global:
-        raise Forbidden("only a superadmin can create or rename an alias domain", field="name")
+        raise Forbidden(
+            "only a superadmin can create or rename an alias domain", field="name",
+            code="superadmin_only_alias_domain",
+        )
 
 
 async def create(

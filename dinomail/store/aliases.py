@@ -19,7 +19,7 @@ from dinomail.store.common import (
     fetch_one,
     fetch_window,
 )
-from dinomail.store.errors import Conflict, NotFound
+from dinomail.store.errors import Conflict
 from dinomail.store.fields import clean_fields
 from dinomail.store.mailboxes import _normalize_id
 from dinomail.store.scope import Scope
@@ -53,21 +53,6 @@ async def get(conn: AsyncConnection, scope: Scope, alias_id: int) -> Row:
 
 
 
-async def _domain_for(conn: AsyncConnection, scope: Scope, values: Mapping[str, Any]) -> Row:
-    domain_id = values.get("domain_id")
-    if domain_id is None:
-        name = v.domain_of(values["source"])
-        domain_id = await conn.scalar(
-            sa.select(virtualdomain.c.id).where(virtualdomain.c.name == name)
-        )
-        # Another tenant's domain and no domain at all get the same answer.
-        if domain_id is None or not scope.allows(domain_id):
-            raise v.ValidationError("domain", f"{name} is not a domain you manage")
-    if not scope.allows(domain_id):
-        raise NotFound("domain not found", field="domain")
-    return await limits.lock_domain(conn, domain_id)
-
-
 async def _check_pair_free(
     conn: AsyncConnection, source: str, destination: str, alias_id: int | None
 ) -> None:
@@ -79,7 +64,10 @@ async def _check_pair_free(
         )
     )
     if taken is not None:
-        raise Conflict(f"the alias {source} -> {destination} already exists", field="source")
+        raise Conflict(
+            f"the alias {source} -> {destination} already exists", field="source",
+            code="alias_exists", params={"source": source, "destination": destination},
+        )
 
 
 async def _check_not_on_mailbox(conn: AsyncConnection, source: str) -> None:
@@ -90,20 +78,22 @@ async def _check_not_on_mailbox(conn: AsyncConnection, source: str) -> None:
     if await conn.scalar(sa.select(virtualuser.c.id).where(virtualuser.c.email == source)):
         raise Conflict(
             f"{source} is a mailbox: an alias on its address would take its mail",
-            field="source",
+            field="source", code="alias_on_mailbox", params={"source": source},
         )
 
 
 def _check_not_self(values: Mapping[str, Any]) -> None:
     if values["source"] == values["destination"]:
-        raise v.ValidationError("destination", "an alias cannot deliver to its own address")
+        raise v.ValidationError(
+            "destination", "an alias cannot deliver to its own address", code="alias_to_itself"
+        )
 
 
 async def create(
     conn: AsyncConnection, actor: str, scope: Scope, data: Mapping[str, Any]
 ) -> Row:
     values = clean_fields(data, NORMALIZERS, required=("source", "destination"))
-    domain = await _domain_for(conn, scope, values)
+    domain = await limits.lock_domain_of(conn, scope, values.get("domain_id"), values["source"])
     values["domain_id"] = domain["id"]
     v.check_address_in_domain(values["source"], domain["name"], "source")
     _check_not_self(values)
@@ -124,7 +114,7 @@ async def update(
     old = await get(conn, scope, alias_id)
     values = clean_fields(data, NORMALIZERS)
     merged = {key: old[key] for key in ("domain_id", "source", "destination")} | values
-    domain = await _domain_for(conn, scope, merged)
+    domain = await limits.lock_domain_of(conn, scope, merged["domain_id"], merged["source"])
     v.check_address_in_domain(merged["source"], domain["name"], "source")
     _check_not_self(merged)
     if merged["source"] != old["source"]:

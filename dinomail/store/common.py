@@ -35,7 +35,7 @@ def aware(moment: datetime) -> datetime:
 async def fetch_one(conn: AsyncConnection, query: sa.Select, what: str) -> Row:
     row = (await conn.execute(query)).mappings().first()
     if row is None:
-        raise NotFound(f"{what} not found")
+        raise NotFound(f"{what} not found", code="not_found", params={"what": what})
     return dict(row)
 
 

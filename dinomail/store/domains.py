@@ -77,8 +77,14 @@ async def check_name_free(
     )
     if taken is not None:
         if alias_domain:
-            raise Conflict(f"{name} is already a mail domain", field="name")
-        raise Conflict(f"the domain {name} already exists", field="name")
+            raise Conflict(
+                f"{name} is already a mail domain", field="name", code="name_is_mail_domain",
+                params={"name": name},
+            )
+        raise Conflict(
+            f"the domain {name} already exists", field="name", code="domain_exists",
+            params={"name": name},
+        )
     taken = await conn.scalar(
         sa.select(aliasdomain.c.id).where(
             aliasdomain.c.name == name, aliasdomain.c.id != skip_alias_domain
@@ -86,15 +92,23 @@ async def check_name_free(
     )
     if taken is not None:
         if alias_domain:
-            raise Conflict(f"the alias domain {name} already exists", field="name")
-        raise Conflict(f"{name} is already an alias domain", field="name")
+            raise Conflict(
+                f"the alias domain {name} already exists", field="name",
+                code="alias_domain_exists", params={"name": name},
+            )
+        raise Conflict(
+            f"{name} is already an alias domain", field="name", code="name_is_alias_domain",
+            params={"name": name},
+        )
 
 
 async def create(
     conn: AsyncConnection, actor: str, scope: Scope, data: Mapping[str, Any]
 ) -> Row:
     if not scope.is_global:
-        raise Forbidden("only a superadmin can create a domain")
+        raise Forbidden(
+            "only a superadmin can create a domain", code="superadmin_only_create_domain"
+        )
     values = clean_fields(data, NORMALIZERS, required=("name",))
     await check_name_free(conn, values["name"])
     domain_id = (
@@ -115,14 +129,15 @@ async def update(
                       "total_quota"):
             if field in values and values[field] != old[field]:
                 raise Forbidden("only a superadmin can change a domain's name or limits",
-                                field=field)
+                                field=field, code="superadmin_only_domain_limits")
     if values.get("name", old["name"]) != old["name"]:
         await check_name_free(conn, values["name"], own_id=domain_id)
         # Mailboxes and aliases carry the domain in their addresses; renaming would leave them
         # pointing at the old name.
         if await _has_addresses(conn, domain_id):
             raise Conflict(
-                "a domain with mailboxes or aliases cannot be renamed", field="name"
+                "a domain with mailboxes or aliases cannot be renamed", field="name",
+                code="domain_rename_with_addresses",
             )
     before, after = changed_values(old, values)
     if after:
@@ -146,7 +161,9 @@ async def _has_addresses(conn: AsyncConnection, domain_id: int) -> bool:
 async def delete(conn: AsyncConnection, actor: str, scope: Scope, domain_id: int) -> Row:
     """Delete a domain with its mailboxes, aliases and alias domains (the database cascades)."""
     if not scope.is_global:
-        raise Forbidden("only a superadmin can delete a domain")
+        raise Forbidden(
+            "only a superadmin can delete a domain", code="superadmin_only_delete_domain"
+        )
     old = await get(conn, scope, domain_id)
     await conn.execute(virtualdomain.delete().where(virtualdomain.c.id == domain_id))
     await audit.record(conn, actor, "delete", OBJECT_TYPE, domain_id, old["name"], old=old)

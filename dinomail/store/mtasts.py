@@ -101,7 +101,7 @@ async def save(
     if mode != "none" and not (patterns or before["default_mx"]):
         raise v.ValidationError(
             "mx", "name the MX host(s) senders may deliver to (no MX host is configured for "
-                  "the domain, nor MX_HOST)")
+                  "the domain, nor MX_HOST)", code="mtasts_mx_required")
     await _upsert(conn, {
         "domain_id": domain_id, "mode": mode, "mx": "\n".join(patterns), "max_age": max_age,
         "updated_at": now(),
@@ -125,7 +125,7 @@ async def delete(
     cached it keep asking)."""
     before = await get(conn, scope, domain_id, setting_mx_host)
     if not before["published"]:
-        raise NotFound("the domain publishes no MTA-STS policy")
+        raise NotFound("the domain publishes no MTA-STS policy", code="mtasts_not_published")
     await conn.execute(mtastspolicy.delete().where(mtastspolicy.c.domain_id == domain_id))
     await audit.record(conn, actor, "delete", "mtastspolicy", domain_id, before["name"],
                        old={"mode": before["mode"], "policy_id": before["policy_id"]})
