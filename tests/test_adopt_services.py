@@ -24,10 +24,10 @@ from tests.support.dovecot import (
     make_root,
 )
 from tests.support.original_db import ADMINS, ALIASES, API_KEYS, MAILBOXES, UNVERIFIABLE
+from tests.support.pages import log_in, pages_client
 from tests.support.ports import free_port
 from tests.support.postfix import have_postmap, postmap_config, postmap_query
 from tests.test_adopt import Original, new_original
-from tests.test_pages import log_in, pages_client
 
 pytestmark = [
     pytest.mark.skipif(not have_dovecot(), reason="Dovecot is not installed"),

@@ -31,12 +31,12 @@ from tests.support.dovecot import (
 )
 from tests.support.lookupd import running_lookupd
 from tests.support.mariadb import MariaDBServer, have_mariadb
+from tests.support.pages import log_in, pages_client
 from tests.support.ports import free_port
 from tests.support.postfix import have_postmap, postmap_config, postmap_query_async
 from tests.support.postgres import PostgresServer
 from tests.support.readme import shell_blocks
 from tests.test_backup_restore import run_block
-from tests.test_pages import log_in, pages_client
 
 pytestmark = pytest.mark.skipif(not have_postmap(), reason="postfix is not installed")
 
