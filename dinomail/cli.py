@@ -388,21 +388,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def database_error(error: BaseException) -> str | None:
-    """A one-line description if `error` means the database cannot be used, else None."""
-    from sqlalchemy.exc import DBAPIError, OperationalError
-
-    if isinstance(error, OperationalError | DBAPIError):
-        detail = str(error.orig).strip().splitlines()[0] if error.orig else str(error)
-        return f"cannot use the database: {detail}"
-    if isinstance(error, OSError | asyncio.TimeoutError):
-        return f"cannot reach the database: {error.strerror or error or 'timed out'}"
-    module = type(error).__module__
-    if module.startswith("asyncpg"):
-        return f"cannot use the database: {str(error).splitlines()[0]}"
-    return None
-
-
 # The name Python gives the worker thread of each aiosqlite connection.
 _SQLITE_WORKER = "(_connection_worker_thread)"
 _SQLITE_WORKER_WAIT = 2.0
@@ -416,10 +401,12 @@ async def _settled(command: Coroutine[Any, Any, None]) -> None:
     traceback after the one-line error. Waiting for those threads while the loop still runs
     leaves the line alone.
     """
+    from dinomail.store.errors import as_unavailable
+
     try:
         await command
     except Exception as error:
-        if database_error(error) is not None:
+        if as_unavailable(error) is not None:
             workers = [thread for thread in threading.enumerate()
                        if thread.name.endswith(_SQLITE_WORKER)]
             for thread in workers:
@@ -467,10 +454,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return EXIT_FAILURE
     except Exception as error:
-        message = database_error(error)
-        if message is None:
+        from dinomail.store.errors import as_unavailable
+
+        unavailable = as_unavailable(error)
+        if unavailable is None:
             raise
-        print(f"dinomail: error: {message}", file=sys.stderr)
+        print(f"dinomail: error: {unavailable.message}", file=sys.stderr)
         return EXIT_FAILURE
     return 0
 

@@ -86,8 +86,8 @@ def _last_line(text: str) -> str:
 
 async def check_database(settings: Settings, report: Report) -> Sample:
     from dinomail import migrate
-    from dinomail.cli import database_error
     from dinomail.store import EVERYTHING, Store, mailboxes
+    from dinomail.store.errors import as_unavailable
 
     store = Store(settings.DATABASE_URL)
     try:
@@ -102,10 +102,10 @@ async def check_database(settings: Settings, report: Report) -> Sample:
             if store.url.startswith("postgresql"):
                 await _check_database_clock(conn, report)
     except Exception as error:
-        message = database_error(error)
-        if message is None:
+        unavailable = as_unavailable(error)
+        if unavailable is None:
             raise
-        report.problem(message, "check DATABASE_URL and that the database server runs")
+        report.problem(unavailable.message, "check DATABASE_URL and that the database server runs")
         return Sample(None)
     finally:
         await store.close()

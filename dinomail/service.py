@@ -34,20 +34,22 @@ async def _check_migrated(settings: Settings) -> None:
     to systemd's restart limits.
     """
     from dinomail import migrate
-    from dinomail.cli import database_error, fail
+    from dinomail.cli import fail
     from dinomail.database import create_engine
+    from dinomail.store.errors import as_unavailable
 
     engine = create_engine(settings.DATABASE_URL)
     try:
         async with asyncio.timeout(DATABASE_CHECK_TIMEOUT):
             current = await migrate.current_revision(engine)
     except Exception as error:
+        unavailable = as_unavailable(error)
+        if unavailable is None:
+            raise
         message = (
             f"the database did not answer within {DATABASE_CHECK_TIMEOUT:g} s"
-            if isinstance(error, TimeoutError) else database_error(error)
+            if isinstance(error, TimeoutError) else unavailable.message
         )
-        if message is None:
-            raise
         log.warning("%s; listening anyway, with temporary failures until it answers", message)
         return
     finally:

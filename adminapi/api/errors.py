@@ -11,12 +11,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
-from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from dinomail.store.errors import Conflict, Forbidden, NotFound, StoreError
+from dinomail.store.errors import Conflict, Forbidden, NotFound, StoreError, Unavailable
 from dinomail.validation import ValidationError
 
 log = logging.getLogger("dinomail.adminapi")
@@ -140,9 +139,6 @@ EXCEPTION_HANDLERS = {
     ValidationError: validation_error,
     StoreError: store_error,
     HTTPException: http_error,
-    OperationalError: database_unavailable,
-    InterfaceError: database_unavailable,
-    ConnectionError: database_unavailable,
-    TimeoutError: database_unavailable,
+    Unavailable: database_unavailable,
     Exception: internal_error,
 }

@@ -20,7 +20,6 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
-from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
@@ -377,7 +376,4 @@ def error_page(request: Request, status: int, kind: str) -> Response:
         log.exception("cannot render the error page")
         response = HTMLResponse(f"<h1>{status}</h1>", status_code=status)
     return _finish(page, response)
-
-
-DATABASE_ERRORS = (OperationalError, InterfaceError, ConnectionError, TimeoutError)
 

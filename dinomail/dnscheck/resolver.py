@@ -15,6 +15,7 @@ import dns.rdatatype
 import dns.resolver
 
 from dinomail.dnscheck.model import ANSWER, ERROR, NODATA, NXDOMAIN, SERVFAIL, TIMEOUT, Query
+from dinomail.errortext import first_line
 
 DNS_PORT = 53
 # A lost UDP packet is retried within the timeout after this long (as resolv.conf's default).
@@ -90,9 +91,9 @@ class Resolver:
             return Query(name, rdtype, TIMEOUT,
                          error=f"no answer within {self._resolver.lifetime:g} s")
         except dns.resolver.NoNameservers as error:
-            return Query(name, rdtype, SERVFAIL, error=_first_line(error))
+            return Query(name, rdtype, SERVFAIL, error=first_line(error, 300))
         except dns.exception.DNSException as error:
-            return Query(name, rdtype, ERROR, error=_first_line(error))
+            return Query(name, rdtype, ERROR, error=first_line(error, 300))
         rdata = list(answer)
         canonical = answer.canonical_name.to_text(omit_final_dot=True)
         return Query(
@@ -107,8 +108,3 @@ def _as_text(rdata: object) -> str:
         # RFC 7208 3.3); so does every check here.
         return b"".join(rdata.strings).decode("utf-8", "backslashreplace")  # type: ignore[attr-defined]
     return rdata.to_text()  # type: ignore[attr-defined]
-
-
-def _first_line(error: Exception) -> str:
-    text = str(error).splitlines()[0] if str(error) else type(error).__name__
-    return text[:300]
