@@ -87,6 +87,7 @@ def _last_line(text: str) -> str:
 async def check_database(settings: Settings, report: Report) -> Sample:
     from dinomail import migrate
     from dinomail.store import EVERYTHING, Store, mailboxes
+    from dinomail.store.common import ListRequest
     from dinomail.store.errors import as_unavailable
 
     store = Store(settings.DATABASE_URL)
@@ -98,7 +99,7 @@ async def check_database(settings: Settings, report: Report) -> Sample:
             return Sample(None)
         report.ok("database reachable and migrated")
         async with store.read() as conn:
-            window = await mailboxes.list_window(conn, EVERYTHING, limit=20)
+            window = await mailboxes.list_window(conn, EVERYTHING, ListRequest(limit=20))
             if store.url.startswith("postgresql"):
                 await _check_database_clock(conn, report)
     except Exception as error:

@@ -24,6 +24,7 @@ from dinomail.store import (
     domains,
     mailboxes,
 )
+from dinomail.store.common import ListRequest
 from dinomail.validation import ValidationError
 
 HASH = "{PLAIN}not-a-real-hash"
@@ -154,7 +155,7 @@ async def test_aliases_several_destinations_catch_all_and_checks(store: Store) -
         await make_alias(store, "loop@example.org", "loop@example.org")
     assert caught.value.field == "destination"
     async with store.read() as conn:
-        page = await aliases.list_window(conn, EVERYTHING, q="info", limit=10)
+        page = await aliases.list_window(conn, EVERYTHING, ListRequest(q="info", limit=10))
         status = await aliases.destination_status(
             conn, EVERYTHING, ["alice@example.org", "ghost@example.org", "bob@elsewhere.net"]
         )
@@ -186,7 +187,7 @@ async def test_scope_hides_other_domains(store: Store) -> None:
     other = await make_mailbox(store, "b@theirs.org")
     scope = Scope(frozenset({mine["id"]}))
     async with store.read() as conn:
-        page = await mailboxes.list_window(conn, scope, limit=10)
+        page = await mailboxes.list_window(conn, scope, ListRequest(limit=10))
         assert [row["email"] for row in page.rows] == ["a@mine.org"]
         with pytest.raises(NotFound):
             await mailboxes.get(conn, scope, other["id"])

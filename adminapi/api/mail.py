@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -27,7 +28,8 @@ from adminapi.api.serialize import is_reference, reference_id, reference_schema,
 from dinomail import validation as v
 from dinomail.settings import Settings
 from dinomail.store import NotFound, aliasdomains, aliases, domains, limits, mailboxes
-from dinomail.store.common import Row, Window
+from dinomail.store.common import ListRequest, Row, Window
+from dinomail.store.scope import Scope
 
 MAX_BYTES = 2**63 - 1
 MAX_COUNT = 2**31 - 1
@@ -60,21 +62,35 @@ async def filtered_domain_id(conn: AsyncConnection, caller: Caller, query: ListQ
     return int((await domains.get_by_name(conn, caller.scope, name))["id"])
 
 
-def list_with_domain(store_list: Any) -> Any:
+StoreList = Callable[[AsyncConnection, Scope, ListRequest], Awaitable[Window]]
+ReadList = Callable[[AsyncConnection, Caller, ListQuery], Awaitable[Window]]
+
+
+async def list_request(
+    conn: AsyncConnection, caller: Caller, query: ListQuery
+) -> ListRequest | None:
+    """The store's list request for the API's list options; None when `?domain=` names no
+    domain the caller sees (the list is then empty)."""
+    domain_id = None
+    if query.domain is not None:
+        try:
+            domain_id = await filtered_domain_id(conn, caller, query)
+        except NotFound:
+            return None
+    return ListRequest(
+        limit=query.limit, domain_id=domain_id, q=query.q, order_by=query.order_by,
+        descending=query.descending, offset=query.offset, after=query.after,
+    )
+
+
+def list_with_domain(store_list: StoreList) -> ReadList:
     """A `read_list` that applies `?domain=` and the remaining list options to `store_list`."""
 
     async def read_list(conn: AsyncConnection, caller: Caller, query: ListQuery) -> Window:
-        domain_id = None
-        if query.domain is not None:
-            try:
-                domain_id = await filtered_domain_id(conn, caller, query)
-            except NotFound:
-                return NO_ROWS
-        return await store_list(
-            conn, caller.scope, domain_id=domain_id, q=query.q, order_by=query.order_by,
-            descending=query.descending, limit=query.limit, offset=query.offset,
-            after=query.after,
-        )
+        request = await list_request(conn, caller, query)
+        if request is None:
+            return NO_ROWS
+        return await store_list(conn, caller.scope, request)
 
     return read_list
 

@@ -8,7 +8,7 @@ from starlette.responses import Response
 
 from adminapi.pages.domain_select import domain_choices, find_domain
 from adminapi.pages.forms import Form
-from adminapi.pages.listing import PAGE_SIZE, page_links, parse_paging, search_text
+from adminapi.pages.listing import page_links, parse_paging, search_text
 from adminapi.pages.web import Page
 from dinomail import validation as v
 from dinomail.store import StoreError, aliasdomains
@@ -21,10 +21,7 @@ async def aliasdomain_list(page: Page) -> Response:
     q = search_text(page)
     paging = parse_paging(page, "name")
     async with page.store.read() as conn:
-        window = await aliasdomains.list_window(
-            conn, page.scope, q=q or None, order_by="name", limit=PAGE_SIZE,
-            offset=paging.offset, after=paging.after,
-        )
+        window = await aliasdomains.list_window(conn, page.scope, paging.request(q))
     return page.render(
         "aliasdomains.html", aliasdomains=window.rows, q=q,
         links=page_links(page, "aliasdomain_list", paging, window, {"q": q}),

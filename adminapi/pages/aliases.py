@@ -9,7 +9,7 @@ from starlette.responses import Response
 
 from adminapi.pages.domain_select import domain_choices, find_domain
 from adminapi.pages.forms import Form
-from adminapi.pages.listing import PAGE_SIZE, page_links, parse_paging, search_text
+from adminapi.pages.listing import page_links, parse_paging, search_text
 from adminapi.pages.web import Page
 from dinomail import validation as v
 from dinomail.store import StoreError, aliases
@@ -39,9 +39,7 @@ async def alias_list(page: Page) -> Response:
     paging = parse_paging(page, "source")
     async with page.store.read() as conn:
         window = await aliases.list_window(
-            conn, page.scope, domain_id=domain["id"] if domain else None, q=q or None,
-            order_by="source", limit=PAGE_SIZE, offset=paging.offset, after=paging.after,
-        )
+            conn, page.scope, paging.request(q, domain["id"] if domain else None))
         # Interior destinations → whether they exist; exterior ones are absent (always ok).
         status = await aliases.destination_status(
             conn, page.scope, [row["destination"] for row in window.rows])

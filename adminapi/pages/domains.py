@@ -10,7 +10,7 @@ from starlette.responses import Response
 
 from adminapi.autoconfig import download
 from adminapi.pages.forms import N_, Form
-from adminapi.pages.listing import PAGE_SIZE, page_links, parse_paging, search_text
+from adminapi.pages.listing import page_links, parse_paging, search_text
 from adminapi.pages.web import Page, local_path
 from dinomail import validation as v
 from dinomail.dnscheck import CheckStatus, read_report, request_run
@@ -71,10 +71,7 @@ async def domain_list(page: Page) -> Response:
     q = search_text(page)
     paging = parse_paging(page, "name")
     async with page.store.read() as conn:
-        window = await domains.list_window(
-            conn, page.scope, q=q or None, order_by="name", limit=PAGE_SIZE,
-            offset=paging.offset, after=paging.after,
-        )
+        window = await domains.list_window(conn, page.scope, paging.request(q))
     return page.render(
         "domains.html", domains=window.rows, q=q, status_of=status_of,
         links=page_links(page, "domain_list", paging, window, {"q": q}),

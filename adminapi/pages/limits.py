@@ -8,7 +8,7 @@ from typing import Any
 from starlette.responses import Response
 
 from adminapi.pages.forms import Form, parse_count, parse_size, size_for_input
-from adminapi.pages.listing import PAGE_SIZE, page_links, parse_paging, search_text
+from adminapi.pages.listing import page_links, parse_paging, search_text
 from adminapi.pages.web import Page
 from dinomail import validation as v
 from dinomail.store import StoreError, domains, limits
@@ -23,10 +23,7 @@ async def limit_list(page: Page) -> Response:
     q = search_text(page)
     paging = parse_paging(page, "name")
     async with page.store.read() as conn:
-        window = await domains.list_window(
-            conn, page.scope, q=q or None, order_by="name", limit=PAGE_SIZE,
-            offset=paging.offset, after=paging.after,
-        )
+        window = await domains.list_window(conn, page.scope, paging.request(q))
         usage = await limits.usage(conn, [row["id"] for row in window.rows])
     return page.render(
         "limits.html", domains=window.rows, usage=usage, q=q,

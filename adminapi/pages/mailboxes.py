@@ -9,7 +9,7 @@ from starlette.responses import Response
 
 from adminapi.pages.domain_select import domain_choices, find_domain
 from adminapi.pages.forms import Form, parse_size, size_for_input
-from adminapi.pages.listing import PAGE_SIZE, page_links, parse_paging, search_text
+from adminapi.pages.listing import page_links, parse_paging, search_text
 from adminapi.pages.web import Page, display_address
 from dinomail import validation as v
 from dinomail.store import StoreError, mailboxes
@@ -41,9 +41,7 @@ async def mailbox_list(page: Page) -> Response:
     paging = parse_paging(page, "email")
     async with page.store.read() as conn:
         window = await mailboxes.list_window(
-            conn, page.scope, domain_id=domain["id"] if domain else None, q=q or None,
-            order_by="email", limit=PAGE_SIZE, offset=paging.offset, after=paging.after,
-        )
+            conn, page.scope, paging.request(q, domain["id"] if domain else None))
     query = {"domain": domain["name"] if domain else "", "q": q}
     return page.render(
         "mailboxes.html", mailboxes=window.rows, q=q, usage_of=usage_of,

@@ -12,12 +12,13 @@ from dinomail import validation as v
 from dinomail.schema import aliasdomain, virtualdomain
 from dinomail.store import audit, domains
 from dinomail.store.common import (
+    ListedTable,
+    ListRequest,
     Row,
     Window,
     changed_values,
-    escape_like,
     fetch_one,
-    fetch_window,
+    list_rows,
 )
 from dinomail.store.errors import Forbidden, NotFound
 from dinomail.store.fields import Normalizer, clean_fields
@@ -122,26 +123,13 @@ async def delete(
     return old
 
 
-async def list_window(
-    conn: AsyncConnection,
-    scope: Scope,
-    *,
-    domain_id: int | None = None,
-    q: str | None = None,
-    order_by: str = "id",
-    descending: bool = False,
-    limit: int,
-    offset: int = 0,
-    after: tuple[Any, int] | None = None,
-) -> Window:
-    """A page of the list, fast on large tables: see `common.fetch_window`."""
-    where = [scope.filter(aliasdomain.c.target_domain_id)]
-    if domain_id is not None:
-        where.append(aliasdomain.c.target_domain_id == domain_id)
-    if q:
-        where.append(aliasdomain.c.name.like(f"%{escape_like(q.lower())}%", escape="\\"))
-    return await fetch_window(
-        conn, id_column=aliasdomain.c.id, where=where, sort=aliasdomain.c[order_by],
-        descending=descending, limit=limit, offset=offset, after=after,
-        fetch=lambda ids: _select(scope).where(aliasdomain.c.id.in_(ids)),
-    )
+LISTED = ListedTable(
+    id_column=aliasdomain.c.id, domain_column=aliasdomain.c.target_domain_id,
+    sort_keys={name: aliasdomain.c[name] for name in ORDERABLE},
+    searched=(aliasdomain.c.name,), rows=_select,
+)
+
+
+async def list_window(conn: AsyncConnection, scope: Scope, request: ListRequest) -> Window:
+    """A page of alias domains; `request.domain_id` keeps those of that target domain."""
+    return await list_rows(conn, scope, LISTED, request)

@@ -12,12 +12,13 @@ from dinomail import validation as v
 from dinomail.schema import aliasdomain, virtualalias, virtualdomain, virtualuser
 from dinomail.store import audit, limits
 from dinomail.store.common import (
+    ListedTable,
+    ListRequest,
     Row,
     Window,
     changed_values,
-    escape_like,
     fetch_one,
-    fetch_window,
+    list_rows,
 )
 from dinomail.store.errors import Conflict
 from dinomail.store.fields import clean_fields
@@ -200,32 +201,13 @@ async def destination_status(
     return {address: target in receiving for address, target in target_of.items()}
 
 
-async def list_window(
-    conn: AsyncConnection,
-    scope: Scope,
-    *,
-    domain_id: int | None = None,
-    q: str | None = None,
-    order_by: str = "id",
-    descending: bool = False,
-    limit: int,
-    offset: int = 0,
-    after: tuple[Any, int] | None = None,
-) -> Window:
-    """A page of the list, fast on large tables: see `common.fetch_window`."""
-    where = [scope.filter(virtualalias.c.domain_id)]
-    if domain_id is not None:
-        where.append(virtualalias.c.domain_id == domain_id)
-    if q:
-        pattern = f"%{escape_like(q.lower())}%"
-        where.append(
-            sa.or_(
-                virtualalias.c.source.like(pattern, escape="\\"),
-                virtualalias.c.destination.like(pattern, escape="\\"),
-            )
-        )
-    return await fetch_window(
-        conn, id_column=virtualalias.c.id, where=where, sort=virtualalias.c[order_by],
-        descending=descending, limit=limit, offset=offset, after=after,
-        fetch=lambda ids: _select(scope).where(virtualalias.c.id.in_(ids)),
-    )
+LISTED = ListedTable(
+    id_column=virtualalias.c.id, domain_column=virtualalias.c.domain_id,
+    sort_keys={name: virtualalias.c[name] for name in ORDERABLE},
+    searched=(virtualalias.c.source, virtualalias.c.destination), rows=_select,
+)
+
+
+async def list_window(conn: AsyncConnection, scope: Scope, request: ListRequest) -> Window:
+    """A page of aliases; `q` searches the source and the destination."""
+    return await list_rows(conn, scope, LISTED, request)

@@ -12,12 +12,13 @@ from dinomail import validation as v
 from dinomail.schema import aliasdomain, virtualalias, virtualdomain, virtualuser
 from dinomail.store import audit
 from dinomail.store.common import (
+    ListedTable,
+    ListRequest,
     Row,
     Window,
     changed_values,
-    escape_like,
     fetch_one,
-    fetch_window,
+    list_rows,
 )
 from dinomail.store.errors import Conflict, Forbidden
 from dinomail.store.fields import Normalizer, clean_fields
@@ -192,29 +193,13 @@ async def names(conn: AsyncConnection, scope: Scope) -> list[tuple[int, str]]:
     return [(row.id, row.name) for row in await conn.execute(query.order_by(virtualdomain.c.name))]
 
 
-async def list_window(
-    conn: AsyncConnection,
-    scope: Scope,
-    *,
-    domain_id: int | None = None,
-    q: str | None = None,
-    order_by: str = "id",
-    descending: bool = False,
-    limit: int,
-    offset: int = 0,
-    after: tuple[Any, int] | None = None,
-) -> Window:
-    """A page of the list, fast on large tables: see `common.fetch_window`.
+LISTED = ListedTable(
+    id_column=virtualdomain.c.id, domain_column=virtualdomain.c.id,
+    sort_keys={name: virtualdomain.c[name] for name in ORDERABLE},
+    searched=(virtualdomain.c.name,), rows=_select,
+)
 
-    `domain_id` restricts the list to that one domain (the API's `?domain=` filter).
-    """
-    where = [scope.filter(virtualdomain.c.id)]
-    if domain_id is not None:
-        where.append(virtualdomain.c.id == domain_id)
-    if q:
-        where.append(virtualdomain.c.name.like(f"%{escape_like(q.lower())}%", escape="\\"))
-    return await fetch_window(
-        conn, id_column=virtualdomain.c.id, where=where, sort=virtualdomain.c[order_by],
-        descending=descending, limit=limit, offset=offset, after=after,
-        fetch=lambda ids: _select(scope).where(virtualdomain.c.id.in_(ids)),
-    )
+
+async def list_window(conn: AsyncConnection, scope: Scope, request: ListRequest) -> Window:
+    """A page of domains; `request.domain_id` keeps that one domain (the API's `?domain=`)."""
+    return await list_rows(conn, scope, LISTED, request)

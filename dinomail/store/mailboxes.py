@@ -17,12 +17,13 @@ from dinomail.passwords.unverifiable import is_saltless_ssha
 from dinomail.schema import quotausage, virtualdomain, virtualuser
 from dinomail.store import audit, limits
 from dinomail.store.common import (
+    ListedTable,
+    ListRequest,
     Row,
     Window,
     changed_values,
-    escape_like,
     fetch_one,
-    fetch_window,
+    list_rows,
 )
 from dinomail.store.errors import Conflict
 from dinomail.store.fields import Normalizer, clean_fields
@@ -325,29 +326,15 @@ _SORT_KEYS: dict[str, sa.ColumnElement[Any]] = {
 }
 
 
-async def list_window(
-    conn: AsyncConnection,
-    scope: Scope,
-    *,
-    domain_id: int | None = None,
-    q: str | None = None,
-    order_by: str = "id",
-    descending: bool = False,
-    limit: int,
-    offset: int = 0,
-    after: tuple[Any, int] | None = None,
-) -> Window:
-    """A page of mailboxes, fast on a million of them: see `common.fetch_window`."""
-    where = [scope.filter(virtualuser.c.domain_id)]
-    if domain_id is not None:
-        where.append(virtualuser.c.domain_id == domain_id)
-    if q:
-        where.append(virtualuser.c.email.like(f"%{escape_like(q.lower())}%", escape="\\"))
-    return await fetch_window(
-        conn, id_column=virtualuser.c.id, where=where, sort=_SORT_KEYS[order_by],
-        descending=descending, limit=limit, offset=offset, after=after,
-        fetch=lambda ids: _select(scope).where(virtualuser.c.id.in_(ids)),
-    )
+LISTED = ListedTable(
+    id_column=virtualuser.c.id, domain_column=virtualuser.c.domain_id,
+    sort_keys=_SORT_KEYS, searched=(virtualuser.c.email,), rows=_select,
+)
+
+
+async def list_window(conn: AsyncConnection, scope: Scope, request: ListRequest) -> Window:
+    """A page of mailboxes, fast on a million of them."""
+    return await list_rows(conn, scope, LISTED, request)
 
 
 async def unverifiable_passwords(conn: AsyncConnection) -> list[Row]:
