@@ -14,9 +14,10 @@ import os
 import sys
 import threading
 from collections.abc import Callable, Coroutine, Sequence
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
 from dinomail import __version__
+from dinomail.commands import EXIT_FAILURE, EXIT_USAGE, CommandError, fail
 from dinomail.settings import Settings, SettingsError, load_settings
 
 if TYPE_CHECKING:
@@ -25,21 +26,7 @@ if TYPE_CHECKING:
     from dinomail.adoption import DatabaseState
     from dinomail.store import Store
 
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
 SUPERUSER_PASSWORD_ENV = "DINOMAIL_SUPERUSER_PASSWORD"
-
-
-class CommandError(Exception):
-    """A command cannot do its job; the message is the one line shown to the admin."""
-
-    def __init__(self, message: str, status: int = EXIT_FAILURE) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-def fail(message: str, status: int = EXIT_FAILURE) -> NoReturn:
-    raise CommandError(message, status)
 
 
 # --- commands ------------------------------------------------------------------------------------

@@ -17,17 +17,24 @@ def _leave_signals_alone() -> Iterator[None]:
     yield
 
 
+class StartupFailed(Exception):
+    """The app's lifespan failed to start (uvicorn logged its traceback)."""
+
+
 class HttpServer:
     def __init__(
-        self, app: Callable[..., Awaitable[None]], listen: str, *, log_level: str = "warning"
+        self, app: Callable[..., Awaitable[None]], listen: str, *, log_level: str = "warning",
+        lifespan: bool = False,
     ) -> None:
+        """`lifespan`: run the app's lifespan (its background tasks) with the server; a
+        failure to start them is a failure to start the server."""
         self._listen = listen
         address = parse_listen(listen)
         options: dict[str, object] = (
             {"uds": address.path} if address.path else {"host": address.host, "port": address.port}
         )
         config = uvicorn.Config(
-            app, lifespan="off", access_log=False, log_level=log_level,
+            app, lifespan="on" if lifespan else "off", access_log=False, log_level=log_level,
             **options,  # type: ignore[arg-type]
         )
         self._server = uvicorn.Server(config)
@@ -36,11 +43,23 @@ class HttpServer:
         # handlers stop every listener together, so uvicorn's stay out.
         self._server.capture_signals = _leave_signals_alone  # type: ignore[method-assign]
         self._task: asyncio.Task[None] | None = None
+        self._startup_failed = False
+
+    async def _serve(self) -> None:
+        try:
+            await self._server.serve()
+        except SystemExit:
+            # uvicorn ends the process when the app's lifespan fails to start; here it ends
+            # this server only, and `start` says so.
+            self._startup_failed = True
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._server.serve())
+        self._task = asyncio.create_task(self._serve())
         while not self._server.started:
             if self._task.done():
+                if self._startup_failed:
+                    raise StartupFailed(
+                        f"the application on {self._listen} failed to start (see the log)")
                 # Binding failed: uvicorn logged why and exits; say it in one line.
                 raise OSError(f"cannot listen on {self._listen}")
             await asyncio.sleep(0.01)
@@ -48,7 +67,7 @@ class HttpServer:
     @property
     def port(self) -> int | None:
         """The TCP port actually bound (useful with port 0)."""
-        for server in self._server.servers:
+        for server in getattr(self._server, "servers", ()):
             for sock in server.sockets:
                 name = sock.getsockname()
                 if isinstance(name, tuple):
