@@ -39,7 +39,6 @@ PROBE_ADDRESS = f"postmaster@{PROBE_DOMAIN}"
 # doveadm's exit codes (sysexits): 67 = no such user, 75 = temporary failure.
 DOVEADM_NO_USER = 67
 MAX_CLOCK_SKEW = 60.0
-DEFAULT_DOVECOT_CONFIG = "/etc/dovecot/dovecot.conf"
 # Dovecot's defaults, which `doveconf -n` leaves out.
 DOVECOT_FIRST_VALID = "500"
 EARLIEST_SANE_YEAR = 2025

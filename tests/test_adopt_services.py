@@ -146,9 +146,10 @@ async def test_django_passwords_log_in_and_are_rehashed(store: Store) -> None:
         async with store.read() as conn:  # the new hash takes the same password
             assert await admins.authenticate(conn, username, password) is not None
     async with store.read() as conn:
-        oldadmin = await admins.get_by_username(conn, "oldadmin")
+        oldadmin = (await conn.execute(sa.select(admin.c.is_superadmin, admin.c.is_active).where(
+            admin.c.username == "oldadmin"))).one()
         helper = await admins.get(conn, 2)
-    assert oldadmin["is_superadmin"] and oldadmin["is_active"]
+    assert oldadmin.is_superadmin and oldadmin.is_active
     assert not helper["is_superadmin"] and helper["domain_ids"] == [1, 2]
 
 

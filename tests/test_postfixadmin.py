@@ -16,7 +16,7 @@ import pytest
 import sqlalchemy as sa
 
 from dinomail.passwords import verify_password
-from dinomail.schema import virtualdomain, virtualuser
+from dinomail.schema import admin, virtualdomain, virtualuser
 from dinomail.store import Store, admins
 from dinomail.transfer.postfixadmin import dovecot_hash
 from tests.conftest import new_postgres_database
@@ -174,8 +174,9 @@ async def test_import(
                 account = await admins.authenticate(conn, username, password)
                 assert account is not None, username
                 assert await admins.authenticate(conn, username, password + "x") is None
-            root = await admins.get_by_username(conn, "admin@example.com")
-            assert root["is_superadmin"]
+            root = await conn.scalar(sa.select(admin.c.is_superadmin).where(
+                admin.c.username == "admin@example.com"))
+            assert root is True
             manager = await admins.authenticate(conn, "manager@example.com", "manager pass")
             assert manager is not None and not manager["is_superadmin"]
             names = set((await conn.execute(sa.select(virtualdomain.c.name).where(

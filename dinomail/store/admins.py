@@ -126,11 +126,6 @@ async def end_sessions(conn: AsyncConnection, admin_id: int) -> None:
     )
 
 
-async def get_by_username(conn: AsyncConnection, username: str) -> Row:
-    query = sa.select(*_PUBLIC).where(admin.c.username == username)
-    return await fetch_one(conn, query, "admin")
-
-
 async def any_exists(conn: AsyncConnection) -> bool:
     return await conn.scalar(sa.select(admin.c.id).limit(1)) is not None
 

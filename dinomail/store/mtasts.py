@@ -22,7 +22,7 @@ from dinomail.store import audit, domains
 from dinomail.store.common import Row, now
 from dinomail.store.errors import NotFound
 from dinomail.store.fields import clean_fields
-from dinomail.store.scope import EVERYTHING, Scope
+from dinomail.store.scope import Scope
 
 NORMALIZERS: dict[str, Any] = {
     "mode": mtasts.normalize_mode,
@@ -143,16 +143,3 @@ async def served(conn: AsyncConnection, name: str, setting_mx_host: str) -> mtas
     if row is None:
         return None
     return policy_of(row, default_mx(row["mx_host"], setting_mx_host))
-
-
-async def served_for_check(
-    conn: AsyncConnection, domain_id: int, setting_mx_host: str
-) -> mtasts.Policy | None:
-    """The policy a domain serves, for its DNS check (None: it serves none)."""
-    try:
-        row = await get(conn, EVERYTHING, domain_id, setting_mx_host)
-    except NotFound:
-        return None
-    if not row["published"]:
-        return None
-    return mtasts.Policy(row["mode"], tuple(row["effective_mx"]), row["max_age"])

@@ -21,8 +21,6 @@ from dinomail.store.fields import clean_fields
 from dinomail.transfer import document as d
 
 _CONTROL = re.compile(r"[\x00-\x1f]")
-# Problems listed before the rest is only counted.
-MAX_SHOWN = 20
 
 
 class RowError(ValueError):
