@@ -23,11 +23,18 @@ from tests.support.dovecot import (
     lookupd_settings_for_dovecot,
     make_root,
 )
-from tests.support.original_db import ADMINS, ALIASES, API_KEYS, MAILBOXES, UNVERIFIABLE
+from tests.support.original_db import (
+    ADMINS,
+    ALIASES,
+    API_KEYS,
+    MAILBOXES,
+    UNVERIFIABLE,
+    Original,
+    new_original,
+)
 from tests.support.pages import log_in, pages_client
 from tests.support.ports import free_port
 from tests.support.postfix import have_postmap, postmap_config, postmap_query
-from tests.test_adopt import Original, new_original
 
 pytestmark = [
     pytest.mark.skipif(not have_dovecot(), reason="Dovecot is not installed"),

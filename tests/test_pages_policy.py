@@ -17,7 +17,7 @@ from dinomail.store import policy as policy_store
 
 # `client` and `world` are the pages tests' fixtures: a.org (root's), b.org (alice's).
 from tests.support.pages import log_in
-from tests.test_sendlimits import counts
+from tests.support.sendcounts import counts
 
 POLICY_TABLES = (schema.domainsendlimit, schema.mailboxsendlimit, schema.sendcount,
                  schema.authblock, schema.auditlog)

@@ -35,8 +35,7 @@ from tests.support.pages import log_in, pages_client
 from tests.support.ports import free_port
 from tests.support.postfix import have_postmap, postmap_config, postmap_query_async
 from tests.support.postgres import PostgresServer
-from tests.support.readme import shell_blocks
-from tests.test_backup_restore import run_block
+from tests.support.readme import run_block, shell_blocks
 
 pytestmark = pytest.mark.skipif(not have_postmap(), reason="postfix is not installed")
 
