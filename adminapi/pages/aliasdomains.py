@@ -11,7 +11,7 @@ from adminapi.pages.forms import Form
 from adminapi.pages.listing import page_links, parse_paging, search_text
 from adminapi.pages.web import Page
 from dinomail import validation as v
-from dinomail.store import StoreError, aliasdomains
+from dinomail.store import aliasdomains
 
 # The store names the target `target_domain`; the form calls it `target`.
 FIELDS = {"target_domain": "target"}
@@ -59,11 +59,9 @@ async def aliasdomain_new(page: Page) -> Response:
     values = await _posted(page, form)
     if not form.valid:
         return await _form_page(page, form, None, status=400)
-    try:
-        async with page.store.write() as conn:
-            created = await aliasdomains.create(conn, page.admin.actor, page.scope, values)
-    except (StoreError, v.ValidationError) as error:
-        page.refuse_into(form, error, FIELDS)
+    created = await page.save(form, lambda conn: aliasdomains.create(
+        conn, page.admin.actor, page.scope, values), FIELDS)
+    if created is None:
         return await _form_page(page, form, None, status=400)
     page.flash("success", _("Alias domain %(name)s was created.")
                % {"name": v.display_domain(created["name"])})
@@ -83,13 +81,9 @@ async def aliasdomain_edit(page: Page) -> Response:
     values = await _posted(page, form)
     if not form.valid:
         return await _form_page(page, form, aliasdomain, status=400)
-    try:
-        async with page.store.write() as conn:
-            changed = await aliasdomains.update(
-                conn, page.admin.actor, page.scope, aliasdomain_id, values
-            )
-    except (StoreError, v.ValidationError) as error:
-        page.refuse_into(form, error, FIELDS)
+    changed = await page.save(form, lambda conn: aliasdomains.update(
+        conn, page.admin.actor, page.scope, aliasdomain_id, values), FIELDS)
+    if changed is None:
         return await _form_page(page, form, aliasdomain, status=400)
     page.flash("success", _("Alias domain %(name)s was changed.")
                % {"name": v.display_domain(changed["name"])})

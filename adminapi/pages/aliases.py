@@ -11,8 +11,7 @@ from adminapi.pages.domain_select import domain_choices, find_domain
 from adminapi.pages.forms import Form
 from adminapi.pages.listing import page_links, parse_paging, search_text
 from adminapi.pages.web import Page
-from dinomail import validation as v
-from dinomail.store import StoreError, aliases
+from dinomail.store import aliases
 
 
 async def _warn_if_not_received(page: Page, alias: dict[str, Any]) -> None:
@@ -82,11 +81,9 @@ async def alias_new(page: Page) -> Response:
     values = await _posted(page, form)
     if not form.valid:
         return await _form_page(page, form, None, status=400)
-    try:
-        async with page.store.write() as conn:
-            created = await aliases.create(conn, page.admin.actor, page.scope, values)
-    except (StoreError, v.ValidationError) as error:
-        page.refuse_into(form, error)
+    created = await page.save(form, lambda conn: aliases.create(
+        conn, page.admin.actor, page.scope, values))
+    if created is None:
         return await _form_page(page, form, None, status=400)
     page.flash("success", _("Alias %(alias)s was created.") % {"alias": label(created)})
     await _warn_if_not_received(page, created)
@@ -105,11 +102,9 @@ async def alias_edit(page: Page) -> Response:
     values = await _posted(page, form)
     if not form.valid:
         return await _form_page(page, form, alias, status=400)
-    try:
-        async with page.store.write() as conn:
-            changed = await aliases.update(conn, page.admin.actor, page.scope, alias_id, values)
-    except (StoreError, v.ValidationError) as error:
-        page.refuse_into(form, error)
+    changed = await page.save(form, lambda conn: aliases.update(
+        conn, page.admin.actor, page.scope, alias_id, values))
+    if changed is None:
         return await _form_page(page, form, alias, status=400)
     page.flash("success", _("Alias %(alias)s was changed.") % {"alias": label(changed)})
     await _warn_if_not_received(page, changed)

@@ -14,7 +14,7 @@ from adminapi.pages.listing import page_links, parse_paging, search_text
 from adminapi.pages.web import Page, local_path
 from dinomail import validation as v
 from dinomail.dnscheck import CheckStatus, read_report, request_run
-from dinomail.store import Forbidden, StoreError, domains, limits
+from dinomail.store import Forbidden, domains, limits
 
 # The original's statuses (`DkimStatus`, `DmarcStatus`, `SpfStatus`) with their wording; the
 # tone says how the page colours them.
@@ -119,11 +119,9 @@ async def domain_new(page: Page) -> Response:
     if page.request.method == "GET":
         return _form_page(page, form, None)
     values = _posted(page, form, with_name=True)
-    try:
-        async with page.store.write() as conn:
-            created = await domains.create(conn, page.admin.actor, page.scope, values)
-    except (StoreError, v.ValidationError) as error:
-        page.refuse_into(form, error)
+    created = await page.save(form, lambda conn: domains.create(
+        conn, page.admin.actor, page.scope, values))
+    if created is None:
         return _form_page(page, form, None, status=400)
     page.flash("success", _("Domain %(name)s was created.")
                % {"name": v.display_domain(created["name"])})
@@ -140,13 +138,9 @@ async def domain_edit(page: Page) -> Response:
         return _form_page(page, form, domain)
     # Only a superadmin may rename; a domain admin's form has the name disabled.
     values = _posted(page, form, with_name=page.is_superadmin)
-    try:
-        async with page.store.write() as conn:
-            changed = await domains.update(conn, page.admin.actor, page.scope, domain_id, values)
-    except (StoreError, v.ValidationError) as error:
-        if isinstance(error, Forbidden) and error.field is None:
-            raise
-        page.refuse_into(form, error)
+    changed = await page.save(form, lambda conn: domains.update(
+        conn, page.admin.actor, page.scope, domain_id, values))
+    if changed is None:
         return _form_page(page, form, domain, status=400)
     page.flash("success", _("Domain %(name)s was changed.")
                % {"name": v.display_domain(changed["name"])})

@@ -110,12 +110,12 @@ async def mailbox_new(page: Page) -> Response:
             password or None, page.settings.DINOMAIL_PASSWORD_SCHEME, email=form.values["email"],
             min_length=page.settings.MAILBOX_PASSWORD_MIN_LENGTH,
         )
-        async with page.store.write() as conn:
-            created = await mailboxes.create(
-                conn, page.admin.actor, page.scope, values, password_hash=password_hash
-            )
-    except (StoreError, v.ValidationError) as error:
+    except v.ValidationError as error:
         page.refuse_into(form, error)
+        return await _form_page(page, form, None, status=400)
+    created = await page.save(form, lambda conn: mailboxes.create(
+        conn, page.admin.actor, page.scope, values, password_hash=password_hash))
+    if created is None:
         return await _form_page(page, form, None, status=400)
     page.flash("success", _("User %(email)s was created.") % {"email": created["email"]})
     return page.redirect(page.url("mailbox_list"))
@@ -143,13 +143,9 @@ async def mailbox_edit(page: Page) -> Response:
                               "active": form.values["active"]}
     if domain_id is not None:
         values["domain_id"] = domain_id
-    try:
-        async with page.store.write() as conn:
-            changed = await mailboxes.update(
-                conn, page.admin.actor, page.scope, mailbox_id, values
-            )
-    except (StoreError, v.ValidationError) as error:
-        page.refuse_into(form, error)
+    changed = await page.save(form, lambda conn: mailboxes.update(
+        conn, page.admin.actor, page.scope, mailbox_id, values))
+    if changed is None:
         return await _form_page(page, form, mailbox, status=400)
     page.flash("success", _("User %(email)s was changed.") % {"email": changed["email"]})
     return page.redirect(page.url("mailbox_list"))

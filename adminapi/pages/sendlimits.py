@@ -5,14 +5,16 @@ or resets the counts (as in the API and the store: they are abuse control)."""
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.responses import Response
 
 from adminapi.pages.forms import Form, parse_count
 from adminapi.pages.web import Page
 from dinomail import validation as v
-from dinomail.store import StoreError, domains, mailboxes
+from dinomail.store import domains, mailboxes
 from dinomail.store import policy as policy_store
 from dinomail.store.errors import Forbidden
 
@@ -43,16 +45,12 @@ def _read_counts(page: Page, form: Form, names: tuple[str, ...], *, empty: Any
     return values
 
 
-async def _save(page: Page, form: Form, write: Any) -> bool:
-    if not form.valid:
-        return False
-    try:
-        async with page.store.write() as conn:
-            await write(conn)
-    except (StoreError, v.ValidationError) as error:
-        page.refuse_into(form, error)
-        return False
-    return True
+async def _save(
+    page: Page, form: Form, write: Callable[[AsyncConnection], Awaitable[object]]
+) -> bool:
+    if form.valid:
+        await page.save(form, write)
+    return form.valid
 
 
 # --- a domain ------------------------------------------------------------------------------------

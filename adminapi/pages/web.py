@@ -16,10 +16,11 @@ import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlencode, urlsplit
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
@@ -44,6 +45,7 @@ from dinomail.store import Forbidden, NotFound, Scope, Store, StoreError, admins
 from dinomail.validation import ValidationError, display_domain
 
 log = logging.getLogger("dinomail.pages")
+T = TypeVar("T")
 
 PACKAGE_DIR = Path(__file__).parent
 TEMPLATES_DIR = PACKAGE_DIR / "templates"
@@ -188,6 +190,22 @@ class Page:
         form's where they differ)."""
         name = (fields or {}).get(error.field or "", error.field)
         form.add_error(name, self.refusal(error))
+
+    async def save(
+        self, form: Form, write: Callable[[AsyncConnection], Awaitable[T]],
+        fields: dict[str, str] | None = None,
+    ) -> T | None:
+        """Run one store action in a write transaction of its own. A refusal goes under its
+        field of `form`, which is then not valid, and gives None; one that forbids the whole
+        page (no field) is the 403 page."""
+        try:
+            async with self.store.write() as conn:
+                return await write(conn)
+        except (StoreError, ValidationError) as error:
+            if isinstance(error, Forbidden) and error.field is None:
+                raise
+            self.refuse_into(form, error, fields)
+            return None
 
     def render(self, template: str, *, status: int = 200, **context: Any) -> HTMLResponse:
         environment = self.state.environments[self.language]
