@@ -7,7 +7,7 @@ from typing import Any
 
 from starlette.responses import Response
 
-from adminapi.pages.domain_select import domain_choices, find_domain
+from adminapi.pages.domain_select import domain_choices, domain_filter, find_domain
 from adminapi.pages.forms import Form
 from adminapi.pages.listing import page_links, parse_paging, search_text
 from adminapi.pages.web import Page
@@ -32,9 +32,7 @@ def label(alias: dict[str, Any]) -> str:
 
 async def alias_list(page: Page) -> Response:
     q = search_text(page)
-    typed_domain = page.request.query_params.get("domain", "").strip()
-    domain = await find_domain(page, typed_domain) if typed_domain else None
-    unknown_domain = typed_domain if typed_domain and domain is None else None
+    domain, unknown_domain = await domain_filter(page)
     paging = parse_paging(page, "source")
     async with page.store.read() as conn:
         window = await aliases.list_window(

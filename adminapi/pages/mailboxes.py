@@ -7,7 +7,7 @@ from typing import Any
 
 from starlette.responses import Response
 
-from adminapi.pages.domain_select import domain_choices, find_domain
+from adminapi.pages.domain_select import domain_choices, domain_filter, find_domain
 from adminapi.pages.forms import Form, parse_size, size_for_input
 from adminapi.pages.listing import page_links, parse_paging, search_text
 from adminapi.pages.web import Page, display_address
@@ -34,10 +34,7 @@ def usage_of(row: dict[str, Any]) -> dict[str, Any] | None:
 async def mailbox_list(page: Page) -> Response:
     _ = page._
     q = search_text(page)
-    typed_domain = page.request.query_params.get("domain", "").strip()
-    domain = await find_domain(page, typed_domain) if typed_domain else None
-    # The original sent an unknown domain back to the unfiltered list; say so instead.
-    unknown_domain = typed_domain if typed_domain and domain is None else None
+    domain, unknown_domain = await domain_filter(page)
     paging = parse_paging(page, "email")
     async with page.store.read() as conn:
         window = await mailboxes.list_window(
@@ -80,6 +77,19 @@ async def _domain_id(page: Page, form: Form) -> int | None:
     return int(domain["id"])
 
 
+async def _posted(page: Page, form: Form) -> dict[str, Any]:
+    """The mailbox's values as typed (what is wrong goes into `form`)."""
+    form.values["email"] = page.form_data.text("email")
+    form.values["active"] = page.form_data.checked("active")
+    domain_id = await _domain_id(page, form)
+    _ok, quota = _read_quota(page, form)
+    values: dict[str, Any] = {"email": form.values["email"], "quota": quota,
+                              "active": form.values["active"]}
+    if domain_id is not None:
+        values["domain_id"] = domain_id
+    return values
+
+
 def _check_confirmation(page: Page, form: Form, password: str, confirmation: str) -> None:
     if password != confirmation:
         form.add_error("password_confirm", page._("The two passwords don't match."))
@@ -92,19 +102,11 @@ async def mailbox_new(page: Page) -> Response:
                         "password": "", "password_confirm": ""})
     if page.request.method == "GET":
         return await _form_page(page, form, None)
-    data = page.form_data
-    form.values["email"] = data.text("email")
-    form.values["active"] = data.checked("active")
-    domain_id = await _domain_id(page, form)
-    _ok, quota = _read_quota(page, form)
-    password, confirmation = data.get("password"), data.get("password_confirm")
-    _check_confirmation(page, form, password, confirmation)
+    values = await _posted(page, form)
+    password = page.form_data.get("password")
+    _check_confirmation(page, form, password, page.form_data.get("password_confirm"))
     if not form.valid:
         return await _form_page(page, form, None, status=400)
-    values: dict[str, Any] = {"email": form.values["email"], "quota": quota,
-                              "active": form.values["active"]}
-    if domain_id is not None:
-        values["domain_id"] = domain_id
     try:
         password_hash = await mailboxes.new_mailbox_password(
             password or None, page.settings.DINOMAIL_PASSWORD_SCHEME, email=form.values["email"],
@@ -132,17 +134,9 @@ async def mailbox_edit(page: Page) -> Response:
     })
     if page.request.method == "GET":
         return await _form_page(page, form, mailbox)
-    data = page.form_data
-    form.values["email"] = data.text("email")
-    form.values["active"] = data.checked("active")
-    domain_id = await _domain_id(page, form)
-    _ok, quota = _read_quota(page, form)
+    values = await _posted(page, form)
     if not form.valid:
         return await _form_page(page, form, mailbox, status=400)
-    values: dict[str, Any] = {"email": form.values["email"], "quota": quota,
-                              "active": form.values["active"]}
-    if domain_id is not None:
-        values["domain_id"] = domain_id
     changed = await page.save(form, lambda conn: mailboxes.update(
         conn, page.admin.actor, page.scope, mailbox_id, values))
     if changed is None:

@@ -16,7 +16,6 @@ from dinomail.store.common import (
     ListRequest,
     Row,
     Window,
-    changed_values,
     fetch_one,
     list_rows,
 )
@@ -100,15 +99,9 @@ async def update(
     if merged["name"] != old["name"]:
         _check_may_name(scope)
     await _check(conn, scope, merged, alias_domain_id)
-    before, after = changed_values(old, values)
-    if after:
-        await conn.execute(
-            aliasdomain.update().where(aliasdomain.c.id == alias_domain_id).values(**after)
-        )
-        await audit.record(
-            conn, actor, "update", OBJECT_TYPE, alias_domain_id, old["name"],
-            old=before, new=after,
-        )
+    await audit.update_row(
+        conn, actor, aliasdomain, OBJECT_TYPE, alias_domain_id, old["name"], old, values
+    )
     return await get(conn, scope, alias_domain_id)
 
 

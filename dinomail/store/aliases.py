@@ -16,7 +16,6 @@ from dinomail.store.common import (
     ListRequest,
     Row,
     Window,
-    changed_values,
     fetch_one,
     list_rows,
 )
@@ -123,15 +122,8 @@ async def update(
     await _check_pair_free(conn, merged["source"], merged["destination"], alias_id)
     if merged["domain_id"] != old["domain_id"]:
         await limits.check_alias_count(conn, domain)
-    before, after = changed_values(old, values)
-    if after:
-        await conn.execute(
-            virtualalias.update().where(virtualalias.c.id == alias_id).values(**after)
-        )
-        label = f"{old['source']} -> {old['destination']}"
-        await audit.record(
-            conn, actor, "update", OBJECT_TYPE, alias_id, label, old=before, new=after
-        )
+    label = f"{old['source']} -> {old['destination']}"
+    await audit.update_row(conn, actor, virtualalias, OBJECT_TYPE, alias_id, label, old, values)
     return await get(conn, scope, alias_id)
 
 

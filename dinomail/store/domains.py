@@ -16,7 +16,6 @@ from dinomail.store.common import (
     ListRequest,
     Row,
     Window,
-    changed_values,
     fetch_one,
     list_rows,
 )
@@ -140,14 +139,9 @@ async def update(
                 "a domain with mailboxes or aliases cannot be renamed", field="name",
                 code="domain_rename_with_addresses",
             )
-    before, after = changed_values(old, values)
-    if after:
-        await conn.execute(
-            virtualdomain.update().where(virtualdomain.c.id == domain_id).values(**after)
-        )
-        await audit.record(
-            conn, actor, "update", OBJECT_TYPE, domain_id, old["name"], old=before, new=after
-        )
+    await audit.update_row(
+        conn, actor, virtualdomain, OBJECT_TYPE, domain_id, old["name"], old, values
+    )
     return await get(conn, scope, domain_id)
 
 

@@ -21,7 +21,6 @@ from dinomail.store.common import (
     ListRequest,
     Row,
     Window,
-    changed_values,
     fetch_one,
     list_rows,
 )
@@ -235,14 +234,9 @@ async def update(
         if values["quota"] is None:
             values["quota"] = domain["default_quota"]
         await limits.check_quota(conn, domain, values["quota"], replacing_mailbox=mailbox_id)
-    before, after = changed_values(old, values)
-    if after:
-        await conn.execute(
-            virtualuser.update().where(virtualuser.c.id == mailbox_id).values(**after)
-        )
-        await audit.record(
-            conn, actor, "update", OBJECT_TYPE, mailbox_id, old["email"], old=before, new=after
-        )
+    await audit.update_row(
+        conn, actor, virtualuser, OBJECT_TYPE, mailbox_id, old["email"], old, values
+    )
     return await get(conn, scope, mailbox_id)
 
 
