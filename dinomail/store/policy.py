@@ -152,6 +152,14 @@ async def domain_limits_of(conn: AsyncConnection, domain_ids: Iterable[int]) -> 
     return found
 
 
+def _require_superadmin(scope: Scope) -> None:
+    """Limits are the server's: a domain admin may not raise their own."""
+    if not scope.is_global:
+        raise Forbidden(
+            "only a superadmin can change sending limits", code="superadmin_only_send_limits"
+        )
+
+
 async def get_domain_limits(conn: AsyncConnection, scope: Scope, domain_id: int) -> Row:
     """The domain's limits (all 0, reply empty, when it has none)."""
     await _visible_domain(conn, scope, domain_id)
@@ -162,10 +170,7 @@ async def set_domain_limits(
     conn: AsyncConnection, actor: str, scope: Scope, domain_id: int, data: Mapping[str, Any]
 ) -> Row:
     """Change some of a domain's limits; the others keep their values."""
-    if not scope.is_global:
-        raise Forbidden(
-            "only a superadmin can change sending limits", code="superadmin_only_send_limits"
-        )
+    _require_superadmin(scope)
     name = await _visible_domain(conn, scope, domain_id)
     values = clean_fields(data, _DOMAIN_NORMALIZERS)
     old = await get_domain_limits(conn, scope, domain_id)
@@ -218,10 +223,7 @@ async def set_mailbox_limits(
     conn: AsyncConnection, actor: str, scope: Scope, mailbox_id: int, data: Mapping[str, Any]
 ) -> Row:
     """Change some of a mailbox's own limits (None: back to the domain's default)."""
-    if not scope.is_global:
-        raise Forbidden(
-            "only a superadmin can change sending limits", code="superadmin_only_send_limits"
-        )
+    _require_superadmin(scope)
     email = await _visible_mailbox(conn, scope, mailbox_id)
     values = clean_fields(data, _MAILBOX_NORMALIZERS)
     old = await get_mailbox_limits(conn, scope, mailbox_id)
