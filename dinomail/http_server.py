@@ -30,12 +30,11 @@ class HttpServer:
         failure to start them is a failure to start the server."""
         self._listen = listen
         address = parse_listen(listen)
-        options: dict[str, object] = (
-            {"uds": address.path} if address.path else {"host": address.host, "port": address.port}
-        )
+        # With a socket path, uvicorn binds it and leaves host and port alone.
         config = uvicorn.Config(
-            app, lifespan="on" if lifespan else "off", access_log=False, log_level=log_level,
-            **options,  # type: ignore[arg-type]
+            app, uds=address.path, host=address.host if address.host is not None else "127.0.0.1",
+            port=address.port,
+            lifespan="on" if lifespan else "off", access_log=False, log_level=log_level,
         )
         self._server = uvicorn.Server(config)
         # While it serves, uvicorn would put its own handlers in place of the process's SIGTERM

@@ -11,8 +11,10 @@ import dns.asyncresolver
 import dns.exception
 import dns.name
 import dns.nameserver
+import dns.rdata
 import dns.rdatatype
 import dns.resolver
+from dns.rdtypes.txtbase import TXTBase
 
 from dinomail.dnscheck.model import ANSWER, ERROR, NODATA, NXDOMAIN, SERVFAIL, TIMEOUT, Query
 from dinomail.errortext import first_line
@@ -102,9 +104,9 @@ class Resolver:
         )
 
 
-def _as_text(rdata: object) -> str:
-    if getattr(rdata, "rdtype", None) == dns.rdatatype.TXT:
+def _as_text(rdata: dns.rdata.Rdata) -> str:
+    if isinstance(rdata, TXTBase):
         # Verifiers join a record's character-strings with nothing between them (RFC 6376 3.6.2.2,
         # RFC 7208 3.3); so does every check here.
-        return b"".join(rdata.strings).decode("utf-8", "backslashreplace")  # type: ignore[attr-defined]
-    return rdata.to_text()  # type: ignore[attr-defined]
+        return b"".join(rdata.strings).decode("utf-8", "backslashreplace")
+    return rdata.to_text()
