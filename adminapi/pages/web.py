@@ -99,6 +99,8 @@ def make_environment(language: str) -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
+    # The i18n extension adds this method to the environment at run time; jinja2's types
+    # cannot say so.
     environment.install_gettext_translations(  # type: ignore[attr-defined]
         translations_for(language), newstyle=True
     )
