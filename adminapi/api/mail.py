@@ -28,8 +28,7 @@ from adminapi.api.serialize import is_reference, reference_id, reference_schema,
 from dinomail import validation as v
 from dinomail.settings import Settings
 from dinomail.store import NotFound, aliasdomains, aliases, domains, limits, mailboxes
-from dinomail.store.common import ListRequest, Row, Window
-from dinomail.store.scope import Scope
+from dinomail.store.common import ListRequest, Row, StoreList, Window
 
 MAX_BYTES = 2**63 - 1
 MAX_COUNT = 2**31 - 1
@@ -62,7 +61,6 @@ async def filtered_domain_id(conn: AsyncConnection, caller: Caller, query: ListQ
     return int((await domains.get_by_name(conn, caller.scope, name))["id"])
 
 
-StoreList = Callable[[AsyncConnection, Scope, ListRequest], Awaitable[Window]]
 ReadList = Callable[[AsyncConnection, Caller, ListQuery], Awaitable[Window]]
 
 

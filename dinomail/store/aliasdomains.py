@@ -13,11 +13,9 @@ from dinomail.schema import aliasdomain, virtualdomain
 from dinomail.store import audit, domains
 from dinomail.store.common import (
     ListedTable,
-    ListRequest,
     Row,
-    Window,
     fetch_one,
-    list_rows,
+    lister,
 )
 from dinomail.store.errors import Forbidden, NotFound
 from dinomail.store.fields import Normalizer, clean_fields
@@ -123,6 +121,5 @@ LISTED = ListedTable(
 )
 
 
-async def list_window(conn: AsyncConnection, scope: Scope, request: ListRequest) -> Window:
-    """A page of alias domains; `request.domain_id` keeps those of that target domain."""
-    return await list_rows(conn, scope, LISTED, request)
+# A page of alias domains; `request.domain_id` keeps those of that target domain.
+list_window = lister(LISTED)

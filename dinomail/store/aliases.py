@@ -13,11 +13,9 @@ from dinomail.schema import aliasdomain, virtualalias, virtualdomain, virtualuse
 from dinomail.store import audit, limits
 from dinomail.store.common import (
     ListedTable,
-    ListRequest,
     Row,
-    Window,
     fetch_one,
-    list_rows,
+    lister,
 )
 from dinomail.store.errors import Conflict
 from dinomail.store.fields import clean_fields
@@ -200,6 +198,5 @@ LISTED = ListedTable(
 )
 
 
-async def list_window(conn: AsyncConnection, scope: Scope, request: ListRequest) -> Window:
-    """A page of aliases; `q` searches the source and the destination."""
-    return await list_rows(conn, scope, LISTED, request)
+# A page of aliases; `q` searches the source and the destination.
+list_window = lister(LISTED)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -217,3 +217,15 @@ async def list_rows(
         descending=request.descending, limit=request.limit, offset=request.offset,
         after=request.after, fetch=lambda ids: table.rows(scope).where(table.id_column.in_(ids)),
     )
+
+
+StoreList = Callable[[AsyncConnection, Scope, ListRequest], Awaitable[Window]]
+
+
+def lister(table: ListedTable) -> StoreList:
+    """`list_window(conn, scope, request)` for one table: a page of its rows the caller sees."""
+
+    async def list_window(conn: AsyncConnection, scope: Scope, request: ListRequest) -> Window:
+        return await list_rows(conn, scope, table, request)
+
+    return list_window

@@ -13,11 +13,9 @@ from dinomail.schema import aliasdomain, virtualalias, virtualdomain, virtualuse
 from dinomail.store import audit
 from dinomail.store.common import (
     ListedTable,
-    ListRequest,
     Row,
-    Window,
     fetch_one,
-    list_rows,
+    lister,
 )
 from dinomail.store.errors import Conflict, Forbidden
 from dinomail.store.fields import Normalizer, clean_fields
@@ -194,6 +192,5 @@ LISTED = ListedTable(
 )
 
 
-async def list_window(conn: AsyncConnection, scope: Scope, request: ListRequest) -> Window:
-    """A page of domains; `request.domain_id` keeps that one domain (the API's `?domain=`)."""
-    return await list_rows(conn, scope, LISTED, request)
+# A page of domains; `request.domain_id` keeps that one domain (the API's `?domain=`).
+list_window = lister(LISTED)

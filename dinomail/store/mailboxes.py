@@ -18,11 +18,9 @@ from dinomail.schema import quotausage, virtualdomain, virtualuser
 from dinomail.store import audit, limits
 from dinomail.store.common import (
     ListedTable,
-    ListRequest,
     Row,
-    Window,
     fetch_one,
-    list_rows,
+    lister,
 )
 from dinomail.store.errors import Conflict
 from dinomail.store.fields import Normalizer, clean_fields
@@ -326,9 +324,8 @@ LISTED = ListedTable(
 )
 
 
-async def list_window(conn: AsyncConnection, scope: Scope, request: ListRequest) -> Window:
-    """A page of mailboxes, fast on a million of them."""
-    return await list_rows(conn, scope, LISTED, request)
+# A page of mailboxes, fast on a million of them.
+list_window = lister(LISTED)
 
 
 async def unverifiable_passwords(conn: AsyncConnection) -> list[Row]:
