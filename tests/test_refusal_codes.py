@@ -17,9 +17,9 @@ from dinomail.store.errors import Conflict, LimitExceeded, NotFound
 from dinomail.validation import ValidationError
 
 ROOT = Path(__file__).resolve().parent.parent
+# `Unavailable` is no refusal: its one code is its class's.
 REFUSAL_CLASSES = {
     "ValidationError", "StoreError", "NotFound", "Conflict", "LimitExceeded", "Forbidden",
-    "Unavailable",
 }
 
 
