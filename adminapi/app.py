@@ -3,6 +3,9 @@ check."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
+
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -66,6 +69,21 @@ class AuditAddress:
             await self.app(scope, receive, send)
 
 
+@contextlib.asynccontextmanager
+async def background_tasks(app: Starlette) -> AsyncIterator[None]:
+    """The admin side's background tasks (DNS checks, DMARC and TLS reports), started and
+    stopped with the server that serves the app: `dinomail serve` and `dinomail adminapi` run
+    this lifespan. One that fails to start stops those started before it."""
+    async with contextlib.AsyncExitStack() as started:
+        refresher: DnsRefresher = app.state.dns_refresher
+        refresher.start()
+        started.push_async_callback(refresher.stop)
+        reports: ReportsService = app.state.reports
+        await reports.start()
+        started.push_async_callback(reports.stop)
+        yield
+
+
 def create_app(settings: Settings, store: Store) -> Starlette:
     # API keys may come in URLs (tastypie's ?api_key=); no log of this process shows them.
     logredact.install()
@@ -92,12 +110,13 @@ def create_app(settings: Settings, store: Store) -> Starlette:
         ],
         # The API's JSON errors on its paths; pages in the admin's language elsewhere.
         exception_handlers=pages.exception_handlers(EXCEPTION_HANDLERS),
+        lifespan=background_tasks,
     )
     app.router.redirect_slashes = False
     app.state.settings = settings
     app.state.store = store
     app.state.metrics = metrics
-    # Started by the process that serves the app (`dinomail serve`, `dinomail adminapi`).
+    # Started by the app's lifespan, in the process that serves it (`background_tasks`).
     app.state.dns_refresher = DnsRefresher(store, settings, DnsCheckMetrics(metrics.registry))
     app.state.reports = ReportsService(store, settings, ReportMetrics(metrics.registry))
     # One count of failed admin logins for the pages and the API's Basic credentials.

@@ -15,9 +15,10 @@ import os
 import sys
 import threading
 from collections.abc import Callable, Coroutine, Sequence
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
 from dinomail import __version__
+from dinomail.commands import EXIT_FAILURE, EXIT_USAGE, CommandError, fail
 from dinomail.settings import Settings, SettingsError, load_settings
 
 if TYPE_CHECKING:
@@ -26,21 +27,7 @@ if TYPE_CHECKING:
     from dinomail.adoption import DatabaseState
     from dinomail.store import Store
 
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
 SUPERUSER_PASSWORD_ENV = "DINOMAIL_SUPERUSER_PASSWORD"
-
-
-class CommandError(Exception):
-    """A command cannot do its job; the message is the one line shown to the admin."""
-
-    def __init__(self, message: str, status: int = EXIT_FAILURE) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-def fail(message: str, status: int = EXIT_FAILURE) -> NoReturn:
-    raise CommandError(message, status)
 
 
 # --- commands ------------------------------------------------------------------------------------
@@ -199,10 +186,12 @@ async def _check_lookups_database(settings: Settings, head: str) -> bool:
                  "DinoMail database, or a standby of it")
         return await _is_standby(engine)
     except Exception as error:
-        message = database_error(error)
-        if message is None:
+        from dinomail.store.errors import as_unavailable
+
+        unavailable = as_unavailable(error)
+        if unavailable is None:
             raise
-        fail(f"LOOKUPD_DATABASE_URL: {message}")
+        fail(f"LOOKUPD_DATABASE_URL: {unavailable.message}")
     finally:
         await engine.dispose()
 
@@ -463,21 +452,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def database_error(error: BaseException) -> str | None:
-    """A one-line description if `error` means the database cannot be used, else None."""
-    from sqlalchemy.exc import DBAPIError, OperationalError
-
-    if isinstance(error, OperationalError | DBAPIError):
-        detail = str(error.orig).strip().splitlines()[0] if error.orig else str(error)
-        return f"cannot use the database: {detail}"
-    if isinstance(error, OSError | asyncio.TimeoutError):
-        return f"cannot reach the database: {error.strerror or error or 'timed out'}"
-    module = type(error).__module__
-    if module.startswith("asyncpg"):
-        return f"cannot use the database: {str(error).splitlines()[0]}"
-    return None
-
-
 # The name Python gives the worker thread of each aiosqlite connection.
 _SQLITE_WORKER = "(_connection_worker_thread)"
 _SQLITE_WORKER_WAIT = 2.0
@@ -491,10 +465,12 @@ async def _settled(command: Coroutine[Any, Any, None]) -> None:
     traceback after the one-line error. Waiting for those threads while the loop still runs
     leaves the line alone.
     """
+    from dinomail.store.errors import as_unavailable
+
     try:
         await command
     except Exception as error:
-        if database_error(error) is not None:
+        if as_unavailable(error) is not None:
             workers = [thread for thread in threading.enumerate()
                        if thread.name.endswith(_SQLITE_WORKER)]
             for thread in workers:
@@ -542,10 +518,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return EXIT_FAILURE
     except Exception as error:
-        message = database_error(error)
-        if message is None:
+        from dinomail.store.errors import as_unavailable
+
+        unavailable = as_unavailable(error)
+        if unavailable is None:
             raise
-        print(f"dinomail: error: {message}", file=sys.stderr)
+        print(f"dinomail: error: {unavailable.message}", file=sys.stderr)
         return EXIT_FAILURE
     return 0
 

@@ -105,13 +105,19 @@ def public_value_of_private(private_pem: str) -> str:
 def normalize_selector(value: object, field: str = "selector") -> str:
     """A selector is one or more DNS labels (RFC 6376 3.1), stored lowercase."""
     if not isinstance(value, str) or not value.strip():
-        raise ValidationError(field, "a selector is required, such as dm202611")
+        raise ValidationError(
+            field, "a selector is required, such as dm202611", code="dkim_selector_required"
+        )
     selector = value.strip().lower()
     if len(selector) > MAX_SELECTOR_LENGTH:
-        raise ValidationError(field, f"a selector is at most {MAX_SELECTOR_LENGTH} characters")
+        raise ValidationError(
+            field, f"a selector is at most {MAX_SELECTOR_LENGTH} characters",
+            code="dkim_selector_too_long", params={"limit": MAX_SELECTOR_LENGTH},
+        )
     if not all(_SELECTOR_LABEL.fullmatch(label) for label in selector.split(".")):
         raise ValidationError(
-            field, "a selector holds letters, digits and inner hyphens (dots between parts)"
+            field, "a selector holds letters, digits and inner hyphens (dots between parts)",
+            code="dkim_selector_invalid",
         )
     return selector
 

@@ -39,7 +39,6 @@ PROBE_ADDRESS = f"postmaster@{PROBE_DOMAIN}"
 # doveadm's exit codes (sysexits): 67 = no such user, 75 = temporary failure.
 DOVEADM_NO_USER = 67
 MAX_CLOCK_SKEW = 60.0
-DEFAULT_DOVECOT_CONFIG = "/etc/dovecot/dovecot.conf"
 # Dovecot's defaults, which `doveconf -n` leaves out.
 DOVECOT_FIRST_VALID = "500"
 EARLIEST_SANE_YEAR = 2025
@@ -86,8 +85,9 @@ def _last_line(text: str) -> str:
 
 async def check_database(settings: Settings, report: Report) -> Sample:
     from dinomail import migrate
-    from dinomail.cli import database_error
     from dinomail.store import EVERYTHING, Store, mailboxes
+    from dinomail.store.common import ListRequest
+    from dinomail.store.errors import as_unavailable
 
     store = Store(settings.DATABASE_URL)
     try:
@@ -98,14 +98,14 @@ async def check_database(settings: Settings, report: Report) -> Sample:
             return Sample(None)
         report.ok("database reachable and migrated")
         async with store.read() as conn:
-            window = await mailboxes.list_window(conn, EVERYTHING, limit=20)
+            window = await mailboxes.list_window(conn, EVERYTHING, ListRequest(limit=20))
             if store.url.startswith("postgresql"):
                 await _check_database_clock(conn, report)
     except Exception as error:
-        message = database_error(error)
-        if message is None:
+        unavailable = as_unavailable(error)
+        if unavailable is None:
             raise
-        report.problem(message, "check DATABASE_URL and that the database server runs")
+        report.problem(unavailable.message, "check DATABASE_URL and that the database server runs")
         return Sample(None)
     finally:
         await store.close()

@@ -18,18 +18,24 @@ def _leave_signals_alone() -> Iterator[None]:
     yield
 
 
+class StartupFailed(Exception):
+    """The app's lifespan failed to start (uvicorn logged its traceback)."""
+
+
 class HttpServer:
     def __init__(
-        self, app: Callable[..., Awaitable[None]], listen: str, *, log_level: str = "warning"
+        self, app: Callable[..., Awaitable[None]], listen: str, *, log_level: str = "warning",
+        lifespan: bool = False,
     ) -> None:
+        """`lifespan`: run the app's lifespan (its background tasks) with the server; a
+        failure to start them is a failure to start the server."""
         self._listen = listen
         address = parse_listen(listen)
-        options: dict[str, object] = (
-            {"uds": address.path} if address.path else {"host": address.host, "port": address.port}
-        )
+        # With a socket path, uvicorn binds it and leaves host and port alone.
         config = uvicorn.Config(
-            app, lifespan="off", access_log=False, log_level=log_level,
-            **options,  # type: ignore[arg-type]
+            app, uds=address.path, host=address.host if address.host is not None else "127.0.0.1",
+            port=address.port,
+            lifespan="on" if lifespan else "off", access_log=False, log_level=log_level,
         )
         self._server = uvicorn.Server(config)
         # While it serves, uvicorn would put its own handlers in place of the process's SIGTERM
@@ -38,27 +44,35 @@ class HttpServer:
         self._server.capture_signals = _leave_signals_alone  # type: ignore[method-assign]
         self._task: asyncio.Task[None] | None = None
 
+    async def _serve(self, sockets: list[socket.socket] | None) -> None:
+        try:
+            await self._server.serve(sockets=sockets)
+        except SystemExit:
+            # uvicorn ends the process when it cannot bind or when the app's lifespan fails to
+            # start; here it ends this server only, and `start` says which in one line.
+            return
+
+    @property
+    def _startup_failed(self) -> bool:
+        lifespan = getattr(self._server, "lifespan", None)
+        return bool(getattr(lifespan, "should_exit", False))
+
     async def start(self, sockets: list[socket.socket] | None = None) -> None:
         """Bind and serve; or serve on `sockets` the caller bound (`lookupd.listen`)."""
         self._task = asyncio.create_task(self._serve(sockets))
         while not self._server.started:
             if self._task.done():
+                if self._startup_failed:
+                    raise StartupFailed(
+                        f"the application on {self._listen} failed to start (see the log)")
                 # Binding failed: uvicorn logged why and exits; say it in one line.
                 raise OSError(f"cannot listen on {self._listen}")
             await asyncio.sleep(0.01)
 
-    async def _serve(self, sockets: list[socket.socket] | None) -> None:
-        try:
-            await self._server.serve(sockets=sockets)
-        except SystemExit:
-            # uvicorn exits the process when it cannot bind (a task would carry that out of the
-            # event loop); `start` says it in one line instead.
-            return
-
     @property
     def port(self) -> int | None:
         """The TCP port actually bound (useful with port 0)."""
-        for server in self._server.servers:
+        for server in getattr(self._server, "servers", ()):
             for sock in server.sockets:
                 name = sock.getsockname()
                 if isinstance(name, tuple):

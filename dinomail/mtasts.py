@@ -49,13 +49,19 @@ def txt_record(policy: Policy) -> str:
 
 def normalize_mode(value: object, field: str = "mode") -> str:
     if value not in MODES:
-        raise v.ValidationError(field, f"must be one of {', '.join(MODES)}")
+        raise v.ValidationError(
+            field, f"must be one of {', '.join(MODES)}",
+            code="mtasts_mode_invalid", params={"modes": ", ".join(MODES)},
+        )
     return str(value)
 
 
 def normalize_max_age(value: object, field: str = "max_age") -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_MAX_AGE:
-        raise v.ValidationError(field, f"must be a number of seconds from 0 to {MAX_MAX_AGE}")
+        raise v.ValidationError(
+            field, f"must be a number of seconds from 0 to {MAX_MAX_AGE}",
+            code="mtasts_max_age_invalid", params={"limit": MAX_MAX_AGE},
+        )
     return value
 
 
@@ -63,7 +69,7 @@ def normalize_pattern(value: object, field: str = "mx") -> str:
     """A host name, or `*.` and a domain (a wildcard matches one leftmost label)."""
     if not isinstance(value, str) or not value.strip():
         raise v.ValidationError(field, "each pattern must be a host name, as in mail.example.org"
-                                       " or *.example.org")
+                                       " or *.example.org", code="mtasts_pattern_invalid")
     text = value.strip().lower().rstrip(".")
     wildcard = text.startswith("*.")
     name = v.normalize_domain(text[2:] if wildcard else text, field)
@@ -77,10 +83,15 @@ def normalize_patterns(value: object, field: str = "mx") -> tuple[str, ...]:
     elif isinstance(value, list):
         items = value
     else:
-        raise v.ValidationError(field, "must be a list of host names")
+        raise v.ValidationError(
+            field, "must be a list of host names", code="mtasts_patterns_invalid"
+        )
     patterns = tuple(dict.fromkeys(normalize_pattern(item, field) for item in items))
     if len(patterns) > MAX_PATTERNS:
-        raise v.ValidationError(field, f"at most {MAX_PATTERNS} patterns")
+        raise v.ValidationError(
+            field, f"at most {MAX_PATTERNS} patterns",
+            code="mtasts_too_many_patterns", params={"limit": MAX_PATTERNS},
+        )
     return patterns
 
 

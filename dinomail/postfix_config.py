@@ -15,7 +15,6 @@ from dinomail.listen import ListenAddress, parse_listen
 from dinomail.settings import Settings
 
 POSTCONF = "postconf"
-DEFAULT_CONFIG_DIR = "/etc/postfix"
 # Dovecot's sockets in Postfix's queue directory (dovecot-config puts them there).
 LMTP_TRANSPORT = "lmtp:unix:private/dovecot-lmtp"
 SASL_PATH = "private/auth"

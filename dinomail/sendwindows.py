@@ -16,7 +16,6 @@ from typing import Protocol
 
 HOUR = 3600
 DAY = 86400
-WINDOWS = (HOUR, DAY)
 # The bucket length each window is counted in.
 BUCKET_SECONDS = {HOUR: 600, DAY: 3600}
 WINDOW_OF_BUCKET = {size: window for window, size in BUCKET_SECONDS.items()}

@@ -7,15 +7,15 @@ them gracefully: stop accepting, finish what is in flight, then exit 0.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 from typing import TYPE_CHECKING
 
+from dinomail.commands import fail
 from dinomail.settings import Settings
 
 if TYPE_CHECKING:
-    from dinomail.dnscheck import DnsRefresher
-    from dinomail.reports.service import ReportsService
     from lookupd.daemon import Lookupd
 
 log = logging.getLogger("dinomail")
@@ -40,20 +40,21 @@ async def _check_migrated(settings: Settings) -> None:
     to systemd's restart limits.
     """
     from dinomail import migrate
-    from dinomail.cli import database_error, fail
     from dinomail.database import create_engine
+    from dinomail.store.errors import as_unavailable
 
     engine = create_engine(settings.DATABASE_URL)
     try:
         async with asyncio.timeout(DATABASE_CHECK_TIMEOUT):
             current = await migrate.current_revision(engine)
     except Exception as error:
+        unavailable = as_unavailable(error)
+        if unavailable is None:
+            raise
         message = (
             f"the database did not answer within {DATABASE_CHECK_TIMEOUT:g} s"
-            if isinstance(error, TimeoutError) else database_error(error)
+            if isinstance(error, TimeoutError) else unavailable.message
         )
-        if message is None:
-            raise
         log.warning("%s; listening anyway, with temporary failures until it answers", message)
         return
     finally:
@@ -63,8 +64,7 @@ async def _check_migrated(settings: Settings) -> None:
 
 
 async def run_service(settings: Settings, command: str) -> None:
-    from dinomail.cli import fail
-    from dinomail.http_server import HttpServer
+    from dinomail.http_server import HttpServer, StartupFailed
     from dinomail.sdnotify import keep_watchdog_fed, notify
     from dinomail.secret_key import ensure_secret_key
     from dinomail.store import Store
@@ -79,52 +79,44 @@ async def run_service(settings: Settings, command: str) -> None:
         settings = ensure_secret_key(settings)
     stop = asyncio.Event()
     _stop_on_signals(stop)
-    store = Store(settings.DATABASE_URL)
-    adminapi: HttpServer | None = None
-    refresher: DnsRefresher | None = None
-    reports: ReportsService | None = None
-    lookupd: Lookupd | Workers | None = None
-    watchdog: asyncio.Task[None] | None = None
-    try:
+    # Everything started is stopped in reverse order, whether the start went through or failed
+    # half way (a listener that cannot bind stops those already listening).
+    async with contextlib.AsyncExitStack() as started:
+        store = Store(settings.DATABASE_URL)
+        started.push_async_callback(store.close)
         try:
-            if with_lookupd and command == "lookupd" and settings.LOOKUPD_WORKERS > 1:
-                lookupd = await start_workers(settings)  # `serve` keeps one process
-            elif with_lookupd:
-                from lookupd.daemon import start_lookupd  # not in the supervisor of workers
+            if with_lookupd:
+                lookupd: Lookupd | Workers
+                if command == "lookupd" and settings.LOOKUPD_WORKERS > 1:
+                    lookupd = await start_workers(settings)  # `serve` keeps one process
+                else:
+                    from lookupd.daemon import start_lookupd  # not in the supervisor of workers
 
-                lookupd = await start_lookupd(settings, store)
+                    lookupd = await start_lookupd(settings, store)
+                started.push_async_callback(lookupd.stop)
             if with_adminapi:
                 # Imported here: a lookup daemon alone does without the pages' memory.
                 from adminapi.app import create_app
 
-                app = create_app(settings, store)
-                adminapi = HttpServer(app, settings.HTTP_LISTEN)
+                # The app's lifespan starts its background tasks (DNS checks, reports).
+                adminapi = HttpServer(create_app(settings, store), settings.HTTP_LISTEN,
+                                      lifespan=True)
                 await adminapi.start()
-                refresher = app.state.dns_refresher
-                refresher.start()
-                reports = app.state.reports
-                await reports.start()
+                started.push_async_callback(adminapi.stop)
                 log.info("admin API listening on http://%s/", settings.HTTP_LISTEN)
         except OSError as error:
             fail(f"cannot listen: {error.strerror or error}")
-        except WorkerStartError as error:
+        except (StartupFailed, WorkerStartError) as error:
             fail(str(error))
         # Listening: Postfix and Dovecot may start (their units are ordered after this one).
         notify("READY=1")
         watchdog = asyncio.create_task(keep_watchdog_fed(stop))
+        started.push_async_callback(_stop_watchdog, stop, watchdog)
         await stop.wait()
         notify("STOPPING=1")
         log.info("stopping")
-    finally:
-        if reports is not None:
-            await reports.stop()
-        if watchdog is not None:
-            stop.set()
-            await watchdog
-        if refresher is not None:
-            await refresher.stop()
-        if adminapi is not None:
-            await adminapi.stop()
-        if lookupd is not None:
-            await lookupd.stop()
-        await store.close()
+
+
+async def _stop_watchdog(stop: asyncio.Event, watchdog: asyncio.Task[None]) -> None:
+    stop.set()
+    await watchdog

@@ -46,7 +46,6 @@ class Settings:
     DATABASE_URL: str = field(default="sqlite:///dinomail.sqlite3", repr=False)
     LANGUAGE_CODE: str = "en"
     TIME_ZONE: str = "UTC"
-    STATIC_ROOT: str = ""
     API_LIMIT_PER_PAGE: int = 0
     # Accept the API key in the query string (`?username=…&api_key=…`), as tastypie did; the
     # original's clients (and the `slumber` client's usual setup) send it so. Logs redact it.

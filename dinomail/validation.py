@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Mapping
 
 import idna
 
@@ -27,41 +28,65 @@ _LDH_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?")
 
 
 class ValidationError(ValueError):
-    """Input an admin can correct: `field` names it, `message` says what is wrong."""
+    """Input an admin can correct: `field` names it, `message` says what is wrong.
 
-    def __init__(self, field: str, message: str) -> None:
+    As the store's refusals (`dinomail.store.errors`), it carries a stable `code` and the
+    `params` its sentence is made of: the API returns the code, the pages translate by it.
+    """
+
+    def __init__(
+        self, field: str, message: str, *, code: str = "invalid",
+        params: Mapping[str, object] | None = None,
+    ) -> None:
         super().__init__(f"{field}: {message}")
         self.field = field
         self.message = message
+        self.code = code
+        self.params: dict[str, object] = dict(params or {})
 
 
 def normalize_domain(value: str, field: str = "name") -> str:
     """Lowercase ASCII form of a domain; Unicode names become IDNA (`xn--`) names."""
     name = value.strip().rstrip(".").lower() if isinstance(value, str) else None
     if not name:
-        raise ValidationError(field, "a domain name is required")
+        raise ValidationError(field, "a domain name is required", code="domain_required")
     if not name.isascii():
         try:
             name = idna.encode(name, uts46=True).decode("ascii")
         except idna.IDNAError as error:
             message = f"{value!r} is not a valid domain name ({error})"
-            raise ValidationError(field, message) from None
+            raise ValidationError(
+                field, message, code="domain_invalid", params={"value": value}
+            ) from None
     if len(name) > MAX_DOMAIN_LENGTH:
-        raise ValidationError(field, f"a domain name is at most {MAX_DOMAIN_LENGTH} characters")
+        raise ValidationError(
+            field, f"a domain name is at most {MAX_DOMAIN_LENGTH} characters",
+            code="domain_too_long", params={"limit": MAX_DOMAIN_LENGTH},
+        )
     labels = name.split(".")
     if len(labels) < 2:
-        raise ValidationError(field, f"{value!r} is not a full domain name, such as example.org")
+        raise ValidationError(
+            field, f"{value!r} is not a full domain name, such as example.org",
+            code="domain_not_full", params={"value": value},
+        )
     for label in labels:
         if len(label) > MAX_LABEL_LENGTH:
-            raise ValidationError(field, f"the part {label!r} is longer than 63 characters")
+            raise ValidationError(
+                field, f"the part {label!r} is longer than 63 characters",
+                code="domain_label_too_long", params={"label": label, "limit": MAX_LABEL_LENGTH},
+            )
         if not _LDH_LABEL.fullmatch(label):
             raise ValidationError(
                 field,
                 f"{value!r} is not a valid domain name: parts hold letters, digits and inner "
                 "hyphens, separated by dots",
+                code="domain_invalid", params={"value": value},
             )
     if labels[-1].isdigit():
-        raise ValidationError(field, f"{value!r} is not a domain name (it ends in a number)")
+        raise ValidationError(
+            field, f"{value!r} is not a domain name (it ends in a number)",
+            code="domain_numeric", params={"value": value},
+        )
     return name
 
 
@@ -93,6 +118,8 @@ def check_localpart_characters(local: str, field: str) -> str:
                 field,
                 f"the part before @ contains an invisible or control character "
                 f"(U+{ord(char):04X} {unicodedata.name(char, 'unnamed')})",
+                code="localpart_invisible_character",
+                params={"char": f"U+{ord(char):04X} {unicodedata.name(char, 'unnamed')}"},
             )
     if unicodedata.normalize("NFKC", local) != local:
         char = next(c for c in local if unicodedata.normalize("NFKC", c) != c)
@@ -101,6 +128,9 @@ def check_localpart_characters(local: str, field: str) -> str:
             f"the part before @ contains a compatibility character (U+{ord(char):04X} "
             f"{unicodedata.name(char, 'unnamed')}); type {unicodedata.normalize('NFKC', char)!r} "
             "instead",
+            code="localpart_compatibility_character",
+            params={"char": f"U+{ord(char):04X} {unicodedata.name(char, 'unnamed')}",
+                    "replacement": unicodedata.normalize("NFKC", char)},
         )
     return local
 
@@ -108,23 +138,28 @@ def check_localpart_characters(local: str, field: str) -> str:
 def normalize_localpart(value: str, field: str) -> str:
     local = unicodedata.normalize("NFC", check_localpart_characters(value, field).lower())
     if not local:
-        raise ValidationError(field, "the part before @ is empty")
+        raise ValidationError(field, "the part before @ is empty", code="localpart_empty")
     if len(local.encode()) > MAX_LOCALPART_OCTETS:
         raise ValidationError(
-            field, f"the part before @ is at most {MAX_LOCALPART_OCTETS} bytes long"
+            field, f"the part before @ is at most {MAX_LOCALPART_OCTETS} bytes long",
+            code="localpart_too_long", params={"limit": MAX_LOCALPART_OCTETS},
         )
     if not _DOT_ATOM.fullmatch(local):
         raise ValidationError(
             field,
             f"{value!r} is not a valid mailbox name: use letters, digits and . _ - + "
             "(no spaces, no two dots in a row, no dot at either end)",
+            code="localpart_invalid", params={"value": value},
         )
     return local
 
 
 def split_address(value: str, field: str) -> tuple[str, str]:
     if not isinstance(value, str) or "@" not in value:
-        raise ValidationError(field, f"{value!r} is not an email address (no @)")
+        raise ValidationError(
+            field, f"{value!r} is not an email address (no @)",
+            code="address_without_at", params={"value": value},
+        )
     local, _, domain = value.strip().rpartition("@")
     return local, domain
 
@@ -134,7 +169,10 @@ def normalize_email(value: str, field: str = "email") -> str:
     local, domain = split_address(value, field)
     address = f"{normalize_localpart(local, field)}@{normalize_domain(domain, field)}"
     if len(address.encode()) > MAX_ADDRESS_OCTETS:
-        raise ValidationError(field, f"an email address is at most {MAX_ADDRESS_OCTETS} bytes")
+        raise ValidationError(
+            field, f"an email address is at most {MAX_ADDRESS_OCTETS} bytes",
+            code="address_too_long", params={"limit": MAX_ADDRESS_OCTETS},
+        )
     return address
 
 
@@ -156,21 +194,23 @@ def check_address_in_domain(address: str, domain: str, field: str) -> None:
         raise ValidationError(
             field,
             f"The domain of {address} ({address_domain}) is not the same as the domain {domain}",
+            code="address_in_other_domain",
+            params={"address": address, "address_domain": address_domain, "domain": domain},
         )
 
 
 def normalize_quota(value: object, field: str = "quota") -> int:
     """Bytes, as a whole number ≥ 0 (0 = unlimited). Strings of digits are accepted."""
     if isinstance(value, bool):
-        raise ValidationError(field, "must be a number of bytes")
+        raise ValidationError(field, "must be a number of bytes", code="not_whole_number")
     if isinstance(value, str) and value.strip().isdigit():
         value = int(value.strip())
     if not isinstance(value, int):
-        raise ValidationError(field, "must be a whole number of bytes")
+        raise ValidationError(field, "must be a whole number of bytes", code="not_whole_number")
     if value < 0:
-        raise ValidationError(field, "must be zero (unlimited) or more")
+        raise ValidationError(field, "must be zero (unlimited) or more", code="negative_number")
     if value > 2**63 - 1:
-        raise ValidationError(field, "is too large")
+        raise ValidationError(field, "is too large", code="number_too_large")
     return value
 
 
@@ -178,7 +218,7 @@ def normalize_limit(value: object, field: str) -> int:
     """A count limit (mailboxes, aliases): a whole number ≥ 0, 0 = unlimited."""
     quota = normalize_quota(value, field)
     if quota > 2**31 - 1:
-        raise ValidationError(field, "is too large")
+        raise ValidationError(field, "is too large", code="number_too_large")
     return quota
 
 
@@ -186,12 +226,17 @@ def normalize_text(value: object, field: str, max_length: int) -> str:
     if value is None:
         return ""
     if not isinstance(value, str):
-        raise ValidationError(field, "must be text")
+        raise ValidationError(field, "must be text", code="not_text")
     text = value.strip()
     if len(text) > max_length:
-        raise ValidationError(field, f"is at most {max_length} characters")
+        raise ValidationError(
+            field, f"is at most {max_length} characters",
+            code="text_too_long", params={"limit": max_length},
+        )
     if any(ord(char) < 32 for char in text):
-        raise ValidationError(field, "must not contain control characters")
+        raise ValidationError(
+            field, "must not contain control characters", code="control_characters"
+        )
     return text
 
 
@@ -204,7 +249,7 @@ def normalize_hostname(value: object, field: str) -> str:
 def normalize_bool(value: object, field: str) -> bool:
     if isinstance(value, bool):
         return value
-    raise ValidationError(field, "must be true or false")
+    raise ValidationError(field, "must be true or false", code="not_boolean")
 
 
 USERNAME_PATTERN = re.compile(r"[A-Za-z0-9@.+_-]{1,150}")
@@ -214,6 +259,7 @@ def normalize_username(value: object, field: str = "username") -> str:
     """Admin login names, as Django allowed them: letters, digits and @ . + - _."""
     if not isinstance(value, str) or not USERNAME_PATTERN.fullmatch(value.strip()):
         raise ValidationError(
-            field, "must be 1 to 150 letters, digits or @ . + - _ characters"
+            field, "must be 1 to 150 letters, digits or @ . + - _ characters",
+            code="username_invalid",
         )
     return value.strip()

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
+from dinomail.errortext import first_line
 from dinomail.store import Store
 from dinomail.store.authblocks import (
     Block,
@@ -77,8 +78,8 @@ class BlockSync:
 
     async def sync(self) -> None:
         since = None if self._last_read is None else self._last_read - RELEASE_OVERLAP
-        # Not `store.write()`: its listeners (the refresher) must not wake for this.
-        async with self.store.engine.begin() as conn:
+        # Quiet: the store's listeners (the refresher) must not wake for this.
+        async with self.store.write(quiet=True) as conn:
             released, read_at = await take_releases(conn, self.writer, since=since)
             for kind, key in released:
                 self.policy.release(kind, key)
@@ -103,7 +104,7 @@ class BlockSync:
 
     async def close(self) -> None:
         """At a clean stop: this daemon's blocks end with it."""
-        async with self.store.engine.begin() as conn:
+        async with self.store.write(quiet=True) as conn:
             await remove_writer(conn, self.writer)
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -114,9 +115,8 @@ class BlockSync:
                 if self.metrics is not None:
                     self.metrics.record_database_error()
                 if not self._failing:  # once per outage; the policy keeps deciding
-                    text = str(error).strip()
                     log.warning("auth policy blocks: cannot reach the database (%s)",
-                                text.splitlines()[0] if text else type(error).__name__)
+                                first_line(error))
                 self._failing = True
             else:
                 self._failing = False

@@ -21,7 +21,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
-from sqlalchemy import exc
+from dinomail.errortext import first_line
+from dinomail.store.errors import as_unavailable
 
 Row = TypeVar("Row")
 Result = TypeVar("Result")
@@ -32,27 +33,12 @@ INT64_MAX = 2**63 - 1
 
 def one_line(error: BaseException) -> str:
     """An error for a log line: its type and the first line of its text (SQL follows)."""
-    text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
-
-
-# SQLSTATE classes of PostgreSQL errors that are not the rows' fault: connection exception,
-# transaction rollback (serialization, deadlock), insufficient resources, operator
-# intervention (shutdown), system error.
-_TRANSIENT_SQLSTATE_CLASSES = ("08", "40", "53", "57", "58")
+    return f"{type(error).__name__}: {first_line(error)}"
 
 
 def is_outage(error: BaseException) -> bool:
     """The database could not be reached or is busy: the rows are not at fault."""
-    if isinstance(error, exc.DBAPIError):
-        if error.connection_invalidated:
-            return True
-        sqlstate = getattr(error.orig, "sqlstate", None) or ""
-        if sqlstate[:2] in _TRANSIENT_SQLSTATE_CLASSES:
-            return True
-    return isinstance(
-        error, (exc.OperationalError, exc.InterfaceError, exc.TimeoutError, OSError, TimeoutError)
-    )
+    return as_unavailable(error) is not None
 
 
 async def write_rows(

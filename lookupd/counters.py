@@ -243,9 +243,9 @@ class CounterSync:
             subjects.set_function(lambda: len(self.counters))
 
     def _begin(self) -> AbstractAsyncContextManager[AsyncConnection]:
-        # Not `store.write()`: counts are not mail data, and its listeners (the refresher) must
-        # not wake every second for them.
-        return self.store.engine.begin()
+        # Quiet: counts are not mail data, and the store's listeners (the refresher) must not
+        # wake every second for them.
+        return self.store.write(quiet=True)
 
     async def load(self) -> None:
         """Read the counts of the last day (what a restarted daemon must know before it

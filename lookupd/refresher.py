@@ -467,6 +467,11 @@ async def _wait(stop: asyncio.Event, timeout: float, wake: asyncio.Event | None 
 def _is_database_error(error: BaseException) -> bool:
     from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
+    from dinomail.store.errors import as_unavailable
+
+    # The store raises its own Unavailable for an outage; the rest reach the driver directly.
+    if as_unavailable(error) is not None:
+        return True
     if isinstance(error, DBAPIError | InterfaceError | OperationalError | OSError | TimeoutError):
         return True
     return type(error).__module__.startswith("asyncpg")

@@ -14,6 +14,9 @@ from dinomail.database import create_engine
 from dinomail.store import Store
 from tests.support.postgres import PostgresServer, find_bindir
 
+# Fixtures more than one module uses, kept in tests/support/ (a test module never imports another).
+pytest_plugins = ("tests.support.pages",)
+
 _database_numbers = itertools.count(1)
 TEMPLATE = "dinomail_migrated"
 

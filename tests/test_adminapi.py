@@ -203,7 +203,7 @@ async def test_domain_mismatch_is_a_400(
         headers=root.headers,
     )
     assert user.status_code == 400
-    assert user.json() == {"error": message, "field": "email", "code": "invalid"}
+    assert user.json() == {"error": message, "field": "email", "code": "address_in_other_domain"}
     alias = await client.post(
         "/api/virtualalias/",
         json={"source": "test@plop.fr", "destination": "a@b.org",
@@ -211,7 +211,7 @@ async def test_domain_mismatch_is_a_400(
         headers=root.headers,
     )
     assert alias.status_code == 400
-    assert alias.json() == {"error": message, "field": "source", "code": "invalid"}
+    assert alias.json() == {"error": message, "field": "source", "code": "address_in_other_domain"}
 
 
 async def test_change_user_password_flow(
@@ -388,24 +388,24 @@ async def test_bad_bodies_are_400_or_413(client: httpx.AsyncClient, root: Accoun
 
 
 @pytest.mark.parametrize(
-    ("body", "field"),
+    ("body", "field", "code"),
     [
-        ({"name": "a.org", "colour": "red"}, "colour"),
-        ({"name": 12}, "name"),
-        ({"name": "not a domain"}, "name"),
-        ({"name": "a.org", "display_name": "x" * 201}, "display_name"),
-        ({"name": "a.org", "active": "yes"}, "active"),
-        ({"name": "a\x00.org"}, "name"),
-        ({"name": "a.org", "imap_address": "not a host!"}, "imap_address"),
-        ({}, "name"),
+        ({"name": "a.org", "colour": "red"}, "colour", "invalid"),
+        ({"name": 12}, "name", "invalid"),
+        ({"name": "not a domain"}, "name", "domain_not_full"),
+        ({"name": "a.org", "display_name": "x" * 201}, "display_name", "invalid"),
+        ({"name": "a.org", "active": "yes"}, "active", "invalid"),
+        ({"name": "a\x00.org"}, "name", "invalid"),
+        ({"name": "a.org", "imap_address": "not a host!"}, "imap_address", "domain_not_full"),
+        ({}, "name", "invalid"),
     ],
 )
 async def test_bad_values_name_their_field(
-    client: httpx.AsyncClient, root: Account, body: dict[str, Any], field: str
+    client: httpx.AsyncClient, root: Account, body: dict[str, Any], field: str, code: str
 ) -> None:
     answer = await client.post("/api/virtualdomain/", json=body, headers=root.headers)
     assert answer.status_code == 400, answer.text
-    assert answer.json()["field"] == field and answer.json()["code"] == "invalid"
+    assert answer.json()["field"] == field and answer.json()["code"] == code
 
 
 async def test_duplicates_are_409_and_limits_400(
@@ -421,7 +421,7 @@ async def test_duplicates_are_409_and_limits_400(
     over = await client.post("/api/virtualuser/", json={"email": "b@nanoy.fr"},
                              headers=root.headers)
     assert over.status_code == 400
-    assert over.json()["code"] == "limit_exceeded" and over.json()["field"] == "domain"
+    assert over.json()["code"] == "too_many_mailboxes" and over.json()["field"] == "domain"
     assert "maximum of 1 mailboxes" in over.json()["error"]
     alias = {"source": "x@nanoy.fr", "destination": "a@nanoy.fr"}
     assert (await client.post("/api/virtualalias/", json=alias,
@@ -430,7 +430,7 @@ async def test_duplicates_are_409_and_limits_400(
                               headers=root.headers)).status_code == 409
     other = {"source": "y@nanoy.fr", "destination": "a@nanoy.fr"}
     limited = await client.post("/api/virtualalias/", json=other, headers=root.headers)
-    assert limited.status_code == 400 and limited.json()["code"] == "limit_exceeded"
+    assert limited.status_code == 400 and limited.json()["code"] == "too_many_aliases"
 
 
 async def test_ids_out_of_range_never_reach_the_database(
@@ -700,7 +700,7 @@ async def test_domain_limits_and_usage(
     assert patched.status_code == 202 and patched.json()["max_mailboxes"] == 2
     over = await client.post("/api/virtualuser/", json={"email": "c@nanoy.fr", "quota": 1},
                              headers=root.headers)
-    assert over.status_code == 400 and over.json()["code"] == "limit_exceeded"
+    assert over.status_code == 400 and over.json()["code"] == "too_many_mailboxes"
     box = (await client.get("/api/virtualuser/?q=a%40", headers=root.headers)).json()["objects"]
     assert (box[0]["quota_used_bytes"], box[0]["quota_used_messages"]) == (30, 3)
     # A PUT changes only what it names.

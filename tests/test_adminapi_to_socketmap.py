@@ -10,7 +10,7 @@ import pytest
 from dinomail.store import Store
 from tests.support.adminapi import add_admin, api_client, fast_admin_hashing
 from tests.support.lookupd import running_lookupd
-from tests.test_lookupd_propagation import answer_becomes
+from tests.support.socketmap_client import answer_becomes
 
 
 @pytest.fixture(autouse=True)

@@ -6,7 +6,6 @@ lists the mailboxes that cannot log in, and a row DinoMail cannot accept stops e
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,56 +26,14 @@ from tests.support.original_db import (
     API_KEYS,
     MAILBOXES,
     UNVERIFIABLE,
-    dump_postgres,
+    Original,
+    _names,
     dump_sqlite,
-    load_postgres,
-    load_sqlite,
+    new_original,
 )
+from tests.support.original_queries import POSTFIX_QUERIES, _pgsql_map
 from tests.support.postfix import have_postmap, postmap_config, postmap_query
-from tests.support.postgres import PostgresServer
-from tests.test_migrations import _declared_for
-from tests.test_original_queries import POSTFIX_QUERIES, _pgsql_map
-
-_names = itertools.count(1)
-
-
-@dataclass
-class Original:
-    """A database loaded from the original's dump, and how to dump it whole or in part."""
-
-    kind: str
-    url: str
-    path: Path | None = None
-    server: PostgresServer | None = None
-    database: str = ""
-
-    def dump(self, *, only_django: bool = False) -> str:
-        if self.path is not None:
-            return dump_sqlite(self.path, only_django=only_django)
-        assert self.server is not None
-        return dump_postgres(self.server, self.database, only_django=only_django)
-
-    def env(self) -> dict[str, str]:
-        return {"DINOMAIL_DATABASE_URL": self.url}
-
-    def run(self, *args: str):  # type: ignore[no-untyped-def]
-        return dinomail(*args, env=self.env(), timeout=120)
-
-
-def new_original(kind: str, request: pytest.FixtureRequest, folder: Path,
-                 extra_sql: str = "") -> Original:
-    if kind == "sqlite":
-        path = folder / f"original-{next(_names)}.sqlite3"
-        url = load_sqlite(path)
-        if extra_sql:
-            load_sqlite(path, extra_sql)
-        return Original(kind, url, path=path)
-    server: PostgresServer = request.getfixturevalue("postgres")
-    name = f"original_{next(_names)}"
-    url = load_postgres(server, name)
-    if extra_sql:
-        server.psql_script(extra_sql, name)
-    return Original(kind, url, server=server, database=name)
+from tests.support.schema_compare import _declared_for
 
 
 @dataclass

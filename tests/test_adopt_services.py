@@ -23,11 +23,18 @@ from tests.support.dovecot import (
     lookupd_settings_for_dovecot,
     make_root,
 )
-from tests.support.original_db import ADMINS, ALIASES, API_KEYS, MAILBOXES, UNVERIFIABLE
+from tests.support.original_db import (
+    ADMINS,
+    ALIASES,
+    API_KEYS,
+    MAILBOXES,
+    UNVERIFIABLE,
+    Original,
+    new_original,
+)
+from tests.support.pages import log_in, pages_client
 from tests.support.ports import free_port
 from tests.support.postfix import have_postmap, postmap_config, postmap_query
-from tests.test_adopt import Original, new_original
-from tests.test_pages import log_in, pages_client
 
 pytestmark = [
     pytest.mark.skipif(not have_dovecot(), reason="Dovecot is not installed"),
@@ -146,9 +153,10 @@ async def test_django_passwords_log_in_and_are_rehashed(store: Store) -> None:
         async with store.read() as conn:  # the new hash takes the same password
             assert await admins.authenticate(conn, username, password) is not None
     async with store.read() as conn:
-        oldadmin = await admins.get_by_username(conn, "oldadmin")
+        oldadmin = (await conn.execute(sa.select(admin.c.is_superadmin, admin.c.is_active).where(
+            admin.c.username == "oldadmin"))).one()
         helper = await admins.get(conn, 2)
-    assert oldadmin["is_superadmin"] and oldadmin["is_active"]
+    assert oldadmin.is_superadmin and oldadmin.is_active
     assert not helper["is_superadmin"] and helper["domain_ids"] == [1, 2]
 
 

@@ -5,10 +5,7 @@ started on it answers as it did on the original."""
 from __future__ import annotations
 
 import contextlib
-import os
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,7 +16,7 @@ from tests.conftest import new_postgres_database
 from tests.support.lookupd import running_lookupd
 from tests.support.mail_data import fill_mail_data
 from tests.support.postgres import PostgresServer
-from tests.support.readme import shell_blocks
+from tests.support.readme import run_block, shell_blocks
 from tests.support.socketmap_client import socketmap_query
 
 BLOCKS = shell_blocks("Backup and restore")
@@ -32,18 +29,6 @@ QUERIES = [
     ("aliases", "alice@example.net"), ("domains", "example.net"), ("senders", "bob@example.org"),
     ("mailboxes", "nobody@nowhere.test"),
 ]
-
-
-def run_block(block: str, cwd: Path, **variables: str) -> subprocess.CompletedProcess[str]:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("DINOMAIL_")}
-    environ["PATH"] = f"{Path(sys.executable).parent}:{environ['PATH']}"
-    environ.update(variables)
-    result = subprocess.run(
-        ["bash", "-euo", "pipefail", "-c", block], cwd=cwd, env=environ,
-        capture_output=True, text=True, timeout=120,
-    )
-    assert result.returncode == 0, f"{block}\n{result.stdout}\n{result.stderr}"
-    return result
 
 
 def table_names() -> list[str]:

@@ -16,8 +16,7 @@ from dinomail.schema import auditlog, virtualalias, virtualuser
 from dinomail.store import EVERYTHING, Store, domains
 from tests.support.cli import dinomail
 from tests.support.mail_data import fill_mail_data
-from tests.support.readme import shell_blocks
-from tests.test_backup_restore import run_block
+from tests.support.readme import run_block, shell_blocks
 
 
 async def counts(store: Store) -> tuple[int, int, int]:

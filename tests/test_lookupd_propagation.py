@@ -5,27 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import time
 from pathlib import Path
 
 from dinomail.store import EVERYTHING, Store, aliases, mailboxes
 from tests.support.lookupd import running_lookupd
 from tests.support.mail_data import PASSWORD_HASH, fill_mail_data
 from tests.support.postgres import PostgresServer
-from tests.support.socketmap_client import socketmap_query
-
-# Generous: the real figure is in benchmarks/RESULTS.md.
-PROPAGATION_BOUND = 2.0
-
-
-async def answer_becomes(listen: str, name: str, key: str, expected: str) -> float:
-    started = time.monotonic()
-    while True:
-        reply = await socketmap_query(listen, name, key)
-        if reply == expected:
-            return time.monotonic() - started
-        assert time.monotonic() - started < PROPAGATION_BOUND, (name, key, reply, expected)
-        await asyncio.sleep(0.01)
+from tests.support.socketmap_client import answer_becomes, socketmap_query
 
 
 async def raw_sql(store: Store, request, sql: str) -> None:  # type: ignore[no-untyped-def]

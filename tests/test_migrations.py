@@ -9,6 +9,7 @@ from alembic.migration import MigrationContext
 from dinomail import migrate
 from dinomail.database import create_engine
 from dinomail.schema import metadata
+from tests.support.schema_compare import _declared_for
 
 
 async def _tables(engine) -> set[str]:  # type: ignore[no-untyped-def]
@@ -32,17 +33,6 @@ async def test_upgrade_downgrade_upgrade(database_url: str) -> None:
         assert await migrate.current_revision(engine) == migrate.head_revision()
     finally:
         await engine.dispose()
-
-
-def _declared_for(dialect: str):  # type: ignore[no-untyped-def]
-    """Alembic compares every index of the metadata; skip those declared for another database
-    only (`Index(...).ddl_if(dialect=...)`, such as PostgreSQL's trigram indexes)."""
-
-    def include_object(obj, name, type_, reflected, compare_to) -> bool:  # type: ignore[no-untyped-def]
-        condition = getattr(obj, "_ddl_if", None)
-        return condition is None or condition.dialect in (None, dialect)
-
-    return include_object
 
 
 async def test_migrated_database_matches_the_schema_module(database_url: str) -> None:

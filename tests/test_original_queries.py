@@ -11,15 +11,10 @@ import sqlalchemy as sa
 
 from dinomail.store import EVERYTHING, Store, aliases, domains, mailboxes
 from tests.conftest import new_postgres_database
+from tests.support.original_queries import POSTFIX_QUERIES, _pgsql_map
 from tests.support.postfix import have_postmap, postmap_config, postmap_query
 from tests.support.postgres import PostgresServer
 
-POSTFIX_QUERIES = {
-    "virtual-mailbox-domains": "SELECT 1 FROM core_virtualdomain WHERE name='%s'",
-    "virtual-mailbox-maps": "SELECT 1 FROM core_virtualuser WHERE email='%s'",
-    "virtual-alias-maps": "SELECT destination FROM core_virtualalias WHERE source='%s'",
-    "email2email": "SELECT email FROM core_virtualuser WHERE email='%s'",
-}
 USER_QUERY = """SELECT email as user,
     concat('*:bytes=', quota) AS quota_rule,
     '/var/vmail/%d/%n' AS home,
@@ -45,16 +40,6 @@ async def filled(postgres: PostgresServer) -> tuple[str, Store]:
         )
     yield url, store
     await store.close()
-
-
-def _pgsql_map(tmp_path: Path, postgres: PostgresServer, url: str, name: str) -> str:
-    database = url.rsplit("/", 1)[1]
-    path = tmp_path / f"{name}.cf"
-    path.write_text(
-        f"user = postgres\nhosts = 127.0.0.1:{postgres.port}\ndbname = {database}\n"
-        f"query = {POSTFIX_QUERIES[name]}\n"
-    )
-    return f"pgsql:{path}"
 
 
 @pytest.mark.skipif(not have_postmap(), reason="postfix is not installed")

@@ -6,13 +6,19 @@ from __future__ import annotations
 import csv
 import io
 
+import pytest
 import sqlalchemy as sa
 
 from dinomail.passwords import verify_password
 from dinomail.schema import virtualalias, virtualuser
 from dinomail.store import Store, admins
-from tests.support.adminapi import PASSWORD, add_domain
-from tests.test_pages import _fast_hashing, log_in, pages_client  # noqa: F401 (fixture)
+from tests.support.adminapi import PASSWORD, add_domain, fast_admin_hashing
+from tests.support.pages import log_in, pages_client
+
+
+@pytest.fixture(autouse=True)
+def _fast_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
+    fast_admin_hashing(monkeypatch)
 
 
 async def rows(store: Store) -> tuple[dict[str, str], int]:

@@ -16,8 +16,8 @@ from dinomail.store import EVERYTHING, Store, authblocks
 from dinomail.store import policy as policy_store
 
 # `client` and `world` are the pages tests' fixtures: a.org (root's), b.org (alice's).
-from tests.test_pages import client, log_in, world  # noqa: F401
-from tests.test_sendlimits import counts
+from tests.support.pages import log_in
+from tests.support.sendcounts import counts
 
 POLICY_TABLES = (schema.domainsendlimit, schema.mailboxsendlimit, schema.sendcount,
                  schema.authblock, schema.auditlog)
@@ -57,7 +57,7 @@ def error_of(answer: httpx.Response, field: str) -> str:
     return found.group(1)
 
 
-async def test_sending_pages(client: httpx.AsyncClient, store: Store) -> None:  # noqa: F811
+async def test_sending_pages(client: httpx.AsyncClient, store: Store) -> None:
     await seed(store)
     browser = await log_in(client, "root")
     before = await policy_rows(store)
@@ -117,7 +117,7 @@ async def test_sending_pages(client: httpx.AsyncClient, store: Store) -> None:  
 
 
 async def test_a_domain_admin_reads_but_does_not_change(
-    client: httpx.AsyncClient, store: Store  # noqa: F811
+    client: httpx.AsyncClient, store: Store
 ) -> None:
     await seed(store)
     browser = await log_in(client, "alice")  # b.org's admin (domain 2, mailbox 2)
@@ -153,7 +153,7 @@ async def test_a_domain_admin_reads_but_does_not_change(
     assert "bob@b.org" not in (await client.get("/blocked-logins/")).text
 
 
-async def test_blocks_page_in_french(client: httpx.AsyncClient, store: Store) -> None:  # noqa: F811
+async def test_blocks_page_in_french(client: httpx.AsyncClient, store: Store) -> None:
     await seed(store)
     browser = await log_in(client, "root")
     await browser.post("/language", {"language": "fr", "next": "/"})

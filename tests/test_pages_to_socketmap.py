@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from dinomail.store import Store, admins
-from tests.support.adminapi import fast_admin_hashing
+from tests.support.adminapi import PASSWORD, fast_admin_hashing
 from tests.support.lookupd import running_lookupd
-from tests.test_lookupd_propagation import answer_becomes
-from tests.test_pages import PASSWORD, log_in, pages_client
+from tests.support.pages import log_in, pages_client
+from tests.support.socketmap_client import answer_becomes
 
 
 @pytest.fixture(autouse=True)

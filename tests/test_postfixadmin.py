@@ -16,7 +16,7 @@ import pytest
 import sqlalchemy as sa
 
 from dinomail.passwords import verify_password
-from dinomail.schema import virtualdomain, virtualuser
+from dinomail.schema import admin, virtualdomain, virtualuser
 from dinomail.store import Store, admins
 from dinomail.transfer.postfixadmin import dovecot_hash
 from tests.conftest import new_postgres_database
@@ -31,12 +31,11 @@ from tests.support.dovecot import (
 )
 from tests.support.lookupd import running_lookupd
 from tests.support.mariadb import MariaDBServer, have_mariadb
+from tests.support.pages import log_in, pages_client
 from tests.support.ports import free_port
 from tests.support.postfix import have_postmap, postmap_config, postmap_query_async
 from tests.support.postgres import PostgresServer
-from tests.support.readme import shell_blocks
-from tests.test_backup_restore import run_block
-from tests.test_pages import log_in, pages_client
+from tests.support.readme import run_block, shell_blocks
 
 pytestmark = pytest.mark.skipif(not have_postmap(), reason="postfix is not installed")
 
@@ -174,8 +173,9 @@ async def test_import(
                 account = await admins.authenticate(conn, username, password)
                 assert account is not None, username
                 assert await admins.authenticate(conn, username, password + "x") is None
-            root = await admins.get_by_username(conn, "admin@example.com")
-            assert root["is_superadmin"]
+            root = await conn.scalar(sa.select(admin.c.is_superadmin).where(
+                admin.c.username == "admin@example.com"))
+            assert root is True
             manager = await admins.authenticate(conn, "manager@example.com", "manager pass")
             assert manager is not None and not manager["is_superadmin"]
             names = set((await conn.execute(sa.select(virtualdomain.c.name).where(

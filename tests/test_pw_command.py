@@ -14,7 +14,7 @@ import pytest
 from dinomail import pw_command
 from dinomail.passwords import SCHEMES, verify_password
 from dinomail.pw_command import main
-from tests.test_passwords import DOVEADM_SCHEMES, DOVEADM_VECTORS, PASSWORD, USER, WRONG
+from tests.support.password_vectors import DOVEADM_SCHEMES, DOVEADM_VECTORS, PASSWORD, USER, WRONG
 
 DOVEADM = Path("/usr/bin/doveadm")
 needs_doveadm = pytest.mark.skipif(not DOVEADM.exists(), reason="doveadm is not installed")

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import gzip
 import io
-import smtplib
 import time
 import tracemalloc
 import zipfile
@@ -29,6 +28,7 @@ from dinomail.store import EVERYTHING, Store, aliasdomains
 from dinomail.store import reports as reports_store
 from tests.support import reports as samples
 from tests.support.adminapi import add_domain
+from tests.support.reports import lmtp_send
 
 DAY = datetime(2026, 12, 5, tzinfo=UTC)
 
@@ -178,23 +178,6 @@ async def test_junk_is_set_aside_and_intake_goes_on(store: Store) -> None:
     assert await _count(store, dmarcreport) == 1
 
 
-def _lmtp_send(port: int, message: bytes, recipients: list[str]) -> dict[str, tuple[int, bytes]]:
-    """Send over LMTP and read one answer per recipient after DATA (RFC 2033 section 4.2)."""
-    client = smtplib.LMTP("127.0.0.1", port, timeout=30)
-    try:
-        client.ehlo_or_helo_if_needed = lambda: client.docmd("LHLO", "test")  # type: ignore[method-assign]
-        client.docmd("LHLO", "test")
-        assert client.mail("reports@receiver.example")[0] == 250
-        for recipient in recipients:
-            assert client.rcpt(recipient)[0] == 250
-        code, _ = client.docmd("DATA")
-        assert code == 354
-        client.send(smtplib.quotedata(message.decode("latin-1")).encode("latin-1") + b"\r\n.\r\n")
-        return {recipient: client.getreply() for recipient in recipients}
-    finally:
-        client.close()
-
-
 async def test_lmtp_answers(store: Store, tmp_path) -> None:  # type: ignore[no-untyped-def]
     await add_domain(store, "example.org")
     listener = LmtpListener(store, "127.0.0.1:0")
@@ -206,7 +189,7 @@ async def test_lmtp_answers(store: Store, tmp_path) -> None:  # type: ignore[no-
         for build, text in ((samples.google_dmarc, b"Report stored"),
                             (samples.google_dmarc, b"Report already stored"),
                             (samples.truncated_gzip, b"Set aside: truncated gzip data")):
-            answers = await asyncio.to_thread(_lmtp_send, port, build(), recipients)
+            answers = await asyncio.to_thread(lmtp_send, port, build(), recipients)
             assert list(answers) == recipients
             for code, reply in answers.values():
                 assert code == 250 and text in reply, reply
@@ -218,7 +201,7 @@ async def test_lmtp_answers(store: Store, tmp_path) -> None:  # type: ignore[no-
     listener = LmtpListener(broken, "127.0.0.1:0")
     await listener.start()
     try:
-        answers = await asyncio.to_thread(_lmtp_send, listener.port, samples.google_dmarc(),
+        answers = await asyncio.to_thread(lmtp_send, listener.port, samples.google_dmarc(),
                                           ["dmarc-reports@example.org"])
         code, reply = answers["dmarc-reports@example.org"]
         assert code == 451 and b"try again" in reply

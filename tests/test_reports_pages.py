@@ -16,7 +16,7 @@ from dinomail.store import EVERYTHING, Store, admins, domains
 from tests.support import reports as samples
 from tests.support.adminapi import PASSWORD, fast_admin_hashing
 from tests.support.dns import DnsServer, running_dns
-from tests.test_pages import log_in, page_settings, pages_client
+from tests.support.pages import log_in, page_settings, pages_client
 
 
 @pytest.fixture(autouse=True)

@@ -19,7 +19,7 @@ from dinomail.store.common import now
 from tests.support import reports as samples
 from tests.support.adminapi import add_domain
 from tests.support.ports import free_port
-from tests.test_reports_intake import _lmtp_send
+from tests.support.reports import lmtp_send
 
 
 async def _counts(store: Store) -> dict[str, int]:
@@ -71,7 +71,7 @@ async def test_service_runs_the_listener_and_the_clean_up(store: Store) -> None:
                 break
             await asyncio.sleep(0.05)
         assert (await _counts(store))["dinomail_dmarcreport"] == 0
-        answers = await asyncio.to_thread(_lmtp_send, port, samples.google_dmarc(),
+        answers = await asyncio.to_thread(lmtp_send, port, samples.google_dmarc(),
                                           ["dmarc-reports@example.org"])
         assert answers["dmarc-reports@example.org"][0] == 250
         assert (await _counts(store))["dinomail_dmarcreport"] == 1

@@ -18,8 +18,8 @@ from tests.support import reports as samples
 from tests.support.cli import dinomail
 from tests.support.dns import unused_nameserver
 from tests.support.ports import free_port
-from tests.test_reports_intake import _lmtp_send
-from tests.test_serve import _start, _stop, _wait_for
+from tests.support.reports import lmtp_send
+from tests.support.serve_process import start_serve, stop_serve, wait_for_status
 
 
 async def _prepare(url: str) -> None:
@@ -77,9 +77,9 @@ async def test_serve_with_reports(tmp_path: Path) -> None:
     }
     assert dinomail("migrate", env=env, cwd=tmp_path).returncode == 0
     await _prepare(url)
-    process = _start(env, tmp_path)
+    process = start_serve(env, tmp_path)
     try:
-        _wait_for(f"http://{env['DINOMAIL_HTTP_LISTEN']}/healthz", 200)
+        wait_for_status(f"http://{env['DINOMAIL_HTTP_LISTEN']}/healthz", 200)
         status, content_type, body = await asyncio.to_thread(_policy,
                                                              env["DINOMAIL_HTTP_LISTEN"])
         assert (status, content_type) == (200, "text/plain; charset=utf-8")
@@ -87,11 +87,11 @@ async def test_serve_with_reports(tmp_path: Path) -> None:
                         b"max_age: 604800\r\n")
         # The intake listener may come up a moment after the admin HTTP one.
         await asyncio.to_thread(_wait_for_port, lmtp_port)
-        answers = await asyncio.to_thread(_lmtp_send, lmtp_port, samples.yahoo_dmarc(),
+        answers = await asyncio.to_thread(lmtp_send, lmtp_port, samples.yahoo_dmarc(),
                                           ["dmarc-reports@example.org"])
         assert answers["dmarc-reports@example.org"][0] == 250
         assert await _stored(url) == 1
     finally:
-        code, stderr = _stop(process)
+        code, stderr = stop_serve(process)
     assert code == 0, stderr
     assert "report intake (LMTP) listening on" in stderr

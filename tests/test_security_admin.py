@@ -11,6 +11,7 @@ import re
 import pytest
 import sqlalchemy as sa
 
+from adminapi.pages.sessions import COOKIE_NAME
 from dinomail import schema
 from dinomail.passwords import hash_password
 from dinomail.store import EVERYTHING, Store, admins, aliases, mailboxes
@@ -28,7 +29,7 @@ from tests.support.adminapi import (
     basic_header,
     fast_admin_hashing,
 )
-from tests.test_pages import COOKIE_NAME, log_in, page_settings, pages_client, token_in
+from tests.support.pages import log_in, page_settings, pages_client, token_in
 
 A, B = 1, 2  # a.test (alice's) and b.test (bob's)
 GOOD_PASSWORD = "staple battery horse"

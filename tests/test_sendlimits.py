@@ -10,10 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from dinomail.sendwindows import DAY, HOUR, bucket_start, window_totals
+from dinomail.sendwindows import DAY, HOUR, window_totals
 from dinomail.store import EVERYTHING, Forbidden, Scope, Store, audit
 from dinomail.store import policy as policy_store
-from dinomail.store.policy import SendCount
 from lookupd.counters import CounterSync, SendCounters
 from tests.support.adminapi import (
     add_admin,
@@ -23,16 +22,11 @@ from tests.support.adminapi import (
     fast_admin_hashing,
 )
 from tests.support.lookupd import running_lookupd, wait_until
+from tests.support.sendcounts import counts
 from tests.test_policy_server import DEFER, FAST, PolicyClient
 from tests.test_policy_units import DUNNO
 
 T0 = 1_800_000_000 - 1_800_000_000 % DAY
-
-
-def counts(kind: str, name: str, at: float, messages: int, recipients: int) -> list[SendCount]:
-    second = int(at)
-    return [SendCount(kind, name, size, bucket_start(second, size), messages, recipients)
-            for size in (600, 3600)]
 
 
 def test_window_math_is_the_daemons() -> None:

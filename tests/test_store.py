@@ -24,6 +24,7 @@ from dinomail.store import (
     domains,
     mailboxes,
 )
+from dinomail.store.common import ListRequest
 from dinomail.validation import ValidationError
 
 HASH = "{PLAIN}not-a-real-hash"
@@ -147,14 +148,14 @@ async def test_aliases_several_destinations_catch_all_and_checks(store: Store) -
     assert catch_all["source"] == "@example.org"
     with pytest.raises(Conflict):
         await make_alias(store, "info@example.org", "ALICE@example.org")
-    with pytest.raises(ValidationError) as caught:
+    with pytest.raises(NotFound) as not_found:
         await make_alias(store, "info@other.org", "alice@example.org")
-    assert caught.value.field == "domain"
+    assert not_found.value.field == "domain" and not_found.value.code == "domain_not_yours"
     with pytest.raises(ValidationError) as caught:
         await make_alias(store, "loop@example.org", "loop@example.org")
     assert caught.value.field == "destination"
     async with store.read() as conn:
-        page = await aliases.list_window(conn, EVERYTHING, q="info", limit=10)
+        page = await aliases.list_window(conn, EVERYTHING, ListRequest(q="info", limit=10))
         status = await aliases.destination_status(
             conn, EVERYTHING, ["alice@example.org", "ghost@example.org", "bob@elsewhere.net"]
         )
@@ -186,7 +187,7 @@ async def test_scope_hides_other_domains(store: Store) -> None:
     other = await make_mailbox(store, "b@theirs.org")
     scope = Scope(frozenset({mine["id"]}))
     async with store.read() as conn:
-        page = await mailboxes.list_window(conn, scope, limit=10)
+        page = await mailboxes.list_window(conn, scope, ListRequest(limit=10))
         assert [row["email"] for row in page.rows] == ["a@mine.org"]
         with pytest.raises(NotFound):
             await mailboxes.get(conn, scope, other["id"])

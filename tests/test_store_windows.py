@@ -20,6 +20,7 @@ from dinomail.store import (
     limits,
     mailboxes,
 )
+from dinomail.store.common import ListRequest
 from tests.support.adminapi import add_admin, add_domain, add_mailbox, fast_admin_hashing
 
 
@@ -44,7 +45,8 @@ async def _walk(store: Store, **options: Any) -> list[str]:
     after = None
     while True:
         async with store.read() as conn:
-            window = await mailboxes.list_window(conn, EVERYTHING, limit=4, after=after, **options)
+            window = await mailboxes.list_window(
+                conn, EVERYTHING, ListRequest(limit=4, after=after, **options))
         seen += [row["email"] for row in window.rows]
         if window.next_after is None:
             return seen
@@ -61,7 +63,7 @@ async def test_keyset_pages_match_one_big_page(
     await _fill(store)
     async with store.read() as conn:
         whole = await mailboxes.list_window(
-            conn, EVERYTHING, order_by=order_by, descending=descending, limit=1000
+            conn, EVERYTHING, ListRequest(order_by=order_by, descending=descending, limit=1000)
         )
     expected = [row["email"] for row in whole.rows]
     assert len(expected) == 23 and whole.next_after is None
@@ -74,9 +76,10 @@ async def test_keyset_pages_match_one_big_page(
 async def test_offset_pages_and_filters(store: Store) -> None:
     await _fill(store)
     async with store.read() as conn:
-        page = await mailboxes.list_window(conn, EVERYTHING, limit=5, offset=20)
-        filtered = await mailboxes.list_window(conn, EVERYTHING, domain_id=2, q="user1", limit=9)
-        scoped = await mailboxes.list_window(conn, Scope(frozenset({1})), limit=100)
+        page = await mailboxes.list_window(conn, EVERYTHING, ListRequest(limit=5, offset=20))
+        filtered = await mailboxes.list_window(
+            conn, EVERYTHING, ListRequest(domain_id=2, q="user1", limit=9))
+        scoped = await mailboxes.list_window(conn, Scope(frozenset({1})), ListRequest(limit=100))
     assert [row["id"] for row in page.rows] == [21, 22, 23] and page.next_after is None
     assert [row["email"] for row in filtered.rows] == [
         "user11@b.org", "user13@b.org", "user15@b.org", "user17@b.org", "user19@b.org"]
@@ -90,8 +93,8 @@ async def test_counts_are_exact_up_to_the_limit(
     await _fill(store)
     monkeypatch.setattr(common, "EXACT_COUNT_LIMIT", 10)
     async with store.read() as conn:
-        few = await mailboxes.list_window(conn, EVERYTHING, q="user0", limit=1)
-        many = await mailboxes.list_window(conn, EVERYTHING, limit=1)
+        few = await mailboxes.list_window(conn, EVERYTHING, ListRequest(q="user0", limit=1))
+        many = await mailboxes.list_window(conn, EVERYTHING, ListRequest(limit=1))
     assert (few.total_count, few.count_is_exact) == (10, True)
     if store.dialect == "postgresql":
         assert many.count_is_exact is False and many.total_count >= 11

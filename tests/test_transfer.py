@@ -30,13 +30,12 @@ from tests.conftest import new_postgres_database
 from tests.support.adminapi import PASSWORD, api_client, fast_admin_hashing
 from tests.support.cli import dinomail
 from tests.support.lookupd import running_lookupd, wait_until
+from tests.support.mail_data import CASES
 from tests.support.postfix import have_postmap, postmap_config, postmap_query_async
 from tests.support.postgres import PostgresServer
-from tests.support.readme import shell_blocks
+from tests.support.readme import run_block, shell_blocks
 from tests.support.socketmap_client import socketmap_query
 from tests.support.transfer_data import fill_everything
-from tests.test_backup_restore import run_block
-from tests.test_lookupd_postmap import CASES
 
 pytestmark = pytest.mark.skipif(not have_postmap(), reason="postfix is not installed")
 

@@ -8,6 +8,7 @@ from typing import Any
 from starlette.requests import Request
 
 from adminapi.api.errors import ApiError, invalid
+from dinomail.errortext import first_line
 
 # Far above any real object (a DKIM key is ~1 KiB); a larger body is refused before it is parsed.
 MAX_BODY_BYTES = 64 * 1024
@@ -57,11 +58,7 @@ async def read_json_object(request: Request) -> dict[str, Any]:
     except UnicodeDecodeError:
         raise invalid(None, "the body is not valid UTF-8") from None
     except (ValueError, RecursionError) as error:
-        raise invalid(None, f"the body is not valid JSON ({_short(error)})") from None
+        raise invalid(None, f"the body is not valid JSON ({first_line(error, 200)})") from None
     if not isinstance(data, dict):
         raise invalid(None, "the body must be a JSON object, as in {\"name\": \"example.org\"}")
     return data
-
-
-def _short(error: Exception) -> str:
-    return str(error).splitlines()[0][:200] if str(error) else type(error).__name__

@@ -27,7 +27,7 @@ from starlette.responses import JSONResponse, Response
 from adminapi.api.auth import Caller, authenticate, require_superadmin, require_write
 from adminapi.api.body import read_json_object
 from adminapi.api.errors import invalid
-from adminapi.api.mail import NO_ROWS, filtered_domain_id
+from adminapi.api.mail import NO_ROWS, list_request
 from adminapi.api.openapi import ERROR_MEANINGS, ID_PARAMETER, KEY_SECURITY
 from adminapi.api.paging import ListOptions, ListQuery, check_parameters
 from adminapi.api.resource import OPTIONAL_DATETIME, Field, Resource, id_field, object_id
@@ -47,7 +47,7 @@ from dinomail.dnscheck.model import (
 )
 from dinomail.dnscheck.runner import DomainReport
 from dinomail.settings import Settings
-from dinomail.store import NotFound, Store, domains
+from dinomail.store import Store, domains
 from dinomail.store import dns as dns_store
 from dinomail.store.common import Row, Window, now
 
@@ -58,16 +58,10 @@ JSON = "application/json"
 
 
 async def _list_client_configs(conn: AsyncConnection, caller: Caller, query: ListQuery) -> Window:
-    domain_id = None
-    if query.domain is not None:
-        try:
-            domain_id = await filtered_domain_id(conn, caller, query)
-        except NotFound:
-            return NO_ROWS
-    return await domains.list_window(
-        conn, caller.scope, domain_id=domain_id, q=query.q, order_by=query.order_by,
-        descending=query.descending, limit=query.limit, offset=query.offset, after=query.after,
-    )
+    request = await list_request(conn, caller, query)
+    if request is None:
+        return NO_ROWS
+    return await domains.list_window(conn, caller.scope, request)
 
 
 async def _with_client_config(conn: AsyncConnection, rows: list[Row]) -> list[Row]:

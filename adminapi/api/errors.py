@@ -1,7 +1,8 @@
 """Every refusal of the API as one JSON shape: `{"error": "...", "field": ..., "code": "..."}`.
 
 `error` is a sentence for a person, `field` names the input at fault (or is null), `code` is a
-stable word for programs. The store's and the validators' exceptions map onto statuses here, in
+stable word for programs (for the store's refusals, the store's own code, such as
+`mailbox_exists`). The store's and the validators' exceptions map onto statuses here, in
 one table, so every endpoint answers the same way.
 """
 
@@ -10,12 +11,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
-from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from dinomail.store.errors import Conflict, Forbidden, LimitExceeded, NotFound, StoreError
+from dinomail.store.errors import Conflict, Forbidden, NotFound, StoreError, Unavailable
 from dinomail.validation import ValidationError
 
 log = logging.getLogger("dinomail.adminapi")
@@ -78,30 +78,29 @@ async def api_error(request: Request, exc: Exception) -> Response:
 
 async def validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ValidationError)
-    return error_response(400, exc.message, code="invalid", field=exc.field)
+    return error_response(400, exc.message, code=exc.code, field=exc.field)
 
 
-def status_of(exc: StoreError) -> tuple[int, str]:
-    """The status and code of a store refusal."""
+def status_of(exc: StoreError) -> int:
+    """The status of a store refusal; its code is the store's own."""
     if isinstance(exc, NotFound):
         # With a field, the object at fault is one the request body refers to (a domain URI):
         # the input is wrong, the URL is not.
-        return (400, "invalid") if exc.field else (404, "not_found")
+        return 400 if exc.field else 404
     if isinstance(exc, Conflict):
-        return 409, "conflict"
-    if isinstance(exc, LimitExceeded):
-        # The request is well formed but asks for more than the domain allows; the admin must
-        # change the request (or the limit), exactly as for invalid input.
-        return 400, "limit_exceeded"
+        return 409
     if isinstance(exc, Forbidden):
-        return 403, "forbidden"
-    return 400, "invalid"
+        return 403
+    # LimitExceeded among them: the request is well formed but asks for more than the domain
+    # allows; the admin must change the request (or the limit), exactly as for invalid input.
+    return 400
 
 
 async def store_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StoreError)
-    status, code = status_of(exc)
-    return error_response(status, exc.message, code=code, field=exc.field)
+    return error_response(
+        status_of(exc), exc.message, code=exc.code or "invalid", field=exc.field
+    )
 
 
 async def http_error(request: Request, exc: Exception) -> Response:
@@ -140,9 +139,6 @@ EXCEPTION_HANDLERS = {
     ValidationError: validation_error,
     StoreError: store_error,
     HTTPException: http_error,
-    OperationalError: database_unavailable,
-    InterfaceError: database_unavailable,
-    ConnectionError: database_unavailable,
-    TimeoutError: database_unavailable,
+    Unavailable: database_unavailable,
     Exception: internal_error,
 }

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -27,7 +28,7 @@ from adminapi.api.serialize import is_reference, reference_id, reference_schema,
 from dinomail import validation as v
 from dinomail.settings import Settings
 from dinomail.store import NotFound, aliasdomains, aliases, domains, limits, mailboxes
-from dinomail.store.common import Row, Window
+from dinomail.store.common import ListRequest, Row, StoreList, Window
 
 MAX_BYTES = 2**63 - 1
 MAX_COUNT = 2**31 - 1
@@ -60,44 +61,34 @@ async def filtered_domain_id(conn: AsyncConnection, caller: Caller, query: ListQ
     return int((await domains.get_by_name(conn, caller.scope, name))["id"])
 
 
-async def _domain_of_address(
-    conn: AsyncConnection, caller: Caller, data: dict[str, Any], address_field: str
-) -> None:
-    """Fill `domain_id` from the address when a new object names no domain.
+ReadList = Callable[[AsyncConnection, Caller, ListQuery], Awaitable[Window]]
 
-    Out of scope and non-existent domains get the same answer, so a domain admin cannot learn
-    which domains exist on the server.
-    """
-    if "domain_id" in data or address_field not in data:
-        return
-    address = (
-        v.normalize_alias_source(data[address_field], address_field)
-        if address_field == "source"
-        else v.normalize_email(data[address_field], address_field)
+
+async def list_request(
+    conn: AsyncConnection, caller: Caller, query: ListQuery
+) -> ListRequest | None:
+    """The store's list request for the API's list options; None when `?domain=` names no
+    domain the caller sees (the list is then empty)."""
+    domain_id = None
+    if query.domain is not None:
+        try:
+            domain_id = await filtered_domain_id(conn, caller, query)
+        except NotFound:
+            return None
+    return ListRequest(
+        limit=query.limit, domain_id=domain_id, q=query.q, order_by=query.order_by,
+        descending=query.descending, offset=query.offset, after=query.after,
     )
-    name = v.domain_of(address)
-    try:
-        domain = await domains.get_by_name(conn, caller.scope, name)
-    except NotFound:
-        raise invalid("domain", f"{name} is not a domain you manage") from None
-    data["domain_id"] = domain["id"]
 
 
-def list_with_domain(store_list: Any) -> Any:
+def list_with_domain(store_list: StoreList) -> ReadList:
     """A `read_list` that applies `?domain=` and the remaining list options to `store_list`."""
 
     async def read_list(conn: AsyncConnection, caller: Caller, query: ListQuery) -> Window:
-        domain_id = None
-        if query.domain is not None:
-            try:
-                domain_id = await filtered_domain_id(conn, caller, query)
-            except NotFound:
-                return NO_ROWS
-        return await store_list(
-            conn, caller.scope, domain_id=domain_id, q=query.q, order_by=query.order_by,
-            descending=query.descending, limit=query.limit, offset=query.offset,
-            after=query.after,
-        )
+        request = await list_request(conn, caller, query)
+        if request is None:
+            return NO_ROWS
+        return await store_list(conn, caller.scope, request)
 
     return read_list
 
@@ -172,24 +163,16 @@ CHANGE_PASSWORD = "a password is changed with /api/changeuserpassword/<id>/"
 async def _hash_mailbox_password(
     settings: Settings, action: Action, data: dict[str, Any]
 ) -> dict[str, Any]:
-    scheme = settings.DINOMAIL_PASSWORD_SCHEME
     if action == "create":
-        # The login name, for schemes that hash it in; a bad address is reported by the store.
-        email = str(data.get("email", "")).strip().lower()
-        if "password" in data:
-            data["password_hash"] = await mailboxes.hash_new_password(
-                data.pop("password"), scheme, email=email,
-                min_length=settings.MAILBOX_PASSWORD_MIN_LENGTH,
-            )
-        else:
-            # As the original: a mailbox created without a password gets one nobody knows.
-            data["password_hash"] = await mailboxes.unusable_password(scheme, email=email)
+        data["password_hash"] = await mailboxes.new_mailbox_password(
+            data.pop("password", None), settings.DINOMAIL_PASSWORD_SCHEME,
+            email=str(data.get("email", "")), min_length=settings.MAILBOX_PASSWORD_MIN_LENGTH,
+        )
     return data
 
 
 async def _create_mailbox(conn: AsyncConnection, caller: Caller, data: dict[str, Any]) -> Row:
     password_hash = data.pop("password_hash")
-    await _domain_of_address(conn, caller, data, "email")
     return await mailboxes.create(
         conn, caller.actor, caller.scope, data, password_hash=password_hash
     )
@@ -244,11 +227,6 @@ virtualuser = Resource(
 # --- virtualalias ---------------------------------------------------------------------------------
 
 
-async def _create_alias(conn: AsyncConnection, caller: Caller, data: dict[str, Any]) -> Row:
-    await _domain_of_address(conn, caller, data, "source")
-    return await aliases.create(conn, caller.actor, caller.scope, data)
-
-
 virtualalias = Resource(
     name="virtualalias",
     title="Aliases",
@@ -272,7 +250,7 @@ virtualalias = Resource(
     ),
     read_list=list_with_domain(aliases.list_window),
     read_one=lambda conn, caller, pk: aliases.get(conn, caller.scope, pk),
-    create=_create_alias,
+    create=lambda conn, caller, data: aliases.create(conn, caller.actor, caller.scope, data),
     update=lambda conn, caller, pk, data: aliases.update(
         conn, caller.actor, caller.scope, pk, data
     ),
@@ -388,18 +366,17 @@ async def change_password(request: Request) -> Response:
     require_write(caller)
     store = request.app.state.store
     async with store.read() as conn:
-        mailbox = await mailboxes.get(conn, caller.scope, pk)
+        # An unknown or foreign id is answered before the body is read.
+        await mailboxes.get(conn, caller.scope, pk)
     body = await read_json_object(request)
     for name in body:
         if name not in ("password", "id", "resource_uri"):
             raise invalid(name, "is not a field of changeuserpassword (only password)")
     settings = request.app.state.settings
-    password_hash = await mailboxes.hash_new_password(
-        body.get("password"), settings.DINOMAIL_PASSWORD_SCHEME, email=mailbox["email"],
-        min_length=settings.MAILBOX_PASSWORD_MIN_LENGTH,
+    await mailboxes.change_password(
+        store, caller.actor, caller.scope, pk, body.get("password"),
+        scheme=settings.DINOMAIL_PASSWORD_SCHEME, min_length=settings.MAILBOX_PASSWORD_MIN_LENGTH,
     )
-    async with store.write() as conn:
-        await mailboxes.set_password(conn, caller.actor, caller.scope, pk, password_hash)
     return Response(status_code=PASSWORD_STATUS[request.method])
 
 

@@ -22,7 +22,8 @@ KEY_SECURITY: list[dict[str, list[str]]] = [{"ApiKey": []}, {"Bearer": []}]
 BASIC_SECURITY: list[dict[str, list[str]]] = [{"Basic": []}, *KEY_SECURITY]
 
 ERROR_MEANINGS = {
-    400: "Invalid input, or over a domain limit (code limit_exceeded); `field` names the input.",
+    400: "Invalid input, or over a domain limit (codes such as too_many_mailboxes); `field` "
+    "names the input.",
     401: "No valid credentials.",
     403: "Not allowed: read-only key, superadmin only, or not for a domain admin.",
     404: "No such object among those the caller may see.",
@@ -373,9 +374,11 @@ def document(
                 "error": {"type": "string", "description": "What is wrong, for a person."},
                 "field": {"type": ["string", "null"],
                           "description": "The input at fault, if one is."},
-                "code": {"type": "string", "description": "A stable word for programs: invalid, "
-                         "limit_exceeded, conflict, not_found, forbidden, read_only, "
-                         "unauthenticated, too_large, method_not_allowed, unavailable."},
+                "code": {"type": "string", "description": "A stable word for programs: the "
+                         "refusal's own (mailbox_exists, domain_not_yours, too_many_mailboxes, "
+                         "text_too_long, …), or one of the API's: invalid, not_found, "
+                         "forbidden, read_only, unauthenticated, too_large, "
+                         "method_not_allowed, unavailable."},
             },
             "required": ["error", "field", "code"],
         },

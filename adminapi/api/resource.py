@@ -300,7 +300,8 @@ def detail_endpoint(resource: Resource) -> Callable[[Request], Awaitable[Respons
                     raise
                 # tastypie created the object here; say why nothing was.
                 raise NotFound(f"{error.message}; PUT changes an existing object and never "
-                               f"creates one: POST to {list_uri(resource.name)}") from None
+                               f"creates one: POST to {list_uri(resource.name)}",
+                               code=error.code, params=error.params) from None
         data = await _body_and_data(request, resource, action)
         async with _store(request).write() as conn:
             row = await resource.update(conn, caller, pk, data)

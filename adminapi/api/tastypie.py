@@ -211,7 +211,7 @@ def set_endpoint(resource: Resource) -> Endpoint:
                 pk = _object_id(identifier)
                 try:
                     if pk is None:
-                        raise NotFound("no such id")
+                        raise NotFound("no such id", code="not_found")
                     rows.append(await resource.read_one(conn, caller, pk))
                 except NotFound:
                     # Whether it does not exist or is outside the caller's scope: the same.

@@ -19,9 +19,6 @@ from xml.parsers import expat
 
 from adminapi.autoconfig.servers import SSL, ClientSettings, Server
 
-AUTODISCOVER_REQUEST_NS = (
-    "http://schemas.microsoft.com/exchange/autodiscover/outlook/requestschema/2006"
-)
 AUTODISCOVER_RESPONSE_NS = "http://schemas.microsoft.com/exchange/autodiscover/responseschema/2006"
 OUTLOOK_RESPONSE_NS = (
     "http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a"

@@ -39,7 +39,6 @@ from adminapi.pages import (
     twofactor_login,
 )
 from adminapi.pages.web import (
-    DATABASE_ERRORS,
     ROUTE_PREFIX,
     STATIC_DIR,
     View,
@@ -48,6 +47,7 @@ from adminapi.pages.web import (
     log,
     page_endpoint,
 )
+from dinomail.store.errors import Unavailable
 
 __all__ = ["build_state", "exception_handlers", "routes"]
 
@@ -217,7 +217,7 @@ def exception_handlers(api_handlers: Mapping[Any, Handler]) -> dict[Any, Handler
                 if exc.status_code not in kinds:
                     return await api_handler(request, exc)
                 return error_page(request, exc.status_code, kinds[exc.status_code])
-            if isinstance(exc, DATABASE_ERRORS):
+            if isinstance(exc, Unavailable):
                 log.warning("database unavailable: %s", exc)
                 return error_page(request, 503, "unavailable")
             log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)

@@ -32,12 +32,6 @@ REFUSALS = {
     # Checked here as the API checks it for its whole resource: admins are superadmins' business.
     "superadmins_only": N_("Only a superadmin can manage admins."),
 }
-SENTENCES = {
-    r"must be 1 to 150 letters, digits or @ \. \+ - _ characters":
-        N_("Use 1 to 150 letters, digits or @ . + - _ characters."),
-}
-
-
 def _not_superadmin(page: Page) -> Response | None:
     """The refusal a domain admin gets for a change to admins; None for a superadmin."""
     if page.is_superadmin:
@@ -141,7 +135,7 @@ async def admin_new(page: Page) -> Response:
                 await admins.update(conn, page.admin.actor, created["id"], {"is_active": False},
                                     acting_admin_id=page.admin.admin_id)
     except (StoreError, v.ValidationError) as error:
-        refuse_into(page, form, error, REFUSALS, SENTENCES)
+        refuse_into(page, form, error, REFUSALS)
         return _form_page(page, form, None, status=400)
     page.flash("success", _("Admin %(username)s was created.") % {"username": created["username"]})
     return page.redirect(page.url("admin_list"))
@@ -176,7 +170,7 @@ async def admin_edit(page: Page) -> Response:
             changed = await admins.update(conn, page.admin.actor, account["id"], changes,
                                           acting_admin_id=page.admin.admin_id)
     except (StoreError, v.ValidationError) as error:
-        refuse_into(page, form, error, REFUSALS, SENTENCES, {"domain_ids": "domains"})
+        refuse_into(page, form, error, REFUSALS, {"domain_ids": "domains"})
         return _form_page(page, form, account, status=400)
     page.flash("success", _("Admin %(username)s was changed.") % {"username": changed["username"]})
     return page.redirect(page.url("admin_list"))
@@ -184,7 +178,7 @@ async def admin_edit(page: Page) -> Response:
 
 async def _refused_on_form(page: Page, account: dict[str, Any], error: StoreError) -> Response:
     form = await _form_of(page, account)
-    refuse_into(page, form, error, REFUSALS, SENTENCES)
+    refuse_into(page, form, error, REFUSALS)
     return _form_page(page, form, account, status=400)
 
 

@@ -8,10 +8,10 @@ from starlette.responses import Response
 
 from adminapi.pages.domain_select import domain_choices, find_domain
 from adminapi.pages.forms import Form
-from adminapi.pages.listing import PAGE_SIZE, page_links, parse_paging, search_text
+from adminapi.pages.listing import page_links, parse_paging, search_text
 from adminapi.pages.web import Page
 from dinomail import validation as v
-from dinomail.store import StoreError, aliasdomains
+from dinomail.store import aliasdomains
 
 # The store names the target `target_domain`; the form calls it `target`.
 FIELDS = {"target_domain": "target"}
@@ -21,10 +21,7 @@ async def aliasdomain_list(page: Page) -> Response:
     q = search_text(page)
     paging = parse_paging(page, "name")
     async with page.store.read() as conn:
-        window = await aliasdomains.list_window(
-            conn, page.scope, q=q or None, order_by="name", limit=PAGE_SIZE,
-            offset=paging.offset, after=paging.after,
-        )
+        window = await aliasdomains.list_window(conn, page.scope, paging.request(q))
     return page.render(
         "aliasdomains.html", aliasdomains=window.rows, q=q,
         links=page_links(page, "aliasdomain_list", paging, window, {"q": q}),
@@ -62,11 +59,9 @@ async def aliasdomain_new(page: Page) -> Response:
     values = await _posted(page, form)
     if not form.valid:
         return await _form_page(page, form, None, status=400)
-    try:
-        async with page.store.write() as conn:
-            created = await aliasdomains.create(conn, page.admin.actor, page.scope, values)
-    except (StoreError, v.ValidationError) as error:
-        page.refuse_into(form, error, FIELDS)
+    created = await page.save(form, lambda conn: aliasdomains.create(
+        conn, page.admin.actor, page.scope, values), FIELDS)
+    if created is None:
         return await _form_page(page, form, None, status=400)
     page.flash("success", _("Alias domain %(name)s was created.")
                % {"name": v.display_domain(created["name"])})
@@ -86,13 +81,9 @@ async def aliasdomain_edit(page: Page) -> Response:
     values = await _posted(page, form)
     if not form.valid:
         return await _form_page(page, form, aliasdomain, status=400)
-    try:
-        async with page.store.write() as conn:
-            changed = await aliasdomains.update(
-                conn, page.admin.actor, page.scope, aliasdomain_id, values
-            )
-    except (StoreError, v.ValidationError) as error:
-        page.refuse_into(form, error, FIELDS)
+    changed = await page.save(form, lambda conn: aliasdomains.update(
+        conn, page.admin.actor, page.scope, aliasdomain_id, values), FIELDS)
+    if changed is None:
         return await _form_page(page, form, aliasdomain, status=400)
     page.flash("success", _("Alias domain %(name)s was changed.")
                % {"name": v.display_domain(changed["name"])})

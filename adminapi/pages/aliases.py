@@ -7,12 +7,11 @@ from typing import Any
 
 from starlette.responses import Response
 
-from adminapi.pages.domain_select import domain_choices, find_domain
+from adminapi.pages.domain_select import domain_choices, domain_filter, find_domain
 from adminapi.pages.forms import Form
-from adminapi.pages.listing import PAGE_SIZE, page_links, parse_paging, search_text
+from adminapi.pages.listing import page_links, parse_paging, search_text
 from adminapi.pages.web import Page
-from dinomail import validation as v
-from dinomail.store import StoreError, aliases
+from dinomail.store import aliases
 
 
 async def _warn_if_not_received(page: Page, alias: dict[str, Any]) -> None:
@@ -33,15 +32,11 @@ def label(alias: dict[str, Any]) -> str:
 
 async def alias_list(page: Page) -> Response:
     q = search_text(page)
-    typed_domain = page.request.query_params.get("domain", "").strip()
-    domain = await find_domain(page, typed_domain) if typed_domain else None
-    unknown_domain = typed_domain if typed_domain and domain is None else None
+    domain, unknown_domain = await domain_filter(page)
     paging = parse_paging(page, "source")
     async with page.store.read() as conn:
         window = await aliases.list_window(
-            conn, page.scope, domain_id=domain["id"] if domain else None, q=q or None,
-            order_by="source", limit=PAGE_SIZE, offset=paging.offset, after=paging.after,
-        )
+            conn, page.scope, paging.request(q, domain["id"] if domain else None))
         # Interior destinations → whether they exist; exterior ones are absent (always ok).
         status = await aliases.destination_status(
             conn, page.scope, [row["destination"] for row in window.rows])
@@ -84,11 +79,9 @@ async def alias_new(page: Page) -> Response:
     values = await _posted(page, form)
     if not form.valid:
         return await _form_page(page, form, None, status=400)
-    try:
-        async with page.store.write() as conn:
-            created = await aliases.create(conn, page.admin.actor, page.scope, values)
-    except (StoreError, v.ValidationError) as error:
-        page.refuse_into(form, error)
+    created = await page.save(form, lambda conn: aliases.create(
+        conn, page.admin.actor, page.scope, values))
+    if created is None:
         return await _form_page(page, form, None, status=400)
     page.flash("success", _("Alias %(alias)s was created.") % {"alias": label(created)})
     await _warn_if_not_received(page, created)
@@ -107,11 +100,9 @@ async def alias_edit(page: Page) -> Response:
     values = await _posted(page, form)
     if not form.valid:
         return await _form_page(page, form, alias, status=400)
-    try:
-        async with page.store.write() as conn:
-            changed = await aliases.update(conn, page.admin.actor, page.scope, alias_id, values)
-    except (StoreError, v.ValidationError) as error:
-        page.refuse_into(form, error)
+    changed = await page.save(form, lambda conn: aliases.update(
+        conn, page.admin.actor, page.scope, alias_id, values))
+    if changed is None:
         return await _form_page(page, form, alias, status=400)
     page.flash("success", _("Alias %(alias)s was changed.") % {"alias": label(changed)})
     await _warn_if_not_received(page, changed)

@@ -15,7 +15,6 @@ from markupsafe import Markup
 
 PASS_COLOUR = "#15803d"
 FAIL_COLOUR = "#b42318"
-SECOND_COLOUR = "#0f766e"
 TEXT_COLOUR = "#4b5563"
 GRID_COLOUR = "#dfe3e8"
 FONT = "font-family=\"system-ui, sans-serif\" font-size=\"12\""

@@ -27,16 +27,6 @@ from dinomail.store.common import now
 
 ALGORITHM_LABELS = {dkim.RSA: N_("RSA (every receiver checks it)"),
                     dkim.ED25519: N_("Ed25519 (short; not every receiver checks it yet)")}
-SENTENCES = {
-    r"a selector is required, such as dm202611":
-        N_("A selector is required, such as dm202611."),
-    r"a selector is at most (?P<limit>\d+) characters":
-        N_("A selector is at most %(limit)s characters."),
-    r"a selector holds letters, digits and inner hyphens \(dots between parts\)":
-        N_("A selector holds letters, digits and inner hyphens (dots between parts)."),
-    r"the selector is too long for this domain's DNS name":
-        N_("The selector is too long for this domain's DNS name."),
-}
 CODES = {
     "dkim_selector_in_use": N_("The domain publishes its current key under the selector "
                                "%(selector)s: a new key needs a new selector, so that the old "
@@ -89,7 +79,7 @@ def _read_choices(page: Page, form: Form) -> dict[str, Any]:
         try:
             choices["selector"] = dkim.normalize_selector(form.values["selector"])
         except v.ValidationError as error:
-            refuse_into(page, form, error, {}, SENTENCES)
+            refuse_into(page, form, error, CODES)
     return choices
 
 
@@ -116,7 +106,7 @@ async def domain_dkim(page: Page) -> Response:
             await dns_store.save_dkim_key(conn, page.admin.actor, page.scope, domain_id,
                                           selector, pair)
     except (StoreError, v.ValidationError) as error:
-        refuse_into(page, form, error, CODES, SENTENCES)
+        refuse_into(page, form, error, CODES)
         return await _render(page, domain_id, form, status=400)
     name = v.display_domain(domain["name"])
     if previous:
@@ -144,7 +134,7 @@ async def domain_dkim_retire(page: Page) -> Response:
     except (StoreError, v.ValidationError) as error:
         if isinstance(error, StoreError) and error.field is None:
             raise  # the domain itself is not there (or not the admin's): the usual 404
-        refuse_into(page, retire_form, error, CODES, SENTENCES)
+        refuse_into(page, retire_form, error, CODES)
         return await _render(page, domain_id, form, status=400, retire_form=retire_form)
     page.flash("success", page._(
         "The selector %(selector)s of %(name)s is retired: remove its record from your zone.")

@@ -39,3 +39,12 @@ async def find_domain(page: Page, typed: str) -> dict | None:
             return await domains.get_by_name(conn, page.scope, name)
         except NotFound:
             return None
+
+
+async def domain_filter(page: Page) -> tuple[dict | None, str | None]:
+    """A list's `?domain=`: (the domain, if it is one of the admin's; what was typed, when it
+    is not). The original sent an unknown domain back to the unfiltered list; the pages say so
+    instead."""
+    typed = page.request.query_params.get("domain", "").strip()
+    domain = await find_domain(page, typed) if typed else None
+    return domain, typed if typed and domain is None else None

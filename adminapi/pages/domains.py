@@ -10,11 +10,11 @@ from starlette.responses import Response
 
 from adminapi.autoconfig import download
 from adminapi.pages.forms import N_, Form
-from adminapi.pages.listing import PAGE_SIZE, page_links, parse_paging, search_text
+from adminapi.pages.listing import page_links, parse_paging, search_text
 from adminapi.pages.web import Page, local_path
 from dinomail import validation as v
 from dinomail.dnscheck import CheckStatus, read_report, request_run
-from dinomail.store import Forbidden, StoreError, domains, limits
+from dinomail.store import Forbidden, domains, limits
 
 # The original's statuses (`DkimStatus`, `DmarcStatus`, `SpfStatus`) with their wording; the
 # tone says how the page colours them.
@@ -73,10 +73,7 @@ async def domain_list(page: Page) -> Response:
     q = search_text(page)
     paging = parse_paging(page, "name")
     async with page.store.read() as conn:
-        window = await domains.list_window(
-            conn, page.scope, q=q or None, order_by="name", limit=PAGE_SIZE,
-            offset=paging.offset, after=paging.after,
-        )
+        window = await domains.list_window(conn, page.scope, paging.request(q))
     return page.render(
         "domains.html", domains=window.rows, q=q, status_of=status_of,
         links=page_links(page, "domain_list", paging, window, {"q": q}),
@@ -116,16 +113,16 @@ def _form_page(page: Page, form: Form, domain: dict | None, *, status: int = 200
 async def domain_new(page: Page) -> Response:
     _ = page._
     if not page.is_superadmin:
-        raise Forbidden("only a superadmin can create a domain")
+        raise Forbidden(
+            "only a superadmin can create a domain", code="superadmin_only_create_domain"
+        )
     form = _empty_form()
     if page.request.method == "GET":
         return _form_page(page, form, None)
     values = _posted(page, form, with_name=True)
-    try:
-        async with page.store.write() as conn:
-            created = await domains.create(conn, page.admin.actor, page.scope, values)
-    except (StoreError, v.ValidationError) as error:
-        page.refuse_into(form, error)
+    created = await page.save(form, lambda conn: domains.create(
+        conn, page.admin.actor, page.scope, values))
+    if created is None:
         return _form_page(page, form, None, status=400)
     page.flash("success", _("Domain %(name)s was created.")
                % {"name": v.display_domain(created["name"])})
@@ -142,13 +139,9 @@ async def domain_edit(page: Page) -> Response:
         return _form_page(page, form, domain)
     # Only a superadmin may rename; a domain admin's form has the name disabled.
     values = _posted(page, form, with_name=page.is_superadmin)
-    try:
-        async with page.store.write() as conn:
-            changed = await domains.update(conn, page.admin.actor, page.scope, domain_id, values)
-    except (StoreError, v.ValidationError) as error:
-        if isinstance(error, Forbidden) and error.field is None:
-            raise
-        page.refuse_into(form, error)
+    changed = await page.save(form, lambda conn: domains.update(
+        conn, page.admin.actor, page.scope, domain_id, values))
+    if changed is None:
         return _form_page(page, form, domain, status=400)
     page.flash("success", _("Domain %(name)s was changed.")
                % {"name": v.display_domain(changed["name"])})
@@ -167,7 +160,9 @@ async def domain_delete(page: Page) -> Response:
         domain = await domains.get(conn, page.scope, domain_id)
         usage = (await limits.usage(conn, [domain_id]))[domain_id]
     if not page.is_superadmin:
-        raise Forbidden("only a superadmin can delete a domain")
+        raise Forbidden(
+            "only a superadmin can delete a domain", code="superadmin_only_delete_domain"
+        )
     form = Form(values={"verifier": ""})
     if page.request.method == "POST":
         form.values["verifier"] = page.form_data.text("verifier")

@@ -1,5 +1,5 @@
 """Forms of the pages: reading a posted form, holding what was typed and what is wrong with it,
-sizes typed by people, and the store's refusals in the admin's language."""
+sizes typed by people."""
 
 from __future__ import annotations
 
@@ -13,8 +13,6 @@ from urllib.parse import parse_qsl
 from starlette.requests import Request
 
 from adminapi.api.body import read_body
-from dinomail.store.errors import StoreError
-from dinomail.validation import ValidationError
 
 # No form of the pages has more; a body with more is not one of ours.
 MAX_FORM_FIELDS = 50
@@ -136,119 +134,3 @@ def size_for_input(size: int | None) -> str:
         if size % factor == 0:
             return f"{size // factor} {unit}"
     return str(size)
-
-
-# --- the store's refusals, in the admin's language -----------------------------------------------
-
-# (pattern of the store's English message, message id, which groups are sizes in bytes)
-STORE_MESSAGES: tuple[tuple[re.Pattern[str], str, tuple[str, ...]], ...] = tuple(
-    (re.compile(pattern), message, sizes) for pattern, message, sizes in (
-        (r"the domain (?P<name>\S+) already exists",
-         N_("The domain %(name)s already exists."), ()),
-        (r"(?P<name>\S+) is already an alias domain",
-         N_("%(name)s is already an alias domain."), ()),
-        (r"(?P<name>\S+) is already a mail domain",
-         N_("%(name)s is already a mail domain."), ()),
-        (r"the alias domain (?P<name>\S+) already exists",
-         N_("The alias domain %(name)s already exists."), ()),
-        (r"the mailbox (?P<email>\S+) already exists",
-         N_("The mailbox %(email)s already exists."), ()),
-        (r"the alias (?P<source>\S+) -> (?P<destination>\S+) already exists",
-         N_("The alias %(source)s → %(destination)s already exists."), ()),
-        (r"The domain of (?P<address>\S+) \((?P<address_domain>\S+)\) is not the same as the "
-         r"domain (?P<domain>\S+)",
-         N_("The domain of %(address)s (%(address_domain)s) is not the same as the domain "
-            "%(domain)s"), ()),
-        (r"a domain with mailboxes or aliases cannot be renamed",
-         N_("A domain with mailboxes or aliases cannot be renamed."), ()),
-        (r"only a superadmin can create a domain",
-         N_("Only a superadmin can create a domain."), ()),
-        (r"only a superadmin can delete a domain",
-         N_("Only a superadmin can delete a domain."), ()),
-        (r"only a superadmin can change a domain's name or limits",
-         N_("Only a superadmin can change a domain's name or limits."), ()),
-        (r"the domain (?P<name>\S+) already has its maximum of (?P<limit>\d+) mailboxes",
-         N_("The domain %(name)s already has its maximum of %(limit)s mailboxes."), ()),
-        (r"the domain (?P<name>\S+) allows at most (?P<limit>\d+) aliases",
-         N_("The domain %(name)s allows at most %(limit)s aliases."), ()),
-        (r"the quota must be between 1 and (?P<cap>\d+) bytes in (?P<name>\S+)",
-         N_("In %(name)s, the quota must be more than 0 and at most %(cap)s."), ("cap",)),
-        (r"(?P<name>\S+) has a total quota, so each mailbox needs a quota",
-         N_("%(name)s has a total quota, so each mailbox needs a quota (not unlimited)."), ()),
-        (r"(?P<name>\S+) would exceed its total quota of (?P<total>\d+) bytes "
-         r"\((?P<others>\d+) already given to other mailboxes\)",
-         N_("%(name)s would exceed its total quota of %(total)s (%(others)s already given to "
-            "other mailboxes)."), ("total", "others")),
-        (r"(?P<name>\S+) is not a domain you manage",
-         N_("%(name)s is not a domain you manage."), ()),
-        (r"only a superadmin can change sending limits",
-         N_("Only a superadmin can change sending limits."), ()),
-        (r"only a superadmin can reset sending counts",
-         N_("Only a superadmin can reset sending counts."), ()),
-        (r"must be a Postfix action: .*",
-         N_("Enter a Postfix action: DEFER_IF_PERMIT, DEFER, REJECT or a 4xx/5xx code, then "
-            "an optional status and text (ASCII), as in “452 4.2.2 Mailbox full”."), ()),
-        (r"the status (?P<status>\S+) does not match a (?P<reply_class>\d)xx reply",
-         N_("The status %(status)s does not match a %(reply_class)sxx reply."), ()),
-        (r"domain not found", N_("No such domain among yours."), ()),
-        (r"an alias cannot deliver to its own address",
-         N_("An alias cannot deliver to its own address."), ()),
-        (r"is required", N_("This field is required."), ()),
-        (r"a domain name is required", N_("A domain name is required."), ()),
-        (r"a new password is required", N_("A new password is required."), ()),
-        (r"is at most (?P<limit>\d+) characters", N_("At most %(limit)s characters."), ()),
-        (r"must not contain control characters",
-         N_("Must not contain control characters."), ()),
-        (r"must not contain tabs, line breaks or NUL characters",
-         N_("Must not contain tabs, line breaks or NUL characters."), ()),
-        (r"'(?P<value>.*)' is not a full domain name, such as example.org",
-         N_("“%(value)s” is not a full domain name, such as example.org."), ()),
-        (r"'(?P<value>.*)' is not a valid domain name.*",
-         N_("“%(value)s” is not a valid domain name: parts hold letters, digits and inner "
-            "hyphens, separated by dots."), ()),
-        (r"'(?P<value>.*)' is not a domain name \(it ends in a number\)",
-         N_("“%(value)s” is not a domain name (it ends in a number)."), ()),
-        (r"'(?P<value>.*)' is not an email address \(no @\)",
-         N_("“%(value)s” is not an email address (no @)."), ()),
-        (r"the part before @ is empty", N_("The part before @ is empty."), ()),
-        (r"'(?P<value>.*)' is not a valid mailbox name.*",
-         N_("“%(value)s” is not a valid mailbox name: use letters, digits and . _ - + (no "
-            "spaces, no two dots in a row, no dot at either end)."), ()),
-        (r"must be a whole number of bytes|must be a number of bytes",
-         N_("Enter a whole number of bytes."), ()),
-        (r"must be zero \(unlimited\) or more", N_("Must be 0 (unlimited) or more."), ()),
-        (r"is too large", N_("This number is too large."), ()),
-        (r"only a superadmin can create or rename an alias domain",
-         N_("Only a superadmin can create or rename an alias domain."), ()),
-        (r"(?P<source>\S+) is a mailbox: an alias on its address would take its mail; set "
-         r"the mailbox's forwarding instead",
-         N_("%(source)s is a mailbox: an alias on its address would take its mail; set the "
-            "mailbox's forwarding instead."), ()),
-        (r"must be at least (?P<limit>\d+) characters",
-         N_("At least %(limit)s characters."), ()),
-        (r"must not be the mailbox's address or its name",
-         N_("The password must not be the mailbox's address or its name."), ()),
-        (r"is one of the commonest passwords; choose another",
-         N_("This is one of the commonest passwords; choose another."), ()),
-        (r"the part before @ contains an invisible or control character \((?P<char>.*)\)",
-         N_("The part before @ contains an invisible or control character (%(char)s)."), ()),
-        (r"the part before @ contains a compatibility character \((?P<char>[^)]*)\).*",
-         N_("The part before @ contains a compatibility character (%(char)s), such as a "
-            "full-width letter; type the ordinary character instead."), ()),
-    )
-)
-
-
-def translate_refusal(
-    error: StoreError | ValidationError, _: Gettext, size: Callable[[int], str]
-) -> str:
-    """The store's message in the admin's language when it is a known one, else as it is."""
-    for pattern, message, sizes in STORE_MESSAGES:
-        match = pattern.fullmatch(error.message)
-        if match is not None:
-            values = {
-                name: size(int(value)) if name in sizes else value
-                for name, value in match.groupdict().items()
-            }
-            return _(message) % values
-    return error.message

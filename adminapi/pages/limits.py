@@ -8,10 +8,10 @@ from typing import Any
 from starlette.responses import Response
 
 from adminapi.pages.forms import Form, parse_count, parse_size, size_for_input
-from adminapi.pages.listing import PAGE_SIZE, page_links, parse_paging, search_text
+from adminapi.pages.listing import page_links, parse_paging, search_text
 from adminapi.pages.web import Page
 from dinomail import validation as v
-from dinomail.store import StoreError, domains, limits
+from dinomail.store import domains, limits
 
 COUNT_FIELDS = ("max_mailboxes", "max_aliases")
 SIZE_FIELDS = ("max_quota_per_mailbox", "total_quota", "default_quota")
@@ -23,10 +23,7 @@ async def limit_list(page: Page) -> Response:
     q = search_text(page)
     paging = parse_paging(page, "name")
     async with page.store.read() as conn:
-        window = await domains.list_window(
-            conn, page.scope, q=q or None, order_by="name", limit=PAGE_SIZE,
-            offset=paging.offset, after=paging.after,
-        )
+        window = await domains.list_window(conn, page.scope, paging.request(q))
         usage = await limits.usage(conn, [row["id"] for row in window.rows])
     return page.render(
         "limits.html", domains=window.rows, usage=usage, q=q,
@@ -65,14 +62,12 @@ async def limit_edit(page: Page) -> Response:
                         name, _("Enter a size in bytes, or with a unit: 500 MB, 2 GB."))
             values[name] = number
         if form.valid:
-            try:
-                async with page.store.write() as conn:
-                    await domains.update(conn, page.admin.actor, page.scope, domain_id, values)
-            except (StoreError, v.ValidationError) as error:
-                page.refuse_into(form, error)
-            else:
-                page.flash("success", _("The limits of %(name)s were changed.")
-                           % {"name": v.display_domain(domain["name"])})
-                return page.redirect(page.url("limit_list"))
+            # A refusal makes the form not valid.
+            await page.save(form, lambda conn: domains.update(
+                conn, page.admin.actor, page.scope, domain_id, values))
+        if form.valid:
+            page.flash("success", _("The limits of %(name)s were changed.")
+                       % {"name": v.display_domain(domain["name"])})
+            return page.redirect(page.url("limit_list"))
     return page.render("limit_form.html", status=200 if form.valid else 400, form=form,
                        domain=domain, usage=usage, editable=editable)

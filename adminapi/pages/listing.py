@@ -14,7 +14,7 @@ from typing import Any
 from adminapi.api.errors import ApiError
 from adminapi.api.paging import MAX_OFFSET, decode_cursor, encode_cursor
 from adminapi.pages.web import Page
-from dinomail.store.common import Window
+from dinomail.store.common import ListRequest, Window
 
 PAGE_SIZE = 50
 MAX_PAGE = MAX_OFFSET // PAGE_SIZE
@@ -32,6 +32,11 @@ class Paging:
     @property
     def limit(self) -> int:
         return PAGE_SIZE
+
+    def request(self, q: str, domain_id: int | None = None) -> ListRequest:
+        """The store's request for this page of a list sorted by `order`."""
+        return ListRequest(limit=PAGE_SIZE, domain_id=domain_id, q=q or None,
+                           order_by=self.order, offset=self.offset, after=self.after)
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,9 @@ from typing import Any
 
 from starlette.responses import Response
 
-from adminapi.pages.domain_select import domain_choices, find_domain
+from adminapi.pages.domain_select import domain_choices, domain_filter, find_domain
 from adminapi.pages.forms import Form, parse_size, size_for_input
-from adminapi.pages.listing import PAGE_SIZE, page_links, parse_paging, search_text
+from adminapi.pages.listing import page_links, parse_paging, search_text
 from adminapi.pages.web import Page, display_address
 from dinomail import validation as v
 from dinomail.store import StoreError, mailboxes, ownerlogin
@@ -34,16 +34,11 @@ def usage_of(row: dict[str, Any]) -> dict[str, Any] | None:
 async def mailbox_list(page: Page) -> Response:
     _ = page._
     q = search_text(page)
-    typed_domain = page.request.query_params.get("domain", "").strip()
-    domain = await find_domain(page, typed_domain) if typed_domain else None
-    # The original sent an unknown domain back to the unfiltered list; say so instead.
-    unknown_domain = typed_domain if typed_domain and domain is None else None
+    domain, unknown_domain = await domain_filter(page)
     paging = parse_paging(page, "email")
     async with page.store.read() as conn:
         window = await mailboxes.list_window(
-            conn, page.scope, domain_id=domain["id"] if domain else None, q=q or None,
-            order_by="email", limit=PAGE_SIZE, offset=paging.offset, after=paging.after,
-        )
+            conn, page.scope, paging.request(q, domain["id"] if domain else None))
     query = {"domain": domain["name"] if domain else "", "q": q}
     return page.render(
         "mailboxes.html", mailboxes=window.rows, q=q, usage_of=usage_of,
@@ -86,6 +81,19 @@ async def _domain_id(page: Page, form: Form) -> int | None:
     return int(domain["id"])
 
 
+async def _posted(page: Page, form: Form) -> dict[str, Any]:
+    """The mailbox's values as typed (what is wrong goes into `form`)."""
+    form.values["email"] = page.form_data.text("email")
+    form.values["active"] = page.form_data.checked("active")
+    domain_id = await _domain_id(page, form)
+    _ok, quota = _read_quota(page, form)
+    values: dict[str, Any] = {"email": form.values["email"], "quota": quota,
+                              "active": form.values["active"]}
+    if domain_id is not None:
+        values["domain_id"] = domain_id
+    return values
+
+
 def _check_confirmation(page: Page, form: Form, password: str, confirmation: str) -> None:
     if password != confirmation:
         form.add_error("password_confirm", page._("The two passwords don't match."))
@@ -98,36 +106,22 @@ async def mailbox_new(page: Page) -> Response:
                         "password": "", "password_confirm": ""})
     if page.request.method == "GET":
         return await _form_page(page, form, None)
-    data = page.form_data
-    form.values["email"] = data.text("email")
-    form.values["active"] = data.checked("active")
-    domain_id = await _domain_id(page, form)
-    _ok, quota = _read_quota(page, form)
-    password, confirmation = data.get("password"), data.get("password_confirm")
-    _check_confirmation(page, form, password, confirmation)
+    values = await _posted(page, form)
+    password = page.form_data.get("password")
+    _check_confirmation(page, form, password, page.form_data.get("password_confirm"))
     if not form.valid:
         return await _form_page(page, form, None, status=400)
-    values: dict[str, Any] = {"email": form.values["email"], "quota": quota,
-                              "active": form.values["active"]}
-    if domain_id is not None:
-        values["domain_id"] = domain_id
-    scheme = page.settings.DINOMAIL_PASSWORD_SCHEME
-    email = form.values["email"].lower()
     try:
-        # Hashed before the write opens: hashing is slow on purpose, the domain row is locked.
-        password_hash = (
-            await mailboxes.hash_new_password(
-                password, scheme, email=email,
-                min_length=page.settings.MAILBOX_PASSWORD_MIN_LENGTH,
-            )
-            if password else await mailboxes.unusable_password(scheme, email=email)
+        password_hash = await mailboxes.new_mailbox_password(
+            password or None, page.settings.DINOMAIL_PASSWORD_SCHEME, email=form.values["email"],
+            min_length=page.settings.MAILBOX_PASSWORD_MIN_LENGTH,
         )
-        async with page.store.write() as conn:
-            created = await mailboxes.create(
-                conn, page.admin.actor, page.scope, values, password_hash=password_hash
-            )
-    except (StoreError, v.ValidationError) as error:
+    except v.ValidationError as error:
         page.refuse_into(form, error)
+        return await _form_page(page, form, None, status=400)
+    created = await page.save(form, lambda conn: mailboxes.create(
+        conn, page.admin.actor, page.scope, values, password_hash=password_hash))
+    if created is None:
         return await _form_page(page, form, None, status=400)
     page.flash("success", _("User %(email)s was created.") % {"email": created["email"]})
     return page.redirect(page.url("mailbox_list"))
@@ -144,24 +138,12 @@ async def mailbox_edit(page: Page) -> Response:
     })
     if page.request.method == "GET":
         return await _form_page(page, form, mailbox)
-    data = page.form_data
-    form.values["email"] = data.text("email")
-    form.values["active"] = data.checked("active")
-    domain_id = await _domain_id(page, form)
-    _ok, quota = _read_quota(page, form)
+    values = await _posted(page, form)
     if not form.valid:
         return await _form_page(page, form, mailbox, status=400)
-    values: dict[str, Any] = {"email": form.values["email"], "quota": quota,
-                              "active": form.values["active"]}
-    if domain_id is not None:
-        values["domain_id"] = domain_id
-    try:
-        async with page.store.write() as conn:
-            changed = await mailboxes.update(
-                conn, page.admin.actor, page.scope, mailbox_id, values
-            )
-    except (StoreError, v.ValidationError) as error:
-        page.refuse_into(form, error)
+    changed = await page.save(form, lambda conn: mailboxes.update(
+        conn, page.admin.actor, page.scope, mailbox_id, values))
+    if changed is None:
         return await _form_page(page, form, mailbox, status=400)
     page.flash("success", _("User %(email)s was changed.") % {"email": changed["email"]})
     return page.redirect(page.url("mailbox_list"))
@@ -180,15 +162,12 @@ async def mailbox_password(page: Page) -> Response:
         _check_confirmation(page, form, password, page.form_data.get("password_confirm"))
         if form.valid:
             try:
-                password_hash = await mailboxes.hash_new_password(
-                    password, page.settings.DINOMAIL_PASSWORD_SCHEME, email=mailbox["email"],
+                await mailboxes.change_password(
+                    page.store, page.admin.actor, page.scope, mailbox_id, password,
+                    scheme=page.settings.DINOMAIL_PASSWORD_SCHEME,
                     min_length=page.settings.MAILBOX_PASSWORD_MIN_LENGTH,
                 )
-                async with page.store.write() as conn:
-                    await mailboxes.set_password(
-                        conn, page.admin.actor, page.scope, mailbox_id, password_hash
-                    )
-            except v.ValidationError as error:
+            except (StoreError, v.ValidationError) as error:
                 page.refuse_into(form, error)
             else:
                 page.flash("success", _("%(email)s's password was changed.")

@@ -7,6 +7,7 @@ from starlette.responses import Response
 
 from adminapi.pages.forms import N_, Form
 from adminapi.pages.lockout import failed, locked_out
+from adminapi.pages.refusals import refusal_text
 from adminapi.pages.web import Page
 from dinomail import validation as v
 from dinomail.settings import LANGUAGES
@@ -16,15 +17,6 @@ from dinomail.store import StoreError, admins, apikeys, twofactor
 REFUSALS = {
     "wrong_current_password": N_("The current password is wrong."),
 }
-
-
-def refusal_text(page: Page, error: StoreError | v.ValidationError,
-                 table: dict[str, str]) -> str:
-    """A refusal in the admin's language: from `table` by its code, else the common ones."""
-    code = getattr(error, "code", "")
-    if code in table:
-        return page._(table[code]) % getattr(error, "params", {})
-    return page.refusal(error)
 
 
 def _password_form() -> Form:

@@ -9,6 +9,7 @@ from adminapi.pages.legals import render_legals
 from adminapi.pages.listing import search_text
 from adminapi.pages.web import Page
 from dinomail.store import aliases, domains, mailboxes
+from dinomail.store.common import ListRequest
 
 # Each kind of result shows this many rows; a link leads to the full list of matches.
 SEARCH_ROWS = 10
@@ -34,11 +35,11 @@ async def search(page: Page) -> Response:
     if q:
         async with page.store.read() as conn:
             found_domains = await domains.list_window(
-                conn, page.scope, q=q, order_by="name", limit=SEARCH_ROWS)
+                conn, page.scope, ListRequest(SEARCH_ROWS, q=q, order_by="name"))
             found_mailboxes = await mailboxes.list_window(
-                conn, page.scope, q=q, order_by="email", limit=SEARCH_ROWS)
+                conn, page.scope, ListRequest(SEARCH_ROWS, q=q, order_by="email"))
             found_aliases = await aliases.list_window(
-                conn, page.scope, q=q, order_by="source", limit=SEARCH_ROWS)
+                conn, page.scope, ListRequest(SEARCH_ROWS, q=q, order_by="source"))
             status = await aliases.destination_status(
             conn, page.scope, [row["destination"] for row in found_aliases.rows])
         results = {

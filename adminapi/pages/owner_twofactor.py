@@ -14,8 +14,8 @@ from starlette.responses import Response
 
 from adminapi.pages.forms import N_, Form
 from adminapi.pages.lockout import failed, locked_out, retry_after
-from adminapi.pages.myaccount import refusal_text
 from adminapi.pages.ownersession import OwnerPage, load_pending_owner, translate
+from adminapi.pages.refusals import refusal_text
 from adminapi.pages.totp_enrolment import enrolment, first_code_error
 from adminapi.pages.twofactor import REFUSALS
 from adminapi.pages.web import Page

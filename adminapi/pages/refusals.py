@@ -1,36 +1,171 @@
-"""Store refusals in the admin's language, by their stable code (new refusals) or, for
-validation messages that carry no code, by their English sentence; anything else falls back
-to the pages' shared table (`forms.translate_refusal`)."""
+"""The store's refusals in the admin's language, translated by their stable code.
+
+The store's English sentence is free to be reworded: the pages never read it, except for a
+refusal whose code has no entry here (shown as it is, in English).
+"""
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from adminapi.pages.forms import Form
-from adminapi.pages.web import Page
-from dinomail.store import StoreError
+from adminapi.pages.forms import N_, Form, Gettext
+from dinomail.store.errors import StoreError
 from dinomail.validation import ValidationError
 
-Messages = Mapping[str, str]
+if TYPE_CHECKING:
+    from adminapi.pages.web import Page
 
 
-def refusal_text(page: Page, error: StoreError | ValidationError, codes: Messages,
-                 sentences: Messages | None = None) -> str:
-    """`codes` maps a store error's code to a message id taking its params; `sentences` maps a
-    regular expression of a validation message to a message id taking its named groups."""
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """A refusal's message id; `sizes` names the params that are sizes in bytes."""
+
+    message: str
+    sizes: tuple[str, ...] = ()
+
+
+REFUSALS: Mapping[str, Refusal] = {
+    # Names and addresses (dinomail.validation).
+    "domain_required": Refusal(N_("A domain name is required.")),
+    "domain_invalid": Refusal(N_(
+        "“%(value)s” is not a valid domain name: parts hold letters, digits and inner "
+        "hyphens, separated by dots.")),
+    "domain_too_long": Refusal(N_("A domain name is at most %(limit)s characters.")),
+    "domain_not_full": Refusal(N_("“%(value)s” is not a full domain name, such as example.org.")),
+    "domain_label_too_long": Refusal(
+        N_("The part “%(label)s” is longer than %(limit)s characters.")),
+    "domain_numeric": Refusal(N_("“%(value)s” is not a domain name (it ends in a number).")),
+    "localpart_invisible_character": Refusal(
+        N_("The part before @ contains an invisible or control character (%(char)s).")),
+    "localpart_compatibility_character": Refusal(N_(
+        "The part before @ contains a compatibility character (%(char)s), such as a "
+        "full-width letter; type the ordinary character instead.")),
+    "localpart_empty": Refusal(N_("The part before @ is empty.")),
+    "localpart_too_long": Refusal(N_("The part before @ is at most %(limit)s bytes long.")),
+    "localpart_invalid": Refusal(N_(
+        "“%(value)s” is not a valid mailbox name: use letters, digits and . _ - + (no "
+        "spaces, no two dots in a row, no dot at either end).")),
+    "address_without_at": Refusal(N_("“%(value)s” is not an email address (no @).")),
+    "address_too_long": Refusal(N_("An email address is at most %(limit)s bytes long.")),
+    "address_in_other_domain": Refusal(N_(
+        "The domain of %(address)s (%(address_domain)s) is not the same as the domain "
+        "%(domain)s")),
+    "not_whole_number": Refusal(N_("Enter a whole number of bytes.")),
+    "negative_number": Refusal(N_("Must be 0 (unlimited) or more.")),
+    "number_too_large": Refusal(N_("This number is too large.")),
+    "not_text": Refusal(N_("Must be text.")),
+    "text_too_long": Refusal(N_("At most %(limit)s characters.")),
+    "control_characters": Refusal(N_("Must not contain control characters.")),
+    "not_boolean": Refusal(N_("Must be true or false.")),
+    "not_an_id": Refusal(N_("Must be the id of an existing object.")),
+    "username_invalid": Refusal(N_("Use 1 to 150 letters, digits or @ . + - _ characters.")),
+    "field_unknown": Refusal(N_("This field cannot be set here.")),
+    "field_required": Refusal(N_("This field is required.")),
+    # What exists, and who may see it.
+    "not_found": Refusal(N_("No such object.")),
+    "domain_not_found": Refusal(N_("No such domain among yours.")),
+    "domain_not_yours": Refusal(N_("%(name)s is not a domain you manage.")),
+    "domain_id_not_found": Refusal(N_("No domain has the id %(id)s.")),
+    "mailbox_not_found": Refusal(N_("No such mailbox among yours.")),
+    "admin_not_found": Refusal(N_("No such admin.")),
+    "write_conflict": Refusal(
+        N_("This conflicts with data written at the same time; try again.")),
+    # Domains and alias domains.
+    "domain_exists": Refusal(N_("The domain %(name)s already exists.")),
+    "name_is_alias_domain": Refusal(N_("%(name)s is already an alias domain.")),
+    "name_is_mail_domain": Refusal(N_("%(name)s is already a mail domain.")),
+    "alias_domain_exists": Refusal(N_("The alias domain %(name)s already exists.")),
+    "domain_rename_with_addresses": Refusal(
+        N_("A domain with mailboxes or aliases cannot be renamed.")),
+    "superadmin_only_create_domain": Refusal(N_("Only a superadmin can create a domain.")),
+    "superadmin_only_delete_domain": Refusal(N_("Only a superadmin can delete a domain.")),
+    "superadmin_only_domain_limits": Refusal(
+        N_("Only a superadmin can change a domain's name or limits.")),
+    "superadmin_only_alias_domain": Refusal(
+        N_("Only a superadmin can create or rename an alias domain.")),
+    # Mailboxes, aliases and the domain's limits.
+    "mailbox_exists": Refusal(N_("The mailbox %(email)s already exists.")),
+    "alias_exists": Refusal(N_("The alias %(source)s → %(destination)s already exists.")),
+    "alias_on_mailbox": Refusal(
+        N_("%(source)s is a mailbox: an alias on its address would take its mail.")),
+    "alias_to_itself": Refusal(N_("An alias cannot deliver to its own address.")),
+    "too_many_mailboxes": Refusal(
+        N_("The domain %(name)s already has its maximum of %(limit)s mailboxes.")),
+    "too_many_aliases": Refusal(N_("The domain %(name)s allows at most %(limit)s aliases.")),
+    "quota_out_of_range": Refusal(
+        N_("In %(name)s, the quota must be more than 0 and at most %(cap)s."), ("cap",)),
+    "quota_required": Refusal(
+        N_("%(name)s has a total quota, so each mailbox needs a quota (not unlimited).")),
+    "total_quota_exceeded": Refusal(N_(
+        "%(name)s would exceed its total quota of %(total)s (%(others)s already given to "
+        "other mailboxes)."), ("total", "others")),
+    # Passwords.
+    "password_required": Refusal(N_("A new password is required.")),
+    "password_too_short": Refusal(N_("At least %(limit)s characters.")),
+    "password_bad_characters": Refusal(
+        N_("Must not contain tabs, line breaks or NUL characters.")),
+    "password_is_address": Refusal(
+        N_("The password must not be the mailbox's address or its name.")),
+    "password_common": Refusal(N_("This is one of the commonest passwords; choose another.")),
+    "admin_exists": Refusal(N_("The admin %(username)s already exists.")),
+    # Sending limits.
+    "superadmin_only_send_limits": Refusal(N_("Only a superadmin can change sending limits.")),
+    "superadmin_only_reset_counts": Refusal(N_("Only a superadmin can reset sending counts.")),
+    "policy_reply_invalid": Refusal(N_(
+        "Enter a Postfix action: DEFER_IF_PERMIT, DEFER, REJECT or a 4xx/5xx code, then "
+        "an optional status and text (ASCII), as in “452 4.2.2 Mailbox full”.")),
+    "policy_status_mismatch": Refusal(
+        N_("The status %(status)s does not match a %(reply_class)sxx reply.")),
+    # DNS, client settings, DKIM and MTA-STS.
+    "port_invalid": Refusal(
+        N_("Enter a port number from 1 to 65535, or 0 to turn the mode off.")),
+    "protocol_port_required": Refusal(
+        N_("%(protocol)s must be offered with implicit TLS or STARTTLS (or both).")),
+    "dkim_selector_required": Refusal(N_("A selector is required, such as dm202611.")),
+    "dkim_selector_too_long": Refusal(N_("A selector is at most %(limit)s characters.")),
+    "dkim_selector_invalid": Refusal(
+        N_("A selector holds letters, digits and inner hyphens (dots between parts).")),
+    "dkim_private_key_missing": Refusal(
+        N_("DinoMail holds no private key for the domain's current DKIM key.")),
+    "mtasts_mode_invalid": Refusal(N_("Choose one of %(modes)s.")),
+    "mtasts_max_age_invalid": Refusal(N_("Enter a number of seconds from 0 to %(limit)s.")),
+    "mtasts_pattern_invalid": Refusal(N_(
+        "Each pattern must be a host name, as in mail.example.org or *.example.org.")),
+    "mtasts_patterns_invalid": Refusal(N_("Enter a list of host names.")),
+    "mtasts_too_many_patterns": Refusal(N_("At most %(limit)s patterns.")),
+    "mtasts_mx_required": Refusal(N_(
+        "Name the MX host(s) senders may deliver to (no MX host is configured for the "
+        "domain, nor MX_HOST).")),
+    "mtasts_not_published": Refusal(N_("The domain publishes no MTA-STS policy.")),
+}
+
+
+def translate_refusal(
+    error: StoreError | ValidationError, _: Gettext, size: Callable[[int], str]
+) -> str:
+    """The refusal in the admin's language, by its code; as it is when the code is unknown."""
+    refusal = REFUSALS.get(error.code)
+    if refusal is None:
+        return error.message
+    values = {
+        name: size(int(str(value))) if name in refusal.sizes else value
+        for name, value in error.params.items()
+    }
+    return _(refusal.message) % values
+
+
+def refusal_text(page: Page, error: StoreError | ValidationError, codes: Mapping[str, str]) -> str:
+    """A refusal in the admin's language: by its code from the page's own `codes` (refusals
+    only that page meets), else from the shared table."""
     if isinstance(error, StoreError) and error.code in codes:
         return page._(codes[error.code]) % {key: str(value) for key, value in error.params.items()}
-    for pattern, message in (sentences or {}).items():
-        match = re.fullmatch(pattern, error.message)
-        if match is not None:
-            return page._(message) % match.groupdict()
     return page.refusal(error)
 
 
-def refuse_into(page: Page, form: Form, error: StoreError | ValidationError, codes: Messages,
-                sentences: Messages | None = None, fields: Mapping[str, str] | None = None
-                ) -> None:
+def refuse_into(page: Page, form: Form, error: StoreError | ValidationError,
+                codes: Mapping[str, str], fields: Mapping[str, str] | None = None) -> None:
     """The refusal under the field it names (`fields` maps the store's names to the form's)."""
     name = (fields or {}).get(error.field or "", error.field)
-    form.add_error(name, refusal_text(page, error, codes, sentences))
+    form.add_error(name, refusal_text(page, error, codes))

@@ -23,7 +23,7 @@ from adminapi.pages.web import Page
 from dinomail import mtasts
 from dinomail import validation as v
 from dinomail.dnscheck.resolver import Resolver
-from dinomail.store import NotFound, StoreError
+from dinomail.store import NotFound
 from dinomail.store import mtasts as mtasts_store
 from dinomail.store import reports as reports_store
 from dinomail.store.common import now
@@ -68,7 +68,7 @@ async def report_overview(page: Page) -> Response:
     if typed:
         domain = await find_domain(page, typed)
         if domain is None:
-            raise NotFound("no such domain")
+            raise NotFound("no such domain", code="domain_not_found")
     days = _period(page)
     where = reports_store.Filter(page.scope, domain["id"] if domain else None,
                                  now() - timedelta(days=days))
@@ -131,13 +131,9 @@ async def mtasts_edit(page: Page) -> Response:
             form.add_error("max_age", _("Enter a number of seconds."))
         if form.valid:
             data = {"mode": form.values["mode"], "mx": form.values["mx"], "max_age": max_age}
-            try:
-                async with page.store.write() as conn:
-                    await mtasts_store.save(conn, page.admin.actor, page.scope, domain_id, data,
-                                            mx_host)
-            except (StoreError, v.ValidationError) as error:
-                page.refuse_into(form, error)
-            else:
+            saved = await page.save(form, lambda conn: mtasts_store.save(
+                conn, page.admin.actor, page.scope, domain_id, data, mx_host))
+            if saved is not None:
                 page.flash("success", _("The MTA-STS policy of %(name)s was saved. Publish the "
                                         "TXT record shown so senders fetch it again.")
                            % {"name": v.display_domain(policy["name"])})

@@ -5,14 +5,16 @@ or resets the counts (as in the API and the store: they are abuse control)."""
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.responses import Response
 
 from adminapi.pages.forms import Form, parse_count
 from adminapi.pages.web import Page
 from dinomail import validation as v
-from dinomail.store import StoreError, domains, mailboxes
+from dinomail.store import domains, mailboxes
 from dinomail.store import policy as policy_store
 from dinomail.store.errors import Forbidden
 
@@ -21,7 +23,9 @@ DOMAIN_FIELDS = (*policy_store.MAILBOX_DEFAULTS, *policy_store.DOMAIN_TOTALS)
 
 def _require_superadmin(page: Page) -> None:
     if not page.is_superadmin:
-        raise Forbidden("only a superadmin can change sending limits")
+        raise Forbidden(
+            "only a superadmin can change sending limits", code="superadmin_only_send_limits"
+        )
 
 
 def _read_counts(page: Page, form: Form, names: tuple[str, ...], *, empty: Any
@@ -41,16 +45,12 @@ def _read_counts(page: Page, form: Form, names: tuple[str, ...], *, empty: Any
     return values
 
 
-async def _save(page: Page, form: Form, write: Any) -> bool:
-    if not form.valid:
-        return False
-    try:
-        async with page.store.write() as conn:
-            await write(conn)
-    except (StoreError, v.ValidationError) as error:
-        page.refuse_into(form, error)
-        return False
-    return True
+async def _save(
+    page: Page, form: Form, write: Callable[[AsyncConnection], Awaitable[object]]
+) -> bool:
+    if form.valid:
+        await page.save(form, write)
+    return form.valid
 
 
 # --- a domain ------------------------------------------------------------------------------------

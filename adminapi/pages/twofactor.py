@@ -11,7 +11,7 @@ from __future__ import annotations
 from starlette.responses import Response
 
 from adminapi.pages.forms import N_, Form
-from adminapi.pages.myaccount import refusal_text
+from adminapi.pages.refusals import refusal_text
 from adminapi.pages.totp_enrolment import enrolment, first_code_error
 from adminapi.pages.web import Page
 from dinomail import passkeys

@@ -16,11 +16,11 @@ import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlencode, urlsplit
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
@@ -28,9 +28,10 @@ from adminapi.api.auth import Caller
 from adminapi.api.errors import ApiError
 from adminapi.api.serialize import MAX_ID
 from adminapi.loginlimit import LoginRateLimiter
-from adminapi.pages.forms import BadForm, Form, FormData, read_form, translate_refusal
+from adminapi.pages.forms import BadForm, Form, FormData, read_form
 from adminapi.pages.i18n import LANGUAGE_NAMES, Formats, choose_language, translations_for
 from adminapi.pages.icons import icon
+from adminapi.pages.refusals import translate_refusal
 from adminapi.pages.sessions import (
     Session,
     SessionCodec,
@@ -44,6 +45,7 @@ from dinomail.store import Forbidden, NotFound, Scope, Store, StoreError, admins
 from dinomail.validation import ValidationError, display_domain
 
 log = logging.getLogger("dinomail.pages")
+T = TypeVar("T")
 
 PACKAGE_DIR = Path(__file__).parent
 TEMPLATES_DIR = PACKAGE_DIR / "templates"
@@ -97,6 +99,8 @@ def make_environment(language: str) -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
+    # The i18n extension adds this method to the environment at run time; jinja2's types
+    # cannot say so.
     environment.install_gettext_translations(  # type: ignore[attr-defined]
         translations_for(language), newstyle=True
     )
@@ -170,7 +174,7 @@ class Page:
         """An object id from the URL; ids beyond the tables' 32 bits name nothing."""
         value = int(self.request.path_params[name])
         if not 0 < value <= MAX_ID:
-            raise NotFound("no such object")
+            raise NotFound("no such object", code="not_found")
         return value
 
     def static(self, path: str) -> str:
@@ -188,6 +192,22 @@ class Page:
         form's where they differ)."""
         name = (fields or {}).get(error.field or "", error.field)
         form.add_error(name, self.refusal(error))
+
+    async def save(
+        self, form: Form, write: Callable[[AsyncConnection], Awaitable[T]],
+        fields: dict[str, str] | None = None,
+    ) -> T | None:
+        """Run one store action in a write transaction of its own. A refusal goes under its
+        field of `form`, which is then not valid, and gives None; one that forbids the whole
+        page (no field) is the 403 page."""
+        try:
+            async with self.store.write() as conn:
+                return await write(conn)
+        except (StoreError, ValidationError) as error:
+            if isinstance(error, Forbidden) and error.field is None:
+                raise
+            self.refuse_into(form, error, fields)
+            return None
 
     def render(self, template: str, *, status: int = 200, **context: Any) -> HTMLResponse:
         environment = self.state.environments[self.language]
@@ -425,7 +445,4 @@ def error_page(request: Request, status: int, kind: str) -> Response:
         log.exception("cannot render the error page")
         response = HTMLResponse(f"<h1>{status}</h1>", status_code=status)
     return _finish(page, response)
-
-
-DATABASE_ERRORS = (OperationalError, InterfaceError, ConnectionError, TimeoutError)
 

@@ -11,10 +11,13 @@ import dns.asyncresolver
 import dns.exception
 import dns.name
 import dns.nameserver
+import dns.rdata
 import dns.rdatatype
 import dns.resolver
+from dns.rdtypes.txtbase import TXTBase
 
 from dinomail.dnscheck.model import ANSWER, ERROR, NODATA, NXDOMAIN, SERVFAIL, TIMEOUT, Query
+from dinomail.errortext import first_line
 
 DNS_PORT = 53
 # A lost UDP packet is retried within the timeout after this long (as resolv.conf's default).
@@ -90,9 +93,9 @@ class Resolver:
             return Query(name, rdtype, TIMEOUT,
                          error=f"no answer within {self._resolver.lifetime:g} s")
         except dns.resolver.NoNameservers as error:
-            return Query(name, rdtype, SERVFAIL, error=_first_line(error))
+            return Query(name, rdtype, SERVFAIL, error=first_line(error, 300))
         except dns.exception.DNSException as error:
-            return Query(name, rdtype, ERROR, error=_first_line(error))
+            return Query(name, rdtype, ERROR, error=first_line(error, 300))
         rdata = list(answer)
         canonical = answer.canonical_name.to_text(omit_final_dot=True)
         return Query(
@@ -101,14 +104,9 @@ class Resolver:
         )
 
 
-def _as_text(rdata: object) -> str:
-    if getattr(rdata, "rdtype", None) == dns.rdatatype.TXT:
+def _as_text(rdata: dns.rdata.Rdata) -> str:
+    if isinstance(rdata, TXTBase):
         # Verifiers join a record's character-strings with nothing between them (RFC 6376 3.6.2.2,
         # RFC 7208 3.3); so does every check here.
-        return b"".join(rdata.strings).decode("utf-8", "backslashreplace")  # type: ignore[attr-defined]
-    return rdata.to_text()  # type: ignore[attr-defined]
-
-
-def _first_line(error: Exception) -> str:
-    text = str(error).splitlines()[0] if str(error) else type(error).__name__
-    return text[:300]
+        return b"".join(rdata.strings).decode("utf-8", "backslashreplace")
+    return rdata.to_text()

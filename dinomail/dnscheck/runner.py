@@ -172,7 +172,7 @@ async def read_report(
         rows = await dns_store.check_targets(conn, domain_ids=[domain_id])
         run, stored = await dns_store.check_results(conn, domain_id)
     if not rows:
-        raise NotFound("domain not found")
+        raise NotFound("domain not found", code="domain_not_found")
     row = rows[0]
     order = {name: index for index, name in enumerate(CHECK_NAMES)}
     checks = sorted((_result_of(item) for item in stored if item["name"] in order),
@@ -201,7 +201,7 @@ async def run_now(
         await domains.get(conn, scope, domain_id)
         rows = await dns_store.check_targets(conn, domain_ids=[domain_id])
     if not rows:
-        raise NotFound("domain not found")
+        raise NotFound("domain not found", code="domain_not_found")
     await check_and_save(store, settings, target_of(rows[0], settings), metrics)
     return await read_report(store, settings, scope, domain_id)
 

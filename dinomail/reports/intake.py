@@ -71,9 +71,11 @@ async def receive(
     stored = []
     async with store.write() as conn:
         for report in reports:
-            save = (reports_store.save_dmarc if isinstance(report, DmarcReport)
-                    else reports_store.save_tls)
-            if await save(conn, known[report.domain], report):  # type: ignore[arg-type]
+            domain_id = known[report.domain]
+            saved = (await reports_store.save_dmarc(conn, domain_id, report)
+                     if isinstance(report, DmarcReport)
+                     else await reports_store.save_tls(conn, domain_id, report))
+            if saved:
                 stored.append(report)
     if metrics:
         for report in reports:

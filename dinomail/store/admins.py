@@ -49,9 +49,14 @@ _PUBLIC = (
 
 def check_new_password(password: object, field: str = "password") -> str:
     if not isinstance(password, str) or len(password) < MIN_PASSWORD_LENGTH:
-        raise v.ValidationError(field, f"must be at least {MIN_PASSWORD_LENGTH} characters")
+        raise v.ValidationError(
+            field, f"must be at least {MIN_PASSWORD_LENGTH} characters",
+            code="password_too_short", params={"limit": MIN_PASSWORD_LENGTH},
+        )
     if len(password) > 1024:
-        raise v.ValidationError(field, "is at most 1024 characters")
+        raise v.ValidationError(
+            field, "is at most 1024 characters", code="text_too_long", params={"limit": 1024}
+        )
     return password
 
 
@@ -111,7 +116,7 @@ async def password_hash(conn: AsyncConnection, admin_id: int) -> str:
     password ends every session opened with the old one."""
     stored = await conn.scalar(sa.select(admin.c.password).where(admin.c.id == admin_id))
     if stored is None:
-        raise NotFound("admin not found")
+        raise NotFound("admin not found", code="admin_not_found")
     return str(stored)
 
 
@@ -121,7 +126,7 @@ async def session_generation(conn: AsyncConnection, admin_id: int) -> int:
         sa.select(admin.c.session_generation).where(admin.c.id == admin_id)
     )
     if generation is None:
-        raise NotFound("admin not found")
+        raise NotFound("admin not found", code="admin_not_found")
     return int(generation)
 
 
@@ -229,8 +234,10 @@ async def _set_domains(conn: AsyncConnection, admin_id: int, ids: Iterable[int])
         )
         missing = [domain_id for domain_id in wanted if domain_id not in found]
         if missing:
-            raise NotFound(f"domain {missing[0]} not found", field="domains",
-                           code="domain_not_found", params={"domain": missing[0]})
+            raise NotFound(
+                f"domain {missing[0]} not found", field="domains", code="domain_id_not_found",
+                params={"id": missing[0]},
+            )
     await conn.execute(admin_domain.delete().where(admin_domain.c.admin_id == admin_id))
     if wanted:
         await conn.execute(
@@ -253,8 +260,10 @@ async def create(
     check_new_password(password)
     email = v.normalize_email(email) if email else ""
     if await conn.scalar(sa.select(admin.c.id).where(admin.c.username == username)):
-        raise Conflict(f"the admin {username} already exists", field="username",
-                       code="admin_exists", params={"username": username})
+        raise Conflict(
+            f"the admin {username} already exists", field="username", code="admin_exists",
+            params={"username": username},
+        )
     admin_id = (
         await conn.execute(
             admin.insert()

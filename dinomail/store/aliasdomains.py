@@ -12,12 +12,10 @@ from dinomail import validation as v
 from dinomail.schema import aliasdomain, virtualdomain
 from dinomail.store import audit, domains
 from dinomail.store.common import (
+    ListedTable,
     Row,
-    Window,
-    changed_values,
-    escape_like,
     fetch_one,
-    fetch_window,
+    lister,
 )
 from dinomail.store.errors import Forbidden, NotFound
 from dinomail.store.fields import Normalizer, clean_fields
@@ -56,7 +54,7 @@ async def _check(
     if not scope.allows(target) or await conn.scalar(
         sa.select(virtualdomain.c.id).where(virtualdomain.c.id == target)
     ) is None:
-        raise NotFound("domain not found", field="target_domain")
+        raise NotFound("domain not found", field="target_domain", code="domain_not_found")
     await domains.check_name_free(
         conn, values["name"], alias_domain=True, own_id=alias_domain_id
     )
@@ -67,7 +65,10 @@ def _check_may_name(scope: Scope) -> None:
     Naming one takes that name for the whole server (a domain admin naming `gmail.com` would
     keep every local user's mail to gmail.com), so only those who may create domains may."""
     if not scope.is_global:
-        raise Forbidden("only a superadmin can create or rename an alias domain", field="name")
+        raise Forbidden(
+            "only a superadmin can create or rename an alias domain", field="name",
+            code="superadmin_only_alias_domain",
+        )
 
 
 async def create(
@@ -97,15 +98,10 @@ async def update(
     if merged["name"] != old["name"]:
         _check_may_name(scope)
     await _check(conn, scope, merged, alias_domain_id)
-    before, after = changed_values(old, values)
-    if after:
-        await conn.execute(
-            aliasdomain.update().where(aliasdomain.c.id == alias_domain_id).values(**after)
-        )
-        await audit.record(
-            conn, actor, "update", OBJECT_TYPE, alias_domain_id, old["name"],
-            old=before, new=after, domain_id=merged["target_domain_id"],
-        )
+    await audit.update_row(
+        conn, actor, aliasdomain, OBJECT_TYPE, alias_domain_id, old["name"], old, values,
+        domain_id=merged["target_domain_id"],
+    )
     return await get(conn, scope, alias_domain_id)
 
 
@@ -121,26 +117,12 @@ async def delete(
     return old
 
 
-async def list_window(
-    conn: AsyncConnection,
-    scope: Scope,
-    *,
-    domain_id: int | None = None,
-    q: str | None = None,
-    order_by: str = "id",
-    descending: bool = False,
-    limit: int,
-    offset: int = 0,
-    after: tuple[Any, int] | None = None,
-) -> Window:
-    """A page of the list, fast on large tables: see `common.fetch_window`."""
-    where = [scope.filter(aliasdomain.c.target_domain_id)]
-    if domain_id is not None:
-        where.append(aliasdomain.c.target_domain_id == domain_id)
-    if q:
-        where.append(aliasdomain.c.name.like(f"%{escape_like(q.lower())}%", escape="\\"))
-    return await fetch_window(
-        conn, id_column=aliasdomain.c.id, where=where, sort=aliasdomain.c[order_by],
-        descending=descending, limit=limit, offset=offset, after=after,
-        fetch=lambda ids: _select(scope).where(aliasdomain.c.id.in_(ids)),
-    )
+LISTED = ListedTable(
+    id_column=aliasdomain.c.id, domain_column=aliasdomain.c.target_domain_id,
+    sort_keys={name: aliasdomain.c[name] for name in ORDERABLE},
+    searched=(aliasdomain.c.name,), rows=_select,
+)
+
+
+# A page of alias domains; `request.domain_id` keeps those of that target domain.
+list_window = lister(LISTED)

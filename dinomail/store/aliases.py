@@ -12,14 +12,12 @@ from dinomail import validation as v
 from dinomail.schema import aliasdomain, virtualalias, virtualdomain, virtualuser
 from dinomail.store import audit, limits
 from dinomail.store.common import (
+    ListedTable,
     Row,
-    Window,
-    changed_values,
-    escape_like,
     fetch_one,
-    fetch_window,
+    lister,
 )
-from dinomail.store.errors import Conflict, NotFound
+from dinomail.store.errors import Conflict
 from dinomail.store.fields import clean_fields
 from dinomail.store.mailboxes import _normalize_id
 from dinomail.store.scope import Scope
@@ -53,21 +51,6 @@ async def get(conn: AsyncConnection, scope: Scope, alias_id: int) -> Row:
 
 
 
-async def _domain_for(conn: AsyncConnection, scope: Scope, values: Mapping[str, Any]) -> Row:
-    domain_id = values.get("domain_id")
-    if domain_id is None:
-        name = v.domain_of(values["source"])
-        domain_id = await conn.scalar(
-            sa.select(virtualdomain.c.id).where(virtualdomain.c.name == name)
-        )
-        # Another tenant's domain and no domain at all get the same answer.
-        if domain_id is None or not scope.allows(domain_id):
-            raise v.ValidationError("domain", f"{name} is not a domain you manage")
-    if not scope.allows(domain_id):
-        raise NotFound("domain not found", field="domain")
-    return await limits.lock_domain(conn, domain_id)
-
-
 async def _check_pair_free(
     conn: AsyncConnection, source: str, destination: str, alias_id: int | None
 ) -> None:
@@ -79,7 +62,10 @@ async def _check_pair_free(
         )
     )
     if taken is not None:
-        raise Conflict(f"the alias {source} -> {destination} already exists", field="source")
+        raise Conflict(
+            f"the alias {source} -> {destination} already exists", field="source",
+            code="alias_exists", params={"source": source, "destination": destination},
+        )
 
 
 async def _check_not_on_mailbox(conn: AsyncConnection, source: str) -> None:
@@ -97,14 +83,16 @@ async def _check_not_on_mailbox(conn: AsyncConnection, source: str) -> None:
 
 def _check_not_self(values: Mapping[str, Any]) -> None:
     if values["source"] == values["destination"]:
-        raise v.ValidationError("destination", "an alias cannot deliver to its own address")
+        raise v.ValidationError(
+            "destination", "an alias cannot deliver to its own address", code="alias_to_itself"
+        )
 
 
 async def create(
     conn: AsyncConnection, actor: str, scope: Scope, data: Mapping[str, Any]
 ) -> Row:
     values = clean_fields(data, NORMALIZERS, required=("source", "destination"))
-    domain = await _domain_for(conn, scope, values)
+    domain = await limits.lock_domain_of(conn, scope, values.get("domain_id"), values["source"])
     values["domain_id"] = domain["id"]
     v.check_address_in_domain(values["source"], domain["name"], "source")
     _check_not_self(values)
@@ -126,7 +114,7 @@ async def update(
     old = await get(conn, scope, alias_id)
     values = clean_fields(data, NORMALIZERS)
     merged = {key: old[key] for key in ("domain_id", "source", "destination")} | values
-    domain = await _domain_for(conn, scope, merged)
+    domain = await limits.lock_domain_of(conn, scope, merged["domain_id"], merged["source"])
     v.check_address_in_domain(merged["source"], domain["name"], "source")
     _check_not_self(merged)
     if merged["source"] != old["source"]:
@@ -134,16 +122,9 @@ async def update(
     await _check_pair_free(conn, merged["source"], merged["destination"], alias_id)
     if merged["domain_id"] != old["domain_id"]:
         await limits.check_alias_count(conn, domain)
-    before, after = changed_values(old, values)
-    if after:
-        await conn.execute(
-            virtualalias.update().where(virtualalias.c.id == alias_id).values(**after)
-        )
-        label = f"{old['source']} -> {old['destination']}"
-        await audit.record(
-            conn, actor, "update", OBJECT_TYPE, alias_id, label, old=before, new=after,
-            domain_id=domain["id"],
-        )
+    label = f"{old['source']} -> {old['destination']}"
+    await audit.update_row(conn, actor, virtualalias, OBJECT_TYPE, alias_id, label, old, values,
+                           domain_id=domain["id"])
     return await get(conn, scope, alias_id)
 
 
@@ -214,32 +195,12 @@ async def destination_status(
     return {address: target in receiving for address, target in target_of.items()}
 
 
-async def list_window(
-    conn: AsyncConnection,
-    scope: Scope,
-    *,
-    domain_id: int | None = None,
-    q: str | None = None,
-    order_by: str = "id",
-    descending: bool = False,
-    limit: int,
-    offset: int = 0,
-    after: tuple[Any, int] | None = None,
-) -> Window:
-    """A page of the list, fast on large tables: see `common.fetch_window`."""
-    where = [scope.filter(virtualalias.c.domain_id)]
-    if domain_id is not None:
-        where.append(virtualalias.c.domain_id == domain_id)
-    if q:
-        pattern = f"%{escape_like(q.lower())}%"
-        where.append(
-            sa.or_(
-                virtualalias.c.source.like(pattern, escape="\\"),
-                virtualalias.c.destination.like(pattern, escape="\\"),
-            )
-        )
-    return await fetch_window(
-        conn, id_column=virtualalias.c.id, where=where, sort=virtualalias.c[order_by],
-        descending=descending, limit=limit, offset=offset, after=after,
-        fetch=lambda ids: _select(scope).where(virtualalias.c.id.in_(ids)),
-    )
+LISTED = ListedTable(
+    id_column=virtualalias.c.id, domain_column=virtualalias.c.domain_id,
+    sort_keys={name: virtualalias.c[name] for name in ORDERABLE},
+    searched=(virtualalias.c.source, virtualalias.c.destination), rows=_select,
+)
+
+
+# A page of aliases; `q` searches the source and the destination.
+list_window = lister(LISTED)

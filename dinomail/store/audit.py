@@ -19,7 +19,15 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dinomail.schema import auditlog
-from dinomail.store.common import Row, Window, escape_like, fetch_all, fetch_one, fetch_window
+from dinomail.store.common import (
+    Row,
+    Window,
+    changed_values,
+    escape_like,
+    fetch_all,
+    fetch_one,
+    fetch_window,
+)
 from dinomail.store.scope import Scope
 
 # Never written to the log, whatever the object: invariant 6.
@@ -85,6 +93,20 @@ async def record(
             address=_client_address.get(),
         )
     )
+
+
+async def update_row(
+    conn: AsyncConnection, actor: str, table: sa.Table, object_type: str, row_id: int,
+    label: str, old: Mapping[str, Any], values: Mapping[str, Any], *, domain_id: int | None,
+) -> dict[str, Any]:
+    """Write the fields of `values` that differ from `old` to the row `row_id` of `table`, and
+    log them, before and after; nothing at all when none differs. Returns what changed."""
+    before, after = changed_values(old, values)
+    if after:
+        await conn.execute(table.update().where(table.c.id == row_id).values(**after))
+        await record(conn, actor, "update", object_type, row_id, label, old=before, new=after,
+                     domain_id=domain_id)
+    return after
 
 
 def _visible(scope: Scope) -> sa.ColumnElement[bool]:

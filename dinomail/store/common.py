@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.ext.compiler import compiles
 
 from dinomail.store.errors import NotFound
+from dinomail.store.scope import Scope
 
 Row = dict[str, Any]
 
@@ -35,7 +36,7 @@ def aware(moment: datetime) -> datetime:
 async def fetch_one(conn: AsyncConnection, query: sa.Select, what: str) -> Row:
     row = (await conn.execute(query)).mappings().first()
     if row is None:
-        raise NotFound(f"{what} not found")
+        raise NotFound(f"{what} not found", code="not_found", params={"what": what})
     return dict(row)
 
 
@@ -167,3 +168,64 @@ async def fetch_window(
         count_is_exact=exact,
         next_after=(keys[-1][1], ids[-1]) if more and keys else None,
     )
+
+
+# --- one list query for the tables admins page through ---------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ListRequest:
+    """Which page of a list: the API's and the pages' list options, parsed."""
+
+    limit: int
+    # Only the rows of this domain (for alias domains: of this target domain).
+    domain_id: int | None = None
+    # A substring of the searched columns, case-insensitive.
+    q: str | None = None
+    order_by: str = "id"
+    descending: bool = False
+    offset: int = 0
+    # Continue after this (sort value, id) of the previous page's last row.
+    after: tuple[Any, int] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ListedTable:
+    """How one table is listed: its id, the domain each row belongs to (for the caller's
+    scope and the domain filter), its sort keys, the columns `q` searches, and the query of
+    its full rows."""
+
+    id_column: sa.ColumnElement[int]
+    domain_column: sa.ColumnElement[int]
+    sort_keys: Mapping[str, sa.ColumnElement[Any]]
+    searched: Sequence[sa.ColumnElement[str]]
+    rows: Callable[[Scope], sa.Select]
+
+
+async def list_rows(
+    conn: AsyncConnection, scope: Scope, table: ListedTable, request: ListRequest
+) -> Window:
+    """A page of `table`'s rows the caller may see, fast on large tables: see `fetch_window`."""
+    where = [scope.filter(table.domain_column)]
+    if request.domain_id is not None:
+        where.append(table.domain_column == request.domain_id)
+    if request.q:
+        pattern = f"%{escape_like(request.q.lower())}%"
+        where.append(sa.or_(*(column.like(pattern, escape="\\") for column in table.searched)))
+    return await fetch_window(
+        conn, id_column=table.id_column, where=where, sort=table.sort_keys[request.order_by],
+        descending=request.descending, limit=request.limit, offset=request.offset,
+        after=request.after, fetch=lambda ids: table.rows(scope).where(table.id_column.in_(ids)),
+    )
+
+
+StoreList = Callable[[AsyncConnection, Scope, ListRequest], Awaitable[Window]]
+
+
+def lister(table: ListedTable) -> StoreList:
+    """`list_window(conn, scope, request)` for one table: a page of its rows the caller sees."""
+
+    async def list_window(conn: AsyncConnection, scope: Scope, request: ListRequest) -> Window:
+        return await list_rows(conn, scope, table, request)
+
+    return list_window

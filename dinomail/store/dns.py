@@ -57,9 +57,13 @@ REQUIRED_PROTOCOLS = ("imap", "smtp")
 
 def normalize_port(value: object, field: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise v.ValidationError(field, "must be a port number (0 turns the mode off)")
+        raise v.ValidationError(
+            field, "must be a port number (0 turns the mode off)", code="port_invalid"
+        )
     if not 0 <= value <= 65535:
-        raise v.ValidationError(field, "must be from 1 to 65535, or 0 to turn the mode off")
+        raise v.ValidationError(
+            field, "must be from 1 to 65535, or 0 to turn the mode off", code="port_invalid"
+        )
     return value
 
 
@@ -96,6 +100,7 @@ async def update_client_config(
             raise v.ValidationError(
                 f"{protocol}_ssl_port",
                 f"{protocol.upper()} must be offered with implicit TLS or STARTTLS (or both)",
+                code="protocol_port_required", params={"protocol": protocol.upper()},
             )
     before, after = changed_values(old, values)
     if after:
@@ -260,7 +265,10 @@ async def dkim_private_key(
         sa.select(dkimkey).where(dkimkey.c.domain_id == domain_id)
     )).mappings().first()
     if row is None or not key_in_use(domain, row):
-        raise NotFound("DinoMail holds no private key for the domain's current DKIM key")
+        raise NotFound(
+            "DinoMail holds no private key for the domain's current DKIM key",
+            code="dkim_private_key_missing",
+        )
     await audit.record(conn, actor, "export_dkim", "dkimkey", domain_id, domain["name"],
                        new={"selector": row["selector"]}, domain_id=domain_id)
     return {**dict(row), "domain": domain["name"]}

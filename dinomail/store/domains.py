@@ -12,12 +12,10 @@ from dinomail import validation as v
 from dinomail.schema import aliasdomain, virtualalias, virtualdomain, virtualuser
 from dinomail.store import audit
 from dinomail.store.common import (
+    ListedTable,
     Row,
-    Window,
-    changed_values,
-    escape_like,
     fetch_one,
-    fetch_window,
+    lister,
 )
 from dinomail.store.errors import Conflict, Forbidden
 from dinomail.store.fields import Normalizer, clean_fields
@@ -78,8 +76,14 @@ async def check_name_free(
     )
     if taken is not None:
         if alias_domain:
-            raise Conflict(f"{name} is already a mail domain", field="name")
-        raise Conflict(f"the domain {name} already exists", field="name")
+            raise Conflict(
+                f"{name} is already a mail domain", field="name", code="name_is_mail_domain",
+                params={"name": name},
+            )
+        raise Conflict(
+            f"the domain {name} already exists", field="name", code="domain_exists",
+            params={"name": name},
+        )
     taken = await conn.scalar(
         sa.select(aliasdomain.c.id).where(
             aliasdomain.c.name == name, aliasdomain.c.id != skip_alias_domain
@@ -87,15 +91,23 @@ async def check_name_free(
     )
     if taken is not None:
         if alias_domain:
-            raise Conflict(f"the alias domain {name} already exists", field="name")
-        raise Conflict(f"{name} is already an alias domain", field="name")
+            raise Conflict(
+                f"the alias domain {name} already exists", field="name",
+                code="alias_domain_exists", params={"name": name},
+            )
+        raise Conflict(
+            f"{name} is already an alias domain", field="name", code="name_is_alias_domain",
+            params={"name": name},
+        )
 
 
 async def create(
     conn: AsyncConnection, actor: str, scope: Scope, data: Mapping[str, Any]
 ) -> Row:
     if not scope.is_global:
-        raise Forbidden("only a superadmin can create a domain")
+        raise Forbidden(
+            "only a superadmin can create a domain", code="superadmin_only_create_domain"
+        )
     values = clean_fields(data, NORMALIZERS, required=("name",))
     await check_name_free(conn, values["name"])
     domain_id = (
@@ -117,24 +129,20 @@ async def update(
                       "total_quota"):
             if field in values and values[field] != old[field]:
                 raise Forbidden("only a superadmin can change a domain's name or limits",
-                                field=field)
+                                field=field, code="superadmin_only_domain_limits")
     if values.get("name", old["name"]) != old["name"]:
         await check_name_free(conn, values["name"], own_id=domain_id)
         # Mailboxes and aliases carry the domain in their addresses; renaming would leave them
         # pointing at the old name.
         if await _has_addresses(conn, domain_id):
             raise Conflict(
-                "a domain with mailboxes or aliases cannot be renamed", field="name"
+                "a domain with mailboxes or aliases cannot be renamed", field="name",
+                code="domain_rename_with_addresses",
             )
-    before, after = changed_values(old, values)
-    if after:
-        await conn.execute(
-            virtualdomain.update().where(virtualdomain.c.id == domain_id).values(**after)
-        )
-        await audit.record(
-            conn, actor, "update", OBJECT_TYPE, domain_id, old["name"], old=before, new=after,
-            domain_id=domain_id,
-        )
+    await audit.update_row(
+        conn, actor, virtualdomain, OBJECT_TYPE, domain_id, old["name"], old, values,
+        domain_id=domain_id,
+    )
     return await get(conn, scope, domain_id)
 
 
@@ -149,7 +157,9 @@ async def _has_addresses(conn: AsyncConnection, domain_id: int) -> bool:
 async def delete(conn: AsyncConnection, actor: str, scope: Scope, domain_id: int) -> Row:
     """Delete a domain with its mailboxes, aliases and alias domains (the database cascades)."""
     if not scope.is_global:
-        raise Forbidden("only a superadmin can delete a domain")
+        raise Forbidden(
+            "only a superadmin can delete a domain", code="superadmin_only_delete_domain"
+        )
     old = await get(conn, scope, domain_id)
     await conn.execute(virtualdomain.delete().where(virtualdomain.c.id == domain_id))
     await audit.record(conn, actor, "delete", OBJECT_TYPE, domain_id, old["name"], old=old,
@@ -179,29 +189,12 @@ async def names(conn: AsyncConnection, scope: Scope) -> list[tuple[int, str]]:
     return [(row.id, row.name) for row in await conn.execute(query.order_by(virtualdomain.c.name))]
 
 
-async def list_window(
-    conn: AsyncConnection,
-    scope: Scope,
-    *,
-    domain_id: int | None = None,
-    q: str | None = None,
-    order_by: str = "id",
-    descending: bool = False,
-    limit: int,
-    offset: int = 0,
-    after: tuple[Any, int] | None = None,
-) -> Window:
-    """A page of the list, fast on large tables: see `common.fetch_window`.
+LISTED = ListedTable(
+    id_column=virtualdomain.c.id, domain_column=virtualdomain.c.id,
+    sort_keys={name: virtualdomain.c[name] for name in ORDERABLE},
+    searched=(virtualdomain.c.name,), rows=_select,
+)
 
-    `domain_id` restricts the list to that one domain (the API's `?domain=` filter).
-    """
-    where = [scope.filter(virtualdomain.c.id)]
-    if domain_id is not None:
-        where.append(virtualdomain.c.id == domain_id)
-    if q:
-        where.append(virtualdomain.c.name.like(f"%{escape_like(q.lower())}%", escape="\\"))
-    return await fetch_window(
-        conn, id_column=virtualdomain.c.id, where=where, sort=virtualdomain.c[order_by],
-        descending=descending, limit=limit, offset=offset, after=after,
-        fetch=lambda ids: _select(scope).where(virtualdomain.c.id.in_(ids)),
-    )
+
+# A page of domains; `request.domain_id` keeps that one domain (the API's `?domain=`).
+list_window = lister(LISTED)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from dinomail.errortext import first_line
+
 
 class StoreError(Exception):
     """Base of the store's refusals.
@@ -38,3 +40,51 @@ class LimitExceeded(StoreError):
 
 class Forbidden(StoreError):
     """The caller may see the object but not do this to it (e.g. outside their domains)."""
+
+
+class Unavailable(Exception):
+    """The database cannot be used now: down, unreachable, busy, or not answering in time.
+
+    Not a refusal: nothing the caller sent is at fault and the same request may succeed later,
+    so it is no `StoreError` (forms do not show it as an input error). `Store.read`/`write`
+    raise it for every outage; `as_unavailable` tells one from any other failure.
+    """
+
+    code = "database_unavailable"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+# SQLSTATE classes that mean "try again" rather than "this statement is wrong" (PostgreSQL
+# appendix A): connection exception, transaction rollback (serialization, deadlock),
+# insufficient resources, operator intervention (shutdown), system error.
+_TRANSIENT_SQLSTATE_CLASSES = ("08", "40", "53", "57", "58")
+
+
+def as_unavailable(error: BaseException) -> Unavailable | None:
+    """`error` as an outage of the database, or None when the statement or its data are at
+    fault (a bug, a refused row) or the error is not the database's. The one place that tells
+    them apart: the store raises what this returns, and code that reaches the database without
+    the store (migrations, the lookup daemon's own writers) asks it too."""
+    from sqlalchemy import exc
+
+    if isinstance(error, Unavailable):
+        return error
+    if isinstance(error, exc.DBAPIError):
+        sqlstate = str(getattr(error.orig, "sqlstate", None) or "")
+        transient = error.connection_invalidated or sqlstate[:2] in _TRANSIENT_SQLSTATE_CLASSES
+        if not transient and isinstance(
+            error, exc.IntegrityError | exc.DataError | exc.ProgrammingError
+            | exc.NotSupportedError
+        ):
+            return None
+        return Unavailable(f"cannot use the database: {first_line(error)}")
+    if isinstance(error, exc.TimeoutError | OSError | TimeoutError):
+        detail = getattr(error, "strerror", None) or first_line(error)
+        return Unavailable(f"cannot reach the database: {detail}")
+    if type(error).__module__.startswith("asyncpg"):
+        # asyncpg's errors met outside a statement (while connecting), not wrapped by SQLAlchemy.
+        return Unavailable(f"cannot use the database: {first_line(error)}")
+    return None

@@ -19,8 +19,10 @@ def clean_fields(
     """Normalise every field of `data`; unknown fields and missing required ones are errors."""
     for name in data:
         if name not in normalizers:
-            raise ValidationError(name, "is not a field that can be set here")
+            raise ValidationError(
+                name, "is not a field that can be set here", code="field_unknown"
+            )
     for name in required:
         if data.get(name) in (None, ""):
-            raise ValidationError(name, "is required")
+            raise ValidationError(name, "is required", code="field_required")
     return {name: normalizers[name](value, name) for name, value in data.items()}

@@ -8,17 +8,40 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from dinomail import validation as v
 from dinomail.schema import quotausage, virtualalias, virtualdomain, virtualuser
 from dinomail.store.common import Row
 from dinomail.store.errors import LimitExceeded, NotFound
+from dinomail.store.scope import Scope
 
 
 async def lock_domain(conn: AsyncConnection, domain_id: int) -> Row:
     query = sa.select(virtualdomain).where(virtualdomain.c.id == domain_id).with_for_update()
     row = (await conn.execute(query)).mappings().first()
     if row is None:
-        raise NotFound("domain not found", field="domain")
+        raise NotFound("domain not found", field="domain", code="domain_not_found")
     return dict(row)
+
+
+async def lock_domain_of(
+    conn: AsyncConnection, scope: Scope, domain_id: int | None, address: str
+) -> Row:
+    """The domain of a mailbox or an alias: the one named, else the address's; locked for the
+    limit checks. Another tenant's domain and no domain at all get the same answer, so that a
+    domain admin cannot learn which domains exist."""
+    if domain_id is None:
+        name = v.domain_of(address)
+        domain_id = await conn.scalar(
+            sa.select(virtualdomain.c.id).where(virtualdomain.c.name == name)
+        )
+        if domain_id is None or not scope.allows(domain_id):
+            raise NotFound(
+                f"{name} is not a domain you manage", field="domain", code="domain_not_yours",
+                params={"name": name},
+            )
+    if not scope.allows(domain_id):
+        raise NotFound("domain not found", field="domain", code="domain_not_found")
+    return await lock_domain(conn, domain_id)
 
 
 async def check_mailbox_count(conn: AsyncConnection, domain: Row) -> None:
@@ -31,7 +54,8 @@ async def check_mailbox_count(conn: AsyncConnection, domain: Row) -> None:
     if used >= limit:
         raise LimitExceeded(
             f"the domain {domain['name']} already has its maximum of {limit} mailboxes",
-            field="domain",
+            field="domain", code="too_many_mailboxes",
+            params={"name": domain["name"], "limit": limit},
         )
 
 
@@ -45,7 +69,8 @@ async def check_alias_count(conn: AsyncConnection, domain: Row, adding: int = 1)
     assert used is not None, "COUNT(*) is never NULL"
     if used + adding > limit:
         raise LimitExceeded(
-            f"the domain {domain['name']} allows at most {limit} aliases", field="domain"
+            f"the domain {domain['name']} allows at most {limit} aliases", field="domain",
+            code="too_many_aliases", params={"name": domain["name"], "limit": limit},
         )
 
 
@@ -56,13 +81,15 @@ async def check_quota(
     cap, total = domain["max_quota_per_mailbox"], domain["total_quota"]
     if cap and (quota == 0 or quota > cap):
         raise LimitExceeded(
-            f"the quota must be between 1 and {cap} bytes in {domain['name']}", field="quota"
+            f"the quota must be between 1 and {cap} bytes in {domain['name']}", field="quota",
+            code="quota_out_of_range", params={"name": domain["name"], "cap": cap},
         )
     if not total:
         return
     if quota == 0:
         raise LimitExceeded(
-            f"{domain['name']} has a total quota, so each mailbox needs a quota", field="quota"
+            f"{domain['name']} has a total quota, so each mailbox needs a quota", field="quota",
+            code="quota_required", params={"name": domain["name"]},
         )
     others = await conn.scalar(
         sa.select(sa.func.coalesce(sa.func.sum(virtualuser.c.quota), 0)).where(
@@ -75,7 +102,8 @@ async def check_quota(
         raise LimitExceeded(
             f"{domain['name']} would exceed its total quota of {total} bytes "
             f"({int(others)} already given to other mailboxes)",
-            field="quota",
+            field="quota", code="total_quota_exceeded",
+            params={"name": domain["name"], "total": total, "others": int(others)},
         )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -17,16 +17,17 @@ from dinomail.passwords.unverifiable import is_saltless_ssha
 from dinomail.schema import quotausage, virtualalias, virtualdomain, virtualuser
 from dinomail.store import audit, limits
 from dinomail.store.common import (
+    ListedTable,
     Row,
-    Window,
-    changed_values,
-    escape_like,
     fetch_one,
-    fetch_window,
+    lister,
 )
-from dinomail.store.errors import Conflict, Forbidden, NotFound
+from dinomail.store.errors import Conflict
 from dinomail.store.fields import Normalizer, clean_fields
 from dinomail.store.scope import Scope
+
+if TYPE_CHECKING:
+    from dinomail.store import Store
 
 OBJECT_TYPE = "mailbox"
 MAX_PASSWORD_LENGTH = 1024
@@ -59,7 +60,7 @@ _FROM = virtualuser.join(virtualdomain, virtualdomain.c.id == virtualuser.c.doma
 
 def _normalize_id(value: object, field: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise v.ValidationError(field, "must be the id of an existing object")
+        raise v.ValidationError(field, "must be the id of an existing object", code="not_an_id")
     return value
 
 
@@ -82,20 +83,33 @@ def check_new_password(
     passwords come here.
     """
     if not isinstance(plain, str) or not plain:
-        raise v.ValidationError(field, "a new password is required")
+        raise v.ValidationError(field, "a new password is required", code="password_required")
     if len(plain) > MAX_PASSWORD_LENGTH:
-        raise v.ValidationError(field, f"is at most {MAX_PASSWORD_LENGTH} characters")
+        raise v.ValidationError(
+            field, f"is at most {MAX_PASSWORD_LENGTH} characters",
+            code="text_too_long", params={"limit": MAX_PASSWORD_LENGTH},
+        )
     if any(char in plain for char in "\0\r\n\t"):
         # Dovecot's protocols cannot carry these; a mailbox with one could never log in.
-        raise v.ValidationError(field, "must not contain tabs, line breaks or NUL characters")
+        raise v.ValidationError(
+            field, "must not contain tabs, line breaks or NUL characters",
+            code="password_bad_characters",
+        )
     if len(plain) < min_length:
-        raise v.ValidationError(field, f"must be at least {min_length} characters")
+        raise v.ValidationError(
+            field, f"must be at least {min_length} characters",
+            code="password_too_short", params={"limit": min_length},
+        )
     lowered = plain.lower()
     email = email.strip().lower()
     if email and lowered in (email, email.rpartition("@")[0]):
-        raise v.ValidationError(field, "must not be the mailbox's address or its name")
+        raise v.ValidationError(
+            field, "must not be the mailbox's address or its name", code="password_is_address"
+        )
     if is_common(plain):
-        raise v.ValidationError(field, "is one of the commonest passwords; choose another")
+        raise v.ValidationError(
+            field, "is one of the commonest passwords; choose another", code="password_common"
+        )
     return plain
 
 
@@ -120,6 +134,34 @@ async def unusable_password(scheme: str, *, email: str) -> str:
     )
 
 
+async def new_mailbox_password(
+    plain: object | None, scheme: str, *, email: str, min_length: int
+) -> str:
+    """The hash a new mailbox is created with: of the password given, checked against the
+    policy, else (as the original) of a random secret nobody knows. Called before the write
+    opens: hashing is slow on purpose, and the write locks the domain's row."""
+    # The login name, for schemes that hash it in; a bad address is reported by `create`.
+    email = email.strip().lower()
+    if plain is None:
+        return await unusable_password(scheme, email=email)
+    return await hash_new_password(plain, scheme, email=email, min_length=min_length)
+
+
+async def change_password(
+    store: Store, actor: str, scope: Scope, mailbox_id: int, plain: object, *,
+    scheme: str, min_length: int,
+) -> Row:
+    """Set a mailbox's password from a plain one: the mailbox must be the caller's, the
+    password must pass the policy; hashed between the read and the write."""
+    async with store.read() as conn:
+        mailbox = await get(conn, scope, mailbox_id)
+    password_hash = await hash_new_password(
+        plain, scheme, email=mailbox["email"], min_length=min_length
+    )
+    async with store.write() as conn:
+        return await set_password(conn, actor, scope, mailbox_id, password_hash)
+
+
 async def get(conn: AsyncConnection, scope: Scope, mailbox_id: int) -> Row:
     query = _select(scope).where(virtualuser.c.id == mailbox_id)
     return await fetch_one(conn, query, "mailbox")
@@ -131,22 +173,6 @@ async def get_by_email(conn: AsyncConnection, scope: Scope, email: str) -> Row:
 
 
 
-async def _domain_for(conn: AsyncConnection, scope: Scope, values: Mapping[str, Any]) -> Row:
-    """The mailbox's domain, given or taken from the address, locked for the limit checks."""
-    domain_id = values.get("domain_id")
-    if domain_id is None:
-        name = v.domain_of(values["email"])
-        domain_id = await conn.scalar(
-            sa.select(virtualdomain.c.id).where(virtualdomain.c.name == name)
-        )
-        # Another tenant's domain and no domain at all get the same answer.
-        if domain_id is None or not scope.allows(domain_id):
-            raise v.ValidationError("domain", f"{name} is not a domain you manage")
-    if not scope.allows(domain_id):
-        raise NotFound("domain not found", field="domain")
-    return await limits.lock_domain(conn, domain_id)
-
-
 async def _check_email_free(conn: AsyncConnection, email: str, mailbox_id: int | None) -> None:
     taken = await conn.scalar(
         sa.select(virtualuser.c.id).where(
@@ -154,7 +180,10 @@ async def _check_email_free(conn: AsyncConnection, email: str, mailbox_id: int |
         )
     )
     if taken is not None:
-        raise Conflict(f"the mailbox {email} already exists", field="email")
+        raise Conflict(
+            f"the mailbox {email} already exists", field="email", code="mailbox_exists",
+            params={"email": email},
+        )
 
 
 async def create(
@@ -166,7 +195,7 @@ async def create(
     password_hash: str,
 ) -> Row:
     values = clean_fields(data, NORMALIZERS, required=("email",))
-    domain = await _domain_for(conn, scope, values)
+    domain = await limits.lock_domain_of(conn, scope, values.get("domain_id"), values["email"])
     values["domain_id"] = domain["id"]
     v.check_address_in_domain(values["email"], domain["name"], "email")
     await _check_email_free(conn, values["email"], None)
@@ -194,7 +223,7 @@ async def update(
     old = await get(conn, scope, mailbox_id)
     values = clean_fields(data, NORMALIZERS)
     merged = {"domain_id": old["domain_id"], "email": old["email"], **values}
-    domain = await _domain_for(conn, scope, merged)
+    domain = await limits.lock_domain_of(conn, scope, merged["domain_id"], merged["email"])
     v.check_address_in_domain(merged["email"], domain["name"], "email")
     if merged["email"] != old["email"]:
         await _check_email_free(conn, merged["email"], mailbox_id)
@@ -204,17 +233,12 @@ async def update(
         if values["quota"] is None:
             values["quota"] = domain["default_quota"]
         await limits.check_quota(conn, domain, values["quota"], replacing_mailbox=mailbox_id)
-    before, after = changed_values(old, values)
-    if after:
-        await conn.execute(
-            virtualuser.update().where(virtualuser.c.id == mailbox_id).values(**after)
-        )
-        if "email" in after:
-            await _move_forwarding(conn, old["email"], merged["email"], domain["id"])
-        await audit.record(
-            conn, actor, "update", OBJECT_TYPE, mailbox_id, old["email"], old=before, new=after,
-            domain_id=domain["id"],
-        )
+    after = await audit.update_row(
+        conn, actor, virtualuser, OBJECT_TYPE, mailbox_id, old["email"], old, values,
+        domain_id=domain["id"],
+    )
+    if "email" in after:
+        await _move_forwarding(conn, old["email"], merged["email"], domain["id"])
     return await get(conn, scope, mailbox_id)
 
 
@@ -257,8 +281,6 @@ async def password_hash(conn: AsyncConnection, scope: Scope, mailbox_id: int) ->
 
 async def delete(conn: AsyncConnection, actor: str, scope: Scope, mailbox_id: int) -> Row:
     old = await get(conn, scope, mailbox_id)
-    if not scope.allows(old["domain_id"]):
-        raise Forbidden("this mailbox is outside your domains")
     await conn.execute(virtualuser.delete().where(virtualuser.c.id == mailbox_id))
     # Its forwarding (alias rows on its address) goes with it, or mail would go on leaving.
     await conn.execute(virtualalias.delete().where(virtualalias.c.source == old["email"]))
@@ -320,29 +342,14 @@ _SORT_KEYS: dict[str, sa.ColumnElement[Any]] = {
 }
 
 
-async def list_window(
-    conn: AsyncConnection,
-    scope: Scope,
-    *,
-    domain_id: int | None = None,
-    q: str | None = None,
-    order_by: str = "id",
-    descending: bool = False,
-    limit: int,
-    offset: int = 0,
-    after: tuple[Any, int] | None = None,
-) -> Window:
-    """A page of mailboxes, fast on a million of them: see `common.fetch_window`."""
-    where = [scope.filter(virtualuser.c.domain_id)]
-    if domain_id is not None:
-        where.append(virtualuser.c.domain_id == domain_id)
-    if q:
-        where.append(virtualuser.c.email.like(f"%{escape_like(q.lower())}%", escape="\\"))
-    return await fetch_window(
-        conn, id_column=virtualuser.c.id, where=where, sort=_SORT_KEYS[order_by],
-        descending=descending, limit=limit, offset=offset, after=after,
-        fetch=lambda ids: _select(scope).where(virtualuser.c.id.in_(ids)),
-    )
+LISTED = ListedTable(
+    id_column=virtualuser.c.id, domain_column=virtualuser.c.domain_id,
+    sort_keys=_SORT_KEYS, searched=(virtualuser.c.email,), rows=_select,
+)
+
+
+# A page of mailboxes, fast on a million of them.
+list_window = lister(LISTED)
 
 
 async def unverifiable_passwords(conn: AsyncConnection) -> list[Row]:

@@ -22,7 +22,7 @@ from dinomail.store import audit, domains
 from dinomail.store.common import Row, now
 from dinomail.store.errors import NotFound
 from dinomail.store.fields import clean_fields
-from dinomail.store.scope import EVERYTHING, Scope
+from dinomail.store.scope import Scope
 
 NORMALIZERS: dict[str, Any] = {
     "mode": mtasts.normalize_mode,
@@ -101,7 +101,7 @@ async def save(
     if mode != "none" and not (patterns or before["default_mx"]):
         raise v.ValidationError(
             "mx", "name the MX host(s) senders may deliver to (no MX host is configured for "
-                  "the domain, nor MX_HOST)")
+                  "the domain, nor MX_HOST)", code="mtasts_mx_required")
     await _upsert(conn, {
         "domain_id": domain_id, "mode": mode, "mx": "\n".join(patterns), "max_age": max_age,
         "updated_at": now(),
@@ -125,7 +125,7 @@ async def delete(
     cached it keep asking)."""
     before = await get(conn, scope, domain_id, setting_mx_host)
     if not before["published"]:
-        raise NotFound("the domain publishes no MTA-STS policy")
+        raise NotFound("the domain publishes no MTA-STS policy", code="mtasts_not_published")
     await conn.execute(mtastspolicy.delete().where(mtastspolicy.c.domain_id == domain_id))
     await audit.record(conn, actor, "delete", "mtastspolicy", domain_id, before["name"],
                        old={"mode": before["mode"], "policy_id": before["policy_id"]},
@@ -144,16 +144,3 @@ async def served(conn: AsyncConnection, name: str, setting_mx_host: str) -> mtas
     if row is None:
         return None
     return policy_of(row, default_mx(row["mx_host"], setting_mx_host))
-
-
-async def served_for_check(
-    conn: AsyncConnection, domain_id: int, setting_mx_host: str
-) -> mtasts.Policy | None:
-    """The policy a domain serves, for its DNS check (None: it serves none)."""
-    try:
-        row = await get(conn, EVERYTHING, domain_id, setting_mx_host)
-    except NotFound:
-        return None
-    if not row["published"]:
-        return None
-    return mtasts.Policy(row["mode"], tuple(row["effective_mx"]), row["max_age"])

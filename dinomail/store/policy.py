@@ -84,6 +84,7 @@ def normalize_policy_reply(value: object, field: str) -> str:
             field,
             "must be a Postfix action: DEFER_IF_PERMIT, DEFER, REJECT or a 4xx/5xx code, then "
             "an optional status and text (ASCII), as in `452 4.2.2 Mailbox full`",
+            code="policy_reply_invalid",
         )
     word = match.group(1).upper()
     reply_class = _ACTION_CLASS.get(word, word[0])
@@ -91,7 +92,9 @@ def normalize_policy_reply(value: object, field: str) -> str:
     status = _STATUS.match(detail)
     if status is not None and status.group(1) != reply_class:
         raise v.ValidationError(
-            field, f"the status {status.group(0)} does not match a {reply_class}xx reply"
+            field, f"the status {status.group(0)} does not match a {reply_class}xx reply",
+            code="policy_status_mismatch",
+            params={"status": status.group(0), "reply_class": reply_class},
         )
     return f"{word} {detail}" if detail else word
 
@@ -117,7 +120,7 @@ async def _visible_domain(conn: AsyncConnection, scope: Scope, domain_id: int) -
         )
     )
     if name is None:
-        raise NotFound("domain not found")
+        raise NotFound("domain not found", code="domain_not_found")
     return str(name)
 
 
@@ -128,7 +131,7 @@ async def _visible_mailbox(conn: AsyncConnection, scope: Scope, mailbox_id: int)
         )
     )
     if email is None:
-        raise NotFound("mailbox not found")
+        raise NotFound("mailbox not found", code="mailbox_not_found")
     return str(email)
 
 
@@ -149,6 +152,14 @@ async def domain_limits_of(conn: AsyncConnection, domain_ids: Iterable[int]) -> 
     return found
 
 
+def _require_superadmin(scope: Scope) -> None:
+    """Limits are the server's: a domain admin may not raise their own."""
+    if not scope.is_global:
+        raise Forbidden(
+            "only a superadmin can change sending limits", code="superadmin_only_send_limits"
+        )
+
+
 async def get_domain_limits(conn: AsyncConnection, scope: Scope, domain_id: int) -> Row:
     """The domain's limits (all 0, reply empty, when it has none)."""
     await _visible_domain(conn, scope, domain_id)
@@ -159,8 +170,7 @@ async def set_domain_limits(
     conn: AsyncConnection, actor: str, scope: Scope, domain_id: int, data: Mapping[str, Any]
 ) -> Row:
     """Change some of a domain's limits; the others keep their values."""
-    if not scope.is_global:
-        raise Forbidden("only a superadmin can change sending limits")
+    _require_superadmin(scope)
     name = await _visible_domain(conn, scope, domain_id)
     values = clean_fields(data, _DOMAIN_NORMALIZERS)
     old = await get_domain_limits(conn, scope, domain_id)
@@ -214,8 +224,7 @@ async def set_mailbox_limits(
     conn: AsyncConnection, actor: str, scope: Scope, mailbox_id: int, data: Mapping[str, Any]
 ) -> Row:
     """Change some of a mailbox's own limits (None: back to the domain's default)."""
-    if not scope.is_global:
-        raise Forbidden("only a superadmin can change sending limits")
+    _require_superadmin(scope)
     email = await _visible_mailbox(conn, scope, mailbox_id)
     values = clean_fields(data, _MAILBOX_NORMALIZERS)
     old = await get_mailbox_limits(conn, scope, mailbox_id)
@@ -415,7 +424,9 @@ async def reset_counts(
         raise ValueError(f"unknown kind {kind!r}")
     # After the visibility check: outside their domains, an admin learns nothing (404).
     if not scope.is_global:
-        raise Forbidden("only a superadmin can reset sending counts")
+        raise Forbidden(
+            "only a superadmin can reset sending counts", code="superadmin_only_reset_counts"
+        )
     result = await conn.execute(
         sendcount.update()
         .where(sendcount.c.kind == kind, sendcount.c.name == name)

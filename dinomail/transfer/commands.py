@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import TextIO
 
-from dinomail.cli import EXIT_USAGE, fail
+from dinomail.commands import EXIT_USAGE, fail
 from dinomail.settings import Settings
 from dinomail.store import Store
 from dinomail.transfer import document as d

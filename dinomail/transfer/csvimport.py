@@ -106,7 +106,7 @@ def _mailbox_data(values: dict[str, str]) -> dict[str, Any]:
     active = values.get("active", "").lower()
     if active:
         if active not in _TRUE | _FALSE:
-            raise v.ValidationError("active", "must be true or false")
+            raise v.ValidationError("active", "must be true or false", code="not_boolean")
         data["active"] = active in _TRUE
     return data
 

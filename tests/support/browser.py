@@ -25,7 +25,6 @@ from dinomail.http_server import HttpServer
 from dinomail.settings import Settings
 from dinomail.store import Store, admins
 from tests.support.adminapi import FAST_ARGON2
-from tests.support.ports import free_port
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -45,8 +44,9 @@ class ServedApp:
     """The admin application on `http://127.0.0.1:<port>`, over a SQLite database."""
 
     def __init__(self, database_url: str, settings: Settings) -> None:
-        self.port = free_port()
-        self.base_url = f"http://127.0.0.1:{self.port}"
+        # Known once the server listens (it binds port 0: the system picks a free one).
+        self.port = 0
+        self.base_url = ""
         self.database_url = database_url
         self.settings = settings
         self.store: Store | None = None
@@ -80,8 +80,11 @@ class ServedApp:
         try:
             await migrate.upgrade(store.engine)
             await self._prepare(store)
-            server = HttpServer(create_app(self.settings, store), f"127.0.0.1:{self.port}")
+            server = HttpServer(create_app(self.settings, store), "127.0.0.1:0")
             await server.start()
+            assert server.port is not None
+            self.port = server.port
+            self.base_url = f"http://127.0.0.1:{self.port}"
             self._started.set()
             await self._stop.wait()
             await server.stop()

@@ -17,7 +17,6 @@ import uvicorn
 from adminapi.app import create_app
 from dinomail.store import Store
 from tests.support.adminapi import api_settings
-from tests.support.ports import free_port
 
 LOOPBACK = "127.0.0.1"
 
@@ -25,10 +24,9 @@ LOOPBACK = "127.0.0.1"
 @asynccontextmanager
 async def live_adminapi(store: Store, **settings: Any) -> AsyncIterator[str]:
     """Serve the API over `store`; yields its base URL, `http://127.0.0.1:<port>`."""
-    port = free_port()
     app = create_app(api_settings(ALLOWED_HOSTS=(LOOPBACK,), **settings), store)
     config = uvicorn.Config(
-        app, host=LOOPBACK, port=port, lifespan="off", access_log=True, log_level="info",
+        app, host=LOOPBACK, port=0, lifespan="off", access_log=True, log_level="info",
         # No logging configuration of uvicorn's own: its records reach the root logger.
         log_config=None,
     )
@@ -40,6 +38,8 @@ async def live_adminapi(store: Store, **settings: Any) -> AsyncIterator[str]:
                 serving.result()
                 raise RuntimeError("the admin API did not start")
             await asyncio.sleep(0.01)
+        # Port 0: the system picked a free port, read back from the listening socket.
+        port = server.servers[0].sockets[0].getsockname()[1]
         yield f"http://{LOOPBACK}:{port}"
     finally:
         server.should_exit = True

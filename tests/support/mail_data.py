@@ -46,3 +46,47 @@ async def fill_mail_data(store: Store) -> dict[str, int]:
         await domain("bücher.example")
         await mailbox("eve@bücher.example")
     return ids
+
+
+# What each lookup of `fill_mail_data`'s data answers (None: not found), rule by rule.
+NOT_FOUND = None
+EXPECTED = {
+    "domains": {
+        "example.org": "example.org",
+        "example.net": "example.net",  # an alias domain is ours too
+        "BÜCHER.example": "xn--bcher-kva.example",  # Unicode and IDNA forms both match
+        "xn--bcher-kva.example": "xn--bcher-kva.example",
+        "dormant.org": NOT_FOUND,  # inactive domain
+        "unknown.org": NOT_FOUND,
+    },
+    "mailboxes": {
+        "alice@example.org": "example.org/alice/",
+        "Alice+tag@Example.org": "example.org/alice/",  # case and extension
+        "eve@bücher.example": "xn--bcher-kva.example/eve/",
+        "carol@example.org": NOT_FOUND,  # inactive mailbox
+        "dan@dormant.org": NOT_FOUND,  # mailbox of an inactive domain
+        "info@example.org": NOT_FOUND,  # an alias, not a mailbox
+    },
+    "aliases": {
+        "info@example.org": "alice@example.org,bob@elsewhere.net",
+        "info+x@example.org": "alice+x@example.org,bob+x@elsewhere.net",
+        "alice@example.org": "alice@example.org",  # a mailbox is not swallowed by the catch-all
+        "alice+tag@example.org": "alice+tag@example.org",
+        "nobody@example.org": "alice@example.org",  # the catch-all
+        "alice@example.net": "alice@example.org",  # alias domain → target
+        "nobody@example.net": "nobody@example.org",
+        "x@unknown.org": NOT_FOUND,
+        "dan@dormant.org": NOT_FOUND,
+        "example.org": NOT_FOUND,  # bare domains are not aliases
+    },
+    "senders": {
+        "alice@example.org": "alice@example.org",
+        "bob+x@example.org": "bob@example.org",
+        "info@example.org": "alice@example.org",  # the local mailbox the alias delivers to
+        "alice@example.net": "alice@example.org",
+        "x@unknown.org": NOT_FOUND,
+    },
+}
+
+
+CASES = [(name, key, value) for name, keys in EXPECTED.items() for key, value in keys.items()]

@@ -4,9 +4,14 @@
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
+from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
+from tests.support.cli import dinomail
 from tests.support.postgres import PostgresServer
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "original-db"
@@ -88,3 +93,45 @@ def dump_postgres(server: PostgresServer, database: str, *, only_django: bool = 
     if only_django:
         options += [f"--table={prefix}*" for prefix in DJANGO_TABLE_PREFIXES]
     return server.dump(database, *options)
+
+
+_names = itertools.count(1)
+
+
+@dataclass
+class Original:
+    """A database loaded from the original's dump, and how to dump it whole or in part."""
+
+    kind: str
+    url: str
+    path: Path | None = None
+    server: PostgresServer | None = None
+    database: str = ""
+
+    def dump(self, *, only_django: bool = False) -> str:
+        if self.path is not None:
+            return dump_sqlite(self.path, only_django=only_django)
+        assert self.server is not None
+        return dump_postgres(self.server, self.database, only_django=only_django)
+
+    def env(self) -> dict[str, str]:
+        return {"DINOMAIL_DATABASE_URL": self.url}
+
+    def run(self, *args: str):  # type: ignore[no-untyped-def]
+        return dinomail(*args, env=self.env(), timeout=120)
+
+
+def new_original(kind: str, request: pytest.FixtureRequest, folder: Path,
+                 extra_sql: str = "") -> Original:
+    if kind == "sqlite":
+        path = folder / f"original-{next(_names)}.sqlite3"
+        url = load_sqlite(path)
+        if extra_sql:
+            load_sqlite(path, extra_sql)
+        return Original(kind, url, path=path)
+    server: PostgresServer = request.getfixturevalue("postgres")
+    name = f"original_{next(_names)}"
+    url = load_postgres(server, name)
+    if extra_sql:
+        server.psql_script(extra_sql, name)
+    return Original(kind, url, server=server, database=name)

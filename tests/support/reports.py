@@ -18,6 +18,7 @@ import bz2
 import functools
 import gzip
 import io
+import smtplib
 import struct
 import zipfile
 import zlib
@@ -234,3 +235,20 @@ JUNK = {
     "truncated gzip": truncated_gzip,
     "no attachment": lambda: MIMEText("Hello, is this the postmaster?").as_bytes(),
 }
+
+
+def lmtp_send(port: int, message: bytes, recipients: list[str]) -> dict[str, tuple[int, bytes]]:
+    """Send over LMTP and read one answer per recipient after DATA (RFC 2033 section 4.2)."""
+    client = smtplib.LMTP("127.0.0.1", port, timeout=30)
+    try:
+        client.ehlo_or_helo_if_needed = lambda: client.docmd("LHLO", "test")  # type: ignore[method-assign]
+        client.docmd("LHLO", "test")
+        assert client.mail("reports@receiver.example")[0] == 250
+        for recipient in recipients:
+            assert client.rcpt(recipient)[0] == 250
+        code, _ = client.docmd("DATA")
+        assert code == 354
+        client.send(smtplib.quotedata(message.decode("latin-1")).encode("latin-1") + b"\r\n.\r\n")
+        return {recipient: client.getreply() for recipient in recipients}
+    finally:
+        client.close()

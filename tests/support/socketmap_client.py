@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 
 async def socketmap_query(listen: str, name: str, key: str, timeout: float = 5.0) -> str:
@@ -18,3 +19,19 @@ async def socketmap_query(listen: str, name: str, key: str, timeout: float = 5.0
         return data[:-1].decode()
     finally:
         writer.close()
+
+
+# Generous: the real figure is in benchmarks/RESULTS.md.
+PROPAGATION_BOUND = 2.0
+
+
+async def answer_becomes(listen: str, name: str, key: str, expected: str) -> float:
+    """Seconds until the daemon answers `expected` (a change has propagated); fails past
+    PROPAGATION_BOUND."""
+    started = time.monotonic()
+    while True:
+        reply = await socketmap_query(listen, name, key)
+        if reply == expected:
+            return time.monotonic() - started
+        assert time.monotonic() - started < PROPAGATION_BOUND, (name, key, reply, expected)
+        await asyncio.sleep(0.01)
