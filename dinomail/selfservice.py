@@ -94,7 +94,8 @@ async def check_current_password(store: Store, owner: Owner, current: str) -> No
     if not current or len(current) > MAX_LOGIN_PASSWORD_LENGTH or not await asyncio.to_thread(
         _matches, current, stored, owner.email
     ):
-        raise ValidationError("current_password", "is not the mailbox's current password")
+        raise ValidationError("current_password", "is not the mailbox's current password",
+                              code="not_current_password")
 
 
 async def change_password(

@@ -58,7 +58,7 @@ async def test_vacation_get_put_delete(store: Store) -> None:
                                                           "ends": "2026-12-01"})
         assert bad.status_code == 400
         assert bad.json() == {"error": "must be on or after the first day", "field": "ends",
-                              "code": "invalid"}
+                              "code": "ends_before_starts"}
         bad_days = await client.put(url, headers=tenant, json={"interval_days": 99})
         assert bad_days.status_code == 400 and bad_days.json()["field"] == "interval_days"
         deleted = await client.delete(url, headers=tenant)
@@ -135,11 +135,14 @@ async def test_another_domain_is_not_found_and_read_only_keys_cannot_write(store
             ("POST", "apppassword/", {"name": "x", "protocols": ["imap"]}),
             ("DELETE", "apppassword/1/", None),
         ):
+            answers = []
             for mailbox_id in (other["id"], 999_999):
                 answer = await client.request(method, f"/api/mailbox/{mailbox_id}/{path}",
                                               headers=tenant, json=body)
                 assert answer.status_code == 404, (method, path, answer.text)
-                assert answer.json()["code"] == "not_found"
+                answers.append(answer.json())
+            # Another domain's mailbox and no mailbox at all: one answer.
+            assert answers[0] == answers[1], (method, path)
         anonymous = await client.get(f"/api/mailbox/{box['id']}/vacation/")
         assert anonymous.status_code == 401
     reader = await add_admin(store, "reader", superadmin=True, read_only=True)

@@ -453,7 +453,7 @@ async def test_api_removal_by_superadmin_only(store: Store) -> None:
             keys[name] = {"Authorization": f"ApiKey {name}:{made.json()['objects'][0]['key']}"}
         before = await snapshot(store)
         refused = await client.delete(f"/api/admin/{alice}/twofactor/", headers=keys["bob"])
-        assert refused.status_code == 404 and refused.json()["code"] == "not_found"
+        assert refused.status_code == 404 and refused.json()["code"] == "admin_not_found"
         assert await snapshot(store) == before
         done = await client.delete(f"/api/admin/{alice}/twofactor/", headers=keys["root"])
         assert done.status_code == 204

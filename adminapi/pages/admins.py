@@ -14,7 +14,6 @@ from starlette.responses import Response
 
 from adminapi.pages.forms import N_, Form
 from adminapi.pages.listing import PAGE_SIZE, page_links, parse_paging, search_text
-from adminapi.pages.refusals import refuse_into
 from adminapi.pages.web import Page
 from dinomail import validation as v
 from dinomail.store import EVERYTHING, NotFound, Scope, StoreError, admins, domains
@@ -22,21 +21,13 @@ from dinomail.store import EVERYTHING, NotFound, Scope, StoreError, admins, doma
 # More than anyone types by hand; bounds the work of one form.
 MAX_DOMAINS = 10_000
 
-REFUSALS = {
-    "admin_exists": N_("The admin %(username)s already exists."),
-    "own_superadmin_rights": N_("You cannot remove your own superadmin rights."),
-    "own_account_deactivation": N_("You cannot deactivate your own account."),
-    "own_account_read_only": N_("You cannot make your own account read-only."),
-    "own_password_reset": N_("Change your own password on your account page, with the current "
-                             "one."),
-    # Checked here as the API checks it for its whole resource: admins are superadmins' business.
-    "superadmins_only": N_("Only a superadmin can manage admins."),
-}
+# Checked here as the API checks it for its whole resource: admins are superadmins' business.
+SUPERADMINS_ONLY = N_("Only a superadmin can manage admins.")
 def _not_superadmin(page: Page) -> Response | None:
     """The refusal a domain admin gets for a change to admins; None for a superadmin."""
     if page.is_superadmin:
         return None
-    return page.error(403, page._("Not allowed"), page._(REFUSALS["superadmins_only"]))
+    return page.error(403, page._("Not allowed"), page._(SUPERADMINS_ONLY))
 
 
 async def _visible_admin(page: Page) -> dict[str, Any]:
@@ -44,7 +35,7 @@ async def _visible_admin(page: Page) -> dict[str, Any]:
     them, one that does not exist."""
     admin_id = page.path_id()
     if not page.is_superadmin and admin_id != page.admin.admin_id:
-        raise NotFound("admin not found")
+        raise NotFound("admin not found", code="admin_not_found")
     async with page.store.read() as conn:
         return await admins.get(conn, admin_id)
 
@@ -135,7 +126,7 @@ async def admin_new(page: Page) -> Response:
                 await admins.update(conn, page.admin.actor, created["id"], {"is_active": False},
                                     acting_admin_id=page.admin.admin_id)
     except (StoreError, v.ValidationError) as error:
-        refuse_into(page, form, error, REFUSALS)
+        page.refuse_into(form, error)
         return _form_page(page, form, None, status=400)
     page.flash("success", _("Admin %(username)s was created.") % {"username": created["username"]})
     return page.redirect(page.url("admin_list"))
@@ -170,7 +161,7 @@ async def admin_edit(page: Page) -> Response:
             changed = await admins.update(conn, page.admin.actor, account["id"], changes,
                                           acting_admin_id=page.admin.admin_id)
     except (StoreError, v.ValidationError) as error:
-        refuse_into(page, form, error, REFUSALS, {"domain_ids": "domains"})
+        page.refuse_into(form, error, {"domain_ids": "domains"})
         return _form_page(page, form, account, status=400)
     page.flash("success", _("Admin %(username)s was changed.") % {"username": changed["username"]})
     return page.redirect(page.url("admin_list"))
@@ -178,7 +169,7 @@ async def admin_edit(page: Page) -> Response:
 
 async def _refused_on_form(page: Page, account: dict[str, Any], error: StoreError) -> Response:
     form = await _form_of(page, account)
-    refuse_into(page, form, error, REFUSALS)
+    page.refuse_into(form, error)
     return _form_page(page, form, account, status=400)
 
 

@@ -16,7 +16,6 @@ from starlette.responses import Response
 
 from adminapi.pages.domains import OUTCOMES, check_status, status_of
 from adminapi.pages.forms import N_, Form
-from adminapi.pages.refusals import refuse_into
 from adminapi.pages.web import Page
 from dinomail import dkim
 from dinomail import validation as v
@@ -27,16 +26,6 @@ from dinomail.store.common import now
 
 ALGORITHM_LABELS = {dkim.RSA: N_("RSA (every receiver checks it)"),
                     dkim.ED25519: N_("Ed25519 (short; not every receiver checks it yet)")}
-CODES = {
-    "dkim_selector_in_use": N_("The domain publishes its current key under the selector "
-                               "%(selector)s: a new key needs a new selector, so that the old "
-                               "record stays published."),
-    "dkim_selector_retiring": N_("The selector %(selector)s still publishes a previous key of "
-                                 "the domain: retire it first, or choose another selector."),
-    "dkim_selector_current": N_("%(selector)s is the domain's current selector: only the "
-                                "selector of a replaced key can be retired."),
-    "dkim_selector_unknown": N_("The domain has no retiring selector %(selector)s."),
-}
 
 
 def _empty_form() -> Form:
@@ -79,7 +68,7 @@ def _read_choices(page: Page, form: Form) -> dict[str, Any]:
         try:
             choices["selector"] = dkim.normalize_selector(form.values["selector"])
         except v.ValidationError as error:
-            refuse_into(page, form, error, CODES)
+            page.refuse_into(form, error)
     return choices
 
 
@@ -106,7 +95,7 @@ async def domain_dkim(page: Page) -> Response:
             await dns_store.save_dkim_key(conn, page.admin.actor, page.scope, domain_id,
                                           selector, pair)
     except (StoreError, v.ValidationError) as error:
-        refuse_into(page, form, error, CODES)
+        page.refuse_into(form, error)
         return await _render(page, domain_id, form, status=400)
     name = v.display_domain(domain["name"])
     if previous:
@@ -134,7 +123,7 @@ async def domain_dkim_retire(page: Page) -> Response:
     except (StoreError, v.ValidationError) as error:
         if isinstance(error, StoreError) and error.field is None:
             raise  # the domain itself is not there (or not the admin's): the usual 404
-        refuse_into(page, retire_form, error, CODES)
+        page.refuse_into(retire_form, error)
         return await _render(page, domain_id, form, status=400, retire_form=retire_form)
     page.flash("success", page._(
         "The selector %(selector)s of %(name)s is retired: remove its record from your zone.")

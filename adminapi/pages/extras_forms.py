@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from adminapi.pages.forms import Form
-from adminapi.pages.ownersession import translate
 from adminapi.pages.web import Page
 from dinomail.store import Forbidden, NotFound, Scope, StoreError, apppasswords, vacation
 from dinomail.store.common import Row
@@ -56,7 +55,7 @@ async def save_vacation(page: Page, actor: str, scope: Scope, mailbox_id: int
     except (NotFound, Forbidden):
         raise
     except (ValidationError, StoreError) as error:
-        form.add_error(error.field, translate(page, error))
+        form.add_error(error.field, page.refusal(error))
         return form, False
     return form, True
 
@@ -91,7 +90,7 @@ async def create_app_password(page: Page, actor: str, scope: Scope, mailbox_id: 
     except (NotFound, Forbidden):
         raise
     except (ValidationError, StoreError) as error:
-        form.add_error(error.field, translate(page, error))
+        form.add_error(error.field, page.refusal(error))
         return form, None
     # Shown in this answer only: a redirect would have to keep the secret somewhere.
     return new_app_password_form(), Created(secret, row)

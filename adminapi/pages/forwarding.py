@@ -7,7 +7,7 @@ from __future__ import annotations
 from starlette.responses import Response
 
 from adminapi.pages.forms import Form
-from adminapi.pages.ownersession import OwnerPage, translate
+from adminapi.pages.ownersession import OwnerPage
 from adminapi.pages.web import Page
 from dinomail.store import Forbidden, NotFound, Scope, StoreError, mailboxes, selfservice
 from dinomail.store import forwarding as forwarding_store
@@ -35,7 +35,7 @@ async def _save(page: Page, actor: str, scope: Scope, mailbox_id: int) -> tuple[
     except (NotFound, Forbidden):
         raise  # the view's answer: not found, not allowed
     except (ValidationError, StoreError) as error:
-        form.add_error(error.field or "destinations", translate(page, error))
+        form.add_error(error.field or "destinations", page.refusal(error))
         return form, False
     return form, True
 

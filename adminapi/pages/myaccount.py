@@ -5,18 +5,12 @@ from __future__ import annotations
 
 from starlette.responses import Response
 
-from adminapi.pages.forms import N_, Form
+from adminapi.pages.forms import Form
 from adminapi.pages.lockout import failed, locked_out
-from adminapi.pages.refusals import refusal_text
 from adminapi.pages.web import Page
 from dinomail import validation as v
 from dinomail.settings import LANGUAGES
 from dinomail.store import StoreError, admins, apikeys, twofactor
-
-# The store's refusals of this page, by code, in the admin's language.
-REFUSALS = {
-    "wrong_current_password": N_("The current password is wrong."),
-}
 
 
 def _password_form() -> Form:
@@ -70,7 +64,7 @@ async def change_password(page: Page) -> Response:
     except (StoreError, v.ValidationError) as error:
         if error.field == "current_password" and isinstance(error, StoreError):
             failed(page, username)
-        form.add_error(error.field, refusal_text(page, error, REFUSALS))
+        form.add_error(error.field, page.refusal(error))
         return await _account_page(page, password_form=form, status=400)
     # Every other session ended with the old password; this one goes on with the new one.
     page.session.log_in(admin_id, page.state.codec.password_binding(admin_id, stored_hash),

@@ -6,7 +6,7 @@ from starlette.responses import Response
 
 from adminapi.pages.forms import Form
 from adminapi.pages.lockout import failed, locked_out, retry_after
-from adminapi.pages.ownersession import OwnerPage, translate
+from adminapi.pages.ownersession import OwnerPage
 from adminapi.pages.sessions import insecure_transport
 from adminapi.pages.web import local_path
 from dinomail import selfservice
@@ -112,7 +112,7 @@ async def me_password(page: OwnerPage) -> Response:
         except ValidationError as error:
             if error.field == "current_password":
                 failed(page, page.me.email)
-            form.add_error(error.field, translate(page, error))
+            form.add_error(error.field, page.refusal(error))
         else:
             # This session goes on with the new password; every other one has ended.
             page.session.password_binding = page.binding(new_hash)

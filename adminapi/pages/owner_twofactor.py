@@ -14,10 +14,8 @@ from starlette.responses import Response
 
 from adminapi.pages.forms import N_, Form
 from adminapi.pages.lockout import failed, locked_out, retry_after
-from adminapi.pages.ownersession import OwnerPage, load_pending_owner, translate
-from adminapi.pages.refusals import refusal_text
+from adminapi.pages.ownersession import OwnerPage, load_pending_owner
 from adminapi.pages.totp_enrolment import enrolment, first_code_error
-from adminapi.pages.twofactor import REFUSALS
 from adminapi.pages.web import Page
 from dinomail import selfservice, totp
 from dinomail.store import StoreError, mailboxes, ownerlogin
@@ -89,7 +87,7 @@ async def me_two_factor(page: OwnerPage) -> Response:
         async with page.store.write() as conn:
             await ownerlogin.confirm_totp(conn, me.actor, me.scope, me.mailbox_id, code)
     except StoreError as error:
-        form.add_error("code", refusal_text(page, error, REFUSALS))
+        form.add_error("code", page.refusal(error))
         return await _page(page, form, status=400)
     page.flash("success", page._("The authenticator app is set up: log in with its codes."))
     return page.redirect(page.url("me_two_factor"))
@@ -106,7 +104,7 @@ async def me_two_factor_remove(page: OwnerPage) -> Response:
                                                  page.form_data.get("current_password"))
     except ValidationError as error:
         failed(page, me.email)
-        form.add_error(error.field, translate(page, error))
+        form.add_error(error.field, page.refusal(error))
         return await _page(page, form, status=400)
     async with page.store.write() as conn:
         await ownerlogin.remove_totp(conn, me.actor, me.scope, me.mailbox_id)

@@ -30,7 +30,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
 from adminapi.api.errors import ApiError
-from adminapi.pages.forms import N_, BadForm, read_form
+from adminapi.pages.forms import BadForm, read_form
 from adminapi.pages.sessions import (
     SESSION_LIFETIME_SECONDS,
     Session,
@@ -40,45 +40,12 @@ from adminapi.pages.sessions import (
 )
 from adminapi.pages.web import SECURITY_HEADERS, Page, csrf_failure, csrf_ok
 from dinomail.selfservice import Owner
-from dinomail.store import Forbidden, NotFound, StoreError, ownerlogin, selfservice
-from dinomail.store.apppasswords import PROTOCOLS
-from dinomail.store.vacation import _FIRST_YEAR as FIRST_YEAR
-from dinomail.store.vacation import _LAST_YEAR as LAST_YEAR
-from dinomail.store.vacation import MAX_INTERVAL_DAYS, MIN_INTERVAL_DAYS
-from dinomail.validation import ValidationError
+from dinomail.store import Forbidden, NotFound, ownerlogin, selfservice
 
 COOKIE_NAME = "dinomail_me"
 COOKIE_PATH = "/me"
 ROUTE_PREFIX = "me:"
 
-# The owners' own refusals (`code` of a StoreError), in their language.
-REFUSALS: dict[str, str] = {
-    "forwarding_to_itself": N_("%(email)s cannot forward to itself: tick “Keep a copy” "
-                               "instead."),
-    "forwarding_too_many": N_("Forwarding goes to at most %(limit)s addresses."),
-    "forwarding_external_forbidden": N_(
-        "%(domain)s does not allow forwarding outside this server's domains "
-        "(%(address)s)."),
-    "app_password_exists": N_("The app password %(name)s already exists."),
-    "app_password_limit": N_("A mailbox has at most %(limit)s app passwords."),
-}
-# Refusals without a code, by their English sentence (made with the store's own bounds).
-SENTENCES: dict[str, str] = {
-    "is not the mailbox's current password": N_("This is not your current password."),
-    "the two passwords differ": N_("The two passwords differ."),
-    "must be a day as YYYY-MM-DD": N_("Enter a day, as 2025-07-14."),
-    "must be a day (YYYY-MM-DD), not a time": N_("Enter a day, as 2025-07-14."),
-    "is required to turn the vacation reply on": N_("A message is needed to turn the reply on."),
-    "must be on or after the first day": N_("The last day cannot come before the first."),
-    "must be a whole number of days": N_("Enter a whole number of days."),
-    f"must be between {MIN_INTERVAL_DAYS} and {MAX_INTERVAL_DAYS} days": N_(
-        "Enter a number of days from 1 to 30."),
-    f"must lie between the years {FIRST_YEAR} and {LAST_YEAR}": N_(
-        "Enter a day between the years 1000 and 9999."),
-    "must name at least one protocol": N_("Choose at least one."),
-    f"must be a list of protocols among {', '.join(PROTOCOLS)}": N_("Choose at least one."),
-    "must be text": N_("Enter text."),
-}
 
 
 class OwnerCodec(SessionCodec):
@@ -99,15 +66,6 @@ def owner_codec(request: Request) -> OwnerCodec:
     return codec
 
 
-def translate(page: Page, error: StoreError | ValidationError) -> str:
-    """A refusal in the page's language: the owners' own codes first, then the admin pages'."""
-    code = getattr(error, "code", "")
-    if code in REFUSALS:
-        params = getattr(error, "params", {})
-        return page._(REFUSALS[code]) % params
-    if error.message in SENTENCES:
-        return page._(SENTENCES[error.message])
-    return page.refusal(error)
 
 
 class OwnerPage(Page):
@@ -221,7 +179,7 @@ async def _answer(page: OwnerPage, view: OwnerView, public: bool) -> Response:
         return page.error(404, _("Not found"),
                           _("There is nothing here, or nothing you may see."))
     except Forbidden as error:
-        return page.error(403, _("Not allowed"), translate(page, error))
+        return page.error(403, _("Not allowed"), page.refusal(error))
 
 
 def owner_endpoint(

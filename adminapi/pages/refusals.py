@@ -8,14 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-from adminapi.pages.forms import N_, Form, Gettext
+from adminapi.pages.forms import N_, Gettext
 from dinomail.store.errors import StoreError
 from dinomail.validation import ValidationError
-
-if TYPE_CHECKING:
-    from adminapi.pages.web import Page
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +135,57 @@ REFUSALS: Mapping[str, Refusal] = {
         "Name the MX host(s) senders may deliver to (no MX host is configured for the "
         "domain, nor MX_HOST).")),
     "mtasts_not_published": Refusal(N_("The domain publishes no MTA-STS policy.")),
+    # Admins (the Admins page and the account page).
+    "own_superadmin_rights": Refusal(N_("You cannot remove your own superadmin rights.")),
+    "own_account_deactivation": Refusal(N_("You cannot deactivate your own account.")),
+    "own_account_read_only": Refusal(N_("You cannot make your own account read-only.")),
+    "own_account_deletion": Refusal(N_("You cannot delete your own account.")),
+    "own_password_reset": Refusal(N_(
+        "Change your own password on your account page, with the current one.")),
+    "username_unchangeable": Refusal(
+        N_("A username cannot be changed; create another admin instead.")),
+    "language_unknown": Refusal(N_("Choose one of DinoMail's languages.")),
+    "wrong_current_password": Refusal(N_("The current password is wrong.")),
+    "not_current_password": Refusal(N_("This is not your current password.")),
+    # Second factors (admins and mailbox owners).
+    "wrong_code": Refusal(N_("This code is wrong or expired. Type the code your app shows now.")),
+    "totp_enrolled": Refusal(N_("An authenticator app is already set up; remove it first.")),
+    "totp_not_started": Refusal(N_("The set-up of the app was not started; start it again.")),
+    "passkey_name_exists": Refusal(N_("You already have a passkey named %(name)s.")),
+    "too_many_passkeys": Refusal(N_(
+        "You already have the most passkeys an admin may have (%(limit)s).")),
+    "passkey_exists": Refusal(N_("This passkey is already registered.")),
+    # DKIM rotation.
+    "dkim_selector_too_long_for_domain": Refusal(
+        N_("The selector is too long for this domain's DNS name.")),
+    "dkim_selector_in_use": Refusal(N_(
+        "The domain publishes its current key under the selector %(selector)s: a new key "
+        "needs a new selector, so that the old record stays published.")),
+    "dkim_selector_retiring": Refusal(N_(
+        "The selector %(selector)s still publishes a previous key of the domain: retire it "
+        "first, or choose another selector.")),
+    "dkim_selector_current": Refusal(N_(
+        "%(selector)s is the domain's current selector: only the selector of a replaced key "
+        "can be retired.")),
+    "dkim_selector_unknown": Refusal(N_("The domain has no retiring selector %(selector)s.")),
+    # Forwarding, vacation replies, app passwords.
+    "forwarding_to_itself": Refusal(N_(
+        "%(email)s cannot forward to itself: tick “Keep a copy” instead.")),
+    "forwarding_too_many": Refusal(N_("Forwarding goes to at most %(limit)s addresses.")),
+    "forwarding_external_forbidden": Refusal(N_(
+        "%(domain)s does not allow forwarding outside this server's domains (%(address)s).")),
+    "addresses_invalid": Refusal(N_("Enter email addresses, one per line.")),
+    "day_invalid": Refusal(N_("Enter a day, as 2025-07-14.")),
+    "year_out_of_range": Refusal(N_("Enter a day between the years 1000 and 9999.")),
+    "days_invalid": Refusal(N_("Enter a whole number of days.")),
+    "days_out_of_range": Refusal(N_("Enter a number of days from %(low)s to %(high)s.")),
+    "vacation_body_required": Refusal(N_("A message is needed to turn the reply on.")),
+    "ends_before_starts": Refusal(N_("The last day cannot come before the first.")),
+    "app_password_exists": Refusal(N_("The app password %(name)s already exists.")),
+    "app_password_limit": Refusal(N_("A mailbox has at most %(limit)s app passwords.")),
+    "app_password_not_found": Refusal(N_("No such app password.")),
+    "protocols_invalid": Refusal(N_("Choose at least one.")),
+    "protocols_required": Refusal(N_("Choose at least one.")),
 }
 
 
@@ -155,17 +202,3 @@ def translate_refusal(
     }
     return _(refusal.message) % values
 
-
-def refusal_text(page: Page, error: StoreError | ValidationError, codes: Mapping[str, str]) -> str:
-    """A refusal in the admin's language: by its code from the page's own `codes` (refusals
-    only that page meets), else from the shared table."""
-    if isinstance(error, StoreError) and error.code in codes:
-        return page._(codes[error.code]) % {key: str(value) for key, value in error.params.items()}
-    return page.refusal(error)
-
-
-def refuse_into(page: Page, form: Form, error: StoreError | ValidationError,
-                codes: Mapping[str, str], fields: Mapping[str, str] | None = None) -> None:
-    """The refusal under the field it names (`fields` maps the store's names to the form's)."""
-    name = (fields or {}).get(error.field or "", error.field)
-    form.add_error(name, refusal_text(page, error, codes))

@@ -10,23 +10,12 @@ from __future__ import annotations
 
 from starlette.responses import Response
 
-from adminapi.pages.forms import N_, Form
-from adminapi.pages.refusals import refusal_text
+from adminapi.pages.forms import Form
 from adminapi.pages.totp_enrolment import enrolment, first_code_error
 from adminapi.pages.web import Page
 from dinomail import passkeys
 from dinomail import validation as v
 from dinomail.store import StoreError, twofactor
-
-REFUSALS = {
-    "wrong_code": N_("This code is wrong or expired. Type the code your app shows now."),
-    "totp_enrolled": N_("An authenticator app is already set up; remove it first."),
-    "totp_not_started": N_("The set-up of the app was not started; start it again."),
-    "passkey_name_exists": N_("You already have a passkey named %(name)s."),
-    "too_many_passkeys": N_("You already have the most passkeys an admin may have "
-                            "(%(limit)s)."),
-    "passkey_exists": N_("This passkey is already registered."),
-}
 
 
 def rp_id(page: Page) -> str:
@@ -73,7 +62,7 @@ async def _app_page(page: Page, form: Form, *, status: int = 200) -> Response:
         async with page.store.write() as conn:
             secret = await twofactor.start_totp(conn, page.admin.admin_id)
     except StoreError as error:
-        page.flash("warning", refusal_text(page, error, REFUSALS))
+        page.flash("warning", page.refusal(error))
         return page.redirect(page.url("two_factor"))
     return page.render("totp_enrol.html", status=status, form=form,
                        **enrolment(secret, page.admin.username, page.settings.DINOMAIL_NAME))
@@ -92,7 +81,7 @@ async def totp_enrol(page: Page) -> Response:
         async with page.store.write() as conn:
             await twofactor.confirm_totp(conn, page.admin.actor, page.admin.admin_id, code)
     except StoreError as error:
-        form.add_error("code", refusal_text(page, error, REFUSALS))
+        form.add_error("code", page.refusal(error))
         return await _app_page(page, form, status=400)
     page.flash("success", page._("The authenticator app is set up: log in with its codes."))
     codes = await _first_codes(page)
@@ -169,7 +158,7 @@ async def passkey_new(page: Page) -> Response:
         form.error = passkey_failed(page)
         return await _passkey_page(page, form, status=400)
     except (StoreError, v.ValidationError) as error:
-        form.add_error(error.field, refusal_text(page, error, REFUSALS))
+        form.add_error(error.field, page.refusal(error))
         return await _passkey_page(page, form, status=400)
     page.flash("success", page._("The passkey %(name)s was added.") % {"name": name})
     codes = await _first_codes(page)

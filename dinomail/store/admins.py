@@ -146,7 +146,7 @@ async def change_own_password(
     ends (the caller may open a new one for the session it answers)."""
     stored = await password_hash(conn, admin_id)
     if not current:
-        raise v.ValidationError("current_password", "is required")
+        raise v.ValidationError("current_password", "is required", code="field_required")
     if not await asyncio.to_thread(_verify, stored, current):
         raise Forbidden("the current password is wrong", field="current_password",
                         code="wrong_current_password")
@@ -168,7 +168,8 @@ async def set_language(
     conn: AsyncConnection, actor: str, admin_id: int, chosen: str | None, choices: Iterable[str]
 ) -> None:
     if chosen is not None and chosen not in set(choices):
-        raise v.ValidationError("language", "is not a language of DinoMail")
+        raise v.ValidationError("language", "is not a language of DinoMail",
+                                code="language_unknown")
     old = await language(conn, admin_id)
     await conn.execute(admin.update().where(admin.c.id == admin_id).values(language=chosen))
     username = await conn.scalar(sa.select(admin.c.username).where(admin.c.id == admin_id))
@@ -306,7 +307,8 @@ async def update(
     may not take away their own rights; the username never changes."""
     old = await get(conn, admin_id)
     if "username" in changes and v.normalize_username(changes["username"]) != old["username"]:
-        raise v.ValidationError("username", "cannot be changed; create another admin instead")
+        raise v.ValidationError("username", "cannot be changed; create another admin instead",
+                                code="username_unchangeable")
     values: dict[str, Any] = {}
     for field in ("is_superadmin", "is_active", "read_only"):
         if field in changes:

@@ -59,24 +59,27 @@ async def hash_secret(secret: str, scheme: str = DEFAULT_SCHEME) -> str:
 def normalize_protocols(value: object, field: str = "protocols") -> list[str]:
     """A non-empty set of PROTOCOLS, sorted; a string is refused (it would be its letters)."""
     if isinstance(value, (str, bytes)) or not isinstance(value, Collection):
-        raise v.ValidationError(field, f"must be a list of protocols among {', '.join(PROTOCOLS)}")
+        raise v.ValidationError(field, f"must be a list of protocols among {', '.join(PROTOCOLS)}",
+                                code="protocols_invalid")
     chosen = set()
     for item in value:
         name = item.strip().lower() if isinstance(item, str) else item
         if name not in PROTOCOLS:
             raise v.ValidationError(
-                field, f"must be a list of protocols among {', '.join(PROTOCOLS)}"
+                field, f"must be a list of protocols among {', '.join(PROTOCOLS)}",
+                code="protocols_invalid",
             )
         chosen.add(name)
     if not chosen:
-        raise v.ValidationError(field, "must name at least one protocol")
+        raise v.ValidationError(field, "must name at least one protocol",
+                                code="protocols_required")
     return sorted(chosen)
 
 
 def _name(value: object) -> str:
     name = v.normalize_text(value, "name", MAX_NAME_LENGTH)
     if not name:
-        raise v.ValidationError("name", "is required")
+        raise v.ValidationError("name", "is required", code="field_required")
     return name
 
 

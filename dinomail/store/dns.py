@@ -169,7 +169,8 @@ async def new_selector(
     taken = [*retiring, domain["dkim_key_name"]] if domain["dkim_key_name"] else retiring
     chosen = selector or dkim.default_selector(moment, taken)
     if len(dkim.record_name(chosen, domain["name"])) > MAX_DNS_NAME_LENGTH:
-        raise v.ValidationError("selector", "the selector is too long for this domain's DNS name")
+        raise v.ValidationError("selector", "the selector is too long for this domain's DNS name",
+                                code="dkim_selector_too_long_for_domain")
     _check_selector_free(domain, retiring, chosen)
     return chosen
 

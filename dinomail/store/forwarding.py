@@ -68,11 +68,13 @@ def _normalize_destinations(value: object) -> list[str]:
     elif isinstance(value, list):
         items = list(value)
     else:
-        raise v.ValidationError("destinations", "must be a list of email addresses")
+        raise v.ValidationError("destinations", "must be a list of email addresses",
+                                code="addresses_invalid")
     addresses: list[str] = []
     for item in items:
         if not isinstance(item, str):
-            raise v.ValidationError("destinations", "must be a list of email addresses")
+            raise v.ValidationError("destinations", "must be a list of email addresses",
+                                code="addresses_invalid")
         if not item.strip():
             continue
         address = v.normalize_email(item, "destinations")
@@ -85,9 +87,10 @@ def clean(data: Mapping[str, Any]) -> tuple[list[str], bool]:
     """(destinations, keep_copy) from what a caller sent; both fields are required."""
     for name in data:
         if name not in FIELDS:
-            raise v.ValidationError(name, "is not a field that can be set here")
+            raise v.ValidationError(name, "is not a field that can be set here",
+                                    code="field_unknown")
     if "destinations" not in data:
-        raise v.ValidationError("destinations", "is required")
+        raise v.ValidationError("destinations", "is required", code="field_required")
     keep_copy = v.normalize_bool(data.get("keep_copy", False), "keep_copy")
     return _normalize_destinations(data["destinations"]), keep_copy
 

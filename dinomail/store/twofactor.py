@@ -201,7 +201,7 @@ async def list_passkeys(conn: AsyncConnection, admin_id: int) -> list[Row]:
 def normalize_passkey_name(name: object) -> str:
     text = v.normalize_text(name, "name", MAX_PASSKEY_NAME)
     if not text:
-        raise v.ValidationError("name", "is required")
+        raise v.ValidationError("name", "is required", code="field_required")
     return text
 
 

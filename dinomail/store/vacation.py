@@ -48,12 +48,14 @@ def _body(value: object, field: str) -> str:
     if value is None:
         return ""
     if not isinstance(value, str):
-        raise v.ValidationError(field, "must be text")
+        raise v.ValidationError(field, "must be text", code="not_text")
     text = value.replace("\r\n", "\n").replace("\r", "\n").strip()
     if len(text) > MAX_BODY_LENGTH:
-        raise v.ValidationError(field, f"is at most {MAX_BODY_LENGTH} characters")
+        raise v.ValidationError(field, f"is at most {MAX_BODY_LENGTH} characters",
+                                code="text_too_long", params={"limit": MAX_BODY_LENGTH})
     if any((ord(char) < 32 and char not in "\n\t") or char == "\x7f" for char in text):
-        raise v.ValidationError(field, "must not contain control characters")
+        raise v.ValidationError(field, "must not contain control characters",
+                                code="control_characters")
     return text
 
 
@@ -61,20 +63,24 @@ def _day(value: object, field: str) -> date | None:
     if value is None or value == "":
         return None
     if isinstance(value, datetime):
-        raise v.ValidationError(field, "must be a day (YYYY-MM-DD), not a time")
+        raise v.ValidationError(field, "must be a day (YYYY-MM-DD), not a time",
+                                code="day_invalid")
     if isinstance(value, date):
         day = value
     elif isinstance(value, str):
         try:
             day = date.fromisoformat(value.strip())
         except ValueError:
-            raise v.ValidationError(field, "must be a day as YYYY-MM-DD") from None
+            raise v.ValidationError(field, "must be a day as YYYY-MM-DD",
+                                    code="day_invalid") from None
         if len(value.strip()) != 10:
-            raise v.ValidationError(field, "must be a day as YYYY-MM-DD")
+            raise v.ValidationError(field, "must be a day as YYYY-MM-DD",
+                                    code="day_invalid")
     else:
-        raise v.ValidationError(field, "must be a day as YYYY-MM-DD")
+        raise v.ValidationError(field, "must be a day as YYYY-MM-DD", code="day_invalid")
     if not _FIRST_YEAR <= day.year <= _LAST_YEAR:
-        raise v.ValidationError(field, f"must lie between the years {_FIRST_YEAR} and {_LAST_YEAR}")
+        raise v.ValidationError(field, f"must lie between the years {_FIRST_YEAR} and {_LAST_YEAR}",
+                                code="year_out_of_range")
     return day
 
 
@@ -82,10 +88,12 @@ def _interval(value: object, field: str) -> int:
     if isinstance(value, str) and value.strip().isdigit():
         value = int(value.strip())
     if isinstance(value, bool) or not isinstance(value, int):
-        raise v.ValidationError(field, "must be a whole number of days")
+        raise v.ValidationError(field, "must be a whole number of days", code="days_invalid")
     if not MIN_INTERVAL_DAYS <= value <= MAX_INTERVAL_DAYS:
         raise v.ValidationError(
-            field, f"must be between {MIN_INTERVAL_DAYS} and {MAX_INTERVAL_DAYS} days"
+            field, f"must be between {MIN_INTERVAL_DAYS} and {MAX_INTERVAL_DAYS} days",
+            code="days_out_of_range",
+            params={"low": MIN_INTERVAL_DAYS, "high": MAX_INTERVAL_DAYS},
         )
     return value
 
@@ -103,10 +111,12 @@ NORMALIZERS: dict[str, Normalizer] = {
 def _check(values: Mapping[str, Any]) -> None:
     """The rules between fields, on the whole merged settings."""
     if values["enabled"] and not values["body"]:
-        raise v.ValidationError("body", "is required to turn the vacation reply on")
+        raise v.ValidationError("body", "is required to turn the vacation reply on",
+                                code="vacation_body_required")
     starts, ends = values["starts"], values["ends"]
     if starts is not None and ends is not None and ends < starts:
-        raise v.ValidationError("ends", "must be on or after the first day")
+        raise v.ValidationError("ends", "must be on or after the first day",
+                                code="ends_before_starts")
 
 
 def _row(mailbox_id: int, values: Mapping[Any, Any], updated_at: Any) -> Row:
