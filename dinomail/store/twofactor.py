@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -41,6 +42,8 @@ REGISTER = "register"
 LOGIN = "login"
 MAX_PASSKEY_NAME = 100
 MAX_PASSKEYS = 20
+# Admin ids per `IN (...)` list: below SQLite's variable limit.
+IN_CHUNK = 500
 
 
 class CodeRefused(StoreError):
@@ -59,6 +62,14 @@ class Status:
     @property
     def enabled(self) -> bool:
         return self.totp or bool(self.passkeys)
+
+
+@dataclass
+class Summary:
+    """What an admin list shows of an admin's second factors."""
+
+    totp: bool = False
+    passkeys: int = 0
 
 
 def must_use(account: Row, required: str) -> bool:
@@ -91,6 +102,25 @@ async def is_enabled(conn: AsyncConnection, admin_id: int) -> bool:
     key = await conn.scalar(
         sa.select(adminpasskey.c.id).where(adminpasskey.c.admin_id == admin_id).limit(1))
     return key is not None
+
+
+async def summaries(conn: AsyncConnection, admin_ids: Sequence[int]) -> dict[int, Summary]:
+    """For each admin, whether they have a confirmed authenticator app and how many passkeys
+    (the admin list shows it; no secret, no key name)."""
+    out = {admin_id: Summary() for admin_id in admin_ids}
+    ids = sorted(out)
+    for start in range(0, len(ids), IN_CHUNK):
+        chunk = ids[start:start + IN_CHUNK]
+        apps = await conn.execute(sa.select(admintotp.c.admin_id).where(
+            admintotp.c.admin_id.in_(chunk), admintotp.c.confirmed_at.is_not(None)))
+        for (admin_id,) in apps:
+            out[admin_id].totp = True
+        keys = await conn.execute(
+            sa.select(adminpasskey.c.admin_id, sa.func.count())
+            .where(adminpasskey.c.admin_id.in_(chunk)).group_by(adminpasskey.c.admin_id))
+        for admin_id, count in keys:
+            out[admin_id].passkeys = int(count)
+    return out
 
 
 async def must_enrol(conn: AsyncConnection, account: Row, required: str) -> bool:
