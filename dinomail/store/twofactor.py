@@ -161,7 +161,10 @@ async def start_totp(conn: AsyncConnection, admin_id: int) -> str:
 async def confirm_totp(
     conn: AsyncConnection, actor: str, admin_id: int, code: str, *, at: float | None = None
 ) -> None:
-    """Put the app being enrolled in effect, once it has shown it makes the right codes."""
+    """Put the app being enrolled in effect, once it has shown it makes the right codes.
+    Every page session of the admin ends, as with a new password: a session opened with the
+    password alone (perhaps by whoever made them turn the second factor on) does not outlive
+    it. The caller may open a new one for the session it answers."""
     row = (await conn.execute(
         sa.select(admintotp.c.secret, admintotp.c.confirmed_at)
         .where(admintotp.c.admin_id == admin_id)
@@ -176,6 +179,7 @@ async def confirm_totp(
         admintotp.update().where(admintotp.c.admin_id == admin_id)
         .values(confirmed_at=now(), last_step=step)
     )
+    await admins.end_sessions(conn, admin_id)
     await _record(conn, actor, admin_id, "enable_totp", new={"totp": True})
 
 
@@ -287,6 +291,8 @@ async def add_passkey(
     conn: AsyncConnection, actor: str, admin_id: int, *, name: str, credential_id: str,
     public_key: str, sign_count: int,
 ) -> Row:
+    """Add a passkey to the admin's second factors. Their first one ends every page session of
+    theirs, as `confirm_totp` does (the caller may open a new one for its own)."""
     name = normalize_passkey_name(name)
     taken = await conn.scalar(sa.select(adminpasskey.c.id).where(
         adminpasskey.c.admin_id == admin_id, adminpasskey.c.name == name))
@@ -308,6 +314,8 @@ async def add_passkey(
             sign_count=sign_count,
         ).returning(adminpasskey.c.id)
     )).scalar_one()
+    if not count:
+        await admins.end_sessions(conn, admin_id)
     await _record(conn, actor, admin_id, "add_passkey", new={"passkey": name})
     return await fetch_one(conn, sa.select(*_PASSKEY_PUBLIC).where(adminpasskey.c.id == passkey_id),
                            "passkey")
