@@ -11,8 +11,8 @@ from collections.abc import AsyncIterator
 import pyotp
 import pytest
 
-from dinomail import migrate
-from dinomail.store import EVERYTHING, Store, admins, domains
+from dinomail import migrate, totp
+from dinomail.store import EVERYTHING, Store, admins, domains, twofactor
 from tests.support.adminapi import PASSWORD, fast_admin_hashing
 from tests.support.page_client import PageSession, log_in, pages_client, password_step
 from tests.support.soft_passkey import challenge_of, registration_answer
@@ -28,7 +28,8 @@ def _fast_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-async def store(tmp_path) -> AsyncIterator[Store]:  # type: ignore[no-untyped-def]
+async def pages_store(tmp_path) -> AsyncIterator[Store]:  # type: ignore[no-untyped-def]
+    """The pages on SQLite; the store's rule runs on PostgreSQL too (the last test)."""
     store = Store(f"sqlite:///{tmp_path / 'dinomail.sqlite3'}")
     await migrate.upgrade(store.engine)
     async with store.write() as conn:
@@ -60,7 +61,8 @@ async def add_passkey(session: PageSession, name: str) -> str:
     return shown
 
 
-async def test_an_app_and_a_first_passkey_end_the_other_sessions(store: Store) -> None:
+async def test_an_app_and_a_first_passkey_end_the_other_sessions(pages_store: Store) -> None:
+    store = pages_store
     async with pages_client(store) as here, pages_client(store) as there:
         mine = await log_in(here, "alice")
         other = await log_in(there, "alice")
@@ -94,7 +96,10 @@ async def test_an_app_and_a_first_passkey_end_the_other_sessions(store: Store) -
         assert await logged_in(other) and await logged_in(mine)
 
 
-async def test_a_passkey_as_the_only_factor_ends_the_other_sessions(store: Store) -> None:
+async def test_a_passkey_as_the_only_factor_ends_the_other_sessions(
+    pages_store: Store,
+) -> None:
+    store = pages_store
     async with pages_client(store) as here, pages_client(store) as there:
         mine = await log_in(here, "bob")
         other = await log_in(there, "bob")
@@ -106,3 +111,28 @@ async def test_a_passkey_as_the_only_factor_ends_the_other_sessions(store: Store
         answer = await password_step(there, "bob")
         assert answer.headers["location"].startswith("/login/two-factor")
         assert not await logged_in(other)
+
+
+async def test_the_store_ends_sessions_on_a_new_kind_of_factor_only(store: Store) -> None:
+    async with store.write() as conn:
+        alice = (await admins.create(conn, "test", username="alice", password=PASSWORD))["id"]
+        bob = (await admins.create(conn, "test", username="bob", password=PASSWORD))["id"]
+        start = await admins.session_generation(conn, alice)
+        secret = await twofactor.start_totp(conn, alice)
+        # Waiting for its first code, the app is not in effect: nothing ends.
+        assert await admins.session_generation(conn, alice) == start
+        valid = {totp.code_at(secret, totp.time_step() + delta) for delta in (-2, -1, 0, 1, 2)}
+        wrong = next(code for code in ("000000", "111111", "222222") if code not in valid)
+        with pytest.raises(twofactor.CodeRefused):
+            await twofactor.confirm_totp(conn, "test", alice, wrong)
+        assert await admins.session_generation(conn, alice) == start
+        await twofactor.confirm_totp(conn, "test", alice,
+                                     totp.code_at(secret, totp.time_step()))
+        assert await admins.session_generation(conn, alice) == start + 1
+        for index in range(2):
+            await twofactor.add_passkey(conn, "test", alice, name=f"key {index}",
+                                        credential_id=f"YWxpY2Ut{index}",
+                                        public_key="pQECAyYgASFYIGNvc2U", sign_count=0)
+        assert await admins.session_generation(conn, alice) == start + 2
+        # Another admin's sessions are theirs.
+        assert await admins.session_generation(conn, bob) == start
