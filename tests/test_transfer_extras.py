@@ -26,13 +26,14 @@ from dinomail.schema import (
     admintotp,
     apppassword,
     auditlog,
+    dkimretiring,
     domainselfservice,
     vacation,
     virtualalias,
     virtualdomain,
     virtualuser,
 )
-from dinomail.store import Store, admins, twofactor
+from dinomail.store import EVERYTHING, Store, admins, dns, twofactor
 from dinomail.store.common import aware
 from dinomail.transfer import document
 from dinomail.transfer.export import export_document
@@ -103,6 +104,11 @@ async def extra_rows(store: Store) -> dict[str, list[tuple[Any, ...]]]:
                           apppassword.c.last_used)
                 .join_from(apppassword, virtualuser)),
             "aliases": await rows(sa.select(virtualalias.c.source, virtualalias.c.destination)),
+            "dkim_retiring": await rows(
+                sa.select(virtualdomain.c.name, dkimretiring.c.selector,
+                          dkimretiring.c.algorithm, dkimretiring.c.public_key,
+                          dkimretiring.c.replaced_at)
+                .join_from(dkimretiring, virtualdomain)),
         }
 
 
@@ -159,10 +165,15 @@ async def test_round_trip_keeps_every_row(
     example = next(row for row in doc["domains"] if row["name"] == "example.org")
     assert example["require_app_passwords"] is True
     assert example["self_service"] == {"self_service": True, "external_forwarding": False}
+    # Newest first; the current selector is the domain's own.
+    assert [(key["selector"], key["algorithm"]) for key in example["dkim_retiring"]] == [
+        ("dm202701", "rsa"), ("dm202612", "ed25519")]
+    assert example["dkim"]["selector"] == example["dkim_key_name"] == "dm202702"
     # Nothing there for the objects without them: documents stay as they were.
     dormant = next(row for row in doc["domains"] if row["name"] == "dormant.org")
     assert not set(document.VERSION_2_FIELDS["domains"]) & set(dormant)
     assert len(before["passkeys"]) == 2 and len(before["app_passwords"]) == 2
+    assert len(before["dkim_retiring"]) == 2
     assert ("bob@example.org", "dan@dormant.org") in before["aliases"]
 
     sqlite = Store(f"sqlite:///{tmp_path / 'target.sqlite3'}")
@@ -242,7 +253,7 @@ async def test_a_version_1_document_still_imports(target_url: str, tmp_path: Pat
         rows = await extra_rows(store)
         assert rows["aliases"] == source_rows["aliases"]  # forwarding was aliases already
         assert [rows[name] for name in ("totp", "passkeys", "recovery_codes", "self_service",
-                                        "vacation", "app_passwords")] == [[]] * 6
+                                        "vacation", "app_passwords", "dkim_retiring")] == [[]] * 7
         assert {language for _, language, _ in rows["admins"]} == {None}
 
         # Updating from it leaves what version 1 cannot say as it is: no lost second factor.
@@ -294,6 +305,16 @@ BAD_VALUES: list[tuple[str, str, Any, str]] = [
     ("example.org", "self_service.colour", True, "self_service.colour"),
     ("example.org", "self_service.self_service", 1, "self_service.self_service"),
     ("example.org", "self_service", [], "self_service"),
+    ("example.org", "dkim_retiring.0.selector", "dm_2027", "dkim_retiring[0].selector"),
+    ("example.org", "dkim_retiring.0.selector", "DM202702", "dkim_retiring[0].selector"),
+    ("example.org", "dkim_retiring.1.selector", "dm202701", "dkim_retiring[1].selector"),
+    ("example.org", "dkim_retiring.0.algorithm", "dsa", "dkim_retiring[0].algorithm"),
+    ("example.org", "dkim_retiring.0.public_key", "not base64!", "dkim_retiring[0].public_key"),
+    ("example.org", "dkim_retiring.1.public_key", "AAAA", "dkim_retiring[1].public_key"),
+    ("example.org", "dkim_retiring.0.public_key", None, "dkim_retiring[0].public_key"),
+    ("example.org", "dkim_retiring.0.replaced_at", "yesterday", "dkim_retiring[0].replaced_at"),
+    ("example.org", "dkim_retiring.0.private_key", "x", "dkim_retiring[0].private_key"),
+    ("example.org", "dkim_retiring", {"dm202701": 1}, "dkim_retiring"),
     ("alice", "vacation.interval_days", 99, "vacation.interval_days"),
     ("alice", "vacation.enabled", "yes", "vacation.enabled"),
     ("alice", "vacation.starts", "tomorrow", "vacation.starts"),
@@ -342,7 +363,7 @@ async def _counts(url: str) -> list[int]:
             return [await conn.scalar(sa.select(sa.func.count()).select_from(table)) or 0
                     for table in (virtualdomain, virtualuser, admin, admintotp, adminpasskey,
                                   adminrecoverycode, domainselfservice, vacation, apppassword,
-                                  auditlog)]
+                                  auditlog, dkimretiring)]
     finally:
         await store.close()
 
@@ -364,7 +385,7 @@ async def test_each_wrong_new_value_is_named_and_nothing_is_written(
             assert "\n" not in str(first) and first.message
     finally:
         await store.close()
-    assert await _counts(target_url) == [0] * 10
+    assert await _counts(target_url) == [0] * 11
 
 
 async def test_the_command_refuses_a_wrong_value_in_one_line(tmp_path: Path) -> None:
@@ -385,7 +406,7 @@ async def test_the_command_refuses_a_wrong_value_in_one_line(tmp_path: Path) -> 
         assert result.stderr.startswith(f"dinomail: error: {prefix}.{field}: {message}")
         assert result.stderr.endswith("; nothing was imported\n")
         assert result.stderr.count("\n") == 1
-    assert await _counts(url) == [0] * 10
+    assert await _counts(url) == [0] * 11
 
 
 async def test_a_passkey_of_another_admin_here_is_refused(target_url: str, tmp_path: Path) -> None:
@@ -412,5 +433,37 @@ async def test_a_passkey_of_another_admin_here_is_refused(target_url: str, tmp_p
         assert str(refused.value) == (
             "$.admins[1].passkeys[0].credential_id: this passkey is given twice")
         assert await extra_rows(store) == before
+    finally:
+        await store.close()
+
+
+async def test_retiring_dkim_selectors_are_replaced_whole_on_update(
+    target_url: str, tmp_path: Path
+) -> None:
+    doc, _, source_rows = await filled_source(tmp_path)
+    store = Store(target_url)
+    try:
+        await import_document(store, doc)
+        assert (await extra_rows(store))["dkim_retiring"] == source_rows["dkim_retiring"]
+        index, example = _find(doc, "domains", "name", "example.org")
+        newer = copy.deepcopy(doc)
+        newer["domains"][index]["dkim_retiring"] = example["dkim_retiring"][:1]
+        # Skipped, the domain keeps both; updated, it has only the one of the document.
+        await import_document(store, newer, on_conflict="skip")
+        assert len((await extra_rows(store))["dkim_retiring"]) == 2
+        await import_document(store, newer, on_conflict="update")
+        assert [row[1] for row in (await extra_rows(store))["dkim_retiring"]] == ["dm202701"]
+        del newer["domains"][index]["dkim_retiring"]
+        await import_document(store, newer, on_conflict="update")
+        assert (await extra_rows(store))["dkim_retiring"] == []
+        # Restored, a retiring selector is still one the DNS page can retire.
+        await import_document(store, doc, on_conflict="update")
+        async with store.write() as conn:
+            domain_id = await conn.scalar(sa.select(virtualdomain.c.id)
+                                          .where(virtualdomain.c.name == "example.org"))
+            assert domain_id is not None
+            await dns.retire_dkim_selector(conn, "t", EVERYTHING, domain_id, "dm202612")
+            assert [row["selector"] for row in await dns.retiring_keys(
+                conn, EVERYTHING, domain_id)] == ["dm202701"]
     finally:
         await store.close()

@@ -11,7 +11,7 @@ from adminapi.api.auth import Caller
 from adminapi.api.paging import ListOptions, ListQuery
 from adminapi.api.resource import DATETIME, OPTIONAL_DATETIME, URI, Field, Resource, id_field
 from adminapi.api.serialize import reference_id, reference_schema, resource_uri
-from dinomail.store import admins, audit
+from dinomail.store import admins, audit, twofactor
 from dinomail.store.common import Page, Row, Window
 
 # More domains than one admin would manage by hand; bounds the work of one request.
@@ -31,10 +31,14 @@ async def _list_admins(conn: AsyncConnection, caller: Caller, query: ListQuery) 
 
 
 async def _with_domains(conn: AsyncConnection, rows: list[Row]) -> list[Row]:
+    """The admins with their domains and what second factors they have."""
+    factors = await twofactor.summaries(conn, [row["id"] for row in rows])
     return [
-        row if "domain_ids" in row else {**row, "domain_ids": sorted(
-            await admins.domain_ids(conn, row["id"])
-        )}
+        {**row,
+         "domain_ids": row["domain_ids"] if "domain_ids" in row else sorted(
+             await admins.domain_ids(conn, row["id"])),
+         "totp_enabled": factors[row["id"]].totp,
+         "passkey_count": factors[row["id"]].passkeys}
         for row in rows
     ]
 
@@ -90,6 +94,12 @@ admin = Resource(
               from_row=lambda row: [resource_uri("virtualdomain", domain_id)
                                     for domain_id in row["domain_ids"]],
               shown_schema={"type": "array", "items": URI}),
+        Field("totp_enabled", {"type": "boolean"},
+              "Logs in with an authenticator app (TOTP) as a second factor: one set up and "
+              "confirmed with its first code.", read_only=True),
+        Field("passkey_count", {"type": "integer", "minimum": 0},
+              "How many passkeys or security keys the admin logs in with as a second factor.",
+              read_only=True),
         Field("created_at", DATETIME, "When the account was created.", read_only=True),
         Field("last_login", OPTIONAL_DATETIME, "The last successful password login.",
               read_only=True),

@@ -8,6 +8,7 @@ in the route table); the rules are in `dinomail.store.twofactor`.
 
 from __future__ import annotations
 
+from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.responses import Response
 
 from adminapi.pages.forms import Form
@@ -15,7 +16,7 @@ from adminapi.pages.totp_enrolment import enrolment, first_code_error
 from adminapi.pages.web import Page
 from dinomail import passkeys
 from dinomail import validation as v
-from dinomail.store import StoreError, twofactor
+from dinomail.store import StoreError, admins, twofactor
 
 
 def rp_id(page: Page) -> str:
@@ -27,6 +28,28 @@ def origin(page: Page) -> str:
     """The origin the browser signs: the scheme and host (with port) of this page."""
     url = page.request.url
     return f"{url.scheme}://{url.netloc}"
+
+
+async def _binding(conn: AsyncConnection, admin_id: int) -> tuple[str, int]:
+    """The password hash and session generation, read in the transaction that turned a factor
+    on: a change made after it (a password reset) still ends this session."""
+    return (await admins.password_hash(conn, admin_id),
+            await admins.session_generation(conn, admin_id))
+
+
+def _keep_this_session(page: Page, binding: tuple[str, int]) -> None:
+    """Turning a second factor on may have ended the admin's sessions (the store's rule): this
+    one, where they did it, goes on, with a word that the others have ended."""
+    admin_id = page.admin.admin_id
+    stored_hash, generation = binding
+    if generation == page.session.generation:
+        return
+    # The same login goes on: its CSRF token and lifetime stay (open tabs keep working).
+    page.session.password_binding = page.state.codec.password_binding(admin_id, stored_hash)
+    page.session.generation = generation
+    page.session.modified = True
+    page.flash("info", page._("Your other sessions have ended: log in there again, with your "
+                              "second factor."))
 
 
 def passkey_failed(page: Page) -> str:
@@ -80,10 +103,12 @@ async def totp_enrol(page: Page) -> Response:
     try:
         async with page.store.write() as conn:
             await twofactor.confirm_totp(conn, page.admin.actor, page.admin.admin_id, code)
+            binding = await _binding(conn, page.admin.admin_id)
     except StoreError as error:
         form.add_error("code", page.refusal(error))
         return await _app_page(page, form, status=400)
     page.flash("success", page._("The authenticator app is set up: log in with its codes."))
+    _keep_this_session(page, binding)
     codes = await _first_codes(page)
     if codes is not None:
         return await _show_new_codes(page, codes)
@@ -154,6 +179,7 @@ async def passkey_new(page: Page) -> Response:
                 conn, page.admin.actor, admin_id, name=name, credential_id=new.credential_id,
                 public_key=new.public_key, sign_count=new.sign_count,
             )
+            binding = await _binding(conn, admin_id)
     except passkeys.PasskeyRefused:
         form.error = passkey_failed(page)
         return await _passkey_page(page, form, status=400)
@@ -161,6 +187,7 @@ async def passkey_new(page: Page) -> Response:
         form.add_error(error.field, page.refusal(error))
         return await _passkey_page(page, form, status=400)
     page.flash("success", page._("The passkey %(name)s was added.") % {"name": name})
+    _keep_this_session(page, binding)
     codes = await _first_codes(page)
     if codes is not None:
         return await _show_new_codes(page, codes)

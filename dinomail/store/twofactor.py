@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -43,6 +44,8 @@ REGISTER = "register"
 LOGIN = "login"
 MAX_PASSKEY_NAME = 100
 MAX_PASSKEYS = 20
+# Admin ids per `IN (...)` list: below SQLite's variable limit.
+IN_CHUNK = 500
 
 
 @dataclass
@@ -57,6 +60,14 @@ class Status:
     @property
     def enabled(self) -> bool:
         return self.totp or bool(self.passkeys)
+
+
+@dataclass
+class Summary:
+    """What an admin list shows of an admin's second factors."""
+
+    totp: bool = False
+    passkeys: int = 0
 
 
 def must_use(account: Row, required: str) -> bool:
@@ -91,6 +102,25 @@ async def is_enabled(conn: AsyncConnection, admin_id: int) -> bool:
     return key is not None
 
 
+async def summaries(conn: AsyncConnection, admin_ids: Sequence[int]) -> dict[int, Summary]:
+    """For each admin, whether they have a confirmed authenticator app and how many passkeys
+    (the admin list shows it; no secret, no key name)."""
+    out = {admin_id: Summary() for admin_id in admin_ids}
+    ids = sorted(out)
+    for start in range(0, len(ids), IN_CHUNK):
+        chunk = ids[start:start + IN_CHUNK]
+        apps = await conn.execute(sa.select(admintotp.c.admin_id).where(
+            admintotp.c.admin_id.in_(chunk), admintotp.c.confirmed_at.is_not(None)))
+        for (admin_id,) in apps:
+            out[admin_id].totp = True
+        keys = await conn.execute(
+            sa.select(adminpasskey.c.admin_id, sa.func.count())
+            .where(adminpasskey.c.admin_id.in_(chunk)).group_by(adminpasskey.c.admin_id))
+        for admin_id, count in keys:
+            out[admin_id].passkeys = int(count)
+    return out
+
+
 async def must_enrol(conn: AsyncConnection, account: Row, required: str) -> bool:
     """An admin the setting asks for a second factor, who has none yet."""
     return must_use(account, required) and not await is_enabled(conn, int(account["id"]))
@@ -117,8 +147,12 @@ async def start_totp(conn: AsyncConnection, admin_id: int) -> str:
 async def confirm_totp(
     conn: AsyncConnection, actor: str, admin_id: int, code: str, *, at: float | None = None
 ) -> None:
-    """Put the app being enrolled in effect, once it has shown it makes the right codes."""
+    """Put the app being enrolled in effect, once it has shown it makes the right codes.
+    Every page session of the admin ends, as with a new password: a session opened with the
+    password alone (perhaps by whoever made them turn the second factor on) does not outlive
+    it. The caller may open a new one for the session it answers."""
     await totpsecrets.confirm(conn, admintotp.c.admin_id, admin_id, code, at=at)
+    await admins.end_sessions(conn, admin_id)
     await _record(conn, actor, admin_id, "enable_totp", new={"totp": True})
 
 
@@ -209,6 +243,8 @@ async def add_passkey(
     conn: AsyncConnection, actor: str, admin_id: int, *, name: str, credential_id: str,
     public_key: str, sign_count: int,
 ) -> Row:
+    """Add a passkey to the admin's second factors. Their first one ends every page session of
+    theirs, as `confirm_totp` does (the caller may open a new one for its own)."""
     name = normalize_passkey_name(name)
     taken = await conn.scalar(sa.select(adminpasskey.c.id).where(
         adminpasskey.c.admin_id == admin_id, adminpasskey.c.name == name))
@@ -230,6 +266,8 @@ async def add_passkey(
             sign_count=sign_count,
         ).returning(adminpasskey.c.id)
     )).scalar_one()
+    if not count:
+        await admins.end_sessions(conn, admin_id)
     await _record(conn, actor, admin_id, "add_passkey", new={"passkey": name})
     return await fetch_one(conn, sa.select(*_PASSKEY_PUBLIC).where(adminpasskey.c.id == passkey_id),
                            "passkey")

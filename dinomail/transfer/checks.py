@@ -38,6 +38,8 @@ _BASE64URL = re.compile(r"[A-Za-z0-9_-]+")
 _BASE32 = re.compile(r"[A-Z2-7]+")
 # The largest BIGINT: TOTP steps and passkey signature counters are stored in one.
 _MAX_BIGINT = 2**63 - 1
+# Retiring DKIM selectors of one domain: a few rotations' worth, far more than any zone keeps.
+MAX_RETIRING = 100
 # Problems listed before the rest is only counted.
 MAX_SHOWN = 20
 
@@ -166,7 +168,8 @@ def _self_service(value: object, path: str) -> dict[str, bool]:
 
 
 def _domain(row: object, path: str) -> dict[str, Any]:
-    row, extra = _optional(row, (d.DOMAIN_REQUIRE_APP_PASSWORDS, d.DOMAIN_SELF_SERVICE))
+    row, extra = _optional(row, (d.DOMAIN_REQUIRE_APP_PASSWORDS, d.DOMAIN_SELF_SERVICE,
+                                 d.DOMAIN_DKIM_RETIRING))
     raw = _object(row, path, (*d.DOMAIN_FIELDS, "dkim", "client_config", "send_limits"))
     out = _clean({key: raw[key] for key in d.DOMAIN_FIELDS}, path, domains.NORMALIZERS)
     out["dkim"] = None if raw["dkim"] is None else _dkim(raw["dkim"], f"{path}.dkim")
@@ -186,6 +189,48 @@ def _domain(row: object, path: str) -> dict[str, Any]:
     switches = extra.get(d.DOMAIN_SELF_SERVICE)
     out["self_service"] = None if switches is None else _self_service(
         switches, f"{path}.{d.DOMAIN_SELF_SERVICE}")
+    current = {str(out["dkim_key_name"]).strip().lower(),
+               *(() if out["dkim"] is None else (out["dkim"]["selector"],))}
+    out["dkim_retiring"] = _dkim_retiring(
+        extra.get(d.DOMAIN_DKIM_RETIRING, []), f"{path}.{d.DOMAIN_DKIM_RETIRING}",
+        current - {""})
+    return out
+
+
+def _retiring_key(value: object, path: str) -> dict[str, Any]:
+    raw = _object(value, path, d.DKIM_RETIRING_FIELDS)
+    try:
+        selector = dkim.normalize_selector(raw["selector"], "selector")
+    except v.ValidationError as error:
+        raise RowError(f"{path}.selector", error.message) from None
+    algorithm = raw["algorithm"]
+    if algorithm not in dkim.ALGORITHMS:
+        raise RowError(f"{path}.algorithm", f"must be one of {', '.join(dkim.ALGORITHMS)}")
+    public = raw["public_key"]
+    if not isinstance(public, str) or len(public) > 20_000:
+        raise RowError(f"{path}.public_key", "must be a DKIM public key (the p= value)")
+    try:
+        dkim.public_key_of(public, algorithm)
+    except dkim.DkimError as error:
+        raise RowError(f"{path}.public_key", f"is not a {algorithm} DKIM public key "
+                                             f"({error})") from None
+    return {"selector": selector, "algorithm": algorithm, "public_key": "".join(public.split()),
+            "replaced_at": _moment(raw["replaced_at"], f"{path}.replaced_at")}
+
+
+def _dkim_retiring(value: object, path: str, current: set[str]) -> list[dict[str, Any]]:
+    """The retiring selectors of a domain: none given twice, none the one it publishes now (the
+    rotation moved it away from them)."""
+    out: list[dict[str, Any]] = []
+    for index, item in enumerate(_list(value, path, MAX_RETIRING)):
+        clean = _retiring_key(item, f"{path}[{index}]")
+        if clean["selector"] in current:
+            raise RowError(f"{path}[{index}].selector",
+                           f"{clean['selector']} is the domain's current DKIM selector")
+        if any(other["selector"] == clean["selector"] for other in out):
+            raise RowError(f"{path}[{index}].selector",
+                           f"the selector {clean['selector']} is given twice")
+        out.append(clean)
     return out
 
 

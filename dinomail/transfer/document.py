@@ -63,6 +63,10 @@ DOMAIN_REQUIRE_APP_PASSWORDS = "require_app_passwords"
 # dinomail_domainselfservice, as `self_service` of a domain; absent: no row (the defaults).
 DOMAIN_SELF_SERVICE = "self_service"
 SELF_SERVICE_FIELDS = ("self_service", "external_forwarding")
+# dinomail_dkimretiring, as `dkim_retiring` of a domain: the selectors a rotation replaced, still
+# published until an admin retires them (public records only; replaced_at UTC, ISO 8601).
+DOMAIN_DKIM_RETIRING = "dkim_retiring"
+DKIM_RETIRING_FIELDS = ("selector", "algorithm", "public_key", "replaced_at")
 # dinomail_vacation, as `vacation` of a mailbox; days as YYYY-MM-DD.
 MAILBOX_VACATION = "vacation"
 VACATION_FIELDS = ("enabled", "subject", "body", "starts", "ends", "interval_days")
@@ -85,7 +89,7 @@ ADMIN_RECOVERY_CODES = "recovery_codes"
 RECOVERY_CODE_FIELDS = ("code_hash", "used_at")
 # The fields above, by section: a version 1 document cannot have them.
 VERSION_2_FIELDS = {
-    "domains": (DOMAIN_REQUIRE_APP_PASSWORDS, DOMAIN_SELF_SERVICE),
+    "domains": (DOMAIN_REQUIRE_APP_PASSWORDS, DOMAIN_SELF_SERVICE, DOMAIN_DKIM_RETIRING),
     "mailboxes": (MAILBOX_VACATION, MAILBOX_APP_PASSWORDS),
     "admins": (ADMIN_LANGUAGE, ADMIN_TOTP, ADMIN_PASSKEYS, ADMIN_RECOVERY_CODES),
 }

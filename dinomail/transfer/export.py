@@ -27,6 +27,7 @@ from dinomail.schema import (
     apppassword,
     clientconfig,
     dkimkey,
+    dkimretiring,
     domainselfservice,
     domainsendlimit,
     mailboxsendlimit,
@@ -185,6 +186,24 @@ async def _mailbox_extras(conn: AsyncConnection, ids: list[int]) -> dict[int, di
     return out
 
 
+async def _domain_extras(conn: AsyncConnection, ids: list[int]) -> dict[int, dict[str, Any]]:
+    """The retiring DKIM selectors of a page of domains, for those that have some, newest
+    first (as the DNS page lists them)."""
+    out: dict[int, dict[str, Any]] = {}
+    for start in range(0, len(ids), IN_CHUNK):
+        rows = await conn.execute(
+            sa.select(dkimretiring)
+            .where(dkimretiring.c.domain_id.in_(ids[start:start + IN_CHUNK]))
+            .order_by(dkimretiring.c.domain_id, dkimretiring.c.replaced_at.desc(),
+                      dkimretiring.c.selector))
+        for row in rows.mappings():
+            out.setdefault(row["domain_id"], {d.DOMAIN_DKIM_RETIRING: []})[
+                d.DOMAIN_DKIM_RETIRING].append({
+                    **_pick(row, ("selector", "algorithm", "public_key")),
+                    "replaced_at": moment(row["replaced_at"])})
+    return out
+
+
 async def _second_factors(conn: AsyncConnection, ids: list[int]) -> dict[int, dict[str, Any]]:
     """The TOTP, passkeys and recovery codes of a page of admins, for those that have some."""
     out: dict[int, dict[str, Any]] = {admin_id: {} for admin_id in ids}
@@ -296,7 +315,7 @@ async def _write(conn: AsyncConnection, wanted: Sequence[str]) -> AsyncIterator[
     sections: tuple[tuple[str, sa.Select, sa.ColumnElement[int],
                           Callable[[Any], dict[str, Any]], Extras | None], ...] = (
         ("domains", _DOMAINS.where(*only(virtualdomain.c.id)), virtualdomain.c.id, _domain,
-         None),
+         _domain_extras),
         ("alias_domains", _ALIAS_DOMAINS.where(*only(aliasdomain.c.target_domain_id)),
          aliasdomain.c.id, lambda row: _pick(row, d.ALIAS_DOMAIN_FIELDS), None),
         ("mailboxes", _MAILBOXES.where(*only(virtualuser.c.domain_id)), virtualuser.c.id,

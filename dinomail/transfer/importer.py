@@ -27,6 +27,7 @@ from dinomail.schema import (
     apppassword,
     clientconfig,
     dkimkey,
+    dkimretiring,
     domainselfservice,
     domainsendlimit,
     mailboxsendlimit,
@@ -266,7 +267,7 @@ async def _write(
     domain_ids = await _domain_ids(conn, (row["name"] for row in touched))
     replaced = [domain_ids[row["name"]] for row in existing["domains"]]
     for table in (dkimkey, clientconfig, domainsendlimit,
-                  *((domainselfservice,) if carried else ())):
+                  *((domainselfservice, dkimretiring) if carried else ())):
         for chunk in _chunks(replaced, IN_CHUNK):
             await conn.execute(table.delete().where(table.c.domain_id.in_(chunk)))
     await w.many(dkimkey.insert(), [
@@ -284,6 +285,9 @@ async def _write(
     await w.many(domainselfservice.insert(), [
         {"domain_id": domain_ids[row["name"]], **row["self_service"]}
         for row in touched if row["self_service"] is not None])
+    await w.many(dkimretiring.insert(), [
+        {"domain_id": domain_ids[row["name"]], **key}
+        for row in touched for key in row["dkim_retiring"]])
 
     # Every domain a later row names, in the document or already here.
     referenced = {row["target"] for row in [*new["alias_domains"], *existing["alias_domains"]]}

@@ -99,7 +99,8 @@ class Extras:
 async def fill_extras(store: Store, filled: Filled) -> Extras:
     """On top of `fill_everything`: root with a language, a confirmed TOTP, recovery codes (one
     used) and two passkeys (one used); tenant with a TOTP still waiting for its first code;
-    example.org requiring app passwords, with external forwarding off; alice with a vacation
+    example.org requiring app passwords, with external forwarding off and its DKIM key rotated
+    twice (dm202612, Ed25519, and dm202701, RSA, retiring; dm202702 current); alice with a vacation
     reply and two app passwords (one used); bob forwarding to two hosted addresses."""
     ids = filled.ids
     confirmed_at = time.time() - 3600
@@ -131,6 +132,10 @@ async def fill_extras(store: Store, filled: Filled) -> Extras:
                               "keep_copy": True})
         await selfservice.put(conn, "test", EVERYTHING, example,
                               {"external_forwarding": False})
+        await dns.save_dkim_key(conn, "test", EVERYTHING, example, "dm202701",
+                                dkim.generate_key(dkim.RSA, dkim.DEFAULT_RSA_BITS))
+        await dns.save_dkim_key(conn, "test", EVERYTHING, example, "dm202702",
+                                dkim.generate_key(dkim.ED25519, dkim.ED25519_KEY_BITS))
         alice = ids[APP_PASSWORD_MAILBOX]
         await vacation.put(conn, "test", EVERYTHING, alice, {
             "enabled": True, "subject": "Away « en congé »", "body": "Back on Monday.\nAlice",
