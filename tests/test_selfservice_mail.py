@@ -10,8 +10,6 @@ from __future__ import annotations
 import imaplib
 import os
 import re
-import shutil
-import smtplib
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -21,7 +19,7 @@ from pathlib import Path
 import pytest
 
 playwright_api = pytest.importorskip("playwright.sync_api")
-from playwright.sync_api import Browser, expect, sync_playwright  # noqa: E402
+from playwright.sync_api import Browser, expect  # noqa: E402
 
 from dinomail.passwords import hash_password  # noqa: E402
 from dinomail.settings import Settings  # noqa: E402
@@ -31,18 +29,13 @@ from tests.support.browser import (  # noqa: E402
     CHROMIUM,
     ServedApp,
     browser_page,
-    launch_chromium,
+    chromium,
+    owner_log_in,
     screenshot,
 )
-from tests.support.dovecot import (  # noqa: E402
-    DovecotInstance,
-    LookupdThread,
-    have_dovecot,
-    lookupd_settings_for_dovecot,
-    make_root,
-)
-from tests.support.ports import free_port  # noqa: E402
-from tests.support.postfix import PostfixInstance, have_postfix  # noqa: E402
+from tests.support.dovecot import have_dovecot  # noqa: E402
+from tests.support.mail_stack import MailStack, stack_root, start_mail_stack  # noqa: E402
+from tests.support.postfix import have_postfix  # noqa: E402
 
 pytestmark = [
     pytest.mark.skipif(not have_postfix(), reason="postfix is not installed"),
@@ -63,14 +56,8 @@ PROPAGATION_SECONDS = 1.0
 
 
 @dataclass
-class Stack:
+class Stack(MailStack):
     app: ServedApp
-    lookupd: LookupdThread
-    postfix: PostfixInstance
-    dovecot: DovecotInstance
-
-    def logs(self) -> str:
-        return f"--- postfix\n{self.postfix.log_text()}\n--- dovecot\n{self.dovecot.log_text()}"
 
 
 async def fill(store: Store) -> None:
@@ -82,50 +69,21 @@ async def fill(store: Store) -> None:
                                    password_hash=hash_password(password, "SHA512-CRYPT"))
 
 
-def start_stack(root: Path, stops: list[Callable[[], None]]) -> Stack:
-    url = f"sqlite:///{root / 'dinomail.sqlite3'}"
-    app = ServedApp(url, Settings(ALLOWED_HOSTS=("127.0.0.1",),
-                                  SECRET_KEY="test-secret-key-of-forty-characters-0123"))
-    stops.append(app.stop)
-    app.start(fill)  # migrates and fills the database the lookup daemon then reads
-    settings = lookupd_settings_for_dovecot(root, url)
-    lookupd = LookupdThread(settings)
-    stops.append(lookupd.stop)
-    lookupd.start()
-    postfix = PostfixInstance(root / "postfix", smtp_port=free_port(),
-                              socketmap=f"inet:{settings.SOCKETMAP_LISTEN}")
-    stops.append(postfix.stop)
-    postfix.start()
-    dovecot = DovecotInstance(
-        root, dict_socket=settings.dict_listen.removeprefix("unix:"), imap_port=free_port(),
-        lookupd_url=f"http://{settings.LOOKUPD_HTTP_LISTEN}", postfix_private=postfix.private,
-    )
-    stops.append(dovecot.stop)
-    dovecot.start()
-    return Stack(app, lookupd, postfix, dovecot)
-
-
 @pytest.fixture(scope="module")
 def stack() -> Iterator[Stack]:
-    root = make_root("dinomail-selfservice-")
-    stops: list[Callable[[], None]] = []
-    try:
-        yield start_stack(root, stops)
-    finally:
-        # Postfix and Dovecot check their logs for crashes as they stop.
-        for stop in reversed(stops):
-            stop()
-        shutil.rmtree(root, ignore_errors=True)
+    with stack_root("dinomail-selfservice-") as (root, stops):
+        url = f"sqlite:///{root / 'dinomail.sqlite3'}"
+        app = ServedApp(url, Settings(ALLOWED_HOSTS=("127.0.0.1",),
+                                      SECRET_KEY="test-secret-key-of-forty-characters-0123"))
+        stops.append(app.stop)
+        app.start(fill)  # migrates and fills the database the lookup daemon then reads
+        yield Stack(**vars(start_mail_stack(root, url, stops)), app=app)
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        launched = launch_chromium(playwright)
-        try:
-            yield launched
-        finally:
-            launched.close()
+    with chromium() as launched:
+        yield launched
 
 
 # --- clients -------------------------------------------------------------------------------------
@@ -133,21 +91,11 @@ def browser() -> Iterator[Browser]:
 
 def wait_for(condition: Callable[[], bool], what: str, stack: Stack,
              timeout: float = TIMEOUT) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}\n{stack.logs()}")
-        time.sleep(0.02)
+    stack.wait_for(condition, what, timeout)
 
 
 def imap_works(stack: Stack, login: str, password: str) -> bool:
-    with imaplib.IMAP4("127.0.0.1", stack.dovecot.imap_port, timeout=10) as imap:
-        try:
-            imap.login(login, password)
-        except imaplib.IMAP4.error:
-            return False
-        imap.logout()
-        return True
+    return stack.imap_works(login, password)
 
 
 def subjects(stack: Stack, login: str, password: str) -> list[str]:
@@ -166,19 +114,7 @@ def subjects(stack: Stack, login: str, password: str) -> list[str]:
 
 def send(stack: Stack, recipient: str, subject: str) -> str:
     """One message through Postfix's port 25; its queue id."""
-    with smtplib.SMTP("127.0.0.1", stack.postfix.smtp_port, timeout=30) as client:
-        client.ehlo("client.example")
-        text = (f"From: {SENDER}\r\nTo: {recipient}\r\nSubject: {subject}\r\n"
-                f"Message-ID: <{uuid.uuid4().hex}@client.example>\r\n\r\nHello.\r\n")
-        code, reply = client.mail(SENDER)
-        assert code == 250, reply
-        code, reply = client.rcpt(recipient)
-        assert code == 250, (reply, stack.logs())
-        code, reply = client.data(text.encode())
-        assert code == 250, (reply, stack.logs())
-    match = re.search(r"queued as (\w+)", reply.decode())
-    assert match, reply
-    return match.group(1)
+    return stack.send(SENDER, recipient, subject)
 
 
 def forwarding_in_snapshot(stack: Stack) -> list[str] | None:
@@ -240,10 +176,7 @@ def test_forwarding_without_a_copy_reaches_only_the_destination(
     # The previous test's new password, if it ran; else the first one.
     password = NEW_PASSWORD if imap_works(stack, OWNER, NEW_PASSWORD) else OLD_PASSWORD
     with browser_page(browser, stack.app) as page:
-        page.goto("/me/login")
-        page.get_by_label("Email address").fill(OWNER)
-        page.get_by_label("Password").fill(password)
-        page.get_by_role("button", name="Log in").click()
+        owner_log_in(page, OWNER, password)
         page.goto("/me/forwarding")
         page.get_by_label("Forward to").fill(DESTINATION)
         page.get_by_label("Keep a copy in the mailbox").uncheck()

@@ -16,16 +16,10 @@ password no longer opens IMAP while an app password does.
 from __future__ import annotations
 
 import asyncio
-import email
-import email.policy
-import imaplib
 import os
 import poplib
-import shutil
 import smtplib
 import ssl
-import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -38,17 +32,10 @@ from dinomail import migrate
 from dinomail.passwords import hash_password
 from dinomail.store import EVERYTHING, Store, apppasswords, domains, mailboxes
 from tests.support.adminapi import add_admin, api_client
-from tests.support.dovecot import (
-    DovecotInstance,
-    LookupdThread,
-    have_dovecot,
-    have_dovecot_lua,
-    lookupd_settings_for_dovecot,
-    make_root,
-)
+from tests.support.dovecot import have_dovecot, have_dovecot_lua
+from tests.support.mail_stack import MailStack, stack_root, start_mail_stack
 from tests.support.managesieve import ManageSieve, ManageSieveError
-from tests.support.ports import free_port
-from tests.support.postfix import PostfixInstance, have_postfix
+from tests.support.postfix import have_postfix
 
 pytestmark = [
     pytest.mark.skipif(not have_postfix(), reason="postfix is not installed"),
@@ -64,22 +51,13 @@ AWAY = "ann@example.org"
 SENDERS = ("bob", "carol", "dave", "erin")
 SUBJECT = 'Out of office: "back" \\ soon — élan'
 BODY = 'I am away.\n.\nA "quoted" line, a backslash \\ and } ; discard;\nGrüße'
-TIMEOUT = 30.0
 
 
 @dataclass
-class Stack:
-    root: Path
-    url: str
-    lookupd: LookupdThread
-    postfix: PostfixInstance
-    dovecot: DovecotInstance
+class Stack(MailStack):
     headers: dict[str, str]
     mailbox_id: int
     domain_id: int
-
-    def logs(self) -> str:
-        return f"--- postfix\n{self.postfix.log_text()}\n--- dovecot\n{self.dovecot.log_text()}"
 
     def api(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
         """One admin API request, on its own store over the same database."""
@@ -115,79 +93,30 @@ async def _fill(url: str) -> tuple[dict[str, str], int, int]:
     return root.headers, ids["ann"], domain["id"]
 
 
-def _start(root: Path, stops: list[Callable[[], None]]) -> Stack:
-    url = f"sqlite:///{root / 'dinomail.sqlite3'}"
-    headers, mailbox_id, domain_id = asyncio.run(_fill(url))
-    settings = lookupd_settings_for_dovecot(
-        root, url, VACATION_REFRESH_INTERVAL="0.2", APP_PASSWORD_FLUSH_INTERVAL="0.2",
-    )
-    lookupd = LookupdThread(settings)
-    stops.append(lookupd.stop)
-    lookupd.start()
-    postfix = PostfixInstance(
-        root / "postfix", smtp_port=free_port(), submission_port=free_port(),
-        socketmap=f"inet:{settings.SOCKETMAP_LISTEN}",
-    )
-    stops.append(postfix.stop)
-    postfix.start()
-    dovecot = DovecotInstance(
-        root, dict_socket=settings.dict_listen.removeprefix("unix:"), imap_port=free_port(),
-        lookupd_url=f"http://{settings.LOOKUPD_HTTP_LISTEN}", postfix_private=postfix.private,
-        auth="lua", sieve_port=free_port(), pop3_port=free_port(),
-        # Vacation replies leave through the test's Postfix (on a server: /usr/sbin/sendmail).
-        extra_conf=f"submission_host = 127.0.0.1:{postfix.smtp_port}\n",
-    )
-    stops.append(dovecot.stop)
-    dovecot.start()
-    return Stack(root, url, lookupd, postfix, dovecot, headers, mailbox_id, domain_id)
-
-
 @pytest.fixture(scope="module")
 def stack() -> Iterator[Stack]:
-    root = make_root("dinomail-vacation-")
-    stops: list[Callable[[], None]] = []
-    try:
-        yield _start(root, stops)
-    finally:
-        for stop in reversed(stops):
-            stop()  # Dovecot and Postfix fail here on a Panic, Fatal or crash in their logs
-        shutil.rmtree(root, ignore_errors=True)
+    with stack_root("dinomail-vacation-") as (root, stops):
+        url = f"sqlite:///{root / 'dinomail.sqlite3'}"
+        headers, mailbox_id, domain_id = asyncio.run(_fill(url))
+        mail = start_mail_stack(root, url, stops, full=True, VACATION_REFRESH_INTERVAL="0.2",
+                                APP_PASSWORD_FLUSH_INTERVAL="0.2")
+        yield Stack(**vars(mail), headers=headers, mailbox_id=mailbox_id, domain_id=domain_id)
 
 
 # --- helpers -------------------------------------------------------------------------------------
 
 
-def wait_for(condition: Callable[[], object], what: str, stack: Stack,
-             timeout: float = TIMEOUT) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}\n{stack.logs()}")
-        time.sleep(0.05)
+def wait_for(condition: Callable[[], object], what: str, stack: Stack) -> None:
+    stack.wait_for(condition, what)
 
 
 def messages(stack: Stack, local: str, folder: str = "") -> list[EmailMessage]:
-    """The messages delivered to a mailbox's folder (INBOX when empty), read from its Maildir."""
-    maildir = stack.dovecot.vmail / "example.org" / local / "Maildir"
-    if folder:
-        maildir = maildir / f".{folder}"
-    found = []
-    for sub in ("new", "cur"):
-        path = maildir / sub
-        if path.is_dir():
-            for item in sorted(path.iterdir()):
-                parsed = email.message_from_bytes(item.read_bytes(), policy=email.policy.default)
-                assert isinstance(parsed, EmailMessage)
-                found.append(parsed)
-    return found
+    return stack.messages(f"{local}@example.org", folder)
 
 
 def send(stack: Stack, sender: str, subject: str, extra: str = "") -> None:
     """A message from `sender` to the away mailbox, through Postfix's port 25."""
-    text = (f"From: {sender}\r\nTo: {AWAY}\r\nSubject: {subject}\r\n{extra}"
-            f"Message-ID: <{uuid.uuid4().hex}@client.example>\r\n\r\nHello.\r\n")
-    with smtplib.SMTP("127.0.0.1", stack.postfix.smtp_port, timeout=30) as client:
-        client.sendmail(sender, [AWAY], text.encode())
+    stack.send(sender, AWAY, subject, extra)
 
 
 def pop3_login_works(stack: Stack, login: str, password: str) -> bool:
@@ -205,13 +134,7 @@ def pop3_login_works(stack: Stack, login: str, password: str) -> bool:
 
 
 def imap_login_works(stack: Stack, login: str, password: str) -> bool:
-    with imaplib.IMAP4("127.0.0.1", stack.dovecot.imap_port, timeout=30) as imap:
-        try:
-            imap.login(login, password)
-        except imaplib.IMAP4.error:
-            return False
-        imap.logout()
-        return True
+    return stack.imap_works(login, password)
 
 
 def submission_login_works(stack: Stack, login: str, password: str) -> bool:
