@@ -8,13 +8,11 @@ delivers forwarded mail to the destination, with a copy in the mailbox or withou
 from __future__ import annotations
 
 import imaplib
-import os
 import re
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
@@ -22,27 +20,25 @@ playwright_api = pytest.importorskip("playwright.sync_api")
 from playwright.sync_api import Browser, expect  # noqa: E402
 
 from dinomail.passwords import hash_password  # noqa: E402
-from dinomail.settings import Settings  # noqa: E402
 from dinomail.store import EVERYTHING, Store, domains, mailboxes  # noqa: E402
 from lookupd.resolve import resolve_alias  # noqa: E402
 from tests.support.browser import (  # noqa: E402
-    CHROMIUM,
     ServedApp,
     browser_page,
     chromium,
+    needs_chromium,
     owner_log_in,
+    owner_pages_app,
     screenshot,
 )
-from tests.support.dovecot import have_dovecot  # noqa: E402
-from tests.support.mail_stack import MailStack, stack_root, start_mail_stack  # noqa: E402
-from tests.support.postfix import have_postfix  # noqa: E402
+from tests.support.mail_stack import (  # noqa: E402
+    MailStack,
+    needs_mail_daemons,
+    stack_root,
+    start_mail_stack,
+)
 
-pytestmark = [
-    pytest.mark.skipif(not have_postfix(), reason="postfix is not installed"),
-    pytest.mark.skipif(not have_dovecot(), reason="Dovecot is not installed"),
-    pytest.mark.skipif(os.geteuid() != 0, reason="starting Postfix and Dovecot needs root"),
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is not installed"),
-]
+pytestmark = [*needs_mail_daemons(), needs_chromium]
 
 OWNER = "owen@example.org"
 DESTINATION = "dest@other.org"
@@ -72,11 +68,8 @@ async def fill(store: Store) -> None:
 @pytest.fixture(scope="module")
 def stack() -> Iterator[Stack]:
     with stack_root("dinomail-selfservice-") as (root, stops):
-        url = f"sqlite:///{root / 'dinomail.sqlite3'}"
-        app = ServedApp(url, Settings(ALLOWED_HOSTS=("127.0.0.1",),
-                                      SECRET_KEY="test-secret-key-of-forty-characters-0123"))
-        stops.append(app.stop)
-        app.start(fill)  # migrates and fills the database the lookup daemon then reads
+        app = owner_pages_app(root, fill, stops)
+        url = app.database_url
         yield Stack(**vars(start_mail_stack(root, url, stops)), app=app)
 
 

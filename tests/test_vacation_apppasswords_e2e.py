@@ -16,14 +16,12 @@ password no longer opens IMAP while an app password does.
 from __future__ import annotations
 
 import asyncio
-import os
 import poplib
 import smtplib
 import ssl
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from email.message import EmailMessage
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -32,19 +30,15 @@ from dinomail import migrate
 from dinomail.passwords import hash_password
 from dinomail.store import EVERYTHING, Store, apppasswords, domains, mailboxes
 from tests.support.adminapi import add_admin, api_client
-from tests.support.dovecot import have_dovecot, have_dovecot_lua
-from tests.support.mail_stack import MailStack, stack_root, start_mail_stack
+from tests.support.mail_stack import (
+    MailStack,
+    needs_mail_daemons,
+    stack_root,
+    start_mail_stack,
+)
 from tests.support.managesieve import ManageSieve, ManageSieveError
-from tests.support.postfix import have_postfix
 
-pytestmark = [
-    pytest.mark.skipif(not have_postfix(), reason="postfix is not installed"),
-    pytest.mark.skipif(not have_dovecot(), reason="Dovecot is not installed"),
-    pytest.mark.skipif(not have_dovecot_lua(), reason="Dovecot's Lua auth is not installed"),
-    pytest.mark.skipif(not Path("/usr/lib/dovecot/modules/lib90_sieve_plugin.so").exists(),
-                       reason="dovecot-sieve is not installed"),
-    pytest.mark.skipif(os.geteuid() != 0, reason="starting Postfix and Dovecot needs root"),
-]
+pytestmark = needs_mail_daemons(full=True)
 
 PASSWORD = "Main-password-123"
 AWAY = "ann@example.org"

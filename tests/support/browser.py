@@ -36,6 +36,8 @@ WIDE = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
 # Starting the app (migrating SQLite, filling it) takes well under this.
 START_TIMEOUT = 30.0
+needs_chromium = pytest.mark.skipif(not Path(CHROMIUM).exists(),
+                                    reason=f"{CHROMIUM} is not installed")
 
 T = TypeVar("T")
 
@@ -99,6 +101,18 @@ class ServedApp:
         if self._stop is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._stop.set)
         self._thread.join(START_TIMEOUT)
+
+
+def owner_pages_app(root: Path, prepare: Callable[[Store], Awaitable[None]],
+                    stops: list[Callable[[], None]]) -> ServedApp:
+    """The application on 127.0.0.1 over a new SQLite database in `root`, migrated and filled
+    by `prepare` (so that daemons started next read it); its stop appended to `stops`."""
+    app = ServedApp(f"sqlite:///{root / 'dinomail.sqlite3'}",
+                    Settings(ALLOWED_HOSTS=("127.0.0.1",),
+                             SECRET_KEY="test-secret-key-of-forty-characters-0123"))
+    stops.append(app.stop)
+    app.start(prepare)
+    return app
 
 
 def launch_chromium(playwright: Playwright) -> Browser:

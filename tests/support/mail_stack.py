@@ -11,6 +11,7 @@ from __future__ import annotations
 import email
 import email.policy
 import imaplib
+import os
 import re
 import shutil
 import smtplib
@@ -22,17 +23,39 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
 
+import pytest
+
 from tests.support.dovecot import (
     DovecotInstance,
     LookupdThread,
+    have_dovecot,
+    have_dovecot_lua,
     lookupd_settings_for_dovecot,
     make_root,
 )
 from tests.support.ports import free_port
-from tests.support.postfix import PostfixInstance
+from tests.support.postfix import PostfixInstance, have_postfix
 
 # Delivery through Postfix, LMTP and Sieve, and a reply back through Postfix, take well under it.
 TIMEOUT = 30.0
+
+SIEVE_PLUGIN = Path("/usr/lib/dovecot/modules/lib90_sieve_plugin.so")
+
+
+def needs_mail_daemons(*, full: bool = False) -> list[pytest.MarkDecorator]:
+    """The skip marks of a module that starts a stack (see `start_mail_stack` for `full`)."""
+    marks = [
+        pytest.mark.skipif(not have_postfix(), reason="postfix is not installed"),
+        pytest.mark.skipif(not have_dovecot(), reason="Dovecot is not installed"),
+        pytest.mark.skipif(os.geteuid() != 0, reason="starting Postfix and Dovecot needs root"),
+    ]
+    if full:
+        marks += [
+            pytest.mark.skipif(not have_dovecot_lua(),
+                               reason="Dovecot's Lua auth is not installed"),
+            pytest.mark.skipif(not SIEVE_PLUGIN.exists(), reason="dovecot-sieve is not installed"),
+        ]
+    return marks
 
 
 @dataclass
