@@ -21,10 +21,11 @@ Every failure has a conservative answer:
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
+from time import perf_counter
 
 from dinomail.listen import ListenAddress, parse_listen
+from lookupd.answer import INCOMPLETE, INTERNAL, NOT_LOADED, Answers, Failure
 from lookupd.connection import DEFAULT_REQUEST_TIMEOUT, LookupConnection
 from lookupd.listen import ConnectionSet, ProtocolServer, create_server
 from lookupd.metrics import UNKNOWN_MAP, LookupdMetrics, LookupRecorder
@@ -52,6 +53,29 @@ MAX_REPLY_BYTES = 100_000
 SnapshotSource = Callable[[], Snapshot | None]
 Lookup = Callable[[Snapshot, str], str | None]
 
+# Answers that are bugs or limits of a rule, not situations: counted under their own label.
+EMPTY_VALUE = Failure("internal error (empty result)", "empty_value")
+REPLY_TOO_LARGE = Failure("result larger than Postfix accepts", "reply_too_large")
+
+
+def _rendered(snapshot: Snapshot, request: tuple[Lookup, str]) -> bytes | Failure | None:
+    """The map's answer as its `OK <value>` netstring, rendered inside the lookup so that a
+    value that cannot be sent is answered and counted as the temporary failure it is."""
+    lookup, key = request
+    value = lookup(snapshot, key)
+    if value is None:
+        return None
+    if not value or value.isspace():
+        # Postfix treats `OK ` as a configuration error; a rule that yields it is a bug.
+        logger.error("socketmap lookup returned an empty value for %r", key)
+        return EMPTY_VALUE
+    data = value.encode("utf-8")
+    if len(data) > MAX_VALUE_BYTES:
+        logger.warning("socketmap reply for %r is %d bytes, above Postfix's limit", key,
+                       len(data) + 3)
+        return REPLY_TOO_LARGE
+    return b"%d:OK %s," % (len(data) + 3, data)
+
 
 def _joined(values: list[str] | None) -> str | None:
     # Postfix splits an alias or sender-owner result at commas and whitespace.
@@ -77,72 +101,50 @@ MAP_NAMES = tuple(name for name, _ in MAPS.values())
 # A request is `<map> <key>`: Postfix's own key limit plus the longest map name and its space,
 # so that no key Postfix is willing to send gets its connection closed.
 MAX_REQUEST_BYTES = MAX_QUERY_BYTES + max(len(name) for name in MAPS) + 1
+# `OK ` and the value.
+MAX_VALUE_BYTES = MAX_REPLY_BYTES - 3
 
 _NOTFOUND = encode_netstring(b"NOTFOUND ")
-_TEMP_NOT_LOADED = encode_netstring(b"TEMP mail data not loaded yet")
-_TEMP_INCOMPLETE = encode_netstring(b"TEMP not in the saved mail data, database unreachable")
-_TEMP_INTERNAL = encode_netstring(b"TEMP internal error")
-_TEMP_EMPTY = encode_netstring(b"TEMP internal error (empty result)")
-_TEMP_TOO_LARGE = encode_netstring(b"TEMP result larger than Postfix accepts")
 _PERM_UNKNOWN_MAP = encode_netstring(
     b"PERM unknown map name; known: " + b", ".join(MAPS)
 )
 
 
+def _temp(failure: Failure) -> bytes:
+    return encode_netstring(b"TEMP " + failure.reason.encode("utf-8"))
+
+
+_TEMP = {
+    failure: _temp(failure)
+    for failure in (NOT_LOADED, INCOMPLETE, INTERNAL, EMPTY_VALUE, REPLY_TOO_LARGE)
+}
+
+
 class SocketmapResponder:
     """One request payload in, one reply netstring out; never raises."""
 
-    __slots__ = ("_recorder", "_snapshot_source")
+    __slots__ = ("_answer", "_answers")
 
     def __init__(
         self, snapshot_source: SnapshotSource, recorder: LookupRecorder | None = None
     ) -> None:
-        self._snapshot_source = snapshot_source
-        self._recorder = recorder
+        self._answers = Answers(PROTOCOL, snapshot_source, recorder)
+        self._answer = self._answers.answer
 
     def __call__(self, payload: bytes) -> bytes:
-        started = time.perf_counter()
         name, _, raw_key = payload.partition(b" ")
         entry = MAPS.get(name)
-        error: str | None = None
         if entry is None:
-            map_name, result, reply = UNKNOWN_MAP, "perm", _PERM_UNKNOWN_MAP
-        else:
-            map_name, lookup = entry
-            try:
-                result, reply, error = self._lookup(lookup, raw_key)
-            except Exception:
-                logger.exception("socketmap lookup %s failed", map_name)
-                result, reply, error = "temp", _TEMP_INTERNAL, "exception"
-        recorder = self._recorder
-        if recorder is not None:
-            recorder.lookup(map_name, result, time.perf_counter() - started)
-            if error is not None:
-                recorder.lookup_error(error)
-        return reply
-
-    def _lookup(self, lookup: Lookup, raw_key: bytes) -> tuple[str, bytes, str | None]:
-        snapshot = self._snapshot_source()
-        if snapshot is None:
-            return "temp", _TEMP_NOT_LOADED, None
+            self._answers.record(UNKNOWN_MAP, "perm", perf_counter())
+            return _PERM_UNKNOWN_MAP
         key = decode_key(raw_key)
-        if key is None:
-            return "notfound", _NOTFOUND, None
-        value = lookup(snapshot, key)
-        if value is None:
-            if not snapshot.complete:
-                return "temp", _TEMP_INCOMPLETE, None
-            return "notfound", _NOTFOUND, None
-        if not value or value.isspace():
-            # Postfix treats `OK ` as a configuration error; a rule that yields it is a bug.
-            logger.error("socketmap lookup returned an empty value for %r", key)
-            return "temp", _TEMP_EMPTY, "empty_value"
-        data = b"OK " + value.encode("utf-8")
-        if len(data) > MAX_REPLY_BYTES:
-            logger.warning("socketmap reply for %r is %d bytes, above Postfix's limit", key,
-                           len(data))
-            return "temp", _TEMP_TOO_LARGE, "reply_too_large"
-        return "ok", encode_netstring(data), None
+        outcome = self._answer(entry[0], _rendered, None if key is None else (entry[1], key))
+        if type(outcome) is bytes:
+            return outcome
+        if outcome is None:
+            return _NOTFOUND
+        assert isinstance(outcome, Failure)
+        return _TEMP.get(outcome) or _temp(outcome)
 
 
 class SocketmapProtocol(LookupConnection):

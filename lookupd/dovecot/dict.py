@@ -40,8 +40,10 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import Any
 
 from dinomail.listen import ListenAddress, parse_listen
+from lookupd.answer import INCOMPLETE, INTERNAL, NOT_LOADED, Answers, Failure
 from lookupd.batchwrite import INT64_MAX
 from lookupd.connection import DEFAULT_REQUEST_TIMEOUT, LookupConnection
 from lookupd.dovecot.auth import (
@@ -107,9 +109,6 @@ QUOTA_BYTES_KEY = b"priv/quota/storage"
 QUOTA_MESSAGES_KEY = b"priv/quota/messages"
 
 _NOT_FOUND = b"N\n"
-_FAIL_NOT_LOADED = b"Fmail data not loaded yet\n"
-_FAIL_INCOMPLETE = b"Fnot in the saved mail data, database unreachable\n"
-_FAIL_INTERNAL = b"Finternal error\n"
 _FAIL_UNKNOWN_KEY = b"Funknown key (known: shared/passdb/<user>, shared/userdb/<user>)\n"
 _FAIL_QUOTA_LOOKUP = b"Fthe quota dict only accepts quota_clone's writes\n"
 _FAIL_UNKNOWN_PATH = b"Funknown iteration path (this dict iterates shared/userdb/)\n"
@@ -152,7 +151,7 @@ class Transaction:
 class DictService:
     """What the connections share: where answers come from and where usage goes."""
 
-    __slots__ = ("quota_writer", "recorder", "snapshot_source", "userdb")
+    __slots__ = ("answers", "quota_writer", "recorder", "snapshot_source", "userdb")
 
     def __init__(
         self,
@@ -166,42 +165,31 @@ class DictService:
         self.userdb = userdb or UserdbSettings()
         self.quota_writer = quota_writer
         self.recorder = recorder
+        self.answers = Answers(PROTOCOL, snapshot_source, recorder)
 
     def lookup(self, key: bytes) -> bytes:
         """One `L` on dict `auth`: the reply line; never raises."""
-        started = time.perf_counter()
         if key.startswith(PASSDB_PREFIX):
-            kind = "passdb"
+            kind, lookup = "passdb", self._passdb
         elif key.startswith(USERDB_PREFIX):
-            kind = "userdb"
+            kind, lookup = "userdb", self._userdb
         else:
-            self._record(UNKNOWN_MAP, "temp", started)
+            self.answers.record(UNKNOWN_MAP, "temp", time.perf_counter())
             return _FAIL_UNKNOWN_KEY
-        error = None
-        try:
-            result, reply = self._lookup(kind, key[len(PASSDB_PREFIX):])
-        except Exception:
-            logger.exception("dict %s lookup failed", kind)
-            result, reply, error = "temp", _FAIL_INTERNAL, "exception"
-        self._record(kind, result, started, error)
-        return reply
+        # Both prefixes have the same length.
+        outcome = self.answers.answer(kind, lookup, decode_key(key[len(PASSDB_PREFIX):]))
+        if type(outcome) is bytes:
+            return outcome
+        if outcome is None:
+            return _NOT_FOUND
+        assert isinstance(outcome, Failure)
+        return _FAILURES.get(outcome) or _failure_line(outcome)
 
-    def _lookup(self, kind: str, raw_login: bytes) -> tuple[str, bytes]:
-        snapshot = self.snapshot_source()
-        if snapshot is None:
-            return "temp", _FAIL_NOT_LOADED
-        login = decode_key(raw_login)
-        if login is None:
-            return "notfound", _NOT_FOUND
-        if kind == "passdb":
-            fields = lookup_passdb(snapshot, login)
-        else:
-            fields = lookup_userdb(snapshot, login, self.userdb)
-        if fields is None:
-            if not snapshot.complete:
-                return "temp", _FAIL_INCOMPLETE
-            return "notfound", _NOT_FOUND
-        return "ok", b"O" + tabescape(encode_fields(fields)) + b"\n"
+    def _passdb(self, snapshot: Snapshot, login: str) -> bytes | None:
+        return _found(lookup_passdb(snapshot, login))
+
+    def _userdb(self, snapshot: Snapshot, login: str) -> bytes | None:
+        return _found(lookup_userdb(snapshot, login, self.userdb))
 
     def canonical_user(self, user: str) -> str | None:
         """The stored address of the mailbox `user` names (Dovecot may use an alias domain);
@@ -215,12 +203,17 @@ class DictService:
         record = find_login(snapshot, user)
         return None if record is None else record.email
 
-    def _record(self, kind: str, result: str, started: float, error: str | None = None) -> None:
-        recorder = self.recorder
-        if recorder is not None:
-            recorder.lookup(kind, result, time.perf_counter() - started)
-            if error is not None:
-                recorder.lookup_error(error)
+
+
+def _found(fields: dict[str, Any] | None) -> bytes | None:
+    return None if fields is None else b"O" + tabescape(encode_fields(fields)) + b"\n"
+
+
+def _failure_line(failure: Failure) -> bytes:
+    return b"F" + tabescape(failure.reason.encode("utf-8")) + b"\n"
+
+
+_FAILURES = {failure: _failure_line(failure) for failure in (NOT_LOADED, INCOMPLETE, INTERNAL)}
 
 
 def _parse_uint(field: bytes, what: str) -> int:
@@ -428,7 +421,7 @@ class DictProtocol(LookupConnection):
         snapshot = self._service.snapshot_source()
         if snapshot is None:
             self._record("iterate", "temp", started)
-            return _FAIL_NOT_LOADED
+            return _FAILURES[NOT_LOADED]
         if flags & ITERATE_EXACT_KEY:
             if not path.startswith(USERDB_PREFIX):
                 self._record("iterate", "temp", started)
@@ -471,7 +464,7 @@ class DictProtocol(LookupConnection):
             rows.append(b"\n")
         except Exception:
             logger.exception("dict iteration failed")
-            rows.append(_FAIL_INTERNAL)
+            rows.append(_FAILURES[INTERNAL])
             result = "temp"
         await self._send(rows)
         self._record("iterate", result, started)
@@ -613,9 +606,8 @@ class DictProtocol(LookupConnection):
         return None
 
     def _record(self, kind: str, result: str, started: float | None = None) -> None:
-        if self._recorder is not None:
-            seconds = 0.0 if started is None else time.perf_counter() - started
-            self._recorder.lookup(kind, result, seconds)
+        self._service.answers.record(kind, result, time.perf_counter() if started is None
+                                     else started)
 
 
 def _commit(protocol: DictProtocol, args: list[bytes]) -> bytes:

@@ -27,6 +27,7 @@ from collections.abc import Callable
 from dinomail.listen import ListenAddress, parse_listen
 from dinomail.store import Store
 from dinomail.waiting import wait_for_event
+from lookupd.answer import Answers, Failure
 from lookupd.connection import DEFAULT_REQUEST_TIMEOUT, LookupConnection
 from lookupd.counters import (
     DEFAULT_FLUSH_INTERVAL,
@@ -61,30 +62,28 @@ HOUSEKEEPING_INTERVAL = 60.0
 Respond = Callable[[dict[bytes, bytes]], bytes | None]
 
 
-class PolicyResponder:
-    """Wraps the decider: the request-type check, timing, metrics, and exceptions turned into
-    "disconnect"."""
+# What a responder that is not a `PolicyDecider` means by None.
+NO_REPLY = Failure("no reply")
 
-    __slots__ = ("_decide", "_recorder")
+
+class PolicyResponder:
+    """Answers each request through `lookupd.answer` (timing, metrics, an exception turned
+    into a temporary failure); a temporary failure is "disconnect" (None)."""
+
+    __slots__ = ("_answers", "_decide")
 
     def __init__(self, decide: Respond, recorder: LookupRecorder | None = None) -> None:
-        self._decide = decide
-        self._recorder = recorder
+        self._answers = Answers(PROTOCOL, recorder=recorder)
+        self._decide: Callable[[dict[bytes, bytes]], bytes | Failure]
+        if isinstance(decide, PolicyDecider):
+            self._decide = decide.decide
+        else:
+            self._decide = lambda request: decide(request) or NO_REPLY
 
     def __call__(self, request: dict[bytes, bytes]) -> bytes | None:
-        started = time.perf_counter()
-        try:
-            reply = self._decide(request)
-        except Exception:
-            log.exception("policy request failed")
-            reply = None
-            if self._recorder is not None:
-                self._recorder.lookup_error("exception")
-        if self._recorder is not None:
-            state = STATES.get(request.get(b"protocol_state", b""), OTHER_STATE)
-            self._recorder.lookup(state, "temp" if reply is None else "ok",
-                                  time.perf_counter() - started)
-        return reply
+        state = STATES.get(request.get(b"protocol_state", b""), OTHER_STATE)
+        outcome = self._answers.call(state, self._decide, request)
+        return outcome if type(outcome) is bytes else None
 
 
 class PolicyProtocol(LookupConnection):
