@@ -29,8 +29,6 @@ from lookupd.snapshot import Snapshot
 
 log = logging.getLogger("dinomail.lookupd.answer")
 
-A = TypeVar("A")
-B = TypeVar("B")
 K = TypeVar("K")
 V = TypeVar("V")
 
@@ -56,39 +54,47 @@ INTERNAL = Failure("internal error", "exception")
 SnapshotSource = Callable[[], Snapshot | None]
 
 
-def from_snapshot(
-    snapshot: Snapshot | None, lookup: Callable[[Snapshot, K], V | Failure | None], key: K | None
-) -> V | Failure | None:
-    """The outcome of `lookup(snapshot, key)` under the rules above, untimed; exceptions pass."""
-    if snapshot is None:
-        return NOT_LOADED
-    if key is None:
-        return None
-    outcome = lookup(snapshot, key)
-    if outcome is None and not snapshot.complete:
-        return INCOMPLETE
-    return outcome
+class ByteReplies:
+    """How a protocol on bytes says an outcome whose found value is its reply already: one
+    not-found reply, and each failure's reply made once from its reason."""
+
+    __slots__ = ("_failures", "_make", "_not_found")
+
+    def __init__(self, not_found: bytes, failure: Callable[[bytes], bytes]) -> None:
+        self._not_found = not_found
+        self._make = failure
+        self._failures: dict[Failure, bytes] = {}
+
+    def __call__(self, outcome: bytes | Failure | None) -> bytes:
+        if type(outcome) is bytes:
+            return outcome
+        if outcome is None:
+            return self._not_found
+        assert isinstance(outcome, Failure)
+        return self.failure(outcome)
+
+    def failure(self, failure: Failure) -> bytes:
+        reply = self._failures.get(failure)
+        if reply is None:  # failures are module constants: this table stays small
+            reply = self._failures[failure] = self._make(failure.reason.encode("utf-8"))
+        return reply
 
 
 class Answers:
-    """Times and counts the answers of one protocol server, and turns exceptions into
-    `INTERNAL`."""
+    """Answers the lookups of one protocol server from the current snapshot: `answer` applies
+    the module's rules, times and counts."""
 
     __slots__ = ("_protocol", "_recorder", "_snapshot_source")
 
     def __init__(
         self,
         protocol: str,
-        snapshot_source: SnapshotSource | None = None,
+        snapshot_source: SnapshotSource,
         recorder: LookupRecorder | None = None,
     ) -> None:
         self._protocol = protocol
-        self._snapshot_source = snapshot_source or _no_snapshot
+        self._snapshot_source = snapshot_source
         self._recorder = recorder
-
-    @property
-    def snapshot_source(self) -> SnapshotSource:
-        return self._snapshot_source
 
     def answer(
         self,
@@ -97,55 +103,35 @@ class Answers:
         key: K | None,
     ) -> V | Failure | None:
         """`lookup(snapshot, key)` on the current snapshot, under the module's rules."""
-        return self._timed(map_name, self._from_current, lookup, key)
-
-    def call(
-        self, map_name: str, compute: Callable[[K], V | Failure | None], argument: K
-    ) -> V | Failure | None:
-        """`compute(argument)`, timed and counted, an exception turned into `INTERNAL`: for an
-        answer that needs more than the snapshot (the policy service's limits and counts)."""
-        return self._timed(map_name, _apply, compute, argument)
-
-    def _from_current(
-        self, lookup: Callable[[Snapshot, K], V | Failure | None], key: K | None
-    ) -> V | Failure | None:
-        return from_snapshot(self._snapshot_source(), lookup, key)
-
-    def _timed(
-        self, map_name: str, compute: Callable[[A, B], V | Failure | None], first: A, second: B
-    ) -> V | Failure | None:
         started = perf_counter()
+        outcome: V | Failure | None
         try:
-            outcome = compute(first, second)
+            snapshot = self._snapshot_source()
+            if snapshot is None:
+                outcome = NOT_LOADED
+            elif key is None:
+                outcome = None
+            else:
+                outcome = lookup(snapshot, key)
+                if outcome is None and not snapshot.complete:
+                    outcome = INCOMPLETE
         except Exception:
             log.exception("%s lookup %s failed", self._protocol, map_name)
             outcome = INTERNAL
-        if self._recorder is not None:
-            self._count(map_name, outcome, started)
+        recorder = self._recorder
+        if recorder is not None:
+            if outcome is None:
+                result = "notfound"
+            elif type(outcome) is Failure:
+                result = "temp"
+                if outcome.error is not None:
+                    recorder.lookup_error(outcome.error)
+            else:
+                result = "ok"
+            recorder.lookup(map_name, result, perf_counter() - started)
         return outcome
 
     def record(self, map_name: str, result: str, started: float) -> None:
         """Count an answer given without a lookup (an unknown map, a refused request)."""
         if self._recorder is not None:
             self._recorder.lookup(map_name, result, perf_counter() - started)
-
-    def _count(self, map_name: str, outcome: object, started: float) -> None:
-        recorder = self._recorder
-        assert recorder is not None
-        if outcome is None:
-            result = "notfound"
-        elif type(outcome) is Failure:
-            result = "temp"
-            if outcome.error is not None:
-                recorder.lookup_error(outcome.error)
-        else:
-            result = "ok"
-        recorder.lookup(map_name, result, perf_counter() - started)
-
-
-def _apply(compute: Callable[[K], V], argument: K) -> V:
-    return compute(argument)
-
-
-def _no_snapshot() -> Snapshot | None:
-    return None

@@ -23,9 +23,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import cast
 
-from lookupd.listen import ConnectionSet
+from dinomail.listen import ListenAddress, parse_listen
+from lookupd.listen import ConnectionSet, ProtocolServer, create_server
 from lookupd.metrics import LookupRecorder
 
 log = logging.getLogger("dinomail.lookupd.connection")
@@ -246,3 +248,19 @@ class LookupConnection(asyncio.Protocol):
             self.abort()  # a client that neither sends nor reads would keep close() waiting
         else:
             self.close()
+
+
+async def start_server(
+    listen: str | ListenAddress,
+    connection: Callable[[ConnectionSet], LookupConnection],
+    max_connections: int = 0,
+) -> ProtocolServer:
+    """Listen on `listen` (`HOST:PORT`, `[v6]:PORT`, `unix:/path`); each client is served by
+    `connection(connections)`. No more than `max_connections` (0: no limit) are open at once;
+    the others wait in the backlog."""
+    address = parse_listen(listen) if isinstance(listen, str) else listen
+    connections = ConnectionSet(max_connections)
+    listener = await create_server(
+        lambda: connection(connections), address, connections=connections
+    )
+    return ProtocolServer(listener, connections)

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import ipaddress
 import json
 import logging
 from collections.abc import AsyncIterator, Callable
@@ -37,7 +36,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from lookupd.answer import Answers, Failure
-from lookupd.authpolicy import AuthPolicy, auth_policy_route
+from lookupd.authpolicy import AuthPolicy, auth_policy_route, is_local
 from lookupd.dovecot.auth import UserdbSettings, iter_users, lookup_passdb, lookup_userdb
 from lookupd.httpbody import BodyLimit
 from lookupd.metrics import LookupdMetrics
@@ -51,16 +50,6 @@ DOVECOT_HTTP_MAPS = ("passdb", "userdb", "users")
 USERS_CHUNK = 2000
 
 log = logging.getLogger("dinomail.lookupd.http")
-
-
-def _is_local(request: Request) -> bool:
-    client = request.client
-    if client is None or not client.host:
-        return True  # a unix socket
-    try:
-        return ipaddress.ip_address(client.host).is_loopback
-    except ValueError:
-        return False
 
 
 def create_http_app(
@@ -78,7 +67,7 @@ def create_http_app(
 
     def allowed(request: Request) -> bool:
         if not expected_authorization:
-            return _is_local(request)
+            return is_local(request)
         given = request.headers.get("authorization", "").encode("latin-1", "replace")
         return hmac.compare_digest(given, expected_authorization)
 

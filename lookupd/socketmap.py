@@ -24,10 +24,10 @@ import logging
 from collections.abc import Callable
 from time import perf_counter
 
-from dinomail.listen import ListenAddress, parse_listen
-from lookupd.answer import INCOMPLETE, INTERNAL, NOT_LOADED, Answers, Failure
-from lookupd.connection import DEFAULT_REQUEST_TIMEOUT, LookupConnection
-from lookupd.listen import ConnectionSet, ProtocolServer, create_server
+from dinomail.listen import ListenAddress
+from lookupd.answer import Answers, ByteReplies, Failure
+from lookupd.connection import DEFAULT_REQUEST_TIMEOUT, LookupConnection, start_server
+from lookupd.listen import ConnectionSet, ProtocolServer
 from lookupd.metrics import UNKNOWN_MAP, LookupdMetrics, LookupRecorder
 from lookupd.netstring import MAX_QUERY_BYTES, NetstringError, NetstringParser, encode_netstring
 from lookupd.resolve import (
@@ -104,20 +104,13 @@ MAX_REQUEST_BYTES = MAX_QUERY_BYTES + max(len(name) for name in MAPS) + 1
 # `OK ` and the value.
 MAX_VALUE_BYTES = MAX_REPLY_BYTES - 3
 
-_NOTFOUND = encode_netstring(b"NOTFOUND ")
 _PERM_UNKNOWN_MAP = encode_netstring(
     b"PERM unknown map name; known: " + b", ".join(MAPS)
 )
 
 
-def _temp(failure: Failure) -> bytes:
-    return encode_netstring(b"TEMP " + failure.reason.encode("utf-8"))
-
-
-_TEMP = {
-    failure: _temp(failure)
-    for failure in (NOT_LOADED, INCOMPLETE, INTERNAL, EMPTY_VALUE, REPLY_TOO_LARGE)
-}
+_REPLIES = ByteReplies(encode_netstring(b"NOTFOUND "),
+                       lambda reason: encode_netstring(b"TEMP " + reason))
 
 
 class SocketmapResponder:
@@ -138,13 +131,9 @@ class SocketmapResponder:
             self._answers.record(UNKNOWN_MAP, "perm", perf_counter())
             return _PERM_UNKNOWN_MAP
         key = decode_key(raw_key)
-        outcome = self._answer(entry[0], _rendered, None if key is None else (entry[1], key))
-        if type(outcome) is bytes:
-            return outcome
-        if outcome is None:
-            return _NOTFOUND
-        assert isinstance(outcome, Failure)
-        return _TEMP.get(outcome) or _temp(outcome)
+        return _REPLIES(
+            self._answer(entry[0], _rendered, None if key is None else (entry[1], key))
+        )
 
 
 class SocketmapProtocol(LookupConnection):
@@ -211,15 +200,8 @@ async def start_socketmap_server(
     snapshot swapped into the holder is used from the next request on. No more than
     `max_connections` (0: no limit) are open at once; the others wait in the backlog.
     """
-    address = parse_listen(listen) if isinstance(listen, str) else listen
     recorder = metrics.recorder(PROTOCOL, MAP_NAMES) if metrics is not None else None
-    connections = ConnectionSet(max_connections)
-
-    def protocol_factory() -> SocketmapProtocol:
-        return SocketmapProtocol(
-            snapshot_source, idle_timeout=idle_timeout, request_timeout=request_timeout,
-            recorder=recorder, connections=connections,
-        )
-
-    listener = await create_server(protocol_factory, address, connections=connections)
-    return SocketmapServer(listener, connections)
+    return await start_server(listen, lambda connections: SocketmapProtocol(
+        snapshot_source, idle_timeout=idle_timeout, request_timeout=request_timeout,
+        recorder=recorder, connections=connections,
+    ), max_connections)

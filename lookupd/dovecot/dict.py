@@ -42,10 +42,10 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from dinomail.listen import ListenAddress, parse_listen
-from lookupd.answer import INCOMPLETE, INTERNAL, NOT_LOADED, Answers, Failure
+from dinomail.listen import ListenAddress
+from lookupd.answer import INTERNAL, NOT_LOADED, Answers, ByteReplies
 from lookupd.batchwrite import INT64_MAX
-from lookupd.connection import DEFAULT_REQUEST_TIMEOUT, LookupConnection
+from lookupd.connection import DEFAULT_REQUEST_TIMEOUT, LookupConnection, start_server
 from lookupd.dovecot.auth import (
     UserdbSettings,
     encode_fields,
@@ -54,7 +54,7 @@ from lookupd.dovecot.auth import (
     lookup_userdb,
 )
 from lookupd.dovecot.tabescape import split_fields, tabescape
-from lookupd.listen import ConnectionSet, ProtocolServer, create_server
+from lookupd.listen import ConnectionSet, ProtocolServer
 from lookupd.metrics import UNKNOWN_MAP, LookupdMetrics, LookupRecorder
 from lookupd.quota import QuotaWriter, Usage
 from lookupd.resolve import decode_key, find_login
@@ -108,7 +108,6 @@ USERDB_PREFIX = b"shared/userdb/"
 QUOTA_BYTES_KEY = b"priv/quota/storage"
 QUOTA_MESSAGES_KEY = b"priv/quota/messages"
 
-_NOT_FOUND = b"N\n"
 _FAIL_UNKNOWN_KEY = b"Funknown key (known: shared/passdb/<user>, shared/userdb/<user>)\n"
 _FAIL_QUOTA_LOOKUP = b"Fthe quota dict only accepts quota_clone's writes\n"
 _FAIL_UNKNOWN_PATH = b"Funknown iteration path (this dict iterates shared/userdb/)\n"
@@ -177,13 +176,7 @@ class DictService:
             self.answers.record(UNKNOWN_MAP, "temp", time.perf_counter())
             return _FAIL_UNKNOWN_KEY
         # Both prefixes have the same length.
-        outcome = self.answers.answer(kind, lookup, decode_key(key[len(PASSDB_PREFIX):]))
-        if type(outcome) is bytes:
-            return outcome
-        if outcome is None:
-            return _NOT_FOUND
-        assert isinstance(outcome, Failure)
-        return _FAILURES.get(outcome) or _failure_line(outcome)
+        return _REPLIES(self.answers.answer(kind, lookup, decode_key(key[len(PASSDB_PREFIX):])))
 
     def _passdb(self, snapshot: Snapshot, login: str) -> bytes | None:
         return _found(lookup_passdb(snapshot, login))
@@ -209,11 +202,7 @@ def _found(fields: dict[str, Any] | None) -> bytes | None:
     return None if fields is None else b"O" + tabescape(encode_fields(fields)) + b"\n"
 
 
-def _failure_line(failure: Failure) -> bytes:
-    return b"F" + tabescape(failure.reason.encode("utf-8")) + b"\n"
-
-
-_FAILURES = {failure: _failure_line(failure) for failure in (NOT_LOADED, INCOMPLETE, INTERNAL)}
+_REPLIES = ByteReplies(b"N\n", lambda reason: b"F" + tabescape(reason) + b"\n")
 
 
 def _parse_uint(field: bytes, what: str) -> int:
@@ -421,7 +410,7 @@ class DictProtocol(LookupConnection):
         snapshot = self._service.snapshot_source()
         if snapshot is None:
             self._record("iterate", "temp", started)
-            return _FAILURES[NOT_LOADED]
+            return _REPLIES.failure(NOT_LOADED)
         if flags & ITERATE_EXACT_KEY:
             if not path.startswith(USERDB_PREFIX):
                 self._record("iterate", "temp", started)
@@ -464,7 +453,7 @@ class DictProtocol(LookupConnection):
             rows.append(b"\n")
         except Exception:
             logger.exception("dict iteration failed")
-            rows.append(_FAILURES[INTERNAL])
+            rows.append(_REPLIES.failure(INTERNAL))
             result = "temp"
         await self._send(rows)
         self._record("iterate", result, started)
@@ -652,18 +641,11 @@ async def start_dict_server(
     `snapshot_source` is called for every lookup (e.g. `lambda: holder.current`). Without a
     `quota_writer`, commits on dict `quota` are refused.
     """
-    address = parse_listen(listen) if isinstance(listen, str) else listen
     recorder = metrics.recorder(PROTOCOL, MAP_NAMES) if metrics is not None else None
     service = DictService(
         snapshot_source, userdb=userdb, quota_writer=quota_writer, recorder=recorder
     )
-    connections = ConnectionSet(max_connections)
-
-    def protocol_factory() -> DictProtocol:
-        return DictProtocol(
-            service, idle_timeout=idle_timeout, request_timeout=request_timeout,
-            connections=connections,
-        )
-
-    listener = await create_server(protocol_factory, address, connections=connections)
-    return DictServer(listener, connections)
+    return await start_server(listen, lambda connections: DictProtocol(
+        service, idle_timeout=idle_timeout, request_timeout=request_timeout,
+        connections=connections,
+    ), max_connections)

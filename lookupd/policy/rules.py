@@ -36,7 +36,7 @@ from typing import Any
 from prometheus_client import Counter
 
 from dinomail.sendwindows import DAY, HOUR
-from lookupd.answer import NOT_LOADED, Failure, from_snapshot
+from lookupd.answer import NOT_LOADED, Answers, Failure
 from lookupd.counters import SendCounters
 from lookupd.metrics import LookupdMetrics
 from lookupd.policy.attributes import AttributeMetrics, AttributeReader
@@ -130,6 +130,8 @@ class PolicyDecider:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._snapshot_source = snapshot_source
+        # For calls made directly; the server answers through its own `Answers`, with metrics.
+        self._answers = Answers("policy", snapshot_source)
         self._tables_source = tables_source
         self._ready = ready
         self.counters = counters
@@ -145,17 +147,17 @@ class PolicyDecider:
         self._counted: dict[bytes, float] = {}
 
     def __call__(self, request: PolicyRequest) -> bytes | None:
-        """The action, or None: nothing to answer from yet, Postfix tries again later."""
-        outcome = self.decide(request)
+        """The action, or None: nothing to answer from yet (or a failure), Postfix tries again
+        later."""
+        outcome = self._answers.answer("policy", self.decide, request)
         return outcome if type(outcome) is bytes else None
 
-    def decide(self, request: PolicyRequest) -> bytes | Failure:
-        """The action, or a temporary failure while the snapshot, the limits or the counts
-        are not loaded yet."""
-        outcome = from_snapshot(self._snapshot_source(), self._decide, request)
-        return NOT_LOADED if outcome is None else outcome
+    @property
+    def snapshot_source(self) -> SnapshotSource:
+        return self._snapshot_source
 
-    def _decide(self, snapshot: Snapshot, request: PolicyRequest) -> bytes | Failure:
+    def decide(self, snapshot: Snapshot, request: PolicyRequest) -> bytes | Failure:
+        """The action, or a temporary failure while the limits or the counts are not loaded."""
         tables = self._tables_source()
         if tables is None or not self._ready():
             return NOT_LOADED

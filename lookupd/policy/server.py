@@ -24,18 +24,18 @@ import logging
 import time
 from collections.abc import Callable
 
-from dinomail.listen import ListenAddress, parse_listen
+from dinomail.listen import ListenAddress
 from dinomail.store import Store
 from dinomail.waiting import wait_for_event
 from lookupd.answer import Answers, Failure
-from lookupd.connection import DEFAULT_REQUEST_TIMEOUT, LookupConnection
+from lookupd.connection import DEFAULT_REQUEST_TIMEOUT, LookupConnection, start_server
 from lookupd.counters import (
     DEFAULT_FLUSH_INTERVAL,
     DEFAULT_SYNC_INTERVAL,
     CounterSync,
     SendCounters,
 )
-from lookupd.listen import ConnectionSet, ProtocolServer, create_server
+from lookupd.listen import ConnectionSet, ProtocolServer
 from lookupd.metrics import LookupdMetrics, LookupRecorder
 from lookupd.policy.request import PolicyRequestError, PolicyRequestParser
 from lookupd.policy.rules import (
@@ -64,26 +64,34 @@ Respond = Callable[[dict[bytes, bytes]], bytes | None]
 
 # What a responder that is not a `PolicyDecider` means by None.
 NO_REPLY = Failure("no reply")
+_EMPTY = Snapshot()
 
 
 class PolicyResponder:
-    """Answers each request through `lookupd.answer` (timing, metrics, an exception turned
-    into a temporary failure); a temporary failure is "disconnect" (None)."""
+    """Answers each request through `lookupd.answer` (timing, metrics, no snapshot or an
+    exception turned into a temporary failure); a temporary failure is "disconnect" (None)."""
 
-    __slots__ = ("_answers", "_decide")
+    __slots__ = ("_answer", "_decide")
 
-    def __init__(self, decide: Respond, recorder: LookupRecorder | None = None) -> None:
-        self._answers = Answers(PROTOCOL, recorder=recorder)
-        self._decide: Callable[[dict[bytes, bytes]], bytes | Failure]
-        if isinstance(decide, PolicyDecider):
-            self._decide = decide.decide
+    def __init__(self, respond: Respond, recorder: LookupRecorder | None = None) -> None:
+        self._decide: Callable[[Snapshot, dict[bytes, bytes]], bytes | Failure]
+        if isinstance(respond, PolicyDecider):
+            snapshot_source = respond.snapshot_source
+            self._decide = respond.decide
         else:
-            self._decide = lambda request: decide(request) or NO_REPLY
+            # Any other responder answers from nothing of ours.
+            snapshot_source = _empty_snapshot
+            self._decide = lambda snapshot, request: respond(request) or NO_REPLY
+        self._answer = Answers(PROTOCOL, snapshot_source, recorder).answer
 
     def __call__(self, request: dict[bytes, bytes]) -> bytes | None:
         state = STATES.get(request.get(b"protocol_state", b""), OTHER_STATE)
-        outcome = self._answers.call(state, self._decide, request)
+        outcome = self._answer(state, self._decide, request)
         return outcome if type(outcome) is bytes else None
+
+
+def _empty_snapshot() -> Snapshot:
+    return _EMPTY
 
 
 class PolicyProtocol(LookupConnection):
@@ -154,18 +162,11 @@ async def start_policy_server(
 ) -> PolicyServer:
     """Listen on `listen` (`HOST:PORT`, `[v6]:PORT`, `unix:/path`); `respond` answers each
     request (None: disconnect without a reply)."""
-    address = parse_listen(listen) if isinstance(listen, str) else listen
-    connections = ConnectionSet(max_connections)
     responder = PolicyResponder(respond, recorder)
-
-    def protocol_factory() -> PolicyProtocol:
-        return PolicyProtocol(
-            responder, idle_timeout=idle_timeout, request_timeout=request_timeout,
-            recorder=recorder, connections=connections,
-        )
-
-    listener = await create_server(protocol_factory, address, connections=connections)
-    return PolicyServer(listener, connections)
+    return await start_server(listen, lambda connections: PolicyProtocol(
+        responder, idle_timeout=idle_timeout, request_timeout=request_timeout,
+        recorder=recorder, connections=connections,
+    ), max_connections)
 
 
 class PolicyService:
