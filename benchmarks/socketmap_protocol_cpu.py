@@ -1,6 +1,7 @@
 """The CPU one socketmap request costs inside `SocketmapProtocol` alone (framing, timers,
-resolving; metrics off, or on with `--metrics`), without the kernel: what a change to the connection handling adds or
-saves, measurable even on a busy machine (CPU time, best of 5 runs of 300,000 requests).
+resolving; metrics off, or on with `--metrics`), without the kernel: what a change to the
+connection handling adds or saves, measurable even on a busy machine (CPU time, best of 5 runs
+of 300,000 requests).
 
 The transport is a stand-in that drops the reply: the kernel's share is what
 `socketmap_bench.py` measures, and it is the same for any version of this code.
