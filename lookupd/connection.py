@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import cast
+from typing import Generic, Protocol, TypedDict, TypeVar, Unpack, cast
 
 from dinomail.listen import ListenAddress, parse_listen
 from lookupd.listen import ConnectionSet, ProtocolServer, create_server
@@ -38,6 +38,15 @@ SHUTDOWN_QUIET = 0.1
 # Postfix and Dovecot write a whole request at once; one that takes longer than this to arrive
 # comes from a client that is broken or hostile.
 DEFAULT_REQUEST_TIMEOUT = 10.0
+
+
+class ConnectionOptions(TypedDict, total=False):
+    """What every protocol's connection takes besides what it answers from."""
+
+    idle_timeout: float
+    request_timeout: float
+    recorder: LookupRecorder | None
+    connections: ConnectionSet | None
 
 
 class LookupConnection(asyncio.Protocol):
@@ -59,16 +68,18 @@ class LookupConnection(asyncio.Protocol):
 
     # The protocol's name in the log ("socketmap", "dict", "policy").
     name = "lookupd"
+    # How long a connection may stay unused, unless told otherwise.
+    default_idle_timeout = 60.0
 
     def __init__(
         self,
         *,
-        idle_timeout: float,
+        idle_timeout: float | None = None,
         request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
         recorder: LookupRecorder | None = None,
         connections: ConnectionSet | None = None,
     ) -> None:
-        self._idle_timeout = idle_timeout
+        self._idle_timeout = self.default_idle_timeout if idle_timeout is None else idle_timeout
         self._request_timeout = request_timeout
         self._recorder = recorder
         self._connections = connections
@@ -248,6 +259,53 @@ class LookupConnection(asyncio.Protocol):
             self.abort()  # a client that neither sends nor reads would keep close() waiting
         else:
             self.close()
+
+
+Request = TypeVar("Request")
+
+
+class Parser(Protocol[Request]):
+    """Frames a byte stream into requests (`lookupd.netstring`, `lookupd.policy.request`)."""
+
+    @property
+    def pending(self) -> int | bool:
+        """Whether a request has begun to arrive and is not whole yet."""
+
+    def feed(self, data: bytes) -> list[Request]:
+        """The requests `data` completes, in order; raises on input that breaks the framing."""
+
+
+class FramedConnection(LookupConnection, Generic[Request]):
+    """A connection whose requests a `Parser` frames and `answer` answers, in order; input
+    that breaks the framing (`framing_error`) closes the connection, counted as malformed."""
+
+    __slots__ = ("_parser",)
+
+    framing_error: type[Exception] = ValueError
+
+    def __init__(self, parser: Parser[Request], **options: Unpack[ConnectionOptions]) -> None:
+        super().__init__(**options)
+        self._parser = parser
+
+    def answer(self, requests: list[Request], transport: asyncio.Transport) -> None:
+        """Write the replies to `requests` (at least one), in order."""
+        raise NotImplementedError
+
+    def received(self, data: bytes) -> bool:
+        try:
+            requests = self._parser.feed(data)
+        except self.framing_error as error:
+            # Nothing after a framing error can be trusted to be where a request starts.
+            self.client_error("malformed", error)
+            return False
+        if not requests:
+            return False
+        assert self._transport is not None
+        self.answer(requests, self._transport)
+        return True
+
+    def request_pending(self) -> bool:
+        return bool(self._parser.pending)
 
 
 async def start_server(

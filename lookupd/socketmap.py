@@ -20,14 +20,21 @@ Every failure has a conservative answer:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from time import perf_counter
+from typing import Unpack
 
 from dinomail.listen import ListenAddress
 from lookupd.answer import Answers, ByteReplies, Failure
-from lookupd.connection import DEFAULT_REQUEST_TIMEOUT, LookupConnection, start_server
-from lookupd.listen import ConnectionSet, ProtocolServer
+from lookupd.connection import (
+    DEFAULT_REQUEST_TIMEOUT,
+    ConnectionOptions,
+    FramedConnection,
+    start_server,
+)
+from lookupd.listen import ProtocolServer
 from lookupd.metrics import UNKNOWN_MAP, LookupdMetrics, LookupRecorder
 from lookupd.netstring import MAX_QUERY_BYTES, NetstringError, NetstringParser, encode_netstring
 from lookupd.resolve import (
@@ -136,50 +143,28 @@ class SocketmapResponder:
         )
 
 
-class SocketmapProtocol(LookupConnection):
-    """One client connection: frames requests and answers each in order; the connection's
-    limits, timers and shutdown are `LookupConnection`'s."""
+class SocketmapProtocol(FramedConnection[bytes]):
+    """One client connection: netstrings answered in order; the connection's limits, timers
+    and shutdown are `LookupConnection`'s."""
 
-    __slots__ = ("_parser", "_respond")
+    __slots__ = ("_respond",)
 
     name = PROTOCOL
+    default_idle_timeout = DEFAULT_IDLE_TIMEOUT
+    framing_error = NetstringError
 
     def __init__(
-        self,
-        snapshot_source: SnapshotSource,
-        *,
-        idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
-        request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
-        recorder: LookupRecorder | None = None,
-        connections: ConnectionSet | None = None,
+        self, snapshot_source: SnapshotSource, **options: Unpack[ConnectionOptions]
     ) -> None:
-        super().__init__(
-            idle_timeout=idle_timeout, request_timeout=request_timeout, recorder=recorder,
-            connections=connections,
-        )
-        self._respond = SocketmapResponder(snapshot_source, recorder)
-        self._parser = NetstringParser(MAX_REQUEST_BYTES)
+        super().__init__(NetstringParser(MAX_REQUEST_BYTES), **options)
+        self._respond = SocketmapResponder(snapshot_source, options.get("recorder"))
 
-    def received(self, data: bytes) -> bool:
-        try:
-            payloads = self._parser.feed(data)
-        except NetstringError as error:
-            # Nothing after a framing error can be trusted to be where a request starts.
-            self.client_error("malformed", error)
-            return False
-        if not payloads:
-            return False
-        transport = self._transport
-        assert transport is not None
+    def answer(self, requests: list[bytes], transport: asyncio.Transport) -> None:
         respond = self._respond
-        if len(payloads) == 1:
-            transport.write(respond(payloads[0]))
+        if len(requests) == 1:
+            transport.write(respond(requests[0]))
         else:
-            transport.write(b"".join([respond(payload) for payload in payloads]))
-        return True
-
-    def request_pending(self) -> bool:
-        return self._parser.pending > 0
+            transport.write(b"".join([respond(payload) for payload in requests]))
 
 
 SocketmapServer = ProtocolServer

@@ -23,21 +23,27 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from typing import Unpack
 
 from dinomail.listen import ListenAddress
 from dinomail.store import Store
 from dinomail.waiting import wait_for_event
 from lookupd.answer import Answers, Failure
-from lookupd.connection import DEFAULT_REQUEST_TIMEOUT, LookupConnection, start_server
+from lookupd.connection import (
+    DEFAULT_REQUEST_TIMEOUT,
+    ConnectionOptions,
+    FramedConnection,
+    start_server,
+)
 from lookupd.counters import (
     DEFAULT_FLUSH_INTERVAL,
     DEFAULT_SYNC_INTERVAL,
     CounterSync,
     SendCounters,
 )
-from lookupd.listen import ConnectionSet, ProtocolServer
+from lookupd.listen import ProtocolServer
 from lookupd.metrics import LookupdMetrics, LookupRecorder
-from lookupd.policy.request import PolicyRequestError, PolicyRequestParser
+from lookupd.policy.request import PolicyRequest, PolicyRequestError, PolicyRequestParser
 from lookupd.policy.rules import (
     OTHER_STATE,
     STATES,
@@ -94,58 +100,35 @@ def _empty_snapshot() -> Snapshot:
     return _EMPTY
 
 
-class PolicyProtocol(LookupConnection):
-    """One client connection: frames requests and answers each in order; the connection's
-    limits, timers and shutdown are `LookupConnection`'s."""
+class PolicyProtocol(FramedConnection[PolicyRequest]):
+    """One client connection: requests answered in order; the connection's limits, timers
+    and shutdown are `LookupConnection`'s."""
 
-    __slots__ = ("_parser", "_respond")
+    __slots__ = ("_respond",)
 
     name = PROTOCOL
+    default_idle_timeout = DEFAULT_IDLE_TIMEOUT
+    framing_error = PolicyRequestError
 
-    def __init__(
-        self,
-        respond: Respond,
-        *,
-        idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
-        request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
-        recorder: LookupRecorder | None = None,
-        connections: ConnectionSet | None = None,
-    ) -> None:
-        super().__init__(
-            idle_timeout=idle_timeout, request_timeout=request_timeout, recorder=recorder,
-            connections=connections,
-        )
+    def __init__(self, respond: Respond, **options: Unpack[ConnectionOptions]) -> None:
+        super().__init__(PolicyRequestParser(), **options)
         self._respond = respond
-        self._parser = PolicyRequestParser()
 
-    def received(self, data: bytes) -> bool:
-        try:
-            requests = self._parser.feed(data)
-        except PolicyRequestError as error:
-            self.client_error("malformed", error)
-            return False
-        if not requests:
-            return False
-        transport = self._transport
-        assert transport is not None
+    def answer(self, requests: list[PolicyRequest], transport: asyncio.Transport) -> None:
         replies: list[bytes] = []
         for request in requests:
             if request.get(b"request") != b"smtpd_access_policy":
                 transport.write(b"".join(replies))
                 self.client_error("malformed", PolicyRequestError("not smtpd_access_policy"))
-                return True
+                return
             reply = self._respond(request)
             if reply is None:
                 # Replies already computed go out; this request gets none, so Postfix retries.
                 transport.write(b"".join(replies))
                 self.close()
-                return True
+                return
             replies.append(reply)
         transport.write(replies[0] if len(replies) == 1 else b"".join(replies))
-        return True
-
-    def request_pending(self) -> bool:
-        return self._parser.pending
 
 
 PolicyServer = ProtocolServer
