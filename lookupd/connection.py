@@ -7,6 +7,10 @@ framing and answers, in three hooks:
 - `request_pending()`: whether a request is half received (or queued): shutdown waits for it,
   and the request timer runs while it is true;
 - `busy()`: whether the connection is sending on its own (a dict iteration): not idle.
+A protocol whose requests a parser frames (socketmap's netstrings, policy's attribute blocks)
+subclasses `FramedConnection` instead, which implements the first two with its `Parser`, and
+writes only `answer(requests, transport)`. What to answer from the snapshot, and how a miss or
+a failure is decided, is `lookupd.answer`'s.
 
 Two timers, one timer handle. The idle timer closes a connection nobody used for
 `idle_timeout` seconds. The request timer closes a connection whose request has been arriving
