@@ -19,6 +19,8 @@ from __future__ import annotations
 import asyncio
 import time
 
+from socketmap_protocol_cpu import DroppingTransport  # this folder: the reply is dropped
+
 from dinomail.records import DomainRow, MailboxRow, MailData
 from lookupd.counters import SendCounters
 from lookupd.metrics import LookupdMetrics
@@ -43,23 +45,6 @@ TEMPLATE = (
     "encryption_protocol=TLSv1.3\nencryption_cipher=TLS_AES_256_GCM_SHA384\n"
     "encryption_keysize=256\npolicy_context=\ncompatibility_level=3.6\n\n"
 )
-
-
-class DroppingTransport:
-    def write(self, data: bytes) -> None:
-        pass
-
-    def get_write_buffer_size(self) -> int:
-        return 0
-
-    def close(self) -> None:
-        pass
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
 
 
 def requests(count: int) -> list[bytes]:
