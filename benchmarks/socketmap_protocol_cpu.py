@@ -1,19 +1,25 @@
 """The CPU one socketmap request costs inside `SocketmapProtocol` alone (framing, timers,
-resolving, metrics off), without the kernel: what a change to the connection handling adds or
-saves, measurable even on a busy machine (CPU time, best of 5 runs of 300,000 requests).
+resolving; metrics off, or on with `--metrics`), without the kernel: what a change to the
+connection handling adds or saves, measurable even on a busy machine (CPU time, best of 5 runs
+of 300,000 requests).
 
 The transport is a stand-in that drops the reply: the kernel's share is what
 `socketmap_bench.py` measures, and it is the same for any version of this code.
 
-    .venv/bin/python benchmarks/socketmap_protocol_cpu.py
+    .venv/bin/python benchmarks/socketmap_protocol_cpu.py [--metrics]
+
+To compare two versions of lookupd in one run, set PYTHONPATH to the other tree (e.g. one
+unpacked by `git archive`): this script takes lookupd from wherever Python finds it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 
 from dinomail.records import DomainRow, MailboxRow, MailData
+from lookupd.metrics import LookupdMetrics
 from lookupd.snapshot import Snapshot
 from lookupd.socketmap import SocketmapProtocol
 
@@ -43,7 +49,11 @@ async def main() -> None:
         [DomainRow(1, "example.org", True)], [],
         [MailboxRow(1, 1, "alice@example.org", "{PLAIN}x", None, True)], [],
     ))
-    protocol = SocketmapProtocol(lambda: snapshot)
+    recorder = (
+        LookupdMetrics().recorder("socketmap", ("domains", "mailboxes", "aliases", "senders"))
+        if "--metrics" in sys.argv[1:] else None
+    )
+    protocol = SocketmapProtocol(lambda: snapshot, recorder=recorder)
     protocol.connection_made(DroppingTransport())  # type: ignore[arg-type]
     best = float("inf")
     for _ in range(5):

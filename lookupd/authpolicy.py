@@ -352,7 +352,8 @@ def _beyond(failures: int, threshold: int) -> int:
     return failures - threshold + 1
 
 
-def _is_local(request: Request) -> bool:
+def is_local(request: Request) -> bool:
+    """Whether the HTTP client is on this machine: loopback, or a unix socket."""
     client = request.client
     if client is None or not client.host:
         return True  # a unix socket
@@ -370,7 +371,7 @@ def auth_policy_route(policy: AuthPolicy, api_key: str = "") -> Route:
 
     def authorized(request: Request) -> bool:
         if not expected:
-            return _is_local(request)
+            return is_local(request)
         given = request.headers.get("x-api-key", "").encode("latin-1", "replace")
         return hmac.compare_digest(given, expected)
 

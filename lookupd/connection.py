@@ -7,6 +7,10 @@ framing and answers, in three hooks:
 - `request_pending()`: whether a request is half received (or queued): shutdown waits for it,
   and the request timer runs while it is true;
 - `busy()`: whether the connection is sending on its own (a dict iteration): not idle.
+A protocol whose requests a parser frames (socketmap's netstrings, policy's attribute blocks)
+subclasses `FramedConnection` instead, which implements the first two with its `Parser`, and
+writes only `answer(requests, transport)`. What to answer from the snapshot, and how a miss or
+a failure is decided, is `lookupd.answer`'s.
 
 Two timers, one timer handle. The idle timer closes a connection nobody used for
 `idle_timeout` seconds. The request timer closes a connection whose request has been arriving
@@ -23,9 +27,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import cast
+from collections.abc import Callable
+from typing import Generic, Protocol, TypedDict, TypeVar, Unpack, cast
 
-from lookupd.listen import ConnectionSet
+from dinomail.listen import ListenAddress, parse_listen
+from lookupd.listen import ConnectionSet, ProtocolServer, create_server
 from lookupd.metrics import LookupRecorder
 
 log = logging.getLogger("dinomail.lookupd.connection")
@@ -36,6 +42,15 @@ SHUTDOWN_QUIET = 0.1
 # Postfix and Dovecot write a whole request at once; one that takes longer than this to arrive
 # comes from a client that is broken or hostile.
 DEFAULT_REQUEST_TIMEOUT = 10.0
+
+
+class ConnectionOptions(TypedDict, total=False):
+    """What every protocol's connection takes besides what it answers from."""
+
+    idle_timeout: float
+    request_timeout: float
+    recorder: LookupRecorder | None
+    connections: ConnectionSet | None
 
 
 class LookupConnection(asyncio.Protocol):
@@ -57,16 +72,18 @@ class LookupConnection(asyncio.Protocol):
 
     # The protocol's name in the log ("socketmap", "dict", "policy").
     name = "lookupd"
+    # How long a connection may stay unused, unless told otherwise.
+    default_idle_timeout = 60.0
 
     def __init__(
         self,
         *,
-        idle_timeout: float,
+        idle_timeout: float | None = None,
         request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
         recorder: LookupRecorder | None = None,
         connections: ConnectionSet | None = None,
     ) -> None:
-        self._idle_timeout = idle_timeout
+        self._idle_timeout = self.default_idle_timeout if idle_timeout is None else idle_timeout
         self._request_timeout = request_timeout
         self._recorder = recorder
         self._connections = connections
@@ -246,3 +263,66 @@ class LookupConnection(asyncio.Protocol):
             self.abort()  # a client that neither sends nor reads would keep close() waiting
         else:
             self.close()
+
+
+Request = TypeVar("Request")
+
+
+class Parser(Protocol[Request]):
+    """Frames a byte stream into requests (`lookupd.netstring`, `lookupd.policy.request`)."""
+
+    @property
+    def pending(self) -> int | bool:
+        """Whether a request has begun to arrive and is not whole yet."""
+
+    def feed(self, data: bytes) -> list[Request]:
+        """The requests `data` completes, in order; raises on input that breaks the framing."""
+
+
+class FramedConnection(LookupConnection, Generic[Request]):
+    """A connection whose requests a `Parser` frames and `answer` answers, in order; input
+    that breaks the framing (`framing_error`) closes the connection, counted as malformed."""
+
+    __slots__ = ("_parser",)
+
+    framing_error: type[Exception] = ValueError
+
+    def __init__(self, parser: Parser[Request], **options: Unpack[ConnectionOptions]) -> None:
+        super().__init__(**options)
+        self._parser = parser
+
+    def answer(self, requests: list[Request], transport: asyncio.Transport) -> None:
+        """Write the replies to `requests` (at least one), in order."""
+        raise NotImplementedError
+
+    def received(self, data: bytes) -> bool:
+        try:
+            requests = self._parser.feed(data)
+        except self.framing_error as error:
+            # Nothing after a framing error can be trusted to be where a request starts.
+            self.client_error("malformed", error)
+            return False
+        if not requests:
+            return False
+        assert self._transport is not None
+        self.answer(requests, self._transport)
+        return True
+
+    def request_pending(self) -> bool:
+        return bool(self._parser.pending)
+
+
+async def start_server(
+    listen: str | ListenAddress,
+    connection: Callable[[ConnectionSet], LookupConnection],
+    max_connections: int = 0,
+) -> ProtocolServer:
+    """Listen on `listen` (`HOST:PORT`, `[v6]:PORT`, `unix:/path`); each client is served by
+    `connection(connections)`. No more than `max_connections` (0: no limit) are open at once;
+    the others wait in the backlog."""
+    address = parse_listen(listen) if isinstance(listen, str) else listen
+    connections = ConnectionSet(max_connections)
+    listener = await create_server(
+        lambda: connection(connections), address, connections=connections
+    )
+    return ProtocolServer(listener, connections)

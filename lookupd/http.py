@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import ipaddress
 import json
 import logging
 import time
@@ -41,7 +40,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from lookupd.authpolicy import AuthPolicy, auth_policy_route
+from lookupd.answer import Answers, Failure
+from lookupd.authpolicy import AuthPolicy, auth_policy_route, is_local
 from lookupd.dovecot.auth import UserdbSettings, iter_users, lookup_passdb, lookup_userdb
 from lookupd.dovecot.verify import PasswordVerifier
 from lookupd.httpbody import BodyLimit
@@ -61,16 +61,6 @@ USERS_CHUNK = 2000
 log = logging.getLogger("dinomail.lookupd.http")
 
 
-def _is_local(request: Request) -> bool:
-    client = request.client
-    if client is None or not client.host:
-        return True  # a unix socket
-    try:
-        return ipaddress.ip_address(client.host).is_loopback
-    except ValueError:
-        return False
-
-
 def create_http_app(
     holder: SnapshotHolder,
     metrics: LookupdMetrics,
@@ -87,9 +77,11 @@ def create_http_app(
 
     def allowed(request: Request) -> bool:
         if not expected_authorization:
-            return _is_local(request)
+            return is_local(request)
         given = request.headers.get("authorization", "").encode("latin-1", "replace")
         return hmac.compare_digest(given, expected_authorization)
+
+    answers = Answers(DOVECOT_HTTP_PROTOCOL, lambda: holder.current, recorder)
 
     def dovecot_lookup(
         kind: str, lookup: Callable[[Snapshot, str, Request], dict[str, Any] | None]
@@ -97,25 +89,14 @@ def create_http_app(
         async def endpoint(request: Request) -> Response:
             if not allowed(request):
                 return JSONResponse({"error": "forbidden"}, status_code=403)
-            started = time.perf_counter()
-            snapshot = holder.current
-            if snapshot is None:
-                recorder.lookup(kind, "temp", time.perf_counter() - started)
-                return JSONResponse({"error": "mail data not loaded yet"}, status_code=503)
-            try:
-                fields = lookup(snapshot, request.path_params["login"], request)
-            except Exception:
-                log.exception("Dovecot %s lookup failed", kind)
-                recorder.lookup(kind, "temp", time.perf_counter() - started)
-                recorder.lookup_error("exception")
-                return JSONResponse({"error": "internal error"}, status_code=503)
-            if fields is None and not snapshot.complete:
-                recorder.lookup(kind, "temp", time.perf_counter() - started)
-                return JSONResponse({"error": "not in the saved mail data, database "
-                                     "unreachable"}, status_code=503)
-            recorder.lookup(kind, "ok" if fields else "notfound", time.perf_counter() - started)
+            fields = answers.answer(
+                kind, lambda snapshot, login: lookup(snapshot, login, request),
+                request.path_params["login"],
+            )
             if fields is None:
                 return JSONResponse({"error": "no such user"}, status_code=404)
+            if isinstance(fields, Failure):
+                return _unavailable(fields)
             return JSONResponse(fields, headers={"Cache-Control": "no-store"})
 
         return endpoint
@@ -123,14 +104,10 @@ def create_http_app(
     async def dovecot_users(request: Request) -> Response:
         if not allowed(request):
             return JSONResponse({"error": "forbidden"}, status_code=403)
-        started = time.perf_counter()
-        snapshot = holder.current
-        if snapshot is None:
-            recorder.lookup("users", "temp", time.perf_counter() - started)
-            return JSONResponse({"error": "mail data not loaded yet"}, status_code=503)
-        emails = list(iter_users(snapshot))
-        recorder.lookup("users", "ok", time.perf_counter() - started)
-        return StreamingResponse(_json_array(emails), media_type="application/json")
+        emails = answers.answer("users", _all_users, "")
+        if isinstance(emails, Failure):
+            return _unavailable(emails)
+        return StreamingResponse(_json_array(emails or []), media_type="application/json")
 
     async def dovecot_verify(request: Request) -> Response:
         if not allowed(request):
@@ -218,6 +195,15 @@ def _verify_form(body: bytes) -> dict[str, str] | None:
             return None
         form[name] = value
     return form
+
+
+def _all_users(snapshot: Snapshot, _: str) -> list[str]:
+    return list(iter_users(snapshot))
+
+
+def _unavailable(failure: Failure) -> Response:
+    # Dovecot's Lua driver answers "internal failure", never "unknown user".
+    return JSONResponse({"error": failure.reason}, status_code=503)
 
 
 async def _json_error(request: Request, error: Exception) -> Response:

@@ -52,6 +52,14 @@ class NetstringParser:
 
     def feed(self, data: bytes) -> list[bytes]:
         """Add received bytes; return the payloads completed by them, in order."""
+        if not self._buffer and self._length is None:
+            # The common case, a client waiting for each reply: `data` is one whole netstring,
+            # framed here without copying it through the buffer.
+            colon = data.find(b":", 0, self._max_digits + 1)
+            if colon > 0 and data[-1] == 0x2C:  # ","
+                digits = data[:colon]
+                if digits.isdigit() and len(data) - colon - 2 == int(digits) <= self._max_payload:
+                    return [data[colon + 1:-1]]
         buffer = self._buffer
         buffer += data
         payloads: list[bytes] = []

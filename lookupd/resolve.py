@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from dinomail.records import MailboxRow
 from lookupd.snapshot import Snapshot, domain_key
 
 # How far `senders` follows alias → alias chains (Postfix's own recursion limit is far higher,
@@ -150,17 +151,21 @@ def resolve_mailbox(snapshot: Snapshot, address: str) -> str | None:
     parsed = parse_address(address)
     if parsed is None:
         return None
-    local, domain = parsed
+    local = _mailbox_local(snapshot, parsed[0], parsed[1])
+    return None if local is None else f"{parsed[1]}/{local}/"
+
+
+def _mailbox_local(snapshot: Snapshot, local: str, domain: str) -> str | None:
+    """The local part of the active mailbox `local@domain` designates (`local` itself, or
+    without its extension); None if there is none."""
     if not local:
         return None
-    if not snapshot.has_mailbox(f"{local}@{domain}"):
-        split = split_extension(local, snapshot.recipient_delimiter)
-        if split is None:
-            return None
-        local = split[0]
-        if not snapshot.has_mailbox(f"{local}@{domain}"):
-            return None
-    return f"{domain}/{local}/"
+    if snapshot.has_mailbox(f"{local}@{domain}"):
+        return local
+    split = split_extension(local, snapshot.recipient_delimiter)
+    if split is None or not snapshot.has_mailbox(f"{split[0]}@{domain}"):
+        return None
+    return split[0]
 
 
 def resolve_alias(snapshot: Snapshot, address: str) -> list[str] | None:
@@ -286,6 +291,21 @@ def _collect_destination_owners(
             _collect_owners(
                 snapshot, parsed[0], parsed[1], owners, visited, depth + 1, catch_all=False
             )
+
+
+def resolve_delivery_mailbox(snapshot: Snapshot, address: str) -> MailboxRow | None:
+    """The one active mailbox mail to `address` is delivered to (aliases, alias domains,
+    catch-alls and extensions followed as `resolve_alias` and `resolve_mailbox` do); None when
+    it goes elsewhere, nowhere, or to several addresses."""
+    destinations = resolve_alias(snapshot, address)
+    if destinations is None or len(destinations) != 1:
+        return None
+    parsed = parse_address(destinations[0])
+    if parsed is None:
+        return None
+    local, domain = parsed
+    base = _mailbox_local(snapshot, local, domain)
+    return None if base is None else snapshot.mailbox(f"{base}@{domain}")
 
 
 # --- for Dovecot's passdb/userdb -----------------------------------------------------------------

@@ -20,13 +20,21 @@ Every failure has a conservative answer:
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import time
 from collections.abc import Callable
+from time import perf_counter
+from typing import Unpack
 
-from dinomail.listen import ListenAddress, parse_listen
-from lookupd.connection import DEFAULT_REQUEST_TIMEOUT, LookupConnection
-from lookupd.listen import ConnectionSet, ProtocolServer, create_server
+from dinomail.listen import ListenAddress
+from lookupd.answer import Answers, ByteReplies, Failure
+from lookupd.connection import (
+    DEFAULT_REQUEST_TIMEOUT,
+    ConnectionOptions,
+    FramedConnection,
+    start_server,
+)
+from lookupd.listen import ProtocolServer
 from lookupd.metrics import UNKNOWN_MAP, LookupdMetrics, LookupRecorder
 from lookupd.netstring import MAX_QUERY_BYTES, NetstringError, NetstringParser, encode_netstring
 from lookupd.resolve import (
@@ -51,6 +59,29 @@ MAX_REPLY_BYTES = 100_000
 
 SnapshotSource = Callable[[], Snapshot | None]
 Lookup = Callable[[Snapshot, str], str | None]
+
+# Answers that are bugs or limits of a rule, not situations: counted under their own label.
+EMPTY_VALUE = Failure("internal error (empty result)", "empty_value")
+REPLY_TOO_LARGE = Failure("result larger than Postfix accepts", "reply_too_large")
+
+
+def _rendered(snapshot: Snapshot, request: tuple[Lookup, str]) -> bytes | Failure | None:
+    """The map's answer as its `OK <value>` netstring, rendered inside the lookup so that a
+    value that cannot be sent is answered and counted as the temporary failure it is."""
+    lookup, key = request
+    value = lookup(snapshot, key)
+    if value is None:
+        return None
+    if not value or value.isspace():
+        # Postfix treats `OK ` as a configuration error; a rule that yields it is a bug.
+        logger.error("socketmap lookup returned an empty value for %r", key)
+        return EMPTY_VALUE
+    data = value.encode("utf-8")
+    if len(data) > MAX_VALUE_BYTES:
+        logger.warning("socketmap reply for %r is %d bytes, above Postfix's limit", key,
+                       len(data) + 3)
+        return REPLY_TOO_LARGE
+    return b"%d:OK %s," % (len(data) + 3, data)
 
 
 def _joined(values: list[str] | None) -> str | None:
@@ -77,118 +108,63 @@ MAP_NAMES = tuple(name for name, _ in MAPS.values())
 # A request is `<map> <key>`: Postfix's own key limit plus the longest map name and its space,
 # so that no key Postfix is willing to send gets its connection closed.
 MAX_REQUEST_BYTES = MAX_QUERY_BYTES + max(len(name) for name in MAPS) + 1
+# `OK ` and the value.
+MAX_VALUE_BYTES = MAX_REPLY_BYTES - 3
 
-_NOTFOUND = encode_netstring(b"NOTFOUND ")
-_TEMP_NOT_LOADED = encode_netstring(b"TEMP mail data not loaded yet")
-_TEMP_INCOMPLETE = encode_netstring(b"TEMP not in the saved mail data, database unreachable")
-_TEMP_INTERNAL = encode_netstring(b"TEMP internal error")
-_TEMP_EMPTY = encode_netstring(b"TEMP internal error (empty result)")
-_TEMP_TOO_LARGE = encode_netstring(b"TEMP result larger than Postfix accepts")
 _PERM_UNKNOWN_MAP = encode_netstring(
     b"PERM unknown map name; known: " + b", ".join(MAPS)
 )
 
 
+_REPLIES = ByteReplies(encode_netstring(b"NOTFOUND "),
+                       lambda reason: encode_netstring(b"TEMP " + reason))
+
+
 class SocketmapResponder:
     """One request payload in, one reply netstring out; never raises."""
 
-    __slots__ = ("_recorder", "_snapshot_source")
+    __slots__ = ("_answer", "_answers")
 
     def __init__(
         self, snapshot_source: SnapshotSource, recorder: LookupRecorder | None = None
     ) -> None:
-        self._snapshot_source = snapshot_source
-        self._recorder = recorder
+        self._answers = Answers(PROTOCOL, snapshot_source, recorder)
+        self._answer = self._answers.answer
 
     def __call__(self, payload: bytes) -> bytes:
-        started = time.perf_counter()
         name, _, raw_key = payload.partition(b" ")
         entry = MAPS.get(name)
-        error: str | None = None
         if entry is None:
-            map_name, result, reply = UNKNOWN_MAP, "perm", _PERM_UNKNOWN_MAP
-        else:
-            map_name, lookup = entry
-            try:
-                result, reply, error = self._lookup(lookup, raw_key)
-            except Exception:
-                logger.exception("socketmap lookup %s failed", map_name)
-                result, reply, error = "temp", _TEMP_INTERNAL, "exception"
-        recorder = self._recorder
-        if recorder is not None:
-            recorder.lookup(map_name, result, time.perf_counter() - started)
-            if error is not None:
-                recorder.lookup_error(error)
-        return reply
-
-    def _lookup(self, lookup: Lookup, raw_key: bytes) -> tuple[str, bytes, str | None]:
-        snapshot = self._snapshot_source()
-        if snapshot is None:
-            return "temp", _TEMP_NOT_LOADED, None
+            self._answers.record(UNKNOWN_MAP, "perm", perf_counter())
+            return _PERM_UNKNOWN_MAP
         key = decode_key(raw_key)
-        if key is None:
-            return "notfound", _NOTFOUND, None
-        value = lookup(snapshot, key)
-        if value is None:
-            if not snapshot.complete:
-                return "temp", _TEMP_INCOMPLETE, None
-            return "notfound", _NOTFOUND, None
-        if not value or value.isspace():
-            # Postfix treats `OK ` as a configuration error; a rule that yields it is a bug.
-            logger.error("socketmap lookup returned an empty value for %r", key)
-            return "temp", _TEMP_EMPTY, "empty_value"
-        data = b"OK " + value.encode("utf-8")
-        if len(data) > MAX_REPLY_BYTES:
-            logger.warning("socketmap reply for %r is %d bytes, above Postfix's limit", key,
-                           len(data))
-            return "temp", _TEMP_TOO_LARGE, "reply_too_large"
-        return "ok", encode_netstring(data), None
+        return _REPLIES(
+            self._answer(entry[0], _rendered, None if key is None else (entry[1], key))
+        )
 
 
-class SocketmapProtocol(LookupConnection):
-    """One client connection: frames requests and answers each in order; the connection's
-    limits, timers and shutdown are `LookupConnection`'s."""
+class SocketmapProtocol(FramedConnection[bytes]):
+    """One client connection: netstrings answered in order; the connection's limits, timers
+    and shutdown are `LookupConnection`'s."""
 
-    __slots__ = ("_parser", "_respond")
+    __slots__ = ("_respond",)
 
     name = PROTOCOL
+    default_idle_timeout = DEFAULT_IDLE_TIMEOUT
+    framing_error = NetstringError
 
     def __init__(
-        self,
-        snapshot_source: SnapshotSource,
-        *,
-        idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
-        request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
-        recorder: LookupRecorder | None = None,
-        connections: ConnectionSet | None = None,
+        self, snapshot_source: SnapshotSource, **options: Unpack[ConnectionOptions]
     ) -> None:
-        super().__init__(
-            idle_timeout=idle_timeout, request_timeout=request_timeout, recorder=recorder,
-            connections=connections,
-        )
-        self._respond = SocketmapResponder(snapshot_source, recorder)
-        self._parser = NetstringParser(MAX_REQUEST_BYTES)
+        super().__init__(NetstringParser(MAX_REQUEST_BYTES), **options)
+        self._respond = SocketmapResponder(snapshot_source, options.get("recorder"))
 
-    def received(self, data: bytes) -> bool:
-        try:
-            payloads = self._parser.feed(data)
-        except NetstringError as error:
-            # Nothing after a framing error can be trusted to be where a request starts.
-            self.client_error("malformed", error)
-            return False
-        if not payloads:
-            return False
-        transport = self._transport
-        assert transport is not None
+    def answer(self, requests: list[bytes], transport: asyncio.Transport) -> None:
         respond = self._respond
-        if len(payloads) == 1:
-            transport.write(respond(payloads[0]))
+        if len(requests) == 1:
+            transport.write(respond(requests[0]))
         else:
-            transport.write(b"".join([respond(payload) for payload in payloads]))
-        return True
-
-    def request_pending(self) -> bool:
-        return self._parser.pending > 0
+            transport.write(b"".join([respond(payload) for payload in requests]))
 
 
 SocketmapServer = ProtocolServer
@@ -209,15 +185,8 @@ async def start_socketmap_server(
     snapshot swapped into the holder is used from the next request on. No more than
     `max_connections` (0: no limit) are open at once; the others wait in the backlog.
     """
-    address = parse_listen(listen) if isinstance(listen, str) else listen
     recorder = metrics.recorder(PROTOCOL, MAP_NAMES) if metrics is not None else None
-    connections = ConnectionSet(max_connections)
-
-    def protocol_factory() -> SocketmapProtocol:
-        return SocketmapProtocol(
-            snapshot_source, idle_timeout=idle_timeout, request_timeout=request_timeout,
-            recorder=recorder, connections=connections,
-        )
-
-    listener = await create_server(protocol_factory, address, connections=connections)
-    return SocketmapServer(listener, connections)
+    return await start_server(listen, lambda connections: SocketmapProtocol(
+        snapshot_source, idle_timeout=idle_timeout, request_timeout=request_timeout,
+        recorder=recorder, connections=connections,
+    ), max_connections)

@@ -80,6 +80,26 @@ def test_a_full_request_fed_byte_by_byte() -> None:
     assert not parser.pending
 
 
+def test_a_whole_request_at_once_then_the_next_in_pieces() -> None:
+    parser = PolicyRequestParser()
+    assert parser.feed(encode(RCPT_ATTRIBUTES)) == [request()]
+    assert not parser.pending
+    data = encode(RCPT_ATTRIBUTES)
+    assert parser.feed(data[:10]) == []
+    assert parser.pending
+    assert parser.feed(data[10:]) == [request()]
+    assert not parser.pending
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"\n\n", b"request=smtpd_access_policy\nno equals sign\n\n", b"=\n\n\n"],
+)
+def test_a_bad_request_at_once_is_refused(data: bytes) -> None:
+    with pytest.raises(PolicyRequestError):
+        PolicyRequestParser().feed(data)
+
+
 def test_pipelined_requests_in_arbitrary_pieces() -> None:
     data = encode(RCPT_ATTRIBUTES) + encode([*RCPT_ATTRIBUTES[:-1], ("instance", "x")]) * 2
     for size in (1, 2, 3, 7, 100, len(data)):

@@ -42,10 +42,12 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import Any
 
-from dinomail.listen import ListenAddress, parse_listen
+from dinomail.listen import ListenAddress
+from lookupd.answer import INTERNAL, NOT_LOADED, Answers, ByteReplies
 from lookupd.batchwrite import INT64_MAX
-from lookupd.connection import DEFAULT_REQUEST_TIMEOUT, LookupConnection
+from lookupd.connection import DEFAULT_REQUEST_TIMEOUT, LookupConnection, start_server
 from lookupd.dovecot.auth import (
     UserdbSettings,
     encode_fields,
@@ -54,7 +56,7 @@ from lookupd.dovecot.auth import (
     lookup_userdb,
 )
 from lookupd.dovecot.tabescape import split_fields, tabescape
-from lookupd.listen import ConnectionSet, ProtocolServer, create_server
+from lookupd.listen import ConnectionSet, ProtocolServer
 from lookupd.metrics import UNKNOWN_MAP, LookupdMetrics, LookupRecorder
 from lookupd.quota import QuotaWriter, Usage
 from lookupd.resolve import decode_key, find_login
@@ -112,10 +114,6 @@ QUOTA_MESSAGES_KEY = b"priv/quota/messages"
 SIEVE_NAME_KEY = b"priv/sieve/name/" + SCRIPT_NAME.encode()
 SIEVE_DATA_PREFIX = b"priv/sieve/data/"
 
-_NOT_FOUND = b"N\n"
-_FAIL_NOT_LOADED = b"Fmail data not loaded yet\n"
-_FAIL_INCOMPLETE = b"Fnot in the saved mail data, database unreachable\n"
-_FAIL_INTERNAL = b"Finternal error\n"
 _FAIL_UNKNOWN_KEY = b"Funknown key (known: shared/passdb/<user>, shared/userdb/<user>)\n"
 _FAIL_QUOTA_LOOKUP = b"Fthe quota dict only accepts quota_clone's writes\n"
 _FAIL_UNKNOWN_PATH = b"Funknown iteration path (this dict iterates shared/userdb/)\n"
@@ -162,7 +160,7 @@ class Transaction:
 class DictService:
     """What the connections share: where answers come from and where usage goes."""
 
-    __slots__ = ("quota_writer", "recorder", "snapshot_source", "userdb", "vacations")
+    __slots__ = ("answers", "quota_writer", "recorder", "snapshot_source", "userdb", "vacations")
 
     def __init__(
         self,
@@ -177,6 +175,7 @@ class DictService:
         self.userdb = userdb or UserdbSettings()
         self.quota_writer = quota_writer
         self.recorder = recorder
+        self.answers = Answers(PROTOCOL, snapshot_source, recorder)
         self.vacations = vacations
 
     def sieve_lookup(self, key: bytes, user: str) -> bytes:
@@ -186,8 +185,8 @@ class DictService:
             result, reply = self._sieve_lookup(key, user)
         except Exception:
             logger.exception("dict sieve lookup failed")
-            result, reply = "temp", _FAIL_INTERNAL
-        self._record("sieve", result, started)
+            result, reply = "temp", _REPLIES.failure(INTERNAL)
+        self.answers.record("sieve", result, started)
         return reply
 
     def _sieve_lookup(self, key: bytes, user: str) -> tuple[str, bytes]:
@@ -199,49 +198,31 @@ class DictService:
         email = self.canonical_user(user)
         script = None if email is None else vacations.script(email)
         if script is None:
-            return "notfound", _NOT_FOUND
+            return "notfound", _REPLIES(None)
         if key == SIEVE_NAME_KEY:
             return "ok", b"O" + tabescape(script.id.encode()) + b"\n"
         if key[len(SIEVE_DATA_PREFIX):] != script.id.encode():
             # An id of a script replaced since: Pigeonhole asks for the name again next time.
-            return "notfound", _NOT_FOUND
+            return "notfound", _REPLIES(None)
         return "ok", b"O" + tabescape(script.text.encode("utf-8")) + b"\n"
 
     def lookup(self, key: bytes) -> bytes:
         """One `L` on dict `auth`: the reply line; never raises."""
-        started = time.perf_counter()
         if key.startswith(PASSDB_PREFIX):
-            kind = "passdb"
+            kind, lookup = "passdb", self._passdb
         elif key.startswith(USERDB_PREFIX):
-            kind = "userdb"
+            kind, lookup = "userdb", self._userdb
         else:
-            self._record(UNKNOWN_MAP, "temp", started)
+            self.answers.record(UNKNOWN_MAP, "temp", time.perf_counter())
             return _FAIL_UNKNOWN_KEY
-        error = None
-        try:
-            result, reply = self._lookup(kind, key[len(PASSDB_PREFIX):])
-        except Exception:
-            logger.exception("dict %s lookup failed", kind)
-            result, reply, error = "temp", _FAIL_INTERNAL, "exception"
-        self._record(kind, result, started, error)
-        return reply
+        # Both prefixes have the same length.
+        return _REPLIES(self.answers.answer(kind, lookup, decode_key(key[len(PASSDB_PREFIX):])))
 
-    def _lookup(self, kind: str, raw_login: bytes) -> tuple[str, bytes]:
-        snapshot = self.snapshot_source()
-        if snapshot is None:
-            return "temp", _FAIL_NOT_LOADED
-        login = decode_key(raw_login)
-        if login is None:
-            return "notfound", _NOT_FOUND
-        if kind == "passdb":
-            fields = lookup_passdb(snapshot, login)
-        else:
-            fields = lookup_userdb(snapshot, login, self.userdb)
-        if fields is None:
-            if not snapshot.complete:
-                return "temp", _FAIL_INCOMPLETE
-            return "notfound", _NOT_FOUND
-        return "ok", b"O" + tabescape(encode_fields(fields)) + b"\n"
+    def _passdb(self, snapshot: Snapshot, login: str) -> bytes | None:
+        return _found(lookup_passdb(snapshot, login))
+
+    def _userdb(self, snapshot: Snapshot, login: str) -> bytes | None:
+        return _found(lookup_userdb(snapshot, login, self.userdb))
 
     def canonical_user(self, user: str) -> str | None:
         """The stored address of the mailbox `user` names (Dovecot may use an alias domain);
@@ -255,12 +236,13 @@ class DictService:
         record = find_login(snapshot, user)
         return None if record is None else record.email
 
-    def _record(self, kind: str, result: str, started: float, error: str | None = None) -> None:
-        recorder = self.recorder
-        if recorder is not None:
-            recorder.lookup(kind, result, time.perf_counter() - started)
-            if error is not None:
-                recorder.lookup_error(error)
+
+
+def _found(fields: dict[str, Any] | None) -> bytes | None:
+    return None if fields is None else b"O" + tabescape(encode_fields(fields)) + b"\n"
+
+
+_REPLIES = ByteReplies(b"N\n", lambda reason: b"F" + tabescape(reason) + b"\n")
 
 
 def _parse_uint(field: bytes, what: str) -> int:
@@ -474,7 +456,7 @@ class DictProtocol(LookupConnection):
         snapshot = self._service.snapshot_source()
         if snapshot is None:
             self._record("iterate", "temp", started)
-            return _FAIL_NOT_LOADED
+            return _REPLIES.failure(NOT_LOADED)
         if flags & ITERATE_EXACT_KEY:
             if not path.startswith(USERDB_PREFIX):
                 self._record("iterate", "temp", started)
@@ -517,7 +499,7 @@ class DictProtocol(LookupConnection):
             rows.append(b"\n")
         except Exception:
             logger.exception("dict iteration failed")
-            rows.append(_FAIL_INTERNAL)
+            rows.append(_REPLIES.failure(INTERNAL))
             result = "temp"
         await self._send(rows)
         self._record("iterate", result, started)
@@ -659,9 +641,8 @@ class DictProtocol(LookupConnection):
         return None
 
     def _record(self, kind: str, result: str, started: float | None = None) -> None:
-        if self._recorder is not None:
-            seconds = 0.0 if started is None else time.perf_counter() - started
-            self._recorder.lookup(kind, result, seconds)
+        self._service.answers.record(kind, result, time.perf_counter() if started is None
+                                     else started)
 
 
 def _commit(protocol: DictProtocol, args: list[bytes]) -> bytes:
@@ -707,19 +688,12 @@ async def start_dict_server(
     `snapshot_source` is called for every lookup (e.g. `lambda: holder.current`). Without a
     `quota_writer`, commits on dict `quota` are refused.
     """
-    address = parse_listen(listen) if isinstance(listen, str) else listen
     recorder = metrics.recorder(PROTOCOL, MAP_NAMES) if metrics is not None else None
     service = DictService(
         snapshot_source, userdb=userdb, quota_writer=quota_writer, recorder=recorder,
         vacations=vacations,
     )
-    connections = ConnectionSet(max_connections)
-
-    def protocol_factory() -> DictProtocol:
-        return DictProtocol(
-            service, idle_timeout=idle_timeout, request_timeout=request_timeout,
-            connections=connections,
-        )
-
-    listener = await create_server(protocol_factory, address, connections=connections)
-    return DictServer(listener, connections)
+    return await start_server(listen, lambda connections: DictProtocol(
+        service, idle_timeout=idle_timeout, request_timeout=request_timeout,
+        connections=connections,
+    ), max_connections)

@@ -48,6 +48,11 @@ class PolicyRequestParser:
 
     def feed(self, data: bytes) -> list[PolicyRequest]:
         buffer = self._buffer
+        if (not buffer and data[:1] != b"\n" and data.endswith(b"\n\n")
+                and data.find(b"\n\n") == len(data) - 2):
+            # The common case, a client waiting for each reply: `data` is one whole request,
+            # parsed without going through the buffer (which, empty, holds no state).
+            return [_parse(data[:-2])]
         received_at = len(buffer)
         buffer += data
         requests: list[PolicyRequest] = []

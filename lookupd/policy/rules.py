@@ -35,14 +35,14 @@ from typing import Any
 
 from prometheus_client import Counter
 
-from dinomail.records import MailboxRow
 from dinomail.sendwindows import DAY, HOUR
+from lookupd.answer import NOT_LOADED, Answers, Failure
 from lookupd.counters import SendCounters
 from lookupd.metrics import LookupdMetrics
 from lookupd.policy.attributes import AttributeMetrics, AttributeReader
 from lookupd.policy.request import PolicyRequest
 from lookupd.policy.tables import PolicyTables, SendLimits
-from lookupd.resolve import find_login, parse_address, resolve_alias, split_extension
+from lookupd.resolve import find_login, resolve_delivery_mailbox
 from lookupd.snapshot import Snapshot
 
 log = logging.getLogger("dinomail.lookupd.policy")
@@ -87,22 +87,8 @@ def encode_action(action: str) -> bytes:
     return b"action=" + action.encode("ascii") + b"\n\n"
 
 
-def recipient_mailbox(snapshot: Snapshot, address: str) -> MailboxRow | None:
-    """The one active mailbox mail to `address` is delivered to; None when it goes elsewhere,
-    nowhere, or to several addresses."""
-    destinations = resolve_alias(snapshot, address)
-    if destinations is None or len(destinations) != 1:
-        return None
-    parsed = parse_address(destinations[0])
-    if parsed is None:
-        return None
-    local, domain = parsed
-    if snapshot.has_mailbox(f"{local}@{domain}"):
-        return snapshot.mailbox(f"{local}@{domain}")
-    split = split_extension(local, snapshot.recipient_delimiter)
-    if split is not None and snapshot.has_mailbox(f"{split[0]}@{domain}"):
-        return snapshot.mailbox(f"{split[0]}@{domain}")
-    return None
+# The mailbox a recipient's mail is delivered to: the address rules are `lookupd.resolve`'s.
+recipient_mailbox = resolve_delivery_mailbox
 
 
 class PolicyMetrics:
@@ -144,6 +130,8 @@ class PolicyDecider:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._snapshot_source = snapshot_source
+        # For calls made directly; the server answers through its own `Answers`, with metrics.
+        self._answers = Answers("policy", snapshot_source)
         self._tables_source = tables_source
         self._ready = ready
         self.counters = counters
@@ -159,10 +147,20 @@ class PolicyDecider:
         self._counted: dict[bytes, float] = {}
 
     def __call__(self, request: PolicyRequest) -> bytes | None:
-        snapshot = self._snapshot_source()
+        """The action, or None: nothing to answer from yet (or a failure), Postfix tries again
+        later."""
+        outcome = self._answers.answer("policy", self.decide, request)
+        return outcome if type(outcome) is bytes else None
+
+    @property
+    def snapshot_source(self) -> SnapshotSource:
+        return self._snapshot_source
+
+    def decide(self, snapshot: Snapshot, request: PolicyRequest) -> bytes | Failure:
+        """The action, or a temporary failure while the limits or the counts are not loaded."""
         tables = self._tables_source()
-        if snapshot is None or tables is None or not self._ready():
-            return None  # nothing to answer from yet: Postfix tries again later
+        if tables is None or not self._ready():
+            return NOT_LOADED
         state = request.get(b"protocol_state", b"")
         now = self._clock()
         if state == b"RCPT":

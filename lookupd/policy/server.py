@@ -23,20 +23,27 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from typing import Unpack
 
-from dinomail.listen import ListenAddress, parse_listen
+from dinomail.listen import ListenAddress
 from dinomail.store import Store
 from dinomail.waiting import wait_for_event
-from lookupd.connection import DEFAULT_REQUEST_TIMEOUT, LookupConnection
+from lookupd.answer import Answers, Failure
+from lookupd.connection import (
+    DEFAULT_REQUEST_TIMEOUT,
+    ConnectionOptions,
+    FramedConnection,
+    start_server,
+)
 from lookupd.counters import (
     DEFAULT_FLUSH_INTERVAL,
     DEFAULT_SYNC_INTERVAL,
     CounterSync,
     SendCounters,
 )
-from lookupd.listen import ConnectionSet, ProtocolServer, create_server
+from lookupd.listen import ProtocolServer
 from lookupd.metrics import LookupdMetrics, LookupRecorder
-from lookupd.policy.request import PolicyRequestError, PolicyRequestParser
+from lookupd.policy.request import PolicyRequest, PolicyRequestError, PolicyRequestParser
 from lookupd.policy.rules import (
     OTHER_STATE,
     STATES,
@@ -61,84 +68,67 @@ HOUSEKEEPING_INTERVAL = 60.0
 Respond = Callable[[dict[bytes, bytes]], bytes | None]
 
 
+# What a responder that is not a `PolicyDecider` means by None.
+NO_REPLY = Failure("no reply")
+_EMPTY = Snapshot()
+
+
 class PolicyResponder:
-    """Wraps the decider: the request-type check, timing, metrics, and exceptions turned into
-    "disconnect"."""
+    """Answers each request through `lookupd.answer` (timing, metrics, no snapshot or an
+    exception turned into a temporary failure); a temporary failure is "disconnect" (None)."""
 
-    __slots__ = ("_decide", "_recorder")
+    __slots__ = ("_answer", "_decide")
 
-    def __init__(self, decide: Respond, recorder: LookupRecorder | None = None) -> None:
-        self._decide = decide
-        self._recorder = recorder
+    def __init__(self, respond: Respond, recorder: LookupRecorder | None = None) -> None:
+        self._decide: Callable[[Snapshot, dict[bytes, bytes]], bytes | Failure]
+        if isinstance(respond, PolicyDecider):
+            snapshot_source = respond.snapshot_source
+            self._decide = respond.decide
+        else:
+            # Any other responder answers from nothing of ours.
+            snapshot_source = _empty_snapshot
+            self._decide = lambda snapshot, request: respond(request) or NO_REPLY
+        self._answer = Answers(PROTOCOL, snapshot_source, recorder).answer
 
     def __call__(self, request: dict[bytes, bytes]) -> bytes | None:
-        started = time.perf_counter()
-        try:
-            reply = self._decide(request)
-        except Exception:
-            log.exception("policy request failed")
-            reply = None
-            if self._recorder is not None:
-                self._recorder.lookup_error("exception")
-        if self._recorder is not None:
-            state = STATES.get(request.get(b"protocol_state", b""), OTHER_STATE)
-            self._recorder.lookup(state, "temp" if reply is None else "ok",
-                                  time.perf_counter() - started)
-        return reply
+        state = STATES.get(request.get(b"protocol_state", b""), OTHER_STATE)
+        outcome = self._answer(state, self._decide, request)
+        return outcome if type(outcome) is bytes else None
 
 
-class PolicyProtocol(LookupConnection):
-    """One client connection: frames requests and answers each in order; the connection's
-    limits, timers and shutdown are `LookupConnection`'s."""
+def _empty_snapshot() -> Snapshot:
+    return _EMPTY
 
-    __slots__ = ("_parser", "_respond")
+
+class PolicyProtocol(FramedConnection[PolicyRequest]):
+    """One client connection: requests answered in order; the connection's limits, timers
+    and shutdown are `LookupConnection`'s."""
+
+    __slots__ = ("_respond",)
 
     name = PROTOCOL
+    default_idle_timeout = DEFAULT_IDLE_TIMEOUT
+    framing_error = PolicyRequestError
 
-    def __init__(
-        self,
-        respond: Respond,
-        *,
-        idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
-        request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
-        recorder: LookupRecorder | None = None,
-        connections: ConnectionSet | None = None,
-    ) -> None:
-        super().__init__(
-            idle_timeout=idle_timeout, request_timeout=request_timeout, recorder=recorder,
-            connections=connections,
-        )
+    def __init__(self, respond: Respond, **options: Unpack[ConnectionOptions]) -> None:
+        super().__init__(PolicyRequestParser(), **options)
         self._respond = respond
-        self._parser = PolicyRequestParser()
 
-    def received(self, data: bytes) -> bool:
-        try:
-            requests = self._parser.feed(data)
-        except PolicyRequestError as error:
-            self.client_error("malformed", error)
-            return False
-        if not requests:
-            return False
-        transport = self._transport
-        assert transport is not None
+    def answer(self, requests: list[PolicyRequest], transport: asyncio.Transport) -> None:
         replies: list[bytes] = []
         for request in requests:
             if request.get(b"request") != b"smtpd_access_policy":
                 transport.write(b"".join(replies))
                 self.client_error("malformed", PolicyRequestError("not smtpd_access_policy"))
-                return True
+                return
             reply = self._respond(request)
             if reply is None:
                 # Replies already computed go out; this request gets none, so Postfix retries.
                 transport.write(b"".join(replies))
                 self.close()
-                return True
+                return
             replies.append(reply)
         transport.write(replies[0] if len(replies) == 1 else b"".join(replies))
-        return True
-
-    def request_pending(self) -> bool:
-        return self._parser.pending
 
 
 PolicyServer = ProtocolServer
@@ -155,18 +145,11 @@ async def start_policy_server(
 ) -> PolicyServer:
     """Listen on `listen` (`HOST:PORT`, `[v6]:PORT`, `unix:/path`); `respond` answers each
     request (None: disconnect without a reply)."""
-    address = parse_listen(listen) if isinstance(listen, str) else listen
-    connections = ConnectionSet(max_connections)
     responder = PolicyResponder(respond, recorder)
-
-    def protocol_factory() -> PolicyProtocol:
-        return PolicyProtocol(
-            responder, idle_timeout=idle_timeout, request_timeout=request_timeout,
-            recorder=recorder, connections=connections,
-        )
-
-    listener = await create_server(protocol_factory, address, connections=connections)
-    return PolicyServer(listener, connections)
+    return await start_server(listen, lambda connections: PolicyProtocol(
+        responder, idle_timeout=idle_timeout, request_timeout=request_timeout,
+        recorder=recorder, connections=connections,
+    ), max_connections)
 
 
 class PolicyService:
