@@ -241,7 +241,7 @@ PUBLIC = frozenset({
     "/mail/config-v1.1.xml", "/.well-known/autoconfig/mail/config-v1.1.xml",
     "/autodiscover/autodiscover.xml", "/mail/apple.mobileconfig",
     "/login", "/login/two-factor", "/language", "/legals", "/api/export-schema.json",
-    "/me/login", "/me/language",
+    "/me/login", "/me/login/code", "/me/language",
 })
 MISSING_ID = 987654
 # Tables a request may touch without it being a change an admin made: keys record their last use,

@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import OperationalError
 
 from dinomail.store import Store
+from dinomail.store.errors import Unavailable
 from lookupd.daemon import Lookupd
 from tests.support.adminapi import add_admin, api_client, fast_admin_hashing
 from tests.support.cli import dinomail
@@ -243,12 +244,14 @@ async def test_a_write_refused_by_a_standby_drops_the_pool(pair: ReplicatedPair)
     try:
         before = await driver_connection()
         assert await driver_connection() is before  # the pool keeps a healthy connection
-        with pytest.raises(OperationalError) as refused:
+        # The store says "unavailable"; the driver's refusal underneath dropped the connection.
+        with pytest.raises(Unavailable) as refused:
             async with store.write() as conn:
                 await conn.execute(sa.text(
                     "UPDATE core_virtualuser SET quota = 1 WHERE email = 'bob@example.org'"
                 ))
-        assert refused.value.connection_invalidated
+        cause = refused.value.__cause__
+        assert isinstance(cause, OperationalError) and cause.connection_invalidated
         assert "read-only transaction" in str(refused.value)
         assert before.is_closed()
         assert await driver_connection() is not before
@@ -308,7 +311,7 @@ async def test_no_server_taking_writes_is_an_unavailable_database(
     await asyncio.to_thread(pair.wait_replayed)
     store = Store(f"{pair.standby.url(DATABASE)}?target_session_attrs=read-write")
     try:
-        with pytest.raises(OperationalError, match="None of the hosts match"):
+        with pytest.raises(Unavailable, match="None of the hosts match"):
             await store.ping()
         async with api_client(store) as api:
             response = await api.get("/api/virtualdomain/", headers=root.headers)

@@ -12,6 +12,7 @@ import pytest
 
 from dinomail.store import Store
 from dinomail.store import policy as policy_store
+from dinomail.store.errors import Unavailable
 from dinomail.store.policy import SendCount
 from lookupd.batchwrite import INT64_MAX
 from lookupd.counters import CounterSync, SendCounters
@@ -175,7 +176,7 @@ async def test_an_outage_keeps_every_row_for_the_next_flush() -> None:
     sync = CounterSync(store, counters, clock=lambda: now)
     counters.add("mailbox", "a@x", 1, 1, now)
     try:
-        with pytest.raises(OSError):
+        with pytest.raises(Unavailable):
             await sync.flush()
     finally:
         await store.close()

@@ -59,8 +59,9 @@ class Unavailable(Exception):
 
 # SQLSTATE classes that mean "try again" rather than "this statement is wrong" (PostgreSQL
 # appendix A): connection exception, transaction rollback (serialization, deadlock),
-# insufficient resources, operator intervention (shutdown), system error.
-_TRANSIENT_SQLSTATE_CLASSES = ("08", "40", "53", "57", "58")
+# insufficient resources, object not in prerequisite state (a lock not available),
+# operator intervention (shutdown), system error.
+_TRANSIENT_SQLSTATE_CLASSES = ("08", "40", "53", "55", "57", "58")
 
 
 def as_unavailable(error: BaseException) -> Unavailable | None:
@@ -75,10 +76,12 @@ def as_unavailable(error: BaseException) -> Unavailable | None:
     if isinstance(error, exc.DBAPIError):
         sqlstate = str(getattr(error.orig, "sqlstate", None) or "")
         transient = error.connection_invalidated or sqlstate[:2] in _TRANSIENT_SQLSTATE_CLASSES
-        if not transient and isinstance(
+        # A server's SQLSTATE outside those classes blames the statement or its data, whatever
+        # class the driver wraps it in (asyncpg's adapter gives most a bare DBAPIError).
+        if not transient and (sqlstate or isinstance(
             error, exc.IntegrityError | exc.DataError | exc.ProgrammingError
             | exc.NotSupportedError
-        ):
+        )):
             return None
         return Unavailable(f"cannot use the database: {first_line(error)}")
     if isinstance(error, exc.TimeoutError | OSError | TimeoutError):

@@ -74,7 +74,7 @@ def _normalize_destinations(value: object) -> list[str]:
     for item in items:
         if not isinstance(item, str):
             raise v.ValidationError("destinations", "must be a list of email addresses",
-                                code="addresses_invalid")
+                                    code="addresses_invalid")
         if not item.strip():
             continue
         address = v.normalize_email(item, "destinations")
