@@ -15,7 +15,7 @@ from dinomail.store import Store
 from tests.support.postgres import PostgresServer, find_bindir
 
 # Fixtures more than one module uses, kept in tests/support/ (a test module never imports another).
-pytest_plugins = ("tests.support.pages",)
+pytest_plugins = ("tests.support.pages", "tests.support.dict_server")
 
 _database_numbers = itertools.count(1)
 TEMPLATE = "dinomail_migrated"

@@ -17,8 +17,8 @@ from dinomail.store import EVERYTHING, Scope, Store, audit, authblocks
 from lookupd.authblocks import BlockSync
 from lookupd.authpolicy import AuthPolicy, AuthPolicyConfig
 from tests.support.adminapi import add_admin, add_domain, api_client, fast_admin_hashing
+from tests.support.authpolicy_requests import Clock, body, fail
 from tests.support.lookupd import running_lookupd
-from tests.test_authpolicy import Clock, body, fail
 
 CONFIG = AuthPolicyConfig(ip_tarpit_after=0, ip_block_after=3, login_tarpit_after=0,
                           login_block_after=3, allow_networks=())

@@ -4,7 +4,6 @@ the endpoint in the lookup daemon, with the JSON bodies Dovecot 2.3 sends."""
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -13,52 +12,13 @@ import pytest
 
 from dinomail.store import Store
 from lookupd.authpolicy import AuthPolicy, AuthPolicyConfig, client_key
+from tests.support.authpolicy_requests import Clock, body, fail, pwhash
 from tests.support.lookupd import running_lookupd
-
-NONCE = b"change-this-to-a-random-string"
-
-
-def pwhash(login: str, password: str, bits: int = 12) -> str:
-    """What Dovecot sends as `pwhash` (auth_policy_hash_mech = sha256, truncate = 12)."""
-    digest = hashlib.sha256(NONCE + login.encode() + b"\0" + password.encode()).digest()
-    size = (bits + 7) // 8
-    value = int.from_bytes(digest[:size], "big") >> (8 * size - bits)
-    return value.to_bytes(size, "big").hex()
-
-
-def body(login: str, password: str, remote: str, **report: bool) -> dict[str, Any]:
-    """A request body as Dovecot 2.3 builds it: template attributes sorted, then report
-    fields, then tls."""
-    fields: dict[str, Any] = {
-        "device_id": "", "login": login, "protocol": "imap",
-        "pwhash": pwhash(login, password), "remote": remote, "session_id": "",
-    }
-    fields.update(report)
-    fields["tls"] = True
-    return fields
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def policy(**config: Any) -> tuple[AuthPolicy, Clock]:
     clock = Clock()
     return AuthPolicy(AuthPolicyConfig(**config), clock=clock), clock
-
-
-def fail(policy: AuthPolicy, login: str, password: str, remote: str) -> tuple[int, str]:
-    """One try with a wrong password: allow, then the report; returns the allow answer."""
-    answer = policy.allow(body(login, password, remote))
-    if answer[0] >= 0:
-        policy.report(body(login, password, remote, success=False, policy_reject=False))
-    else:
-        policy.report(body(login, password, remote, success=False, policy_reject=True))
-    return answer
 
 
 def test_pwhash_matches_dovecot() -> None:

@@ -16,6 +16,8 @@ from lookupd.dovecot.dict import (
     MAX_TRANSACTION_BYTES,
     DictServer,
 )
+from tests.support.dict_client import V3_AUTH, Client
+from tests.support.dict_server import Recorder
 from tests.support.lookupd_process import (
     LookupdProcess,
     connect,
@@ -23,11 +25,6 @@ from tests.support.lookupd_process import (
     mail_database,
     read_until_closed,
 )
-from tests.test_dovecot_dict import V3_AUTH, Client, Recorder
-from tests.test_dovecot_dict import holder as holder
-from tests.test_dovecot_dict import metrics as metrics
-from tests.test_dovecot_dict import quota as quota
-from tests.test_dovecot_dict import server as server
 
 MiB = 1024 * 1024
 VALUE = b"v" * 60_000

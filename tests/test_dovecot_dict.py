@@ -5,129 +5,22 @@ test_dovecot_e2e.py.)"""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from dinomail.records import AliasDomainRow, DomainRow, MailboxRow, MailData
-from lookupd.dovecot.auth import UserdbSettings, expand_home
+from dinomail.records import DomainRow, MailboxRow, MailData
+from lookupd.dovecot.auth import expand_home
 from lookupd.dovecot.dict import MAX_LINE_BYTES, DictServer, start_dict_server
 from lookupd.dovecot.tabescape import join_fields, split_fields, tabescape, tabunescape
 from lookupd.http import create_http_app
 from lookupd.metrics import LookupdMetrics
-from lookupd.quota import QuotaWriter, Usage
 from lookupd.refresher import SnapshotHolder
 from lookupd.snapshot import Snapshot
-
-TIMEOUT = 5.0
-USERDB = UserdbSettings(home="/var/vmail/%d/%n", uid=5000, gid=5001)
-
-
-def mail_data() -> MailData:
-    return MailData(
-        domains=[
-            DomainRow(1, "example.com", True),
-            DomainRow(2, "off.example", False),
-        ],
-        alias_domains=[AliasDomainRow(1, "alias.example", 1, True)],
-        mailboxes=[
-            MailboxRow(1, 1, "alice@example.com", "{SHA512-CRYPT}$6$salt$hash", 1_000_000, True),
-            MailboxRow(2, 1, "bob@example.com", "{SSHA512}abc", None, True),
-            MailboxRow(3, 1, "carol@example.com", "{SSHA512}def", 0, False),
-            MailboxRow(4, 2, "dave@off.example", "{SSHA512}ghi", None, True),
-            MailboxRow(5, 1, "a/maildir@example.com", "{SSHA512}jkl", None, True),
-        ],
-        aliases=[],
-    )
-
-
-class Recorder(QuotaWriter):
-    """A quota writer that only keeps what it is given (no database)."""
-
-    def __init__(self) -> None:
-        self.accepted: list[tuple[str, Usage]] = []
-
-    def accept(self, email: str, usage: Usage) -> None:
-        self.accepted.append((email, usage))
-
-
-@pytest.fixture
-def holder() -> SnapshotHolder:
-    return SnapshotHolder(current=Snapshot.build(mail_data()))
-
-
-@pytest.fixture
-def quota() -> Recorder:
-    return Recorder()
-
-
-@pytest.fixture
-def metrics() -> LookupdMetrics:
-    return LookupdMetrics()
-
-
-@pytest.fixture
-async def server(
-    tmp_path: Path, holder: SnapshotHolder, quota: Recorder, metrics: LookupdMetrics
-) -> AsyncIterator[DictServer]:
-    server = await start_dict_server(
-        f"unix:{tmp_path / 'dict.sock'}", lambda: holder.current, userdb=USERDB,
-        quota_writer=quota, metrics=metrics,
-    )
-    yield server
-    server.close()
-    await server.wait_closed(timeout=1.0)
-
-
-class Client:
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
-
-    @classmethod
-    async def connect(cls, server: DictServer, handshake: bytes | None = None) -> Client:
-        assert server.address.path is not None
-        reader, writer = await asyncio.open_unix_connection(server.address.path, limit=2**24)
-        client = cls(reader, writer)
-        if handshake is not None:
-            client.send(handshake)
-        return client
-
-    def send(self, *lines: bytes) -> None:
-        self.writer.write(b"".join(line + b"\n" for line in lines))
-
-    async def line(self) -> bytes:
-        data = await asyncio.wait_for(self.reader.readline(), TIMEOUT)
-        if not data.endswith(b"\n"):
-            raise ConnectionError("closed by the server")
-        return data[:-1]
-
-    async def ask(self, *lines: bytes) -> list[bytes]:
-        self.send(*lines)
-        return [await self.line() for _ in lines]
-
-    async def closed_by_server(self) -> bool:
-        try:
-            async with asyncio.timeout(TIMEOUT):
-                while await self.reader.read(65536):
-                    pass
-                return True
-        except ConnectionResetError:
-            return True
-        except TimeoutError:
-            return False
-
-    async def close(self) -> None:
-        self.writer.close()
-        with contextlib.suppress(ConnectionError):
-            await self.writer.wait_closed()
-
-
-V3_AUTH = b"H3\t2\t0\t\tauth"
+from tests.support.dict_client import V3_AUTH, Client
+from tests.support.dict_server import USERDB, Recorder
 
 
 def found(reply: bytes) -> dict[str, object]:

@@ -13,22 +13,7 @@ from dinomail import migrate
 from dinomail.store import EVERYTHING, Store, domains, mailboxes
 from lookupd.metrics import LookupdMetrics
 from lookupd.quota import QuotaWriter, Usage
-
-
-async def make_mailboxes(store: Store, count: int) -> list[str]:
-    emails = [f"user{n}@example.org" for n in range(count)]
-    async with store.write() as conn:
-        await domains.create(conn, "test", EVERYTHING, {"name": "example.org"})
-        for email in emails:
-            await mailboxes.create(conn, "test", EVERYTHING, {"email": email},
-                                   password_hash="{PLAIN}x")
-    return emails
-
-
-async def usage_of(store: Store, email: str) -> tuple[int, int]:
-    async with store.read() as conn:
-        row = await mailboxes.get_by_email(conn, EVERYTHING, email)
-    return row["quota_used_bytes"], row["quota_used_messages"]
+from tests.support.quota_data import make_mailboxes, usage_of
 
 
 async def test_many_updates_make_one_write_per_flush(store: Store) -> None:

@@ -16,9 +16,9 @@ from lookupd.batchwrite import INT64_MAX
 from lookupd.dovecot.dict import DictProtocol, DictService
 from lookupd.dovecot.tabescape import split_fields, tabescape, tabunescape
 from lookupd.snapshot import Snapshot
+from tests.support.dict_server import USERDB, Recorder, mail_data
 from tests.support.fuzz import Watch, dict_replies, drive, exchange, fuzz_settings, split_at
 from tests.support.lookupd_process import LookupdProcess, lookupd_process, mail_database
-from tests.test_dovecot_dict import USERDB, Recorder, mail_data
 
 
 def no_newline(data: bytes) -> bytes:

@@ -21,9 +21,9 @@ from lookupd.httpbody import MAX_BODY_BYTES, MAX_JSON_DEPTH, JSONBodyError, load
 from lookupd.metrics import LookupdMetrics
 from lookupd.refresher import SnapshotHolder
 from lookupd.snapshot import Snapshot
+from tests.support.dict_server import mail_data
 from tests.support.fuzz import Watch, exchange, fuzz_settings
 from tests.support.lookupd_process import LookupdProcess, lookupd_process, mail_database
-from tests.test_dovecot_dict import mail_data
 
 KEY = "k" * 32
 PATHS = ["/dovecot/auth-policy?command=allow", "/dovecot/auth-policy?command=report",

@@ -19,8 +19,7 @@ from lookupd.policy.rules import DEFAULT_QUOTA_REPLY, DEFAULT_RATE_LIMIT_REPLY, 
 from lookupd.policy.server import PolicyProtocol, PolicyResponder
 from tests.support.fuzz import Watch, drive, exchange, fuzz_settings, policy_replies, split_at
 from tests.support.lookupd_process import LookupdProcess, lookupd_process, mail_database
-from tests.test_policy_server import TABLES, postfix_request
-from tests.test_policy_units import RCPT_ATTRIBUTES, snapshot
+from tests.support.policy_requests import RCPT_ATTRIBUTES, TABLES, postfix_request, snapshot
 
 ACTIONS = {b"DUNNO", DEFAULT_QUOTA_REPLY.encode(), DEFAULT_RATE_LIMIT_REPLY.encode()}
 NAMES = [name.encode() for name, _ in RCPT_ATTRIBUTES]

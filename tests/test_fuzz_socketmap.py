@@ -21,7 +21,7 @@ from lookupd.snapshot import Snapshot
 from lookupd.socketmap import MAX_REQUEST_BYTES, SocketmapProtocol
 from tests.support.fuzz import Watch, drive, exchange, fuzz_settings, socketmap_replies, split_at
 from tests.support.lookupd_process import LookupdProcess, lookupd_process, mail_database
-from tests.test_socketmap_server import mail_data
+from tests.support.socketmap_data import mail_data
 
 MAPS = [b"domains", b"mailboxes", b"aliases", b"senders", b"nosuchmap", b""]
 KEYS = [b"alice@example.com", b"info@example.com", b"x@example.com", b"example.com",

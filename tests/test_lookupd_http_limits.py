@@ -16,6 +16,7 @@ import pytest
 from dinomail.store import Store
 from lookupd.authpolicy import MAX_LOGIN_CHARS, AuthPolicy, AuthPolicyConfig
 from lookupd.httpbody import MAX_BODY_BYTES, MAX_JSON_DEPTH
+from tests.support.authpolicy_requests import body
 from tests.support.lookupd import running_lookupd
 from tests.support.lookupd_process import (
     LookupdProcess,
@@ -24,7 +25,6 @@ from tests.support.lookupd_process import (
     mail_database,
     read_until_closed,
 )
-from tests.test_authpolicy import body
 
 MiB = 1024 * 1024
 POLICY = "/dovecot/auth-policy?command=allow"

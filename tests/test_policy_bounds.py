@@ -21,9 +21,9 @@ from lookupd.policy.attributes import MAX_INSTANCE_BYTES, MAX_RECIPIENT_COUNT
 from lookupd.policy.rules import DUNNO, PolicyDecider, PolicyMetrics
 from tests.support.lookupd import running_lookupd, wait_until
 from tests.support.mail_data import fill_mail_data
+from tests.support.policy_client import FAST, PolicyClient
+from tests.support.policy_requests import TABLES, postfix_request, request, snapshot
 from tests.support.ports import free_port
-from tests.test_policy_server import FAST, TABLES, PolicyClient, postfix_request
-from tests.test_policy_units import request, snapshot
 
 HUGE = "99999999999999999999999"
 

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from dinomail.listen import ListenAddress
 from dinomail.store import EVERYTHING, Forbidden, Scope, Store, domains, mailboxes
 from dinomail.store import policy as policy_store
 from dinomail.validation import ValidationError
@@ -22,88 +21,16 @@ from lookupd.metrics import LookupdMetrics
 from lookupd.policy.request import MAX_LINE_BYTES
 from lookupd.policy.rules import DUNNO, PolicyDecider
 from lookupd.policy.server import PolicyServer, start_policy_server
-from lookupd.policy.tables import DomainLimits, PolicyTables, SendLimits
+from lookupd.policy.tables import PolicyTables, SendLimits
 from tests.support.lookupd import running_lookupd, wait_until
 from tests.support.mail_data import fill_mail_data
-from tests.test_policy_units import RCPT_ATTRIBUTES, encode, snapshot
+from tests.support.policy_client import DEFER, FAST, TIMEOUT, PolicyClient
+from tests.support.policy_requests import TABLES, postfix_request, snapshot
 
-TIMEOUT = 5.0
-FAST = {
-    "POLICY_FLUSH_INTERVAL": "0.05",
-    "POLICY_SYNC_INTERVAL": "0.1",
-    "POLICY_REFRESH_INTERVAL": "0.1",
-}
-DEFER = b"action=DEFER_IF_PERMIT 4.7.1 Sending rate limit exceeded, try again later\n\n"
 FULL = b"action=552 5.2.2 Mailbox full\n\n"
 
 
-def postfix_request(**changes: str) -> bytes:
-    """A request with every attribute Postfix 3.7 sends, in its order."""
-    attributes = dict(RCPT_ATTRIBUTES)
-    attributes.update(changes)
-    return encode(list(attributes.items()))
-
-
-class PolicyClient:
-    """A Postfix-like client: one connection, requests and replies in order."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
-
-    @classmethod
-    async def connect(cls, address: ListenAddress | str) -> PolicyClient:
-        if isinstance(address, str):
-            host, _, port = address.rpartition(":")
-            address = ListenAddress(host=host, port=int(port))
-        if address.path is not None:
-            reader, writer = await asyncio.open_unix_connection(address.path)
-        else:
-            reader, writer = await asyncio.open_connection(address.host, address.port)
-        return cls(reader, writer)
-
-    async def ask(self, *requests: bytes) -> list[bytes]:
-        self.writer.write(b"".join(requests))
-        await self.writer.drain()
-        async with asyncio.timeout(TIMEOUT):
-            return [await self.reader.readuntil(b"\n\n") for _ in requests]
-
-    async def message(self, sender: str, instance: str, recipients: int = 1) -> list[bytes]:
-        """RCPT for each recipient, then END-OF-MESSAGE if any was accepted."""
-        replies = []
-        for n in range(recipients):
-            [reply] = await self.ask(postfix_request(
-                sasl_username=sender, instance=instance, recipient=f"r{n}@far.example"
-            ))
-            replies.append(reply)
-        accepted = replies.count(DUNNO)
-        if accepted:
-            replies += await self.ask(postfix_request(
-                protocol_state="END-OF-MESSAGE", sasl_username=sender, instance=instance,
-                recipient="", recipient_count=str(accepted),
-            ))
-        return replies
-
-    async def closed_by_server(self) -> bool:
-        """The server closed the connection (EOF or reset) without sending anything more."""
-        try:
-            async with asyncio.timeout(TIMEOUT):
-                return await self.reader.read(65536) == b""
-        except ConnectionResetError:
-            return True
-
-    async def close(self) -> None:
-        self.writer.close()
-        with contextlib.suppress(ConnectionError):
-            await self.writer.wait_closed()
-
-
 # --- the server alone ----------------------------------------------------------------------------
-
-TABLES = PolicyTables(
-    domains={"example.org": DomainLimits(SendLimits(messages_per_hour=2), SendLimits(), "")},
-    full_mailboxes={1: 1000},
-)
 
 
 def make_decider() -> PolicyDecider:

@@ -17,7 +17,7 @@ from lookupd.metrics import LookupdMetrics
 from lookupd.quota import QuotaWriter, Usage
 from tests.support.lookupd import running_lookupd
 from tests.support.mail_data import fill_mail_data
-from tests.test_dovecot_quota import make_mailboxes, usage_of
+from tests.support.quota_data import make_mailboxes, usage_of
 
 
 async def dict_exchange(path: str, data: bytes, replies: int) -> list[bytes]:

@@ -14,6 +14,7 @@ from dinomail.sendwindows import DAY, HOUR, window_totals
 from dinomail.store import EVERYTHING, Forbidden, Scope, Store, audit
 from dinomail.store import policy as policy_store
 from lookupd.counters import CounterSync, SendCounters
+from lookupd.policy.rules import DUNNO
 from tests.support.adminapi import (
     add_admin,
     add_domain,
@@ -22,9 +23,8 @@ from tests.support.adminapi import (
     fast_admin_hashing,
 )
 from tests.support.lookupd import running_lookupd, wait_until
+from tests.support.policy_client import DEFER, FAST, PolicyClient
 from tests.support.sendcounts import counts
-from tests.test_policy_server import DEFER, FAST, PolicyClient
-from tests.test_policy_units import DUNNO
 
 T0 = 1_800_000_000 - 1_800_000_000 % DAY
 

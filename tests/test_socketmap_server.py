@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 
 from dinomail.listen import ListenAddress, parse_listen
-from dinomail.records import AliasDomainRow, AliasRow, DomainRow, MailboxRow, MailData
 from lookupd import socketmap
 from lookupd.listen import create_server, event_loop_factory
 from lookupd.metrics import LookupdMetrics
@@ -25,6 +24,7 @@ from lookupd.netstring import MAX_QUERY_BYTES, NetstringParser, encode_netstring
 from lookupd.snapshot import Snapshot
 from lookupd.socketmap import MAX_REPLY_BYTES, SocketmapServer, start_socketmap_server
 from tests.support.postfix import POSTMAP, have_postmap, postmap_config
+from tests.support.socketmap_data import mail_data
 
 TIMEOUT = 5.0
 
@@ -34,32 +34,6 @@ class Holder:
 
     def __init__(self, snapshot: Snapshot | None) -> None:
         self.current = snapshot
-
-
-def mail_data() -> MailData:
-    return MailData(
-        domains=[
-            # The catch-all of example.com owns its unknown addresses as a sender too.
-            DomainRow(1, "example.com", True, catchall_senders=True),
-            DomainRow(2, "xn--bcher-kva.example", True),
-            DomainRow(3, "big.example", True),
-        ],
-        alias_domains=[AliasDomainRow(1, "example.org", 1, True)],
-        mailboxes=[
-            MailboxRow(1, 1, "alice@example.com", "{PLAIN}a", None, True),
-            MailboxRow(2, 1, "bob@example.com", "{PLAIN}b", None, True),
-        ],
-        aliases=[
-            AliasRow(1, 1, "info@example.com", "alice@example.com"),
-            AliasRow(2, 1, "info@example.com", "bob@example.net"),
-            AliasRow(3, 1, "@example.com", "alice@example.com"),
-            # A list so long that its reply exceeds what Postfix accepts.
-            *(
-                AliasRow(100 + n, 3, "everyone@big.example", f"member{n:06}@elsewhere.example")
-                for n in range(MAX_REPLY_BYTES // 25)
-            ),
-        ],
-    )
 
 
 @pytest.fixture(scope="module")
