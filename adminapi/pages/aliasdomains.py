@@ -54,15 +54,13 @@ async def _posted(page: Page, form: Form) -> dict[str, Any]:
 async def aliasdomain_new(page: Page) -> Response:
     _ = page._
     form = Form(values={"name": "", "target": "", "active": True})
-    if page.request.method == "GET":
-        return await _form_page(page, form, None)
-    values = await _posted(page, form)
-    if not form.valid:
-        return await _form_page(page, form, None, status=400)
-    created = await page.save(form, lambda conn: aliasdomains.create(
-        conn, page.admin.actor, page.scope, values), FIELDS)
-    if created is None:
-        return await _form_page(page, form, None, status=400)
+    created = await page.submit(
+        form, lambda status: _form_page(page, form, None, status=status),
+        lambda: _posted(page, form),
+        lambda conn, values: aliasdomains.create(conn, page.admin.actor, page.scope, values),
+        FIELDS)
+    if isinstance(created, Response):
+        return created
     page.flash("success", _("Alias domain %(name)s was created.")
                % {"name": v.display_domain(created["name"])})
     return page.redirect(page.url("aliasdomain_list"))
@@ -76,15 +74,14 @@ async def aliasdomain_edit(page: Page) -> Response:
     form = Form(values={"name": v.display_domain(aliasdomain["name"]),
                         "target": aliasdomain["target_domain_name"],
                         "active": bool(aliasdomain["active"])})
-    if page.request.method == "GET":
-        return await _form_page(page, form, aliasdomain)
-    values = await _posted(page, form)
-    if not form.valid:
-        return await _form_page(page, form, aliasdomain, status=400)
-    changed = await page.save(form, lambda conn: aliasdomains.update(
-        conn, page.admin.actor, page.scope, aliasdomain_id, values), FIELDS)
-    if changed is None:
-        return await _form_page(page, form, aliasdomain, status=400)
+    changed = await page.submit(
+        form, lambda status: _form_page(page, form, aliasdomain, status=status),
+        lambda: _posted(page, form),
+        lambda conn, values: aliasdomains.update(
+            conn, page.admin.actor, page.scope, aliasdomain_id, values),
+        FIELDS)
+    if isinstance(changed, Response):
+        return changed
     page.flash("success", _("Alias domain %(name)s was changed.")
                % {"name": v.display_domain(changed["name"])})
     return page.redirect(page.url("aliasdomain_list"))

@@ -136,15 +136,13 @@ async def mailbox_edit(page: Page) -> Response:
         "domain": mailbox["domain_name"], "email": mailbox["email"],
         "quota": size_for_input(mailbox["quota"]), "active": bool(mailbox["active"]),
     })
-    if page.request.method == "GET":
-        return await _form_page(page, form, mailbox)
-    values = await _posted(page, form)
-    if not form.valid:
-        return await _form_page(page, form, mailbox, status=400)
-    changed = await page.save(form, lambda conn: mailboxes.update(
-        conn, page.admin.actor, page.scope, mailbox_id, values))
-    if changed is None:
-        return await _form_page(page, form, mailbox, status=400)
+    changed = await page.submit(
+        form, lambda status: _form_page(page, form, mailbox, status=status),
+        lambda: _posted(page, form),
+        lambda conn, values: mailboxes.update(
+            conn, page.admin.actor, page.scope, mailbox_id, values))
+    if isinstance(changed, Response):
+        return changed
     page.flash("success", _("User %(email)s was changed.") % {"email": changed["email"]})
     return page.redirect(page.url("mailbox_list"))
 

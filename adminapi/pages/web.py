@@ -209,6 +209,25 @@ class Page:
             self.refuse_into(form, error, fields)
             return None
 
+    async def submit(
+        self, form: Form, show: Callable[[int], Awaitable[Response]],
+        posted: Callable[[], Awaitable[dict[str, Any]]],
+        write: Callable[[AsyncConnection, dict[str, Any]], Awaitable[T]],
+        fields: dict[str, str] | None = None,
+    ) -> T | Response:
+        """The flow of a create or edit form: `show` it (with a status) on a GET; on a POST read
+        its `posted` values, show it again with a 400 while it has errors or the store refuses
+        `write`, else give what the store wrote (the view then says so and redirects)."""
+        if self.request.method == "GET":
+            return await show(200)
+        values = await posted()
+        if not form.valid:
+            return await show(400)
+        saved = await self.save(form, lambda conn: write(conn, values), fields)
+        if saved is None:
+            return await show(400)
+        return saved
+
     def render(self, template: str, *, status: int = 200, **context: Any) -> HTMLResponse:
         environment = self.state.environments[self.language]
         values = {
