@@ -10,10 +10,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.requests import Request
 from starlette.responses import Response
 
-from adminapi.api.auth import Caller, authenticate, require_write
+from adminapi.api.auth import Caller, require_write
 from adminapi.api.body import read_json_object
 from adminapi.api.errors import invalid
-from adminapi.api.paging import ListOptions, ListQuery, check_parameters
+from adminapi.api.paging import ListOptions, ListQuery
 from adminapi.api.resource import (
     DATETIME,
     OPTIONAL_DATETIME,
@@ -22,7 +22,7 @@ from adminapi.api.resource import (
     Field,
     Resource,
     id_field,
-    object_id,
+    object_call,
 )
 from adminapi.api.serialize import is_reference, reference_id, reference_schema, resource_uri
 from dinomail import validation as v
@@ -360,9 +360,7 @@ async def change_password(request: Request) -> Response:
     Unlike the original, a missing or empty password is refused: the original re-hashed the
     stored hash, leaving a password nobody knew.
     """
-    check_parameters(request, ())
-    pk = object_id(request)
-    caller = await authenticate(request)
+    pk, caller = await object_call(request)
     require_write(caller)
     store = request.app.state.store
     async with store.read() as conn:

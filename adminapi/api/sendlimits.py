@@ -18,11 +18,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from adminapi.api.auth import Caller, authenticate, require_write
+from adminapi.api.auth import Caller, require_write
 from adminapi.api.mail import MAX_COUNT, list_with_domain
 from adminapi.api.openapi import ID_PARAMETER, KEY_SECURITY, error_responses
-from adminapi.api.paging import ListOptions, check_parameters
-from adminapi.api.resource import Field, Resource, id_field, object_id
+from adminapi.api.paging import ListOptions
+from adminapi.api.resource import Field, Resource, id_field, object_call
 from adminapi.api.serialize import list_uri, resource_uri
 from dinomail.store import domains, mailboxes
 from dinomail.store import policy as policy_store
@@ -179,9 +179,7 @@ def reset_endpoint(resource: Resource) -> Callable[[Request], Any]:
     kind = _KINDS[resource.name]
 
     async def endpoint(request: Request) -> Response:
-        check_parameters(request, ())
-        pk = object_id(request)
-        caller = await authenticate(request)
+        pk, caller = await object_call(request)
         require_write(caller)
         store = request.app.state.store
         async with store.write() as conn:
