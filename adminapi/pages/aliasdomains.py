@@ -6,7 +6,7 @@ from typing import Any
 
 from starlette.responses import Response
 
-from adminapi.pages.domain_select import domain_choices, find_domain
+from adminapi.pages.domain_select import domain_choices, posted_domain_id
 from adminapi.pages.forms import Form
 from adminapi.pages.listing import page_links, parse_paging, search_text
 from adminapi.pages.web import Page
@@ -37,17 +37,11 @@ async def _form_page(page: Page, form: Form, aliasdomain: dict | None, *, status
 async def _posted(page: Page, form: Form) -> dict[str, Any]:
     data = page.form_data
     form.values["name"] = data.text("name")
-    form.values["target"] = data.text("target")
     form.values["active"] = data.checked("active")
     values: dict[str, Any] = {"name": form.values["name"], "active": form.values["active"]}
-    if not form.values["target"]:
-        form.add_error("target", page._("This field is required."))
-    else:
-        target = await find_domain(page, form.values["target"])
-        if target is None:
-            form.add_error("target", page._("No such domain among yours."))
-        else:
-            values["target_domain_id"] = target["id"]
+    target_id = await posted_domain_id(page, form, "target", required=True)
+    if target_id is not None:
+        values["target_domain_id"] = target_id
     return values
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from starlette.responses import Response
 
-from adminapi.pages.domain_select import domain_choices, domain_filter, find_domain
+from adminapi.pages.domain_select import domain_choices, domain_filter, posted_domain_id
 from adminapi.pages.forms import Form
 from adminapi.pages.listing import page_links, parse_paging, search_text
 from adminapi.pages.web import Page
@@ -58,15 +58,11 @@ async def _posted(page: Page, form: Form) -> dict[str, Any]:
     data = page.form_data
     form.values["source"] = data.text("source")
     form.values["destination"] = data.text("destination")
-    form.values["domain"] = data.text("domain")
     values: dict[str, Any] = {"source": form.values["source"],
                               "destination": form.values["destination"]}
-    if form.values["domain"]:
-        domain = await find_domain(page, form.values["domain"])
-        if domain is None:
-            form.add_error("domain", page._("No such domain among yours."))
-        else:
-            values["domain_id"] = domain["id"]
+    domain_id = await posted_domain_id(page, form, "domain")
+    if domain_id is not None:
+        values["domain_id"] = domain_id
     return values
 
 

@@ -257,6 +257,7 @@ class Page:
 
 
 View = Callable[[Page], Awaitable[Response]]
+P = TypeVar("P", bound=Page)
 
 
 def local_path(target: str | None, fallback: str = "/") -> str:
@@ -397,23 +398,46 @@ async def _answer(page: Page, view: View, public: bool, enrolment: bool) -> Resp
         # Nothing else until a second factor is set up (TWO_FACTOR_REQUIRED).
         return page.redirect(page.url("two_factor"))
     if page.request.method == "POST":
-        try:
-            page.form_data = await read_form(page.request)
-        except BadForm:
-            return page.error(400, _("Bad request"), _("This request is not a form of DinoMail."))
-        if not csrf_ok(page):
-            return csrf_failure(page)
+        if (refused := await read_posted_form(page)) is not None:
+            return refused
         if read_only_refused(page):
             return page.error(403, _("Not allowed"), _(
                 "Your account is read-only: it can look at everything in its domains, but "
                 "change nothing."))
+    return await run_view(page, view)
+
+
+async def read_posted_form(page: Page) -> Response | None:
+    """Read a POST's form into `page.form_data`; the error page when it is no form of ours or
+    its CSRF token is wrong."""
+    try:
+        page.form_data = await read_form(page.request)
+    except BadForm:
+        return page.error(400, page._("Bad request"),
+                          page._("This request is not a form of DinoMail."))
+    if not csrf_ok(page):
+        return csrf_failure(page)
+    return None
+
+
+async def run_view(page: P, view: Callable[[P], Awaitable[Response]]) -> Response:
+    """The view's answer, with the store's "not found" and "forbidden" as their pages (a tenant
+    learns nothing more from one than from the other)."""
     try:
         return await view(page)
     except NotFound:
-        return page.error(404, _("Not found"),
-                          _("There is nothing here, or nothing you may see."))
+        return page.error(404, page._("Not found"),
+                          page._("There is nothing here, or nothing you may see."))
     except Forbidden as error:
-        return page.error(403, _("Not allowed"), page.refusal(error))
+        return page.error(403, page._("Not allowed"), page.refusal(error))
+
+
+def logged_out(page: Page, login_route: str) -> Response:
+    """End the session in this browser (the caller has ended it server-side) and go back to the
+    login page."""
+    page.session.log_out()
+    page.flash("success", page._("You are logged out."))
+    return page.redirect(page.url(login_route))
 
 
 def page_endpoint(
