@@ -432,6 +432,14 @@ async def run_view(page: P, view: Callable[[P], Awaitable[Response]]) -> Respons
         return page.error(403, page._("Not allowed"), page.refusal(error))
 
 
+def login_again(page: Page, login_route: str) -> Response:
+    """Back to the login page when a half login (password done) waited too long for its
+    second step."""
+    page.flash("warning", page._("Log in again: the second step must follow the password "
+                                 "within a few minutes."))
+    return page.redirect(page.url(login_route))
+
+
 def logged_out(page: Page, login_route: str) -> Response:
     """End the session in this browser (the caller has ended it server-side) and go back to the
     login page."""
