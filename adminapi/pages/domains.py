@@ -10,11 +10,12 @@ from starlette.responses import Response
 
 from adminapi.autoconfig import download
 from adminapi.pages.forms import N_, Form
+from adminapi.pages.limits import domain_with_usage
 from adminapi.pages.listing import page_links, parse_paging, search_text
 from adminapi.pages.web import Page, local_path
 from dinomail import validation as v
 from dinomail.dnscheck import CheckStatus, read_report, request_run
-from dinomail.store import Forbidden, domains, limits
+from dinomail.store import Forbidden, domains
 
 # The original's statuses (`DkimStatus`, `DmarcStatus`, `SpfStatus`) with their wording; the
 # tone says how the page colours them.
@@ -155,10 +156,7 @@ def _names_match(typed: str, name: str) -> bool:
 
 async def domain_delete(page: Page) -> Response:
     _ = page._
-    domain_id = page.path_id()
-    async with page.store.read() as conn:
-        domain = await domains.get(conn, page.scope, domain_id)
-        usage = (await limits.usage(conn, [domain_id]))[domain_id]
+    domain_id, domain, usage = await domain_with_usage(page)
     if not page.is_superadmin:
         raise Forbidden(
             "only a superadmin can delete a domain", code="superadmin_only_delete_domain"
