@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.ext.compiler import compiles
 
@@ -56,6 +57,12 @@ async def paginate(
     total = await conn.scalar(sa.select(sa.func.count()).select_from(query.subquery()))
     rows = await fetch_all(conn, query.order_by(*order_by).limit(limit).offset(offset))
     return Page(total_count=int(total or 0), rows=rows)
+
+
+def conflict_insert(dialect: str, table: sa.Table) -> postgresql.Insert | sqlite.Insert:
+    """An INSERT into `table` that can say `ON CONFLICT DO UPDATE` (both dialects' can; the
+    generic one cannot)."""
+    return postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
 
 
 def changed_values(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[Row, Row]:
