@@ -15,6 +15,7 @@ from dinomail.store.common import (
     ListedTable,
     Row,
     fetch_one,
+    insert_id,
     lister,
 )
 from dinomail.store.errors import Conflict
@@ -99,9 +100,7 @@ async def create(
     await _check_not_on_mailbox(conn, values["source"])
     await _check_pair_free(conn, values["source"], values["destination"], None)
     await limits.check_alias_count(conn, domain)
-    alias_id = (
-        await conn.execute(virtualalias.insert().values(**values).returning(virtualalias.c.id))
-    ).scalar_one()
+    alias_id = await insert_id(conn, virtualalias, **values)
     label = f"{values['source']} -> {values['destination']}"
     await audit.record(conn, actor, "create", OBJECT_TYPE, alias_id, label, new=values,
                        domain_id=domain["id"])

@@ -59,6 +59,12 @@ async def paginate(
     return Page(total_count=int(total or 0), rows=rows)
 
 
+async def insert_id(conn: AsyncConnection, table: sa.Table, **values: Any) -> int:
+    """Insert one row into `table`; its new id."""
+    return int((await conn.execute(
+        table.insert().values(**values).returning(table.c.id))).scalar_one())
+
+
 def conflict_insert(dialect: str, table: sa.Table) -> postgresql.Insert | sqlite.Insert:
     """An INSERT into `table` that can say `ON CONFLICT DO UPDATE` (both dialects' can; the
     generic one cannot)."""

@@ -15,6 +15,7 @@ from dinomail.store.common import (
     ListedTable,
     Row,
     fetch_one,
+    insert_id,
     lister,
 )
 from dinomail.store.errors import Conflict, Forbidden
@@ -110,9 +111,7 @@ async def create(
         )
     values = clean_fields(data, NORMALIZERS, required=("name",))
     await check_name_free(conn, values["name"])
-    domain_id = (
-        await conn.execute(virtualdomain.insert().values(**values).returning(virtualdomain.c.id))
-    ).scalar_one()
+    domain_id = await insert_id(conn, virtualdomain, **values)
     row = await get(conn, scope, domain_id)
     await audit.record(conn, actor, "create", OBJECT_TYPE, domain_id, row["name"], new=values,
                        domain_id=domain_id)

@@ -20,6 +20,7 @@ from dinomail.store.common import (
     ListedTable,
     Row,
     fetch_one,
+    insert_id,
     lister,
 )
 from dinomail.store.errors import Conflict
@@ -203,13 +204,7 @@ async def create(
     if values.get("quota") is None:
         values["quota"] = domain["default_quota"]
     await limits.check_quota(conn, domain, values["quota"])
-    mailbox_id = (
-        await conn.execute(
-            virtualuser.insert()
-            .values(**values, password=password_hash)
-            .returning(virtualuser.c.id)
-        )
-    ).scalar_one()
+    mailbox_id = await insert_id(conn, virtualuser, **values, password=password_hash)
     await audit.record(
         conn, actor, "create", OBJECT_TYPE, mailbox_id, values["email"], new=values,
         domain_id=domain["id"],
