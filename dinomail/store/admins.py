@@ -348,8 +348,7 @@ async def delete(
     if acting_admin_id == admin_id:
         raise Forbidden("you cannot delete your own account", code="own_account_deletion")
     old = await get(conn, admin_id)
-    await conn.execute(admin.delete().where(admin.c.id == admin_id))
-    await audit.record(conn, actor, "delete", OBJECT_TYPE, admin_id, old["username"], old=old)
+    await audit.delete_row(conn, actor, admin, OBJECT_TYPE, admin_id, old["username"], old)
     return old
 
 

@@ -108,11 +108,8 @@ async def delete(
     conn: AsyncConnection, actor: str, scope: Scope, alias_domain_id: int
 ) -> Row:
     old = await get(conn, scope, alias_domain_id)
-    await conn.execute(aliasdomain.delete().where(aliasdomain.c.id == alias_domain_id))
-    await audit.record(
-        conn, actor, "delete", OBJECT_TYPE, alias_domain_id, old["name"], old=old,
-        domain_id=old["target_domain_id"],
-    )
+    await audit.delete_row(conn, actor, aliasdomain, OBJECT_TYPE, alias_domain_id, old["name"],
+                           old, domain_id=old["target_domain_id"])
     return old
 
 

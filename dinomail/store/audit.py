@@ -109,6 +109,15 @@ async def update_row(
     return after
 
 
+async def delete_row(
+    conn: AsyncConnection, actor: str, table: sa.Table, object_type: str, row_id: int,
+    label: str, old: Mapping[str, Any], *, domain_id: int | None = None,
+) -> None:
+    """Delete the row `row_id` of `table` (as it was: `old`) and log it."""
+    await conn.execute(table.delete().where(table.c.id == row_id))
+    await record(conn, actor, "delete", object_type, row_id, label, old=old, domain_id=domain_id)
+
+
 def _visible(scope: Scope) -> sa.ColumnElement[bool]:
     # An entry about no domain (NULL) is outside every domain admin's scope.
     return scope.filter(auditlog.c.domain_id)
