@@ -15,7 +15,6 @@ from dinomail.store.common import (
     ListedTable,
     Row,
     fetch_one,
-    insert_id,
     lister,
 )
 from dinomail.store.errors import Forbidden, NotFound
@@ -78,9 +77,8 @@ async def create(
     _check_may_name(scope)
     values = clean_fields(data, NORMALIZERS, required=("name", "target_domain_id"))
     await _check(conn, scope, values, None)
-    new_id = await insert_id(conn, aliasdomain, **values)
-    await audit.record(conn, actor, "create", OBJECT_TYPE, new_id, values["name"], new=values,
-                       domain_id=values["target_domain_id"])
+    new_id = await audit.insert_row(conn, actor, aliasdomain, OBJECT_TYPE, values["name"], values,
+                                    domain_id=values["target_domain_id"])
     return await get(conn, scope, new_id)
 
 

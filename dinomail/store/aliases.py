@@ -15,7 +15,6 @@ from dinomail.store.common import (
     ListedTable,
     Row,
     fetch_one,
-    insert_id,
     lister,
 )
 from dinomail.store.errors import Conflict
@@ -100,10 +99,8 @@ async def create(
     await _check_not_on_mailbox(conn, values["source"])
     await _check_pair_free(conn, values["source"], values["destination"], None)
     await limits.check_alias_count(conn, domain)
-    alias_id = await insert_id(conn, virtualalias, **values)
-    label = _label(values)
-    await audit.record(conn, actor, "create", OBJECT_TYPE, alias_id, label, new=values,
-                       domain_id=domain["id"])
+    alias_id = await audit.insert_row(conn, actor, virtualalias, OBJECT_TYPE, _label(values),
+                                      values, domain_id=domain["id"])
     return await get(conn, scope, alias_id)
 
 

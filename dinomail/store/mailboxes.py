@@ -20,7 +20,6 @@ from dinomail.store.common import (
     ListedTable,
     Row,
     fetch_one,
-    insert_id,
     lister,
 )
 from dinomail.store.errors import Conflict
@@ -204,10 +203,9 @@ async def create(
     if values.get("quota") is None:
         values["quota"] = domain["default_quota"]
     await limits.check_quota(conn, domain, values["quota"])
-    mailbox_id = await insert_id(conn, virtualuser, **values, password=password_hash)
-    await audit.record(
-        conn, actor, "create", OBJECT_TYPE, mailbox_id, values["email"], new=values,
-        domain_id=domain["id"],
+    mailbox_id = await audit.insert_row(
+        conn, actor, virtualuser, OBJECT_TYPE, values["email"], values, domain_id=domain["id"],
+        hidden={"password": password_hash},
     )
     return await get(conn, scope, mailbox_id)
 
