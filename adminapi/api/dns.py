@@ -27,7 +27,7 @@ from starlette.responses import JSONResponse, Response
 from adminapi.api.auth import Caller, require_superadmin, require_write
 from adminapi.api.body import read_json_object
 from adminapi.api.errors import invalid
-from adminapi.api.mail import NO_ROWS, list_request
+from adminapi.api.mail import NO_ROWS, domain_of_object, list_request
 from adminapi.api.openapi import ERROR_MEANINGS, ID_PARAMETER, KEY_SECURITY
 from adminapi.api.paging import ListOptions, ListQuery
 from adminapi.api.resource import (
@@ -94,9 +94,7 @@ clientconfig = Resource(
     "STARTTLS as the alternative; IMAP and SMTP need at least one of the two.",
     fields=(
         id_field(),
-        Field("domain", {"type": "string"}, "The domain's URI.", read_only=True,
-              from_row=lambda row: resource_uri("virtualdomain", row["id"])),
-        Field("name", {"type": "string"}, "The domain's name.", read_only=True),
+        *domain_of_object(),
         _host("imap_host", "The IMAP host clients get: imap_address, else imap.<domain>.",
               imap_host),
         _host("pop3_host", "The POP3 host clients get: pop_address; empty: no POP3 offered.",

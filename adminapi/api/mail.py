@@ -81,6 +81,16 @@ async def list_request(
     )
 
 
+def domain_of_object() -> tuple[Field, Field]:
+    """The read-only URI and name of the domain an object per domain stands for (whose id is
+    the domain's: domainlimit, domainsendlimit, clientconfig)."""
+    return (
+        Field("domain", {"type": "string"}, "The domain's URI.", read_only=True,
+              from_row=lambda row: resource_uri("virtualdomain", row["id"])),
+        Field("name", {"type": "string"}, "The domain's name.", read_only=True),
+    )
+
+
 def list_with_domain(store_list: StoreList) -> ReadList:
     """A `read_list` that applies `?domain=` and the remaining list options to `store_list`."""
 
@@ -321,9 +331,7 @@ domainlimit = Resource(
     "domains. Byte usage is what Dovecot's quota_clone last reported.",
     fields=(
         id_field(),
-        Field("domain", {"type": "string"}, "The domain's URI.", read_only=True,
-              from_row=lambda row: resource_uri("virtualdomain", row["id"])),
-        Field("name", {"type": "string"}, "The domain's name.", read_only=True),
+        *domain_of_object(),
         _limit("max_mailboxes", MAX_COUNT, "How many mailboxes the domain may have."),
         _limit("max_aliases", MAX_COUNT, "How many aliases the domain may have."),
         _limit("max_quota_per_mailbox", MAX_BYTES,

@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from adminapi.api.auth import Caller, require_write
-from adminapi.api.mail import MAX_COUNT, list_with_domain
+from adminapi.api.mail import MAX_COUNT, domain_of_object, list_with_domain
 from adminapi.api.openapi import ID_PARAMETER, KEY_SECURITY, error_responses
 from adminapi.api.paging import ListOptions
 from adminapi.api.resource import Field, Resource, id_field, object_call
@@ -84,9 +84,7 @@ domainsendlimit = Resource(
     "abuse control. Enforced by the Postfix policy service on authenticated submissions.",
     fields=(
         id_field(),
-        Field("domain", {"type": "string"}, "The domain's URI.", read_only=True,
-              from_row=lambda row: resource_uri("virtualdomain", row["id"])),
-        Field("name", {"type": "string"}, "The domain's name.", read_only=True),
+        *domain_of_object(),
         *(_limit(f"mailbox_{key}", f"The default limit of each mailbox: {text}; a mailbox's "
                  "own limit (mailboxsendlimit) overrides it.")
           for key, text in LIMIT_DESCRIPTIONS.items()),

@@ -81,11 +81,8 @@ async def login(page: Page) -> Response:
 
 
 async def logout(page: Page) -> Response:
-    # Server-side: a copy of this cookie taken before (or the admin's other browsers) is over
-    # too; the cookie alone could not say so.
-    async with page.store.write() as conn:
-        await admins.end_sessions(conn, page.admin.admin_id)
-    return logged_out(page, "login")
+    return await logged_out(
+        page, "login", lambda conn: admins.end_sessions(conn, page.admin.admin_id))
 
 
 async def set_language(page: Page) -> Response:

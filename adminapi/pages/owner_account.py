@@ -65,10 +65,8 @@ async def me_login(page: OwnerPage) -> Response:
 
 
 async def me_logout(page: OwnerPage) -> Response:
-    # Server-side: a copy of this session's cookie stops working too.
-    async with page.store.write() as conn:
-        await ownerlogin.end_sessions(conn, page.me.mailbox_id)
-    return logged_out(page, "me_login")
+    return await logged_out(
+        page, "me_login", lambda conn: ownerlogin.end_sessions(conn, page.me.mailbox_id))
 
 
 async def me_language(page: OwnerPage) -> Response:

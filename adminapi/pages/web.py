@@ -440,9 +440,13 @@ def login_again(page: Page, login_route: str) -> Response:
     return page.redirect(page.url(login_route))
 
 
-def logged_out(page: Page, login_route: str) -> Response:
-    """End the session in this browser (the caller has ended it server-side) and go back to the
-    login page."""
+async def logged_out(page: Page, login_route: str,
+                     end_sessions: Callable[[AsyncConnection], Awaitable[object]]) -> Response:
+    """Log out: server-side first (`end_sessions`: a copy of this cookie taken before, or the
+    account's other browsers, are over too; the cookie alone could not say so), then in this
+    browser, and back to the login page."""
+    async with page.store.write() as conn:
+        await end_sessions(conn)
     page.session.log_out()
     page.flash("success", page._("You are logged out."))
     return page.redirect(page.url(login_route))
