@@ -141,6 +141,14 @@ def _rows(conn: Connection, sql: str, **types: sa.types.TypeEngine) -> list[sa.R
     return list(conn.execute(query))
 
 
+def _table_rows(conn: Connection, plan: AdoptionPlan, table: str, columns: str,
+                **types: sa.types.TypeEngine) -> list[sa.Row]:
+    """Every row of one of the original's tables (by id), counted in the plan."""
+    rows = _rows(conn, f"SELECT {columns} FROM {table} ORDER BY id", **types)
+    plan.row_counts[table] = len(rows)
+    return rows
+
+
 def _check_columns(conn: Connection, plan: AdoptionPlan) -> None:
     inspector = sa.inspect(conn)
     for table in CORE_TABLES:
@@ -183,8 +191,7 @@ def _normalise(plan: AdoptionPlan, table: str, row_id: int, column: str, old: st
 def _read_domains(conn: Connection, plan: AdoptionPlan) -> None:
     table = "core_virtualdomain"
     seen: dict[str, int] = {}
-    rows = _rows(conn, "SELECT id, name FROM core_virtualdomain ORDER BY id")
-    plan.row_counts[table] = len(rows)
+    rows = _table_rows(conn, plan, table, "id, name")
     for row in rows:
         try:
             name = v.normalize_domain(row.name)
@@ -212,10 +219,7 @@ def _domain_of_row(plan: AdoptionPlan, table: str, row_id: int, domain_id: int) 
 def _read_mailboxes(conn: Connection, plan: AdoptionPlan) -> None:
     table = "core_virtualuser"
     seen: dict[str, int] = {}
-    rows = _rows(
-        conn, "SELECT id, email, password, quota, domain_id FROM core_virtualuser ORDER BY id"
-    )
-    plan.row_counts[table] = len(rows)
+    rows = _table_rows(conn, plan, table, "id, email, password, quota, domain_id")
     for row in rows:
         domain = _domain_of_row(plan, table, row.id, row.domain_id)
         try:
@@ -248,10 +252,7 @@ def _read_mailboxes(conn: Connection, plan: AdoptionPlan) -> None:
 def _read_aliases(conn: Connection, plan: AdoptionPlan) -> None:
     table = "core_virtualalias"
     groups: dict[tuple[str, str], list[int]] = defaultdict(list)
-    rows = _rows(
-        conn, "SELECT id, source, destination, domain_id FROM core_virtualalias ORDER BY id"
-    )
-    plan.row_counts[table] = len(rows)
+    rows = _table_rows(conn, plan, table, "id, source, destination, domain_id")
     for row in rows:
         domain = _domain_of_row(plan, table, row.id, row.domain_id)
         try:
@@ -304,13 +305,11 @@ def _read_admins(conn: Connection, plan: AdoptionPlan, tables: Iterable[str]) ->
     if not needed <= tables:
         return
     permissions = _permissions(conn)
-    users = _rows(
-        conn,
-        "SELECT id, username, email, password, is_superuser, is_staff, is_active, "
-        "date_joined, last_login FROM auth_user ORDER BY id",
-        date_joined=sa.DateTime(), last_login=sa.DateTime(),
+    users = _table_rows(
+        conn, plan, "auth_user",
+        "id, username, email, password, is_superuser, is_staff, is_active, date_joined, "
+        "last_login", date_joined=sa.DateTime(), last_login=sa.DateTime(),
     )
-    plan.row_counts["auth_user"] = len(users)
     all_domains = tuple(sorted(plan.domain_names))
     for user in users:
         domain_ids: tuple[int, ...]
@@ -345,9 +344,8 @@ def _read_keys(conn: Connection, plan: AdoptionPlan, tables: Iterable[str]) -> N
     if "tastypie_apikey" not in set(tables):
         return
     adopted = {admin.id: admin.username for admin in plan.admins}
-    rows = _rows(conn, "SELECT id, key, created, user_id FROM tastypie_apikey ORDER BY id",
-                 created=sa.DateTime())
-    plan.row_counts["tastypie_apikey"] = len(rows)
+    rows = _table_rows(conn, plan, "tastypie_apikey", "id, key, created, user_id",
+                       created=sa.DateTime())
     for row in rows:
         if row.user_id not in adopted:
             plan.skipped_keys.append((row.id, "its user does not become an admin"))
