@@ -27,9 +27,9 @@ from starlette.responses import JSONResponse, Response
 from adminapi.api.auth import Caller, require_superadmin, require_write
 from adminapi.api.body import read_json_object
 from adminapi.api.errors import invalid
-from adminapi.api.mail import NO_ROWS, domain_of_object, list_request
+from adminapi.api.mail import NO_ROWS, PER_DOMAIN_LIST, domain_of_object, list_request, read_domain
 from adminapi.api.openapi import ERROR_MEANINGS, ID_PARAMETER, KEY_SECURITY
-from adminapi.api.paging import ListOptions, ListQuery
+from adminapi.api.paging import ListQuery
 from adminapi.api.resource import (
     OPTIONAL_DATETIME,
     Field,
@@ -112,12 +112,9 @@ clientconfig = Resource(
         Field("updated_at", OPTIONAL_DATETIME, "When the settings were last changed; null: "
               "never (the defaults).", read_only=True),
     ),
-    list_options=ListOptions(
-        orderable=("id", "name"), keyset=("id", "name"), search="the domain name",
-        domain_filter="this one domain",
-    ),
+    list_options=PER_DOMAIN_LIST,
     read_list=_list_client_configs,
-    read_one=lambda conn, caller, pk: domains.get(conn, caller.scope, pk),
+    read_one=read_domain,
     update=lambda conn, caller, pk, data: dns_store.update_client_config(
         conn, caller.actor, caller.scope, pk, data
     ),

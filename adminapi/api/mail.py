@@ -81,6 +81,18 @@ async def list_request(
     )
 
 
+# The listing and reading of the objects per domain (domainlimit, domainsendlimit,
+# clientconfig), whose ids are the domains'.
+PER_DOMAIN_LIST = ListOptions(
+    orderable=("id", "name"), keyset=("id", "name"), search="the domain name",
+    domain_filter="this one domain",
+)
+
+
+async def read_domain(conn: AsyncConnection, caller: Caller, pk: int) -> Row:
+    return await domains.get(conn, caller.scope, pk)
+
+
 def domain_of_object() -> tuple[Field, Field]:
     """The read-only URI and name of the domain an object per domain stands for (whose id is
     the domain's: domainlimit, domainsendlimit, clientconfig)."""
@@ -155,7 +167,7 @@ virtualdomain = Resource(
         domain_filter="this one domain (by name or URI)",
     ),
     read_list=list_with_domain(domains.list_window),
-    read_one=lambda conn, caller, pk: domains.get(conn, caller.scope, pk),
+    read_one=read_domain,
     create=lambda conn, caller, data: domains.create(conn, caller.actor, caller.scope, data),
     update=lambda conn, caller, pk, data: domains.update(
         conn, caller.actor, caller.scope, pk, data
@@ -346,12 +358,9 @@ domainlimit = Resource(
         _usage("quota_used_bytes", "Bytes stored in the domain's mailboxes."),
         _usage("quota_used_messages", "Messages stored in the domain's mailboxes."),
     ),
-    list_options=ListOptions(
-        orderable=("id", "name"), keyset=("id", "name"), search="the domain name",
-        domain_filter="this one domain",
-    ),
+    list_options=PER_DOMAIN_LIST,
     read_list=list_with_domain(domains.list_window),
-    read_one=lambda conn, caller, pk: domains.get(conn, caller.scope, pk),
+    read_one=read_domain,
     update=_update_limits,
     enrich=_with_usage,
 )

@@ -19,7 +19,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from adminapi.api.auth import Caller, require_write
-from adminapi.api.mail import MAX_COUNT, domain_of_object, list_with_domain
+from adminapi.api.mail import (
+    MAX_COUNT,
+    PER_DOMAIN_LIST,
+    domain_of_object,
+    list_with_domain,
+    read_domain,
+)
 from adminapi.api.openapi import ID_PARAMETER, KEY_SECURITY, error_responses
 from adminapi.api.paging import ListOptions
 from adminapi.api.resource import Field, Resource, id_field, object_call
@@ -96,12 +102,9 @@ domainsendlimit = Resource(
               "POLICY_RATE_LIMIT_REPLY setting."),
         *_count_fields(),
     ),
-    list_options=ListOptions(
-        orderable=("id", "name"), keyset=("id", "name"), search="the domain name",
-        domain_filter="this one domain",
-    ),
+    list_options=PER_DOMAIN_LIST,
     read_list=list_with_domain(domains.list_window),
-    read_one=lambda conn, caller, pk: domains.get(conn, caller.scope, pk),
+    read_one=read_domain,
     update=_update_domain_limits,
     enrich=_with_domain_limits,
 )
