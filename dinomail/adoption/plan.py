@@ -188,6 +188,18 @@ def _normalise(plan: AdoptionPlan, table: str, row_id: int, column: str, old: st
         plan.normalisations.append(Normalisation(table, row_id, column, old, new))
 
 
+def _seen_before(plan: AdoptionPlan, table: str, row_id: int, seen: dict[str, int], key: str,
+                 clash: str) -> bool:
+    """Whether an earlier row of `table` has the same `key` once normalized (a problem: `clash`
+    says whose value it is); else `key` is now this row's."""
+    if key in seen:
+        plan.problems.append(Problem(
+            table, row_id, f"{clash} {seen[key]} once written in lowercase"))
+        return True
+    seen[key] = row_id
+    return False
+
+
 def _read_domains(conn: Connection, plan: AdoptionPlan) -> None:
     table = "core_virtualdomain"
     seen: dict[str, int] = {}
@@ -198,12 +210,9 @@ def _read_domains(conn: Connection, plan: AdoptionPlan) -> None:
         except v.ValidationError as error:
             plan.problems.append(Problem(table, row.id, f"name {row.name!r}: {error.message}"))
             continue
-        if name in seen:
-            plan.problems.append(Problem(
-                table, row.id, f"name {row.name!r} is the name of domain {seen[name]} once "
-                               "written in lowercase"))
+        if _seen_before(plan, table, row.id, seen, name,
+                        f"name {row.name!r} is the name of domain"):
             continue
-        seen[name] = row.id
         plan.domain_names[row.id] = name
         _normalise(plan, table, row.id, "name", row.name, name)
 
@@ -232,12 +241,9 @@ def _read_mailboxes(conn: Connection, plan: AdoptionPlan) -> None:
                 table, row.id, f"email {row.email!r} does not belong to its domain {domain} "
                                f"(domain {row.domain_id})"))
             continue
-        if email in seen:
-            plan.problems.append(Problem(
-                table, row.id, f"email {row.email!r} is the address of mailbox {seen[email]} "
-                               "once written in lowercase"))
+        if _seen_before(plan, table, row.id, seen, email,
+                        f"email {row.email!r} is the address of mailbox"):
             continue
-        seen[email] = row.id
         if row.quota is not None and row.quota < 0:
             plan.problems.append(Problem(table, row.id, f"quota {row.quota} is negative"))
         if row.quota is None:
