@@ -24,13 +24,19 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from adminapi.api.auth import Caller, authenticate, require_superadmin, require_write
+from adminapi.api.auth import Caller, require_superadmin, require_write
 from adminapi.api.body import read_json_object
 from adminapi.api.errors import invalid
-from adminapi.api.mail import NO_ROWS, list_request
+from adminapi.api.mail import NO_ROWS, PER_DOMAIN_LIST, domain_of_object, list_request, read_domain
 from adminapi.api.openapi import ERROR_MEANINGS, ID_PARAMETER, KEY_SECURITY
-from adminapi.api.paging import ListOptions, ListQuery, check_parameters
-from adminapi.api.resource import OPTIONAL_DATETIME, Field, Resource, id_field, object_id
+from adminapi.api.paging import ListQuery
+from adminapi.api.resource import (
+    OPTIONAL_DATETIME,
+    Field,
+    Resource,
+    id_field,
+    object_call,
+)
 from adminapi.api.serialize import resource_uri
 from adminapi.api.values import check_value
 from adminapi.autoconfig.servers import imap_host, pop3_host, smtp_host
@@ -88,9 +94,7 @@ clientconfig = Resource(
     "STARTTLS as the alternative; IMAP and SMTP need at least one of the two.",
     fields=(
         id_field(),
-        Field("domain", {"type": "string"}, "The domain's URI.", read_only=True,
-              from_row=lambda row: resource_uri("virtualdomain", row["id"])),
-        Field("name", {"type": "string"}, "The domain's name.", read_only=True),
+        *domain_of_object(),
         _host("imap_host", "The IMAP host clients get: imap_address, else imap.<domain>.",
               imap_host),
         _host("pop3_host", "The POP3 host clients get: pop_address; empty: no POP3 offered.",
@@ -108,12 +112,9 @@ clientconfig = Resource(
         Field("updated_at", OPTIONAL_DATETIME, "When the settings were last changed; null: "
               "never (the defaults).", read_only=True),
     ),
-    list_options=ListOptions(
-        orderable=("id", "name"), keyset=("id", "name"), search="the domain name",
-        domain_filter="this one domain",
-    ),
+    list_options=PER_DOMAIN_LIST,
     read_list=_list_client_configs,
-    read_one=lambda conn, caller, pk: domains.get(conn, caller.scope, pk),
+    read_one=read_domain,
     update=lambda conn, caller, pk, data: dns_store.update_client_config(
         conn, caller.actor, caller.scope, pk, data
     ),
@@ -192,9 +193,7 @@ def _dkim_choices(body: Mapping[str, Any]) -> dict[str, Any]:
 
 
 async def dkim_endpoint(request: Request) -> Response:
-    check_parameters(request, ())
-    pk = object_id(request)
-    caller = await authenticate(request)
+    pk, caller = await object_call(request)
     if request.method != "POST":
         return JSONResponse(await _dkim_body(request, pk, caller))
     require_write(caller)
@@ -214,9 +213,7 @@ async def dkim_endpoint(request: Request) -> Response:
 
 
 async def dkim_retire_endpoint(request: Request) -> Response:
-    check_parameters(request, ())
-    pk = object_id(request)
-    caller = await authenticate(request)
+    pk, caller = await object_call(request)
     require_write(caller)
     async with _store(request).read() as conn:
         await domains.get(conn, caller.scope, pk)
@@ -233,9 +230,7 @@ async def dkim_retire_endpoint(request: Request) -> Response:
 
 
 async def dkim_private_endpoint(request: Request) -> Response:
-    check_parameters(request, ())
-    pk = object_id(request)
-    caller = await authenticate(request)
+    pk, caller = await object_call(request)
     require_superadmin(caller)
     async with _store(request).write() as conn:
         row = await dns_store.dkim_private_key(conn, caller.actor, caller.scope, pk)
@@ -262,9 +257,7 @@ def _report_body(pk: int, report: DomainReport) -> dict[str, Any]:
 
 
 async def dnscheck_endpoint(request: Request) -> Response:
-    check_parameters(request, ())
-    pk = object_id(request)
-    caller = await authenticate(request)
+    pk, caller = await object_call(request)
     status = 200
     if request.method == "POST":
         require_write(caller)

@@ -14,11 +14,10 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from adminapi.api.auth import authenticate, require_write
+from adminapi.api.auth import require_write
 from adminapi.api.body import read_json_object
 from adminapi.api.openapi import ID_PARAMETER, KEY_SECURITY, error_responses
-from adminapi.api.paging import check_parameters
-from adminapi.api.resource import object_id
+from adminapi.api.resource import object_call
 from adminapi.api.serialize import resource_uri
 from dinomail.store import Store, selfservice
 from dinomail.store import forwarding as forwarding_store
@@ -45,9 +44,7 @@ def _switches_body(row: Row) -> dict[str, Any]:
 
 
 async def forwarding_endpoint(request: Request) -> Response:
-    check_parameters(request, ())
-    pk = object_id(request)
-    caller = await authenticate(request)
+    pk, caller = await object_call(request)
     store: Store = request.app.state.store
     if request.method == "GET":
         async with store.read() as conn:
@@ -64,9 +61,7 @@ async def forwarding_endpoint(request: Request) -> Response:
 
 
 async def self_service_endpoint(request: Request) -> Response:
-    check_parameters(request, ())
-    pk = object_id(request)
-    caller = await authenticate(request)
+    pk, caller = await object_call(request)
     store: Store = request.app.state.store
     if request.method == "GET":
         async with store.read() as conn:

@@ -10,10 +10,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.requests import Request
 from starlette.responses import Response
 
-from adminapi.api.auth import Caller, authenticate, require_write
+from adminapi.api.auth import Caller, require_write
 from adminapi.api.body import read_json_object
 from adminapi.api.errors import invalid
-from adminapi.api.paging import ListOptions, ListQuery, check_parameters
+from adminapi.api.paging import ListOptions, ListQuery
 from adminapi.api.resource import (
     DATETIME,
     OPTIONAL_DATETIME,
@@ -22,7 +22,7 @@ from adminapi.api.resource import (
     Field,
     Resource,
     id_field,
-    object_id,
+    object_call,
 )
 from adminapi.api.serialize import is_reference, reference_id, reference_schema, resource_uri
 from dinomail import validation as v
@@ -78,6 +78,28 @@ async def list_request(
     return ListRequest(
         limit=query.limit, domain_id=domain_id, q=query.q, order_by=query.order_by,
         descending=query.descending, offset=query.offset, after=query.after,
+    )
+
+
+# The listing and reading of the objects per domain (domainlimit, domainsendlimit,
+# clientconfig), whose ids are the domains'.
+PER_DOMAIN_LIST = ListOptions(
+    orderable=("id", "name"), keyset=("id", "name"), search="the domain name",
+    domain_filter="this one domain",
+)
+
+
+async def read_domain(conn: AsyncConnection, caller: Caller, pk: int) -> Row:
+    return await domains.get(conn, caller.scope, pk)
+
+
+def domain_of_object() -> tuple[Field, Field]:
+    """The read-only URI and name of the domain an object per domain stands for (whose id is
+    the domain's: domainlimit, domainsendlimit, clientconfig)."""
+    return (
+        Field("domain", {"type": "string"}, "The domain's URI.", read_only=True,
+              from_row=lambda row: resource_uri("virtualdomain", row["id"])),
+        Field("name", {"type": "string"}, "The domain's name.", read_only=True),
     )
 
 
@@ -145,7 +167,7 @@ virtualdomain = Resource(
         domain_filter="this one domain (by name or URI)",
     ),
     read_list=list_with_domain(domains.list_window),
-    read_one=lambda conn, caller, pk: domains.get(conn, caller.scope, pk),
+    read_one=read_domain,
     create=lambda conn, caller, data: domains.create(conn, caller.actor, caller.scope, data),
     update=lambda conn, caller, pk, data: domains.update(
         conn, caller.actor, caller.scope, pk, data
@@ -321,9 +343,7 @@ domainlimit = Resource(
     "domains. Byte usage is what Dovecot's quota_clone last reported.",
     fields=(
         id_field(),
-        Field("domain", {"type": "string"}, "The domain's URI.", read_only=True,
-              from_row=lambda row: resource_uri("virtualdomain", row["id"])),
-        Field("name", {"type": "string"}, "The domain's name.", read_only=True),
+        *domain_of_object(),
         _limit("max_mailboxes", MAX_COUNT, "How many mailboxes the domain may have."),
         _limit("max_aliases", MAX_COUNT, "How many aliases the domain may have."),
         _limit("max_quota_per_mailbox", MAX_BYTES,
@@ -338,12 +358,9 @@ domainlimit = Resource(
         _usage("quota_used_bytes", "Bytes stored in the domain's mailboxes."),
         _usage("quota_used_messages", "Messages stored in the domain's mailboxes."),
     ),
-    list_options=ListOptions(
-        orderable=("id", "name"), keyset=("id", "name"), search="the domain name",
-        domain_filter="this one domain",
-    ),
+    list_options=PER_DOMAIN_LIST,
     read_list=list_with_domain(domains.list_window),
-    read_one=lambda conn, caller, pk: domains.get(conn, caller.scope, pk),
+    read_one=read_domain,
     update=_update_limits,
     enrich=_with_usage,
 )
@@ -360,9 +377,7 @@ async def change_password(request: Request) -> Response:
     Unlike the original, a missing or empty password is refused: the original re-hashed the
     stored hash, leaving a password nobody knew.
     """
-    check_parameters(request, ())
-    pk = object_id(request)
-    caller = await authenticate(request)
+    pk, caller = await object_call(request)
     require_write(caller)
     store = request.app.state.store
     async with store.read() as conn:

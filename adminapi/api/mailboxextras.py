@@ -24,7 +24,7 @@ from adminapi.api.body import read_json_object
 from adminapi.api.errors import invalid, not_found
 from adminapi.api.openapi import ID_PARAMETER, KEY_SECURITY, error_responses
 from adminapi.api.paging import check_parameters
-from adminapi.api.resource import object_id
+from adminapi.api.resource import object_call, object_id
 from adminapi.api.serialize import MAX_ID, resource_uri
 from dinomail.dnscheck.model import iso_time
 from dinomail.store import Store, apppasswords, mailboxes, vacation
@@ -65,9 +65,7 @@ def _app_password_body(mailbox_id: int, row: Row) -> dict[str, Any]:
 
 
 async def vacation_endpoint(request: Request) -> Response:
-    check_parameters(request, ())
-    pk = object_id(request)
-    caller = await authenticate(request)
+    pk, caller = await object_call(request)
     store: Store = request.app.state.store
     if request.method == "GET":
         async with store.read() as conn:
@@ -86,9 +84,7 @@ async def vacation_endpoint(request: Request) -> Response:
 
 
 async def app_password_list_endpoint(request: Request) -> Response:
-    check_parameters(request, ())
-    pk = object_id(request)
-    caller = await authenticate(request)
+    pk, caller = await object_call(request)
     store: Store = request.app.state.store
     if request.method == "GET":
         async with store.read() as conn:

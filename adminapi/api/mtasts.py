@@ -12,11 +12,10 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from adminapi.api.auth import authenticate, require_write
+from adminapi.api.auth import require_write
 from adminapi.api.body import read_json_object
 from adminapi.api.openapi import ERROR_MEANINGS, ID_PARAMETER, KEY_SECURITY
-from adminapi.api.paging import check_parameters
-from adminapi.api.resource import object_id
+from adminapi.api.resource import object_call
 from adminapi.api.serialize import resource_uri
 from dinomail import mtasts
 from dinomail.dnscheck.model import iso_time
@@ -34,9 +33,7 @@ def _body(row: Row) -> dict[str, Any]:
 
 
 async def mta_sts_endpoint(request: Request) -> Response:
-    check_parameters(request, ())
-    pk = object_id(request)
-    caller = await authenticate(request)
+    pk, caller = await object_call(request)
     store: Store = request.app.state.store
     mx_host = request.app.state.settings.MX_HOST
     if request.method == "GET":

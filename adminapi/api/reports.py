@@ -26,7 +26,7 @@ from adminapi.api.auth import Caller, authenticate, require_superadmin
 from adminapi.api.errors import invalid
 from adminapi.api.openapi import ERROR_MEANINGS, ID_PARAMETER, KEY_SECURITY
 from adminapi.api.paging import _whole_number, check_parameters
-from adminapi.api.resource import object_id
+from adminapi.api.resource import object_call
 from adminapi.api.serialize import reference_id, resource_uri
 from dinomail import validation as v
 from dinomail.dnscheck.model import iso_time
@@ -124,9 +124,7 @@ def _list_endpoint(kind: str) -> Any:
 
 def _detail_endpoint(kind: str) -> Any:
     async def endpoint(request: Request) -> Response:
-        check_parameters(request, ())
-        pk = object_id(request)
-        caller = await authenticate(request)
+        pk, caller = await object_call(request)
         store: Store = request.app.state.store
         async with store.read() as conn:
             row = await reports_store.get_report(conn, kind, caller.scope, pk)

@@ -207,6 +207,14 @@ def object_id(request: Request) -> int:
     return int(value)
 
 
+async def object_call(request: Request) -> tuple[int, Caller]:
+    """The object id in the path and the authenticated caller of an endpoint on one object that
+    takes no query parameters (its own endpoint, outside the generic ones)."""
+    check_parameters(request, ())
+    pk = object_id(request)
+    return pk, await authenticate(request)
+
+
 def _store(request: Request) -> Store:
     return request.app.state.store
 

@@ -18,11 +18,17 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from adminapi.api.auth import Caller, authenticate, require_write
-from adminapi.api.mail import MAX_COUNT, list_with_domain
+from adminapi.api.auth import Caller, require_write
+from adminapi.api.mail import (
+    MAX_COUNT,
+    PER_DOMAIN_LIST,
+    domain_of_object,
+    list_with_domain,
+    read_domain,
+)
 from adminapi.api.openapi import ID_PARAMETER, KEY_SECURITY, error_responses
-from adminapi.api.paging import ListOptions, check_parameters
-from adminapi.api.resource import Field, Resource, id_field, object_id
+from adminapi.api.paging import ListOptions
+from adminapi.api.resource import Field, Resource, id_field, object_call
 from adminapi.api.serialize import list_uri, resource_uri
 from dinomail.store import domains, mailboxes
 from dinomail.store import policy as policy_store
@@ -84,9 +90,7 @@ domainsendlimit = Resource(
     "abuse control. Enforced by the Postfix policy service on authenticated submissions.",
     fields=(
         id_field(),
-        Field("domain", {"type": "string"}, "The domain's URI.", read_only=True,
-              from_row=lambda row: resource_uri("virtualdomain", row["id"])),
-        Field("name", {"type": "string"}, "The domain's name.", read_only=True),
+        *domain_of_object(),
         *(_limit(f"mailbox_{key}", f"The default limit of each mailbox: {text}; a mailbox's "
                  "own limit (mailboxsendlimit) overrides it.")
           for key, text in LIMIT_DESCRIPTIONS.items()),
@@ -98,12 +102,9 @@ domainsendlimit = Resource(
               "POLICY_RATE_LIMIT_REPLY setting."),
         *_count_fields(),
     ),
-    list_options=ListOptions(
-        orderable=("id", "name"), keyset=("id", "name"), search="the domain name",
-        domain_filter="this one domain",
-    ),
+    list_options=PER_DOMAIN_LIST,
     read_list=list_with_domain(domains.list_window),
-    read_one=lambda conn, caller, pk: domains.get(conn, caller.scope, pk),
+    read_one=read_domain,
     update=_update_domain_limits,
     enrich=_with_domain_limits,
 )
@@ -179,9 +180,7 @@ def reset_endpoint(resource: Resource) -> Callable[[Request], Any]:
     kind = _KINDS[resource.name]
 
     async def endpoint(request: Request) -> Response:
-        check_parameters(request, ())
-        pk = object_id(request)
-        caller = await authenticate(request)
+        pk, caller = await object_call(request)
         require_write(caller)
         store = request.app.state.store
         async with store.write() as conn:

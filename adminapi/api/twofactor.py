@@ -9,10 +9,9 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from adminapi.api.auth import authenticate, require_write
+from adminapi.api.auth import require_write
 from adminapi.api.openapi import ID_PARAMETER, KEY_SECURITY, error_responses
-from adminapi.api.paging import check_parameters
-from adminapi.api.resource import object_id
+from adminapi.api.resource import object_call
 from adminapi.api.serialize import list_uri
 from dinomail.store import twofactor
 
@@ -20,9 +19,7 @@ PATH_SUFFIX = "twofactor/"
 
 
 async def remove_endpoint(request: Request) -> Response:
-    check_parameters(request, ())
-    pk = object_id(request)
-    caller = await authenticate(request)
+    pk, caller = await object_call(request)
     require_write(caller)
     async with request.app.state.store.write() as conn:
         # A domain admin is answered "not found", as for every admin they cannot see.

@@ -10,9 +10,8 @@ from adminapi.pages.listing import PAGE_SIZE, page_links, parse_paging
 from adminapi.pages.lockout import failed, locked_out, retry_after
 from adminapi.pages.sessions import insecure_transport
 from adminapi.pages.twofactor_login import finish_login
-from adminapi.pages.web import Page, local_path
+from adminapi.pages.web import Page, local_path, logged_out
 from dinomail import validation as v
-from dinomail.settings import LANGUAGES
 from dinomail.store import admins, apikeys, twofactor
 
 # Longer than any password an admin can have; anything longer is not worth hashing.
@@ -82,20 +81,12 @@ async def login(page: Page) -> Response:
 
 
 async def logout(page: Page) -> Response:
-    # Server-side: a copy of this cookie taken before (or the admin's other browsers) is over
-    # too; the cookie alone could not say so.
-    async with page.store.write() as conn:
-        await admins.end_sessions(conn, page.admin.admin_id)
-    page.session.log_out()
-    page.flash("success", page._("You are logged out."))
-    return page.redirect(page.url("login"))
+    return await logged_out(
+        page, "login", lambda conn: admins.end_sessions(conn, page.admin.admin_id))
 
 
 async def set_language(page: Page) -> Response:
-    chosen = page.form_data.get("language")
-    if chosen in LANGUAGES:
-        page.session.language = chosen
-        page.session.modified = True
+    page.session.choose_language(page.form_data.get("language"))
     return page.redirect(local_path(page.form_data.get("next")))
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from starlette.responses import Response
 
-from adminapi.pages.domain_select import domain_choices, find_domain
+from adminapi.pages.domain_select import domain_choices, posted_domain_id
 from adminapi.pages.forms import Form
 from adminapi.pages.listing import page_links, parse_paging, search_text
 from adminapi.pages.web import Page
@@ -37,32 +37,24 @@ async def _form_page(page: Page, form: Form, aliasdomain: dict | None, *, status
 async def _posted(page: Page, form: Form) -> dict[str, Any]:
     data = page.form_data
     form.values["name"] = data.text("name")
-    form.values["target"] = data.text("target")
     form.values["active"] = data.checked("active")
     values: dict[str, Any] = {"name": form.values["name"], "active": form.values["active"]}
-    if not form.values["target"]:
-        form.add_error("target", page._("This field is required."))
-    else:
-        target = await find_domain(page, form.values["target"])
-        if target is None:
-            form.add_error("target", page._("No such domain among yours."))
-        else:
-            values["target_domain_id"] = target["id"]
+    target_id = await posted_domain_id(page, form, "target", required=True)
+    if target_id is not None:
+        values["target_domain_id"] = target_id
     return values
 
 
 async def aliasdomain_new(page: Page) -> Response:
     _ = page._
     form = Form(values={"name": "", "target": "", "active": True})
-    if page.request.method == "GET":
-        return await _form_page(page, form, None)
-    values = await _posted(page, form)
-    if not form.valid:
-        return await _form_page(page, form, None, status=400)
-    created = await page.save(form, lambda conn: aliasdomains.create(
-        conn, page.admin.actor, page.scope, values), FIELDS)
-    if created is None:
-        return await _form_page(page, form, None, status=400)
+    created = await page.submit(
+        form, lambda status: _form_page(page, form, None, status=status),
+        lambda: _posted(page, form),
+        lambda conn, values: aliasdomains.create(conn, page.admin.actor, page.scope, values),
+        FIELDS)
+    if isinstance(created, Response):
+        return created
     page.flash("success", _("Alias domain %(name)s was created.")
                % {"name": v.display_domain(created["name"])})
     return page.redirect(page.url("aliasdomain_list"))
@@ -76,15 +68,14 @@ async def aliasdomain_edit(page: Page) -> Response:
     form = Form(values={"name": v.display_domain(aliasdomain["name"]),
                         "target": aliasdomain["target_domain_name"],
                         "active": bool(aliasdomain["active"])})
-    if page.request.method == "GET":
-        return await _form_page(page, form, aliasdomain)
-    values = await _posted(page, form)
-    if not form.valid:
-        return await _form_page(page, form, aliasdomain, status=400)
-    changed = await page.save(form, lambda conn: aliasdomains.update(
-        conn, page.admin.actor, page.scope, aliasdomain_id, values), FIELDS)
-    if changed is None:
-        return await _form_page(page, form, aliasdomain, status=400)
+    changed = await page.submit(
+        form, lambda status: _form_page(page, form, aliasdomain, status=status),
+        lambda: _posted(page, form),
+        lambda conn, values: aliasdomains.update(
+            conn, page.admin.actor, page.scope, aliasdomain_id, values),
+        FIELDS)
+    if isinstance(changed, Response):
+        return changed
     page.flash("success", _("Alias domain %(name)s was changed.")
                % {"name": v.display_domain(changed["name"])})
     return page.redirect(page.url("aliasdomain_list"))

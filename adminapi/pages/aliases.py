@@ -7,7 +7,7 @@ from typing import Any
 
 from starlette.responses import Response
 
-from adminapi.pages.domain_select import domain_choices, domain_filter, find_domain
+from adminapi.pages.domain_select import domain_choices, domain_filter, posted_domain_id
 from adminapi.pages.forms import Form
 from adminapi.pages.listing import page_links, parse_paging, search_text
 from adminapi.pages.web import Page
@@ -58,15 +58,11 @@ async def _posted(page: Page, form: Form) -> dict[str, Any]:
     data = page.form_data
     form.values["source"] = data.text("source")
     form.values["destination"] = data.text("destination")
-    form.values["domain"] = data.text("domain")
     values: dict[str, Any] = {"source": form.values["source"],
                               "destination": form.values["destination"]}
-    if form.values["domain"]:
-        domain = await find_domain(page, form.values["domain"])
-        if domain is None:
-            form.add_error("domain", page._("No such domain among yours."))
-        else:
-            values["domain_id"] = domain["id"]
+    domain_id = await posted_domain_id(page, form, "domain")
+    if domain_id is not None:
+        values["domain_id"] = domain_id
     return values
 
 
@@ -74,15 +70,12 @@ async def alias_new(page: Page) -> Response:
     _ = page._
     form = Form(values={"domain": page.request.query_params.get("domain", ""), "source": "",
                         "destination": ""})
-    if page.request.method == "GET":
-        return await _form_page(page, form, None)
-    values = await _posted(page, form)
-    if not form.valid:
-        return await _form_page(page, form, None, status=400)
-    created = await page.save(form, lambda conn: aliases.create(
-        conn, page.admin.actor, page.scope, values))
-    if created is None:
-        return await _form_page(page, form, None, status=400)
+    created = await page.submit(
+        form, lambda status: _form_page(page, form, None, status=status),
+        lambda: _posted(page, form),
+        lambda conn, values: aliases.create(conn, page.admin.actor, page.scope, values))
+    if isinstance(created, Response):
+        return created
     page.flash("success", _("Alias %(alias)s was created.") % {"alias": label(created)})
     await _warn_if_not_received(page, created)
     return page.redirect(page.url("alias_list"))
@@ -95,15 +88,12 @@ async def alias_edit(page: Page) -> Response:
         alias = await aliases.get(conn, page.scope, alias_id)
     form = Form(values={"domain": alias["domain_name"], "source": alias["source"],
                         "destination": alias["destination"]})
-    if page.request.method == "GET":
-        return await _form_page(page, form, alias)
-    values = await _posted(page, form)
-    if not form.valid:
-        return await _form_page(page, form, alias, status=400)
-    changed = await page.save(form, lambda conn: aliases.update(
-        conn, page.admin.actor, page.scope, alias_id, values))
-    if changed is None:
-        return await _form_page(page, form, alias, status=400)
+    changed = await page.submit(
+        form, lambda status: _form_page(page, form, alias, status=status),
+        lambda: _posted(page, form),
+        lambda conn, values: aliases.update(conn, page.admin.actor, page.scope, alias_id, values))
+    if isinstance(changed, Response):
+        return changed
     page.flash("success", _("Alias %(alias)s was changed.") % {"alias": label(changed)})
     await _warn_if_not_received(page, changed)
     return page.redirect(page.url("alias_list"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from adminapi.pages.forms import Form
 from adminapi.pages.web import Page
 from dinomail import validation as v
 from dinomail.store import NotFound, domains
@@ -48,3 +49,19 @@ async def domain_filter(page: Page) -> tuple[dict | None, str | None]:
     typed = page.request.query_params.get("domain", "").strip()
     domain = await find_domain(page, typed) if typed else None
     return domain, typed if typed and domain is None else None
+
+
+async def posted_domain_id(page: Page, form: Form, name: str, *, required: bool = False
+                           ) -> int | None:
+    """The id of the domain chosen in the form's field `name`; None when left empty (an error
+    if `required`) or not one of the admin's (an error)."""
+    form.values[name] = page.form_data.text(name)
+    if not form.values[name]:
+        if required:
+            form.add_error(name, page._("This field is required."))
+        return None
+    domain = await find_domain(page, form.values[name])
+    if domain is None:
+        form.add_error(name, page._("No such domain among yours."))
+        return None
+    return int(domain["id"])

@@ -10,11 +10,12 @@ from starlette.responses import Response
 
 from adminapi.autoconfig import download
 from adminapi.pages.forms import N_, Form
+from adminapi.pages.limits import domain_with_usage
 from adminapi.pages.listing import page_links, parse_paging, search_text
 from adminapi.pages.web import Page, local_path
 from dinomail import validation as v
 from dinomail.dnscheck import CheckStatus, read_report, request_run
-from dinomail.store import Forbidden, domains, limits
+from dinomail.store import Forbidden, domains
 
 # The original's statuses (`DkimStatus`, `DmarcStatus`, `SpfStatus`) with their wording; the
 # tone says how the page colours them.
@@ -93,7 +94,7 @@ def _form_of(domain: dict[str, Any]) -> Form:
                         "require_app_passwords": bool(domain["require_app_passwords"])})
 
 
-def _posted(page: Page, form: Form, *, with_name: bool) -> dict[str, Any]:
+async def _posted(page: Page, form: Form, *, with_name: bool) -> dict[str, Any]:
     data = page.form_data
     for name in TEXT_FIELDS:
         form.values[name] = data.get(name)
@@ -106,7 +107,8 @@ def _posted(page: Page, form: Form, *, with_name: bool) -> dict[str, Any]:
     return values
 
 
-def _form_page(page: Page, form: Form, domain: dict | None, *, status: int = 200) -> Response:
+async def _form_page(page: Page, form: Form, domain: dict | None, *, status: int = 200
+                     ) -> Response:
     return page.render("domain_form.html", status=status, form=form, domain=domain)
 
 
@@ -117,13 +119,12 @@ async def domain_new(page: Page) -> Response:
             "only a superadmin can create a domain", code="superadmin_only_create_domain"
         )
     form = _empty_form()
-    if page.request.method == "GET":
-        return _form_page(page, form, None)
-    values = _posted(page, form, with_name=True)
-    created = await page.save(form, lambda conn: domains.create(
-        conn, page.admin.actor, page.scope, values))
-    if created is None:
-        return _form_page(page, form, None, status=400)
+    created = await page.submit(
+        form, lambda status: _form_page(page, form, None, status=status),
+        lambda: _posted(page, form, with_name=True),
+        lambda conn, values: domains.create(conn, page.admin.actor, page.scope, values))
+    if isinstance(created, Response):
+        return created
     page.flash("success", _("Domain %(name)s was created.")
                % {"name": v.display_domain(created["name"])})
     return page.redirect(page.url("domain_list"))
@@ -135,14 +136,14 @@ async def domain_edit(page: Page) -> Response:
     async with page.store.read() as conn:
         domain = await domains.get(conn, page.scope, domain_id)
     form = _form_of(domain)
-    if page.request.method == "GET":
-        return _form_page(page, form, domain)
-    # Only a superadmin may rename; a domain admin's form has the name disabled.
-    values = _posted(page, form, with_name=page.is_superadmin)
-    changed = await page.save(form, lambda conn: domains.update(
-        conn, page.admin.actor, page.scope, domain_id, values))
-    if changed is None:
-        return _form_page(page, form, domain, status=400)
+    changed = await page.submit(
+        form, lambda status: _form_page(page, form, domain, status=status),
+        # Only a superadmin may rename; a domain admin's form has the name disabled.
+        lambda: _posted(page, form, with_name=page.is_superadmin),
+        lambda conn, values: domains.update(
+            conn, page.admin.actor, page.scope, domain_id, values))
+    if isinstance(changed, Response):
+        return changed
     page.flash("success", _("Domain %(name)s was changed.")
                % {"name": v.display_domain(changed["name"])})
     return page.redirect(page.url("domain_list"))
@@ -155,10 +156,7 @@ def _names_match(typed: str, name: str) -> bool:
 
 async def domain_delete(page: Page) -> Response:
     _ = page._
-    domain_id = page.path_id()
-    async with page.store.read() as conn:
-        domain = await domains.get(conn, page.scope, domain_id)
-        usage = (await limits.usage(conn, [domain_id]))[domain_id]
+    domain_id, domain, usage = await domain_with_usage(page)
     if not page.is_superadmin:
         raise Forbidden(
             "only a superadmin can delete a domain", code="superadmin_only_delete_domain"

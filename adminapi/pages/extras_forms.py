@@ -1,4 +1,5 @@
-"""The vacation reply and app password forms, shared by the owner's pages (`/me/vacation/`,
+"""The one-form page of a mailbox's setting (forwarding, vacation reply) and the vacation
+reply and app password forms, shared by the owner's pages (`/me/vacation/`,
 `/me/app-passwords/`) and the admin's pages of a mailbox (`/virtual-users/<id>/vacation`,
 `/virtual-users/<id>/app-passwords`).
 
@@ -9,9 +10,11 @@ NotFound and Forbidden pass through: they are the view's answer (404, 403), not 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
+
+from starlette.responses import Response
 
 from adminapi.pages.forms import Form
 from adminapi.pages.web import Page
@@ -20,6 +23,22 @@ from dinomail.store.common import Row
 from dinomail.validation import ValidationError
 
 TEXT_FIELDS = ("subject", "body", "starts", "ends", "interval_days")
+
+
+async def setting_page(
+    page: Page, template: str, form: Form, save: Callable[[], Awaitable[tuple[Form, bool]]],
+    message: str, to: str, **context: Any,
+) -> Response:
+    """A mailbox setting's page (forwarding, vacation reply; the owner's or an admin's): `form`
+    on a GET; on a POST `save` it, then say `message` and go `to`, or show the form as typed with
+    its errors."""
+    if page.request.method == "GET":
+        return page.render(template, form=form, **context)
+    typed, ok = await save()
+    if not ok:
+        return page.render(template, form=typed, status=400, **context)
+    page.flash("success", message)
+    return page.redirect(to)
 
 
 def vacation_form(row: Row | None) -> Form:

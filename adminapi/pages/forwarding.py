@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from starlette.responses import Response
 
+from adminapi.pages.extras_forms import setting_page
 from adminapi.pages.forms import Form
 from adminapi.pages.ownersession import OwnerPage
 from adminapi.pages.web import Page
@@ -44,13 +45,10 @@ async def me_forwarding(page: OwnerPage) -> Response:
     me = page.me
     async with page.store.read() as conn:
         row = await forwarding_store.get(conn, me.scope, me.mailbox_id)
-    if page.request.method == "GET":
-        return page.render("me_forwarding.html", form=_form_of(row), forwarding=row)
-    form, saved = await _save(page, me.actor, me.scope, me.mailbox_id)
-    if not saved:
-        return page.render("me_forwarding.html", form=form, forwarding=row, status=400)
-    page.flash("success", page._("Your forwarding was saved."))
-    return page.redirect(page.url("me_forwarding"))
+    return await setting_page(
+        page, "me_forwarding.html", _form_of(row),
+        lambda: _save(page, me.actor, me.scope, me.mailbox_id),
+        page._("Your forwarding was saved."), page.url("me_forwarding"), forwarding=row)
 
 
 async def mailbox_forwarding(page: Page) -> Response:
@@ -58,16 +56,11 @@ async def mailbox_forwarding(page: Page) -> Response:
     async with page.store.read() as conn:
         mailbox = await mailboxes.get(conn, page.scope, pk)
         row = await forwarding_store.get(conn, page.scope, pk)
-    if page.request.method == "GET":
-        return page.render("mailbox_forwarding.html", form=_form_of(row), forwarding=row,
-                           mailbox=mailbox)
-    form, saved = await _save(page, page.admin.actor, page.scope, pk)
-    if not saved:
-        return page.render("mailbox_forwarding.html", form=form, forwarding=row,
-                           mailbox=mailbox, status=400)
-    page.flash("success", page._("The forwarding of %(email)s was saved.")
-               % {"email": mailbox["email"]})
-    return page.redirect(page.url("mailbox_forwarding", pk=pk))
+    return await setting_page(
+        page, "mailbox_forwarding.html", _form_of(row),
+        lambda: _save(page, page.admin.actor, page.scope, pk),
+        page._("The forwarding of %(email)s was saved.") % {"email": mailbox["email"]},
+        page.url("mailbox_forwarding", pk=pk), forwarding=row, mailbox=mailbox)
 
 
 async def domain_selfservice(page: Page) -> Response:

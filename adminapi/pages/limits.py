@@ -35,12 +35,18 @@ def editable_fields(page: Page) -> tuple[str, ...]:
     return (*COUNT_FIELDS, *SIZE_FIELDS) if page.is_superadmin else DOMAIN_ADMIN_FIELDS
 
 
-async def limit_edit(page: Page) -> Response:
-    _ = page._
+async def domain_with_usage(page: Page) -> tuple[int, dict[str, Any], dict[str, Any]]:
+    """The id, the row and the usage of the domain in the path (one of the admin's)."""
     domain_id = page.path_id()
     async with page.store.read() as conn:
         domain = await domains.get(conn, page.scope, domain_id)
         usage = (await limits.usage(conn, [domain_id]))[domain_id]
+    return domain_id, domain, usage
+
+
+async def limit_edit(page: Page) -> Response:
+    _ = page._
+    domain_id, domain, usage = await domain_with_usage(page)
     form = Form(values={
         **{name: str(domain[name]) for name in COUNT_FIELDS},
         **{name: size_for_input(domain[name]) for name in SIZE_FIELDS},

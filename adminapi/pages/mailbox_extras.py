@@ -21,16 +21,11 @@ async def mailbox_vacation(page: Page) -> Response:
     async with page.store.read() as conn:
         mailbox = await mailboxes.get(conn, page.scope, pk)
         row = await vacation.get(conn, page.scope, pk)
-    if page.request.method == "GET":
-        return page.render("mailbox_vacation.html", form=extras_forms.vacation_form(row),
-                           saved=row is not None, mailbox=mailbox)
-    form, saved = await extras_forms.save_vacation(page, page.admin.actor, page.scope, pk)
-    if not saved:
-        return page.render("mailbox_vacation.html", form=form, saved=row is not None,
-                           mailbox=mailbox, status=400)
-    page.flash("success", page._("The vacation reply of %(email)s was saved.")
-               % {"email": mailbox["email"]})
-    return page.redirect(page.url("mailbox_vacation", pk=pk))
+    return await extras_forms.setting_page(
+        page, "mailbox_vacation.html", extras_forms.vacation_form(row),
+        lambda: extras_forms.save_vacation(page, page.admin.actor, page.scope, pk),
+        page._("The vacation reply of %(email)s was saved.") % {"email": mailbox["email"]},
+        page.url("mailbox_vacation", pk=pk), saved=row is not None, mailbox=mailbox)
 
 
 async def mailbox_vacation_delete(page: Page) -> Response:

@@ -7,7 +7,7 @@ from typing import Any
 
 from starlette.responses import Response
 
-from adminapi.pages.domain_select import domain_choices, domain_filter, find_domain
+from adminapi.pages.domain_select import domain_choices, domain_filter, posted_domain_id
 from adminapi.pages.forms import Form, parse_size, size_for_input
 from adminapi.pages.listing import page_links, parse_paging, search_text
 from adminapi.pages.web import Page, display_address
@@ -69,23 +69,12 @@ def _read_quota(page: Page, form: Form) -> tuple[bool, int | None]:
     return True, quota
 
 
-async def _domain_id(page: Page, form: Form) -> int | None:
-    """The domain chosen in the form; None when left empty (the address's domain is used)."""
-    form.values["domain"] = page.form_data.text("domain")
-    if not form.values["domain"]:
-        return None
-    domain = await find_domain(page, form.values["domain"])
-    if domain is None:
-        form.add_error("domain", page._("No such domain among yours."))
-        return None
-    return int(domain["id"])
-
-
 async def _posted(page: Page, form: Form) -> dict[str, Any]:
     """The mailbox's values as typed (what is wrong goes into `form`)."""
     form.values["email"] = page.form_data.text("email")
     form.values["active"] = page.form_data.checked("active")
-    domain_id = await _domain_id(page, form)
+    # Left empty: the address's domain is used.
+    domain_id = await posted_domain_id(page, form, "domain")
     _ok, quota = _read_quota(page, form)
     values: dict[str, Any] = {"email": form.values["email"], "quota": quota,
                               "active": form.values["active"]}
@@ -136,15 +125,13 @@ async def mailbox_edit(page: Page) -> Response:
         "domain": mailbox["domain_name"], "email": mailbox["email"],
         "quota": size_for_input(mailbox["quota"]), "active": bool(mailbox["active"]),
     })
-    if page.request.method == "GET":
-        return await _form_page(page, form, mailbox)
-    values = await _posted(page, form)
-    if not form.valid:
-        return await _form_page(page, form, mailbox, status=400)
-    changed = await page.save(form, lambda conn: mailboxes.update(
-        conn, page.admin.actor, page.scope, mailbox_id, values))
-    if changed is None:
-        return await _form_page(page, form, mailbox, status=400)
+    changed = await page.submit(
+        form, lambda status: _form_page(page, form, mailbox, status=status),
+        lambda: _posted(page, form),
+        lambda conn, values: mailboxes.update(
+            conn, page.admin.actor, page.scope, mailbox_id, values))
+    if isinstance(changed, Response):
+        return changed
     page.flash("success", _("User %(email)s was changed.") % {"email": changed["email"]})
     return page.redirect(page.url("mailbox_list"))
 

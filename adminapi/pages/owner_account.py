@@ -8,9 +8,8 @@ from adminapi.pages.forms import Form
 from adminapi.pages.lockout import failed, locked_out, retry_after
 from adminapi.pages.ownersession import OwnerPage
 from adminapi.pages.sessions import insecure_transport
-from adminapi.pages.web import local_path
+from adminapi.pages.web import local_path, logged_out
 from dinomail import selfservice
-from dinomail.settings import LANGUAGES
 from dinomail.store import ownerlogin
 from dinomail.validation import ValidationError
 
@@ -66,19 +65,12 @@ async def me_login(page: OwnerPage) -> Response:
 
 
 async def me_logout(page: OwnerPage) -> Response:
-    # Server-side: a copy of this session's cookie stops working too.
-    async with page.store.write() as conn:
-        await ownerlogin.end_sessions(conn, page.me.mailbox_id)
-    page.session.log_out()
-    page.flash("success", page._("You are logged out."))
-    return page.redirect(page.url("me_login"))
+    return await logged_out(
+        page, "me_login", lambda conn: ownerlogin.end_sessions(conn, page.me.mailbox_id))
 
 
 async def me_language(page: OwnerPage) -> Response:
-    chosen = page.form_data.get("language")
-    if chosen in LANGUAGES:
-        page.session.language = chosen
-        page.session.modified = True
+    page.session.choose_language(page.form_data.get("language"))
     return page.redirect(local_path(page.form_data.get("next"), page.url("me_home")))
 
 

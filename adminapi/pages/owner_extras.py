@@ -19,14 +19,11 @@ async def me_vacation(page: OwnerPage) -> Response:
     me = page.me
     async with page.store.read() as conn:
         row = await vacation.get(conn, me.scope, me.mailbox_id)
-    if page.request.method == "GET":
-        return page.render("me_vacation.html", form=extras_forms.vacation_form(row),
-                           saved=row is not None)
-    form, saved = await extras_forms.save_vacation(page, me.actor, me.scope, me.mailbox_id)
-    if not saved:
-        return page.render("me_vacation.html", form=form, saved=row is not None, status=400)
-    page.flash("success", page._("Your vacation reply was saved."))
-    return page.redirect(page.url("me_vacation"))
+    return await extras_forms.setting_page(
+        page, "me_vacation.html", extras_forms.vacation_form(row),
+        lambda: extras_forms.save_vacation(page, me.actor, me.scope, me.mailbox_id),
+        page._("Your vacation reply was saved."), page.url("me_vacation"),
+        saved=row is not None)
 
 
 async def me_vacation_delete(page: OwnerPage) -> Response:

@@ -15,8 +15,8 @@ from starlette.responses import Response
 from adminapi.pages.forms import N_, Form
 from adminapi.pages.lockout import failed, locked_out, retry_after
 from adminapi.pages.ownersession import OwnerPage, load_pending_owner
-from adminapi.pages.totp_enrolment import enrolment, first_code_error
-from adminapi.pages.web import Page
+from adminapi.pages.totp_enrolment import enrolment, posted_first_code
+from adminapi.pages.web import Page, login_again
 from dinomail import selfservice, totp
 from dinomail.store import StoreError, mailboxes, ownerlogin
 from dinomail.validation import ValidationError
@@ -33,9 +33,7 @@ async def me_login_code(page: OwnerPage) -> Response:
         return page.redirect(page.url("me_home"))
     owner = await load_pending_owner(page)
     if owner is None:
-        page.flash("warning", page._("Log in again: the second step must follow the password "
-                                     "within a few minutes."))
-        return page.redirect(page.url("me_login"))
+        return login_again(page, "me_login")
     form = Form(values={"code": ""})
     if page.request.method == "GET":
         return _code_form(page, form)
@@ -77,10 +75,8 @@ async def me_two_factor(page: OwnerPage) -> Response:
     form = Form(values={"code": "", "current_password": ""})
     if page.request.method == "GET":
         return await _page(page, form)
-    code = page.form_data.text("code")
-    problem = first_code_error(page, code)
-    if problem:
-        form.add_error("code", problem)
+    code = posted_first_code(page, form)
+    if code is None:
         return await _page(page, form, status=400)
     me = page.me
     try:

@@ -30,7 +30,6 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
 from adminapi.api.errors import ApiError
-from adminapi.pages.forms import BadForm, read_form
 from adminapi.pages.sessions import (
     SESSION_LIFETIME_SECONDS,
     Session,
@@ -38,9 +37,9 @@ from adminapi.pages.sessions import (
     cookie_is_secure,
     derive_key,
 )
-from adminapi.pages.web import SECURITY_HEADERS, Page, csrf_failure, csrf_ok
+from adminapi.pages.web import SECURITY_HEADERS, Page, read_posted_form, run_view
 from dinomail.selfservice import Owner
-from dinomail.store import Forbidden, NotFound, ownerlogin, selfservice
+from dinomail.store import ownerlogin, selfservice
 
 COOKIE_NAME = "dinomail_me"
 COOKIE_PATH = "/me"
@@ -166,20 +165,9 @@ async def _answer(page: OwnerPage, view: OwnerView, public: bool) -> Response:
             page.session.log_out()
     if page.owner is None and not public:
         return page.redirect(page.url("me_login"))
-    if page.request.method == "POST":
-        try:
-            page.form_data = await read_form(page.request)
-        except BadForm:
-            return page.error(400, _("Bad request"), _("This request is not a form of DinoMail."))
-        if not csrf_ok(page):
-            return csrf_failure(page)
-    try:
-        return await view(page)
-    except NotFound:
-        return page.error(404, _("Not found"),
-                          _("There is nothing here, or nothing you may see."))
-    except Forbidden as error:
-        return page.error(403, _("Not allowed"), page.refusal(error))
+    if page.request.method == "POST" and (refused := await read_posted_form(page)) is not None:
+        return refused
+    return await run_view(page, view)
 
 
 def owner_endpoint(

@@ -89,14 +89,20 @@ async def domain_sending(page: Page) -> Response:
     )
 
 
-async def domain_sending_reset(page: Page) -> Response:
-    domain_id = page.path_id()
+async def _reset_counts(page: Page, kind: str, route: str,
+                        shown: Callable[[str], str] = str) -> Response:
+    """Start the counts of the domain or mailbox (`kind`) in the path again from zero, then back
+    to its page (`route`), the name `shown` as its page shows it."""
+    pk = page.path_id()
     async with page.store.write() as conn:
-        name = await policy_store.reset_counts(
-            conn, page.admin.actor, page.scope, policy_store.DOMAIN, domain_id)
+        name = await policy_store.reset_counts(conn, page.admin.actor, page.scope, kind, pk)
     page.flash("warning", page._("The sending counts of %(name)s start again from zero.")
-               % {"name": v.display_domain(name)})
-    return page.redirect(page.url("domain_sending", pk=domain_id))
+               % {"name": shown(name)})
+    return page.redirect(page.url(route, pk=pk))
+
+
+async def domain_sending_reset(page: Page) -> Response:
+    return await _reset_counts(page, policy_store.DOMAIN, "domain_sending", v.display_domain)
 
 
 # --- a mailbox -----------------------------------------------------------------------------------
@@ -133,10 +139,4 @@ async def mailbox_sending(page: Page) -> Response:
 
 
 async def mailbox_sending_reset(page: Page) -> Response:
-    mailbox_id = page.path_id()
-    async with page.store.write() as conn:
-        email = await policy_store.reset_counts(
-            conn, page.admin.actor, page.scope, policy_store.MAILBOX, mailbox_id)
-    page.flash("warning", page._("The sending counts of %(name)s start again from zero.")
-               % {"name": email})
-    return page.redirect(page.url("mailbox_sending", pk=mailbox_id))
+    return await _reset_counts(page, policy_store.MAILBOX, "mailbox_sending")

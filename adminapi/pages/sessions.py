@@ -28,6 +28,8 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from dinomail.settings import LANGUAGES
+
 COOKIE_NAME = "dinomail_session"
 # A login lasts a working day at most, then the admin logs in again.
 SESSION_LIFETIME_SECONDS = 12 * 3600
@@ -111,6 +113,12 @@ class Session:
     @property
     def pending_expired(self) -> bool:
         return time.time() - self.issued_at > PENDING_LIFETIME_SECONDS
+
+    def choose_language(self, chosen: str | None) -> None:
+        """Show the pages in `chosen` from now on, if it is one of theirs (else nothing)."""
+        if chosen in LANGUAGES:
+            self.language = chosen
+            self.modified = True
 
     def log_out(self) -> None:
         self.admin_id = None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import segno
 
+from adminapi.pages.forms import Form
 from adminapi.pages.web import Page
 from dinomail import totp
 
@@ -19,10 +20,14 @@ def enrolment(secret: str, account: str, issuer: str) -> dict[str, str]:
             "secret": totp.grouped(secret)}
 
 
-def first_code_error(page: Page, code: str) -> str | None:
-    """What is wrong with the first code as typed (missing, not 6 digits), or None."""
+def posted_first_code(page: Page, form: Form) -> str | None:
+    """The first code as typed; None, with the error under the form's `code`, when it is
+    missing or not 6 digits."""
+    code = page.form_data.text("code")
     if not code:
-        return page._("This field is required.")
+        form.add_error("code", page._("This field is required."))
+        return None
     if totp.normalize_code(code) is None:
-        return page._("Type the 6 digits your app shows.")
-    return None
+        form.add_error("code", page._("Type the 6 digits your app shows."))
+        return None
+    return code

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.responses import Response
 
 from adminapi.pages.forms import Form
-from adminapi.pages.totp_enrolment import enrolment, first_code_error
+from adminapi.pages.totp_enrolment import enrolment, posted_first_code
 from adminapi.pages.web import Page
 from dinomail import passkeys
 from dinomail import validation as v
@@ -77,6 +77,16 @@ async def _first_codes(page: Page) -> list[str] | None:
         return await twofactor.new_recovery_codes(conn, page.admin.actor, page.admin.admin_id)
 
 
+async def _enrolled(page: Page, binding: tuple[str, int]) -> Response:
+    """After a second factor was added: keep this browser's session (the store ended the
+    others) and show the first recovery codes if this was the first factor."""
+    _keep_this_session(page, binding)
+    codes = await _first_codes(page)
+    if codes is not None:
+        return await _show_new_codes(page, codes)
+    return page.redirect(page.url("two_factor"))
+
+
 # --- the authenticator app -----------------------------------------------------------------------
 
 
@@ -95,10 +105,8 @@ async def totp_enrol(page: Page) -> Response:
     form = Form(values={"code": ""})
     if page.request.method == "GET":
         return await _app_page(page, form)
-    code = page.form_data.text("code")
-    problem = first_code_error(page, code)
-    if problem:
-        form.add_error("code", problem)
+    code = posted_first_code(page, form)
+    if code is None:
         return await _app_page(page, form, status=400)
     try:
         async with page.store.write() as conn:
@@ -108,11 +116,7 @@ async def totp_enrol(page: Page) -> Response:
         form.add_error("code", page.refusal(error))
         return await _app_page(page, form, status=400)
     page.flash("success", page._("The authenticator app is set up: log in with its codes."))
-    _keep_this_session(page, binding)
-    codes = await _first_codes(page)
-    if codes is not None:
-        return await _show_new_codes(page, codes)
-    return page.redirect(page.url("two_factor"))
+    return await _enrolled(page, binding)
 
 
 async def totp_remove(page: Page) -> Response:
@@ -187,11 +191,7 @@ async def passkey_new(page: Page) -> Response:
         form.add_error(error.field, page.refusal(error))
         return await _passkey_page(page, form, status=400)
     page.flash("success", page._("The passkey %(name)s was added.") % {"name": name})
-    _keep_this_session(page, binding)
-    codes = await _first_codes(page)
-    if codes is not None:
-        return await _show_new_codes(page, codes)
-    return page.redirect(page.url("two_factor"))
+    return await _enrolled(page, binding)
 
 
 async def passkey_remove(page: Page) -> Response:

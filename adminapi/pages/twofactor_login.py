@@ -14,7 +14,7 @@ from starlette.responses import Response
 from adminapi.pages.forms import Form
 from adminapi.pages.lockout import failed, locked_out, retry_after
 from adminapi.pages.twofactor import origin, passkey_failed, rp_id
-from adminapi.pages.web import Page, load_pending, local_path
+from adminapi.pages.web import Page, load_pending, local_path, login_again
 from dinomail import passkeys, totp
 from dinomail.store import admins, twofactor
 from dinomail.store.common import Row
@@ -85,9 +85,7 @@ async def second_step(page: Page) -> Response:
         return page.redirect(local_path(page.request.query_params.get("next")))
     account = await load_pending(page)
     if account is None:
-        page.flash("warning", page._("Log in again: the second step must follow the password "
-                                     "within a few minutes."))
-        return page.redirect(page.url("login"))
+        return login_again(page, "login")
     form = Form(values={"code": ""})
     if page.request.method == "GET":
         return await _render(page, account, form)

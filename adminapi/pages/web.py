@@ -209,6 +209,25 @@ class Page:
             self.refuse_into(form, error, fields)
             return None
 
+    async def submit(
+        self, form: Form, show: Callable[[int], Awaitable[Response]],
+        posted: Callable[[], Awaitable[dict[str, Any]]],
+        write: Callable[[AsyncConnection, dict[str, Any]], Awaitable[T]],
+        fields: dict[str, str] | None = None,
+    ) -> T | Response:
+        """The flow of a create or edit form: `show` it (with a status) on a GET; on a POST read
+        its `posted` values, show it again with a 400 while it has errors or the store refuses
+        `write`, else give what the store wrote (the view then says so and redirects)."""
+        if self.request.method == "GET":
+            return await show(200)
+        values = await posted()
+        if not form.valid:
+            return await show(400)
+        saved = await self.save(form, lambda conn: write(conn, values), fields)
+        if saved is None:
+            return await show(400)
+        return saved
+
     def render(self, template: str, *, status: int = 200, **context: Any) -> HTMLResponse:
         environment = self.state.environments[self.language]
         values = {
@@ -238,6 +257,7 @@ class Page:
 
 
 View = Callable[[Page], Awaitable[Response]]
+P = TypeVar("P", bound=Page)
 
 
 def local_path(target: str | None, fallback: str = "/") -> str:
@@ -378,23 +398,58 @@ async def _answer(page: Page, view: View, public: bool, enrolment: bool) -> Resp
         # Nothing else until a second factor is set up (TWO_FACTOR_REQUIRED).
         return page.redirect(page.url("two_factor"))
     if page.request.method == "POST":
-        try:
-            page.form_data = await read_form(page.request)
-        except BadForm:
-            return page.error(400, _("Bad request"), _("This request is not a form of DinoMail."))
-        if not csrf_ok(page):
-            return csrf_failure(page)
+        if (refused := await read_posted_form(page)) is not None:
+            return refused
         if read_only_refused(page):
             return page.error(403, _("Not allowed"), _(
                 "Your account is read-only: it can look at everything in its domains, but "
                 "change nothing."))
+    return await run_view(page, view)
+
+
+async def read_posted_form(page: Page) -> Response | None:
+    """Read a POST's form into `page.form_data`; the error page when it is no form of ours or
+    its CSRF token is wrong."""
+    try:
+        page.form_data = await read_form(page.request)
+    except BadForm:
+        return page.error(400, page._("Bad request"),
+                          page._("This request is not a form of DinoMail."))
+    if not csrf_ok(page):
+        return csrf_failure(page)
+    return None
+
+
+async def run_view(page: P, view: Callable[[P], Awaitable[Response]]) -> Response:
+    """The view's answer, with the store's "not found" and "forbidden" as their pages (a tenant
+    learns nothing more from one than from the other)."""
     try:
         return await view(page)
     except NotFound:
-        return page.error(404, _("Not found"),
-                          _("There is nothing here, or nothing you may see."))
+        return page.error(404, page._("Not found"),
+                          page._("There is nothing here, or nothing you may see."))
     except Forbidden as error:
-        return page.error(403, _("Not allowed"), page.refusal(error))
+        return page.error(403, page._("Not allowed"), page.refusal(error))
+
+
+def login_again(page: Page, login_route: str) -> Response:
+    """Back to the login page when a half login (password done) waited too long for its
+    second step."""
+    page.flash("warning", page._("Log in again: the second step must follow the password "
+                                 "within a few minutes."))
+    return page.redirect(page.url(login_route))
+
+
+async def logged_out(page: Page, login_route: str,
+                     end_sessions: Callable[[AsyncConnection], Awaitable[object]]) -> Response:
+    """Log out: server-side first (`end_sessions`: a copy of this cookie taken before, or the
+    account's other browsers, are over too; the cookie alone could not say so), then in this
+    browser, and back to the login page."""
+    async with page.store.write() as conn:
+        await end_sessions(conn)
+    page.session.log_out()
+    page.flash("success", page._("You are logged out."))
+    return page.redirect(page.url(login_route))
 
 
 def page_endpoint(

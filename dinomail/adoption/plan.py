@@ -141,6 +141,14 @@ def _rows(conn: Connection, sql: str, **types: sa.types.TypeEngine) -> list[sa.R
     return list(conn.execute(query))
 
 
+def _table_rows(conn: Connection, plan: AdoptionPlan, table: str, columns: str,
+                **types: sa.types.TypeEngine) -> list[sa.Row]:
+    """Every row of one of the original's tables (by id), counted in the plan."""
+    rows = _rows(conn, f"SELECT {columns} FROM {table} ORDER BY id", **types)
+    plan.row_counts[table] = len(rows)
+    return rows
+
+
 def _check_columns(conn: Connection, plan: AdoptionPlan) -> None:
     inspector = sa.inspect(conn)
     for table in CORE_TABLES:
@@ -180,23 +188,31 @@ def _normalise(plan: AdoptionPlan, table: str, row_id: int, column: str, old: st
         plan.normalisations.append(Normalisation(table, row_id, column, old, new))
 
 
+def _seen_before(plan: AdoptionPlan, table: str, row_id: int, seen: dict[str, int], key: str,
+                 clash: str) -> bool:
+    """Whether an earlier row of `table` has the same `key` once normalized (a problem: `clash`
+    says whose value it is); else `key` is now this row's."""
+    if key in seen:
+        plan.problems.append(Problem(
+            table, row_id, f"{clash} {seen[key]} once written in lowercase"))
+        return True
+    seen[key] = row_id
+    return False
+
+
 def _read_domains(conn: Connection, plan: AdoptionPlan) -> None:
     table = "core_virtualdomain"
     seen: dict[str, int] = {}
-    rows = _rows(conn, "SELECT id, name FROM core_virtualdomain ORDER BY id")
-    plan.row_counts[table] = len(rows)
+    rows = _table_rows(conn, plan, table, "id, name")
     for row in rows:
         try:
             name = v.normalize_domain(row.name)
         except v.ValidationError as error:
             plan.problems.append(Problem(table, row.id, f"name {row.name!r}: {error.message}"))
             continue
-        if name in seen:
-            plan.problems.append(Problem(
-                table, row.id, f"name {row.name!r} is the name of domain {seen[name]} once "
-                               "written in lowercase"))
+        if _seen_before(plan, table, row.id, seen, name,
+                        f"name {row.name!r} is the name of domain"):
             continue
-        seen[name] = row.id
         plan.domain_names[row.id] = name
         _normalise(plan, table, row.id, "name", row.name, name)
 
@@ -212,10 +228,7 @@ def _domain_of_row(plan: AdoptionPlan, table: str, row_id: int, domain_id: int) 
 def _read_mailboxes(conn: Connection, plan: AdoptionPlan) -> None:
     table = "core_virtualuser"
     seen: dict[str, int] = {}
-    rows = _rows(
-        conn, "SELECT id, email, password, quota, domain_id FROM core_virtualuser ORDER BY id"
-    )
-    plan.row_counts[table] = len(rows)
+    rows = _table_rows(conn, plan, table, "id, email, password, quota, domain_id")
     for row in rows:
         domain = _domain_of_row(plan, table, row.id, row.domain_id)
         try:
@@ -228,12 +241,9 @@ def _read_mailboxes(conn: Connection, plan: AdoptionPlan) -> None:
                 table, row.id, f"email {row.email!r} does not belong to its domain {domain} "
                                f"(domain {row.domain_id})"))
             continue
-        if email in seen:
-            plan.problems.append(Problem(
-                table, row.id, f"email {row.email!r} is the address of mailbox {seen[email]} "
-                               "once written in lowercase"))
+        if _seen_before(plan, table, row.id, seen, email,
+                        f"email {row.email!r} is the address of mailbox"):
             continue
-        seen[email] = row.id
         if row.quota is not None and row.quota < 0:
             plan.problems.append(Problem(table, row.id, f"quota {row.quota} is negative"))
         if row.quota is None:
@@ -248,10 +258,7 @@ def _read_mailboxes(conn: Connection, plan: AdoptionPlan) -> None:
 def _read_aliases(conn: Connection, plan: AdoptionPlan) -> None:
     table = "core_virtualalias"
     groups: dict[tuple[str, str], list[int]] = defaultdict(list)
-    rows = _rows(
-        conn, "SELECT id, source, destination, domain_id FROM core_virtualalias ORDER BY id"
-    )
-    plan.row_counts[table] = len(rows)
+    rows = _table_rows(conn, plan, table, "id, source, destination, domain_id")
     for row in rows:
         domain = _domain_of_row(plan, table, row.id, row.domain_id)
         try:
@@ -304,13 +311,11 @@ def _read_admins(conn: Connection, plan: AdoptionPlan, tables: Iterable[str]) ->
     if not needed <= tables:
         return
     permissions = _permissions(conn)
-    users = _rows(
-        conn,
-        "SELECT id, username, email, password, is_superuser, is_staff, is_active, "
-        "date_joined, last_login FROM auth_user ORDER BY id",
-        date_joined=sa.DateTime(), last_login=sa.DateTime(),
+    users = _table_rows(
+        conn, plan, "auth_user",
+        "id, username, email, password, is_superuser, is_staff, is_active, date_joined, "
+        "last_login", date_joined=sa.DateTime(), last_login=sa.DateTime(),
     )
-    plan.row_counts["auth_user"] = len(users)
     all_domains = tuple(sorted(plan.domain_names))
     for user in users:
         domain_ids: tuple[int, ...]
@@ -345,9 +350,8 @@ def _read_keys(conn: Connection, plan: AdoptionPlan, tables: Iterable[str]) -> N
     if "tastypie_apikey" not in set(tables):
         return
     adopted = {admin.id: admin.username for admin in plan.admins}
-    rows = _rows(conn, "SELECT id, key, created, user_id FROM tastypie_apikey ORDER BY id",
-                 created=sa.DateTime())
-    plan.row_counts["tastypie_apikey"] = len(rows)
+    rows = _table_rows(conn, plan, "tastypie_apikey", "id, key, created, user_id",
+                       created=sa.DateTime())
     for row in rows:
         if row.user_id not in adopted:
             plan.skipped_keys.append((row.id, "its user does not become an admin"))

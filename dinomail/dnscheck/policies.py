@@ -109,16 +109,23 @@ def _fields(text: str) -> dict[str, str]:
     return found
 
 
-def is_mta_sts_record(text: str) -> bool:
-    return text.startswith("v=STSv1;") or text == "v=STSv1"
-
-
-def parse_mta_sts(text: str) -> Parsed:
+def _parsed_fields(text: str) -> Parsed:
+    """The record's fields, or its one error when they cannot be read."""
     parsed = Parsed()
     try:
         parsed.tags = _fields(text)
     except DkimError as error:
         parsed.errors.append(str(error))
+    return parsed
+
+
+def is_mta_sts_record(text: str) -> bool:
+    return text.startswith("v=STSv1;") or text == "v=STSv1"
+
+
+def parse_mta_sts(text: str) -> Parsed:
+    parsed = _parsed_fields(text)
+    if parsed.errors:
         return parsed
     policy_id = parsed.tags.get("id")
     if policy_id is None:
@@ -133,11 +140,8 @@ def is_tls_rpt_record(text: str) -> bool:
 
 
 def parse_tls_rpt(text: str) -> Parsed:
-    parsed = Parsed()
-    try:
-        parsed.tags = _fields(text)
-    except DkimError as error:
-        parsed.errors.append(str(error))
+    parsed = _parsed_fields(text)
+    if parsed.errors:
         return parsed
     if "rua" not in parsed.tags:
         parsed.errors.append("there is no rua= field (where reports are sent)")

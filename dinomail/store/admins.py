@@ -25,6 +25,7 @@ from dinomail.store.common import (
     fetch_all,
     fetch_one,
     fetch_window,
+    insert_id,
     now,
     paginate,
 )
@@ -265,19 +266,10 @@ async def create(
             f"the admin {username} already exists", field="username", code="admin_exists",
             params={"username": username},
         )
-    admin_id = (
-        await conn.execute(
-            admin.insert()
-            .values(
-                username=username,
-                email=email,
-                password=await _hash(password),
-                is_superadmin=bool(is_superadmin),
-                read_only=bool(read_only),
-            )
-            .returning(admin.c.id)
-        )
-    ).scalar_one()
+    admin_id = await insert_id(
+        conn, admin, username=username, email=email, password=await _hash(password),
+        is_superadmin=bool(is_superadmin), read_only=bool(read_only),
+    )
     await _set_domains(conn, admin_id, domain_ids)
     row = await get(conn, admin_id)
     await audit.record(conn, actor, "create", OBJECT_TYPE, admin_id, username, new=row)
@@ -356,8 +348,7 @@ async def delete(
     if acting_admin_id == admin_id:
         raise Forbidden("you cannot delete your own account", code="own_account_deletion")
     old = await get(conn, admin_id)
-    await conn.execute(admin.delete().where(admin.c.id == admin_id))
-    await audit.record(conn, actor, "delete", OBJECT_TYPE, admin_id, old["username"], old=old)
+    await audit.delete_row(conn, actor, admin, OBJECT_TYPE, admin_id, old["username"], old)
     return old
 
 

@@ -77,11 +77,8 @@ async def create(
     _check_may_name(scope)
     values = clean_fields(data, NORMALIZERS, required=("name", "target_domain_id"))
     await _check(conn, scope, values, None)
-    new_id = (
-        await conn.execute(aliasdomain.insert().values(**values).returning(aliasdomain.c.id))
-    ).scalar_one()
-    await audit.record(conn, actor, "create", OBJECT_TYPE, new_id, values["name"], new=values,
-                       domain_id=values["target_domain_id"])
+    new_id = await audit.insert_row(conn, actor, aliasdomain, OBJECT_TYPE, values["name"], values,
+                                    domain_id=values["target_domain_id"])
     return await get(conn, scope, new_id)
 
 
@@ -109,11 +106,8 @@ async def delete(
     conn: AsyncConnection, actor: str, scope: Scope, alias_domain_id: int
 ) -> Row:
     old = await get(conn, scope, alias_domain_id)
-    await conn.execute(aliasdomain.delete().where(aliasdomain.c.id == alias_domain_id))
-    await audit.record(
-        conn, actor, "delete", OBJECT_TYPE, alias_domain_id, old["name"], old=old,
-        domain_id=old["target_domain_id"],
-    )
+    await audit.delete_row(conn, actor, aliasdomain, OBJECT_TYPE, alias_domain_id, old["name"],
+                           old, domain_id=old["target_domain_id"])
     return old
 
 

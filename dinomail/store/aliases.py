@@ -99,12 +99,8 @@ async def create(
     await _check_not_on_mailbox(conn, values["source"])
     await _check_pair_free(conn, values["source"], values["destination"], None)
     await limits.check_alias_count(conn, domain)
-    alias_id = (
-        await conn.execute(virtualalias.insert().values(**values).returning(virtualalias.c.id))
-    ).scalar_one()
-    label = f"{values['source']} -> {values['destination']}"
-    await audit.record(conn, actor, "create", OBJECT_TYPE, alias_id, label, new=values,
-                       domain_id=domain["id"])
+    alias_id = await audit.insert_row(conn, actor, virtualalias, OBJECT_TYPE, _label(values),
+                                      values, domain_id=domain["id"])
     return await get(conn, scope, alias_id)
 
 
@@ -122,18 +118,21 @@ async def update(
     await _check_pair_free(conn, merged["source"], merged["destination"], alias_id)
     if merged["domain_id"] != old["domain_id"]:
         await limits.check_alias_count(conn, domain)
-    label = f"{old['source']} -> {old['destination']}"
+    label = _label(old)
     await audit.update_row(conn, actor, virtualalias, OBJECT_TYPE, alias_id, label, old, values,
                            domain_id=domain["id"])
     return await get(conn, scope, alias_id)
 
 
+def _label(alias: Mapping[str, Any]) -> str:
+    """How the audit log names an alias."""
+    return f"{alias['source']} -> {alias['destination']}"
+
+
 async def delete(conn: AsyncConnection, actor: str, scope: Scope, alias_id: int) -> Row:
     old = await get(conn, scope, alias_id)
-    await conn.execute(virtualalias.delete().where(virtualalias.c.id == alias_id))
-    label = f"{old['source']} -> {old['destination']}"
-    await audit.record(conn, actor, "delete", OBJECT_TYPE, alias_id, label, old=old,
-                       domain_id=old["domain_id"])
+    await audit.delete_row(conn, actor, virtualalias, OBJECT_TYPE, alias_id, _label(old), old,
+                           domain_id=old["domain_id"])
     return old
 
 

@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from dinomail import validation as v
 from dinomail.schema import admin, apikey
 from dinomail.store import audit
-from dinomail.store.common import Row, Window, aware, fetch_one, fetch_window, now
+from dinomail.store.common import Row, Window, aware, fetch_one, fetch_window, insert_id, now
 
 OBJECT_TYPE = "api_key"
 PREFIX_LENGTH = 8
@@ -68,20 +68,10 @@ async def _insert(
     read_only: bool = False,
     generation: int | None = None,
 ) -> tuple[Row, str]:
-    key_id = (
-        await conn.execute(
-            apikey.insert()
-            .values(
-                admin_id=admin_id,
-                name=name,
-                prefix=secret[:PREFIX_LENGTH],
-                key_hash=hash_key(secret),
-                read_only=bool(read_only),
-                generation=generation,
-            )
-            .returning(apikey.c.id)
-        )
-    ).scalar_one()
+    key_id = await insert_id(
+        conn, apikey, admin_id=admin_id, name=name, prefix=secret[:PREFIX_LENGTH],
+        key_hash=hash_key(secret), read_only=bool(read_only), generation=generation,
+    )
     row = await get(conn, admin_id, key_id)
     await audit.record(conn, actor, "create", OBJECT_TYPE, key_id, row["prefix"], new=row)
     return row, secret

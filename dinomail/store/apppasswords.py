@@ -20,7 +20,7 @@ from dinomail import validation as v
 from dinomail.passwords import DEFAULT_SCHEME, hash_password
 from dinomail.schema import apppassword, virtualdomain, virtualuser
 from dinomail.store import audit, mailboxes
-from dinomail.store.common import Row
+from dinomail.store.common import Row, insert_id
 from dinomail.store.errors import Conflict, LimitExceeded, NotFound
 from dinomail.store.scope import Scope
 
@@ -140,14 +140,8 @@ async def create(
             f"a mailbox has at most {MAX_PER_MAILBOX} app passwords", field="name",
             code="app_password_limit", params={"limit": MAX_PER_MAILBOX},
         )
-    new_id = (
-        await conn.execute(
-            apppassword.insert()
-            .values(user_id=mailbox_id, name=clean_name, protocols=",".join(chosen),
-                    password=password_hash)
-            .returning(apppassword.c.id)
-        )
-    ).scalar_one()
+    new_id = await insert_id(conn, apppassword, user_id=mailbox_id, name=clean_name,
+                             protocols=",".join(chosen), password=password_hash)
     await audit.record(
         conn, actor, "create", OBJECT_TYPE, new_id, f"{mailbox['email']}: {clean_name}",
         new={"mailbox": mailbox["email"], "name": clean_name, "protocols": chosen},

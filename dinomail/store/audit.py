@@ -27,6 +27,7 @@ from dinomail.store.common import (
     fetch_all,
     fetch_one,
     fetch_window,
+    insert_id,
 )
 from dinomail.store.scope import Scope
 
@@ -107,6 +108,27 @@ async def update_row(
         await record(conn, actor, "update", object_type, row_id, label, old=before, new=after,
                      domain_id=domain_id)
     return after
+
+
+async def insert_row(
+    conn: AsyncConnection, actor: str, table: sa.Table, object_type: str, label: str,
+    values: Mapping[str, Any], *, domain_id: int | None, hidden: Mapping[str, Any] | None = None,
+) -> int:
+    """Insert `values` as a new row of `table` and log them; `hidden` values are written but
+    kept out of the log (a password hash). The new row's id."""
+    row_id = await insert_id(conn, table, **values, **(hidden or {}))
+    await record(conn, actor, "create", object_type, row_id, label, new=values,
+                 domain_id=domain_id)
+    return row_id
+
+
+async def delete_row(
+    conn: AsyncConnection, actor: str, table: sa.Table, object_type: str, row_id: int,
+    label: str, old: Mapping[str, Any], *, domain_id: int | None = None,
+) -> None:
+    """Delete the row `row_id` of `table` (as it was: `old`) and log it."""
+    await conn.execute(table.delete().where(table.c.id == row_id))
+    await record(conn, actor, "delete", object_type, row_id, label, old=old, domain_id=domain_id)
 
 
 def _visible(scope: Scope) -> sa.ColumnElement[bool]:

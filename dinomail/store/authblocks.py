@@ -15,7 +15,7 @@ address belongs to no domain). Unblocking follows the same rule, and is audited.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -24,11 +24,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dinomail.schema import authblock, virtualdomain
 from dinomail.store import audit
-from dinomail.store.common import Row, Window, fetch_one, fetch_window, now
+from dinomail.store.common import Row, Window, conflict_insert, fetch_one, fetch_window, now
 from dinomail.store.scope import Scope
 
 if TYPE_CHECKING:
-    from sqlalchemy.dialects import postgresql, sqlite
+    pass
 
 CLIENT = "client"
 LOGIN = "login"
@@ -60,13 +60,7 @@ def domain_of_key(kind: str, key: str) -> str:
 
 @functools.cache
 def _upsert_statement(dialect: str) -> Any:
-    # Both dialects' INSERT has the `ON CONFLICT DO UPDATE` used here.
-    insert: Callable[[sa.Table], postgresql.Insert | sqlite.Insert]
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    statement = insert(authblock)
+    statement = conflict_insert(dialect, authblock)
     return statement.on_conflict_do_update(
         index_elements=["kind", "key", "writer"],
         set_={

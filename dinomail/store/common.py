@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.ext.compiler import compiles
 
@@ -56,6 +57,18 @@ async def paginate(
     total = await conn.scalar(sa.select(sa.func.count()).select_from(query.subquery()))
     rows = await fetch_all(conn, query.order_by(*order_by).limit(limit).offset(offset))
     return Page(total_count=int(total or 0), rows=rows)
+
+
+async def insert_id(conn: AsyncConnection, table: sa.Table, **values: Any) -> int:
+    """Insert one row into `table`; its new id."""
+    return int((await conn.execute(
+        table.insert().values(**values).returning(table.c.id))).scalar_one())
+
+
+def conflict_insert(dialect: str, table: sa.Table) -> postgresql.Insert | sqlite.Insert:
+    """An INSERT into `table` that can say `ON CONFLICT DO UPDATE` (both dialects' can; the
+    generic one cannot)."""
+    return postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
 
 
 def changed_values(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[Row, Row]:

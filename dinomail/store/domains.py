@@ -15,6 +15,7 @@ from dinomail.store.common import (
     ListedTable,
     Row,
     fetch_one,
+    insert_id,
     lister,
 )
 from dinomail.store.errors import Conflict, Forbidden
@@ -69,36 +70,26 @@ async def check_name_free(
     """
     skip_domain = 0 if alias_domain else (own_id or 0)
     skip_alias_domain = (own_id or 0) if alias_domain else 0
-    taken = await conn.scalar(
-        sa.select(virtualdomain.c.id).where(
-            virtualdomain.c.name == name, virtualdomain.c.id != skip_domain
-        )
+    params = {"name": name}
+    # (the table, the row not to count, the refusal when naming an alias domain, when naming
+    # a mail domain)
+    clashes = (
+        (virtualdomain, skip_domain,
+         Conflict(f"{name} is already a mail domain", field="name", code="name_is_mail_domain",
+                  params=params),
+         Conflict(f"the domain {name} already exists", field="name", code="domain_exists",
+                  params=params)),
+        (aliasdomain, skip_alias_domain,
+         Conflict(f"the alias domain {name} already exists", field="name",
+                  code="alias_domain_exists", params=params),
+         Conflict(f"{name} is already an alias domain", field="name",
+                  code="name_is_alias_domain", params=params)),
     )
-    if taken is not None:
-        if alias_domain:
-            raise Conflict(
-                f"{name} is already a mail domain", field="name", code="name_is_mail_domain",
-                params={"name": name},
-            )
-        raise Conflict(
-            f"the domain {name} already exists", field="name", code="domain_exists",
-            params={"name": name},
-        )
-    taken = await conn.scalar(
-        sa.select(aliasdomain.c.id).where(
-            aliasdomain.c.name == name, aliasdomain.c.id != skip_alias_domain
-        )
-    )
-    if taken is not None:
-        if alias_domain:
-            raise Conflict(
-                f"the alias domain {name} already exists", field="name",
-                code="alias_domain_exists", params={"name": name},
-            )
-        raise Conflict(
-            f"{name} is already an alias domain", field="name", code="name_is_alias_domain",
-            params={"name": name},
-        )
+    for table, skip, naming_alias, naming_domain in clashes:
+        taken = await conn.scalar(
+            sa.select(table.c.id).where(table.c.name == name, table.c.id != skip))
+        if taken is not None:
+            raise naming_alias if alias_domain else naming_domain
 
 
 async def create(
@@ -110,9 +101,7 @@ async def create(
         )
     values = clean_fields(data, NORMALIZERS, required=("name",))
     await check_name_free(conn, values["name"])
-    domain_id = (
-        await conn.execute(virtualdomain.insert().values(**values).returning(virtualdomain.c.id))
-    ).scalar_one()
+    domain_id = await insert_id(conn, virtualdomain, **values)
     row = await get(conn, scope, domain_id)
     await audit.record(conn, actor, "create", OBJECT_TYPE, domain_id, row["name"], new=values,
                        domain_id=domain_id)
@@ -161,9 +150,8 @@ async def delete(conn: AsyncConnection, actor: str, scope: Scope, domain_id: int
             "only a superadmin can delete a domain", code="superadmin_only_delete_domain"
         )
     old = await get(conn, scope, domain_id)
-    await conn.execute(virtualdomain.delete().where(virtualdomain.c.id == domain_id))
-    await audit.record(conn, actor, "delete", OBJECT_TYPE, domain_id, old["name"], old=old,
-                       domain_id=domain_id)
+    await audit.delete_row(conn, actor, virtualdomain, OBJECT_TYPE, domain_id, old["name"], old,
+                           domain_id=domain_id)
     return old
 
 

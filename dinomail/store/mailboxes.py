@@ -203,16 +203,9 @@ async def create(
     if values.get("quota") is None:
         values["quota"] = domain["default_quota"]
     await limits.check_quota(conn, domain, values["quota"])
-    mailbox_id = (
-        await conn.execute(
-            virtualuser.insert()
-            .values(**values, password=password_hash)
-            .returning(virtualuser.c.id)
-        )
-    ).scalar_one()
-    await audit.record(
-        conn, actor, "create", OBJECT_TYPE, mailbox_id, values["email"], new=values,
-        domain_id=domain["id"],
+    mailbox_id = await audit.insert_row(
+        conn, actor, virtualuser, OBJECT_TYPE, values["email"], values, domain_id=domain["id"],
+        hidden={"password": password_hash},
     )
     return await get(conn, scope, mailbox_id)
 
@@ -281,11 +274,10 @@ async def password_hash(conn: AsyncConnection, scope: Scope, mailbox_id: int) ->
 
 async def delete(conn: AsyncConnection, actor: str, scope: Scope, mailbox_id: int) -> Row:
     old = await get(conn, scope, mailbox_id)
-    await conn.execute(virtualuser.delete().where(virtualuser.c.id == mailbox_id))
+    await audit.delete_row(conn, actor, virtualuser, OBJECT_TYPE, mailbox_id, old["email"], old,
+                           domain_id=old["domain_id"])
     # Its forwarding (alias rows on its address) goes with it, or mail would go on leaving.
     await conn.execute(virtualalias.delete().where(virtualalias.c.source == old["email"]))
-    await audit.record(conn, actor, "delete", OBJECT_TYPE, mailbox_id, old["email"], old=old,
-                       domain_id=old["domain_id"])
     return old
 
 

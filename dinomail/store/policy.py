@@ -36,13 +36,13 @@ from dinomail.schema import (
 )
 from dinomail.sendwindows import DAY, HOUR, oldest_bucket, window_totals
 from dinomail.store import audit
-from dinomail.store.common import Row, changed_values
+from dinomail.store.common import Row, changed_values, conflict_insert
 from dinomail.store.errors import Forbidden, NotFound
 from dinomail.store.fields import clean_fields
 from dinomail.store.scope import Scope
 
 if TYPE_CHECKING:
-    from sqlalchemy.dialects import postgresql, sqlite
+    pass
 
 LIMITS = ("messages_per_hour", "messages_per_day", "recipients_per_hour", "recipients_per_day")
 MAILBOX_DEFAULTS = tuple(f"mailbox_{limit}" for limit in LIMITS)
@@ -166,6 +166,25 @@ async def get_domain_limits(conn: AsyncConnection, scope: Scope, domain_id: int)
     return (await domain_limits_of(conn, [domain_id]))[domain_id]
 
 
+async def _replace_row(
+    conn: AsyncConnection, table: sa.Table, where: sa.ColumnElement[bool], old: Row,
+    values: Mapping[str, Any], stored: Callable[[Row], Mapping[str, Any] | None],
+) -> tuple[Row, Row, Row] | None:
+    """Write `old` changed by `values` as the one row of `table` matched by `where`, or no row
+    when `stored` (of the new limits) is None: only what has limits has a row, since the
+    daemons reload these tables every few seconds. (new, before, after) for the audit log;
+    None when nothing changes."""
+    new = {**old, **values}
+    before, after = changed_values(old, new)
+    if not after:
+        return None
+    await conn.execute(table.delete().where(where))
+    row = stored(new)
+    if row is not None:
+        await conn.execute(table.insert().values(**row))
+    return new, before, after
+
+
 async def set_domain_limits(
     conn: AsyncConnection, actor: str, scope: Scope, domain_id: int, data: Mapping[str, Any]
 ) -> Row:
@@ -174,15 +193,14 @@ async def set_domain_limits(
     name = await _visible_domain(conn, scope, domain_id)
     values = clean_fields(data, _DOMAIN_NORMALIZERS)
     old = await get_domain_limits(conn, scope, domain_id)
-    new = {**old, **values}
-    before, after = changed_values(old, new)
-    if not after:
+    changed = await _replace_row(
+        conn, domainsendlimit, domainsendlimit.c.domain_id == domain_id, old, values,
+        lambda new: new if any(new[key] for key in (*MAILBOX_DEFAULTS, *DOMAIN_TOTALS, "reply"))
+        else None,
+    )
+    if changed is None:
         return old
-    where = domainsendlimit.c.domain_id == domain_id
-    await conn.execute(domainsendlimit.delete().where(where))
-    if any(new[key] for key in (*MAILBOX_DEFAULTS, *DOMAIN_TOTALS, "reply")):
-        # Only domains with limits have a row: the daemons reload this table every few seconds.
-        await conn.execute(domainsendlimit.insert().values(**new))
+    new, before, after = changed
     await audit.record(
         conn, actor, "update", "domain_send_limits", domain_id, name, old=before, new=after,
         domain_id=domain_id,
@@ -228,16 +246,14 @@ async def set_mailbox_limits(
     email = await _visible_mailbox(conn, scope, mailbox_id)
     values = clean_fields(data, _MAILBOX_NORMALIZERS)
     old = await get_mailbox_limits(conn, scope, mailbox_id)
-    new = {**old, **values}
-    before, after = changed_values(old, new)
-    if not after:
+    changed = await _replace_row(
+        conn, mailboxsendlimit, mailboxsendlimit.c.user_id == mailbox_id, old, values,
+        lambda new: {"user_id": mailbox_id, **{k: new[k] for k in LIMITS}}
+        if any(new[key] is not None for key in LIMITS) else None,
+    )
+    if changed is None:
         return old
-    where = mailboxsendlimit.c.user_id == mailbox_id
-    await conn.execute(mailboxsendlimit.delete().where(where))
-    if any(new[key] is not None for key in LIMITS):
-        await conn.execute(
-            mailboxsendlimit.insert().values(user_id=mailbox_id, **{k: new[k] for k in LIMITS})
-        )
+    new, before, after = changed
     await audit.record(
         conn, actor, "update", "mailbox_send_limits", mailbox_id, email, old=before, new=after
     )
@@ -305,13 +321,7 @@ _COUNT_COLUMNS = (
 
 @functools.cache
 def _add_counts_statement(dialect: str) -> Any:
-    # Both dialects' INSERT has the `ON CONFLICT DO UPDATE` used here.
-    insert: Callable[[sa.Table], postgresql.Insert | sqlite.Insert]
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    statement = insert(sendcount)
+    statement = conflict_insert(dialect, sendcount)
     return statement.on_conflict_do_update(
         index_elements=["kind", "name", "bucket_seconds", "bucket_start"],
         set_={

@@ -59,6 +59,12 @@ async def domain_ids(conn: AsyncConnection, names: Iterable[str]) -> dict[str, i
     return {name: domain_id for name, domain_id in rows}
 
 
+async def _insert_in_batches(conn: AsyncConnection, table: sa.Table, rows: list[Row]) -> None:
+    """The rows of a report, INSERT_BATCH to a statement (SQLite limits its variables)."""
+    for start in range(0, len(rows), INSERT_BATCH):
+        await conn.execute(table.insert(), rows[start:start + INSERT_BATCH])
+
+
 async def save_dmarc(conn: AsyncConnection, domain_id: int, report: DmarcReport) -> bool:
     """Store the report and its records; False if it was stored before (nothing written)."""
     statement = _insert(conn)(dmarcreport).values(
@@ -74,8 +80,7 @@ async def save_dmarc(conn: AsyncConnection, domain_id: int, report: DmarcReport)
              "header_from": record.header_from,
              "auth_results": json.dumps(record.auth_results, sort_keys=True)}
             for record in report.records]
-    for start in range(0, len(rows), INSERT_BATCH):
-        await conn.execute(dmarcrecord.insert(), rows[start:start + INSERT_BATCH])
+    await _insert_in_batches(conn, dmarcrecord, rows)
     return True
 
 
@@ -93,8 +98,7 @@ async def save_tls(conn: AsyncConnection, domain_id: int, report: TlsReport) -> 
              "failure_count": policy.failure_count,
              "failures": json.dumps(policy.failures, sort_keys=True)}
             for policy in report.policies]
-    for start in range(0, len(rows), INSERT_BATCH):
-        await conn.execute(tlspolicy.insert(), rows[start:start + INSERT_BATCH])
+    await _insert_in_batches(conn, tlspolicy, rows)
     return True
 
 

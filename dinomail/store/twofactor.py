@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from dinomail import validation as v
 from dinomail.schema import admin, adminpasskey, adminrecoverycode, admintotp, webauthnchallenge
 from dinomail.store import admins, audit, totpsecrets
-from dinomail.store.common import Row, aware, fetch_all, fetch_one, now
+from dinomail.store.common import Row, aware, fetch_all, fetch_one, insert_id, now
 from dinomail.store.errors import Conflict, NotFound
 from dinomail.store.scope import Scope
 
@@ -260,12 +260,10 @@ async def add_passkey(
         adminpasskey.c.credential_id == credential_id))
     if known is not None:
         raise Conflict("this passkey is already registered", code="passkey_exists")
-    passkey_id = (await conn.execute(
-        adminpasskey.insert().values(
-            admin_id=admin_id, name=name, credential_id=credential_id, public_key=public_key,
-            sign_count=sign_count,
-        ).returning(adminpasskey.c.id)
-    )).scalar_one()
+    passkey_id = await insert_id(
+        conn, adminpasskey, admin_id=admin_id, name=name, credential_id=credential_id,
+        public_key=public_key, sign_count=sign_count,
+    )
     if not count:
         await admins.end_sessions(conn, admin_id)
     await _record(conn, actor, admin_id, "add_passkey", new={"passkey": name})

@@ -197,15 +197,21 @@ def _domain(row: object, path: str) -> dict[str, Any]:
     return out
 
 
-def _retiring_key(value: object, path: str) -> dict[str, Any]:
-    raw = _object(value, path, d.DKIM_RETIRING_FIELDS)
+def _selector_and_algorithm(key: dict[str, Any], path: str) -> tuple[str, str]:
+    """A DKIM key's selector (normalized) and algorithm, both checked."""
     try:
-        selector = dkim.normalize_selector(raw["selector"], "selector")
+        selector = dkim.normalize_selector(key["selector"], "selector")
     except v.ValidationError as error:
         raise RowError(f"{path}.selector", error.message) from None
-    algorithm = raw["algorithm"]
+    algorithm = key["algorithm"]
     if algorithm not in dkim.ALGORITHMS:
         raise RowError(f"{path}.algorithm", f"must be one of {', '.join(dkim.ALGORITHMS)}")
+    return selector, algorithm
+
+
+def _retiring_key(value: object, path: str) -> dict[str, Any]:
+    raw = _object(value, path, d.DKIM_RETIRING_FIELDS)
+    selector, algorithm = _selector_and_algorithm(raw, path)
     public = raw["public_key"]
     if not isinstance(public, str) or len(public) > 20_000:
         raise RowError(f"{path}.public_key", "must be a DKIM public key (the p= value)")
@@ -236,12 +242,7 @@ def _dkim_retiring(value: object, path: str, current: set[str]) -> list[dict[str
 
 def _dkim(row: object, path: str) -> dict[str, Any]:
     key = _object(row, path, d.DKIM_FIELDS)
-    try:
-        selector = dkim.normalize_selector(key["selector"], "selector")
-    except v.ValidationError as error:
-        raise RowError(f"{path}.selector", error.message) from None
-    if key["algorithm"] not in dkim.ALGORITHMS:
-        raise RowError(f"{path}.algorithm", f"must be one of {', '.join(dkim.ALGORITHMS)}")
+    selector, _algorithm = _selector_and_algorithm(key, path)
     if isinstance(key["key_bits"], bool) or not isinstance(key["key_bits"], int):
         raise RowError(f"{path}.key_bits", "must be a whole number")
     private = key["private_key"]
