@@ -7,6 +7,7 @@ loaded, so a bad value stops the program at start with one line naming the key (
 
 from __future__ import annotations
 
+import logging
 import os
 import tomllib
 from collections.abc import Callable, Mapping
@@ -554,6 +555,15 @@ def _check_password_scheme(values: dict[str, Any]) -> None:
 # --- loading -------------------------------------------------------------------------------------
 
 
+# Settings an older configuration may still hold, which nothing reads any more: accepted with a
+# warning, so that a configuration carried over from an earlier release keeps starting.
+RETIRED_SETTINGS: Mapping[str, str] = {
+    "STATIC_ROOT": "the pages serve their static files themselves",
+}
+
+log = logging.getLogger("dinomail.settings")
+
+
 def read_config_file(path: Path) -> dict[str, Any]:
     try:
         with path.open("rb") as file:
@@ -564,6 +574,10 @@ def read_config_file(path: Path) -> dict[str, Any]:
         raise SettingsError("config", f"{path}: {error.strerror}") from None
     except tomllib.TOMLDecodeError as error:
         raise SettingsError("config", f"{path}: not valid TOML ({error})") from None
+    for name in sorted(set(data) & set(RETIRED_SETTINGS)):
+        log.warning("%s in %s is no longer used (%s): it can be removed",
+                    name, path, RETIRED_SETTINGS[name])
+        del data[name]
     unknown = sorted(set(data) - set(SETTING_NAMES))
     if unknown:
         raise SettingsError(unknown[0], f"unknown setting in {path}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -130,3 +131,18 @@ def test_cli_exits_2_with_one_line(key: str, value: str, tmp_path: Path) -> None
 def test_settings_is_frozen() -> None:
     with pytest.raises(AttributeError):
         Settings().DEBUG = True  # type: ignore[misc]
+
+
+def test_a_retired_setting_is_ignored_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A configuration carried over from a release that documented STATIC_ROOT still starts."""
+    config = tmp_path / "dinomail.toml"
+    config.write_text('STATIC_ROOT = "/var/www/static"\nHTTP_LISTEN = "127.0.0.1:8123"\n')
+    with caplog.at_level(logging.WARNING, logger="dinomail.settings"):
+        settings = load_settings(str(config), environ={})
+    assert settings.HTTP_LISTEN == "127.0.0.1:8123"
+    assert "STATIC_ROOT" in caplog.text and "no longer used" in caplog.text
+    config.write_text('STATIC_ROOTS = "/x"\n')  # a typo is still refused
+    with pytest.raises(SettingsError, match="unknown setting"):
+        load_settings(str(config), environ={})
