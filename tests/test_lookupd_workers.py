@@ -175,12 +175,12 @@ def test_a_listener_that_cannot_bind_fails_the_start_cleanly(
         "DINOMAIL_POLICY_LISTEN": f"127.0.0.1:{policy_port}",
         "DINOMAIL_LOOKUPD_HTTP_LISTEN": f"127.0.0.1:{free_port()}",
         "DINOMAIL_DICT_LISTEN": f"unix:{dict_path}",
-        "DINOMAIL_LOOKUPD_WORKERS": str(WORKERS),
     }
     with taken:
+        # The workers asked for on the command line, as the README writes it.
         result = subprocess.run(
-            [sys.executable, "-m", "dinomail", "lookupd"], env=env, capture_output=True,
-            text=True, timeout=60,
+            [sys.executable, "-m", "dinomail", "lookupd", "--workers", str(WORKERS)], env=env,
+            capture_output=True, text=True, timeout=60,
         )
     assert result.returncode == 1
     errors = [line for line in result.stderr.splitlines() if "error" in line.lower()]
