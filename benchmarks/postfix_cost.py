@@ -5,11 +5,14 @@ tests/support/postfix.py runs it) receives mail from Postfix's own `smtp-source`
 several recipients a message) and relays everything it accepts to Postfix's `smtp-sink`. The
 same Postfix, restarted between runs, asks its recipients' questions in turn of:
 
-  lookupd   the shipped conf/postfix lines: socketmap maps (domains, mailboxes, aliases, senders)
-            and DinoMail's policy service at RCPT TO and end of data, `dinomail lookupd`;
-  unix      the same, lookupd's socketmap and policy reached over unix sockets in Postfix's
-            queue directory (`socketmap:unix:private/dinomail-socketmap:NAME`) instead of TCP;
-  nopolicy  the shipped lines without the policy service (what the policy service costs);
+  lookupd   the shipped conf/postfix/main.cf lines: socketmap maps (domains, mailboxes, aliases,
+            senders) and the full-mailbox check at RCPT TO (`check_recipient_access` on the
+            `recipient_access` map), `dinomail lookupd`;
+  unix      the same, lookupd's socketmap reached over a unix socket in Postfix's queue
+            directory (`socketmap:unix:private/dinomail-socketmap:NAME`) instead of TCP;
+  policy    DinoMail's earlier lines: the full-mailbox check asked of the policy service, at
+            RCPT TO and at the end of data (`check_policy_service`), for inbound mail too;
+  mapsonly  the shipped lines without any full-mailbox check (what that check costs);
   lmdb      `lmdb:` maps built with `postmap` from the same data (the fastest local lookups
             Postfix has: the floor);
   pgsql     `pgsql:` maps on the same PostgreSQL with PostfixAdmin's documented queries (alias,
@@ -31,7 +34,7 @@ py-spy during one more lookupd run.
 
     .venv/bin/python benchmarks/postfix_cost.py [--mailboxes 100000] [--aliases 60000]
         [--messages 20000] [--sessions 20] [--rounds 3] [--workers 1] [--profile]
-        [--ways lookupd,nopolicy,lmdb,pgsql]
+        [--ways lookupd,policy,mapsonly,lmdb,pgsql]
 
 `--quick` scales everything down (10,000 mailboxes, 6,000 aliases, 3,000 messages, 1 round).
 Needs root (Postfix's daemons drop to the postfix user), Debian's postfix, postfix-pgsql and
@@ -85,7 +88,7 @@ SMTP_SOURCE = shutil.which("smtp-source") or "/usr/sbin/smtp-source"
 SMTP_SINK = shutil.which("smtp-sink") or "/usr/sbin/smtp-sink"
 POSTCONF = shutil.which("postconf") or "/usr/sbin/postconf"
 RECIPIENTS = 3
-WAYS = ("lookupd", "unix", "nopolicy", "lmdb", "pgsql")
+WAYS = ("lookupd", "unix", "policy", "mapsonly", "lmdb", "pgsql")
 
 FILL_SQL = """
 SET session_replication_role = replica;
@@ -403,7 +406,11 @@ def configure(postfix: PostfixInstance, way: str, sink_port: int, lmdb: dict[str
         (postfix.config / "main.cf").write_text(
             shipped.replace(f"inet:127.0.0.1:{tcp_ports[0]}", "unix:private/dinomail-socketmap")
             .replace(f"inet:127.0.0.1:{tcp_ports[1]}", "unix:private/dinomail-policy"))
-    if way == "nopolicy":
+    if way == "policy":
+        policy = f"check_policy_service inet:127.0.0.1:{tcp_ports[1]}"
+        settings += [f"smtpd_recipient_restrictions = {policy}, permit_sasl_authenticated, "
+                     "reject_unauth_destination", f"smtpd_end_of_data_restrictions = {policy}"]
+    elif way == "mapsonly":
         settings += ["smtpd_recipient_restrictions = permit_sasl_authenticated, "
                      "reject_unauth_destination", "smtpd_end_of_data_restrictions ="]
     elif way == "lmdb":
@@ -609,7 +616,7 @@ def benchmark(args: argparse.Namespace, server: PostgresServer, processes: Proce
     )
     shipped = (postfix.config / "main.cf").read_text()
     tcp_ports = (lookupd.socketmap_port, lookupd.policy_port)
-    daemons = {"lookupd": lookupd, "nopolicy": lookupd}
+    daemons = {"lookupd": lookupd, "policy": lookupd, "mapsonly": lookupd}
     if "unix" in args.ways:
         private = postfix.queue / "private"
         private.mkdir(mode=0o700, exist_ok=True)

@@ -319,6 +319,14 @@ def check_postfix(settings: Settings, report: Report, config_dir: str) -> None:
         if equals:
             current[name.strip()] = value.strip()
     wrong = False
+    earlier = postfix_config.earlier_recipient_restrictions(settings)
+    if all(_normalize(current.get(name, "")) == _normalize(value)
+           for name, value in earlier.items()):
+        # Correct, only dearer: a policy request for every inbound recipient.
+        current["smtpd_recipient_restrictions"] = postfix_config.recipient_restrictions(settings)
+        report.ok("Postfix asks DinoMail's policy service for inbound mail, as DinoMail's "
+                  "earlier lines did: this works; `dinomail postfix-config --apply` sets the "
+                  "recipient_access map, one short lookup a recipient instead")
     for name, wanted in postfix_config.main_cf(settings).items():
         have = current.get(name)
         if have is None or _normalize(have) != _normalize(wanted):
@@ -326,7 +334,8 @@ def check_postfix(settings: Settings, report: Report, config_dir: str) -> None:
             shown = "not set" if have is None else f"{have!r}"
             report.problem(f"Postfix's {name} is {shown}, DinoMail's settings need {wanted!r}",
                            POSTFIX_FIX)
-    if not _submission_asks_policy(config_dir, postfix_config.policy_service(settings)):
+    if not _submission_asks_policy(config_dir, postfix_config.policy_service(settings),
+                                   current):
         wrong = True
         report.problem("Postfix has no submission service (port 587, smtpd_sasl_auth_enable) "
                        "asking DinoMail's policy service", POSTFIX_FIX)
@@ -347,9 +356,10 @@ def check_postfix(settings: Settings, report: Report, config_dir: str) -> None:
     report.ok(f"postmap answers through {table}")
 
 
-def _submission_asks_policy(config_dir: str, policy: str) -> bool:
+def _submission_asks_policy(config_dir: str, policy: str, main_cf: dict[str, str]) -> bool:
     """Whether master.cf has a service with SASL logins (submission, whatever its address) and
-    each such service checks the policy (its own restrictions, or main.cf's)."""
+    each such service checks the policy at RCPT TO and at the end of data (with its own
+    restrictions, or main.cf's)."""
     result = _run(["postconf", "-c", config_dir, "-P"])
     if result is None or result.returncode != 0:
         return False
@@ -361,7 +371,9 @@ def _submission_asks_policy(config_dir: str, policy: str) -> bool:
     submissions = [options for options in services.values()
                    if options.get("smtpd_sasl_auth_enable") == "yes"]
     return bool(submissions) and all(
-        policy in options.get("smtpd_recipient_restrictions", policy) for options in submissions
+        policy in options.get(name, main_cf.get(name, ""))
+        for options in submissions
+        for name in ("smtpd_recipient_restrictions", "smtpd_end_of_data_restrictions")
     )
 
 

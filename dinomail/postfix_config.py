@@ -43,9 +43,27 @@ def policy_service(settings: Settings) -> str:
     return f"check_policy_service {client_endpoint(settings.POLICY_LISTEN)}"
 
 
+def recipient_restrictions(settings: Settings) -> str:
+    """Port 25's: a full mailbox refused through the recipient_access map (one lookup a
+    recipient); sending limits are the submission service's policy checks."""
+    access = f"check_recipient_access {socketmap(settings, 'recipient_access')}"
+    return f"{access}, permit_sasl_authenticated, reject_unauth_destination"
+
+
+def earlier_recipient_restrictions(settings: Settings) -> dict[str, str]:
+    """What DinoMail shipped before the recipient_access map: the policy service asked for
+    every recipient and at every end of data. It still works (the same quota check, and
+    inbound mail is never limited), at a policy request's cost for every inbound recipient."""
+    policy = policy_service(settings)
+    return {
+        "smtpd_recipient_restrictions":
+            f"{policy}, permit_sasl_authenticated, reject_unauth_destination",
+        "smtpd_end_of_data_restrictions": policy,
+    }
+
+
 def main_cf(settings: Settings) -> dict[str, str]:
     """The main.cf parameters, in the order conf/postfix/main.cf explains them."""
-    policy = policy_service(settings)
     params = {
         "virtual_mailbox_domains": socketmap(settings, "domains"),
         "virtual_mailbox_maps": socketmap(settings, "mailboxes"),
@@ -56,9 +74,7 @@ def main_cf(settings: Settings) -> dict[str, str]:
         "smtpd_sender_login_maps": socketmap(settings, "senders"),
         "recipient_delimiter": settings.RECIPIENT_DELIMITER,
         "smtpd_reject_unlisted_recipient": "yes",
-        "smtpd_recipient_restrictions":
-            f"{policy}, permit_sasl_authenticated, reject_unauth_destination",
-        "smtpd_end_of_data_restrictions": policy,
+        "smtpd_recipient_restrictions": recipient_restrictions(settings),
         "smtpd_sasl_type": "dovecot",
         "smtpd_sasl_path": SASL_PATH,
     }
@@ -80,6 +96,7 @@ def submission_options(settings: Settings) -> list[tuple[str, str]]:
         ("smtpd_relay_restrictions", "permit_sasl_authenticated,reject"),
         ("smtpd_recipient_restrictions",
          f"{policy_service(settings)}, permit_sasl_authenticated, reject"),
+        ("smtpd_end_of_data_restrictions", policy_service(settings)),
         ("milter_macro_daemon_name", "ORIGINATING"),
     ]
 

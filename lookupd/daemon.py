@@ -29,7 +29,9 @@ from lookupd.listen import (
 )
 from lookupd.metrics import LookupdMetrics
 from lookupd.policy import PolicyConfig, PolicyService, start_policy_service
+from lookupd.policy.tables import PolicyTablesLoader
 from lookupd.quota import QuotaWriter
+from lookupd.recipient_access import RecipientAccess
 from lookupd.refresher import Refresher, SnapshotFile, SnapshotHolder
 from lookupd.snapshot_file import database_name
 from lookupd.socketmap import SocketmapServer, start_socketmap_server
@@ -117,10 +119,19 @@ async def _start(settings: Settings, store: Store, stack: AsyncExitStack) -> Loo
     listeners: list[ProtocolServer] = []
     stack.push_async_callback(_stop_listeners, listeners)
 
+    # The full mailboxes and sending limits: the policy service keeps them loaded, and the
+    # socketmap's recipient_access answers from the same load.
+    policy_tables = PolicyTablesLoader(
+        store, interval=settings.POLICY_REFRESH_INTERVAL, metrics=metrics
+    )
     with _naming(settings.SOCKETMAP_LISTEN):
         socketmap = await start_socketmap_server(
             settings.SOCKETMAP_LISTEN, lambda: holder.current, metrics=metrics,
             request_timeout=timeout, max_connections=limits["socketmap"],
+            recipient_access=RecipientAccess(
+                lambda: policy_tables.current, check_quota=settings.POLICY_CHECK_QUOTA,
+                quota_reply=settings.POLICY_QUOTA_REPLY,
+            ),
         )
     listeners.append(socketmap)
     vacations = VacationScripts(store, refresh_interval=settings.VACATION_REFRESH_INTERVAL)
@@ -146,7 +157,7 @@ async def _start(settings: Settings, store: Store, stack: AsyncExitStack) -> Loo
             flush_interval=settings.POLICY_FLUSH_INTERVAL,
             sync_interval=settings.POLICY_SYNC_INTERVAL,
             request_timeout=timeout, max_connections=limits["policy"],
-            metrics=metrics,
+            metrics=metrics, tables=policy_tables,
         )
     stack.push_async_callback(policy.stop)  # its last counts are written before it returns
     for server in (socketmap, dovecot_dict, policy):

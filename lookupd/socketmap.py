@@ -1,4 +1,5 @@
-"""Postfix socketmap server: maps `domains`, `mailboxes`, `aliases` and `senders`.
+"""Postfix socketmap server: maps `domains`, `mailboxes`, `aliases`, `senders`, and, in the
+daemon, `recipient_access` (`lookupd.recipient_access`).
 
 Wire format (socketmap_table(5)): the request is the netstring `<map> <key>`, the reply one of
 the netstrings `OK <value>`, `NOTFOUND `, `TEMP <reason>`, `PERM <reason>`. Each Postfix process
@@ -58,7 +59,8 @@ DEFAULT_IDLE_TIMEOUT = 60.0
 MAX_REPLY_BYTES = 100_000
 
 SnapshotSource = Callable[[], Snapshot | None]
-Lookup = Callable[[Snapshot, str], str | None]
+# A value, None (not found), or a temporary failure (nothing loaded yet to answer from).
+Lookup = Callable[[Snapshot, str], str | Failure | None]
 
 # Answers that are bugs or limits of a rule, not situations: counted under their own label.
 EMPTY_VALUE = Failure("internal error (empty result)", "empty_value")
@@ -70,8 +72,9 @@ def _rendered(snapshot: Snapshot, request: tuple[Lookup, str]) -> bytes | Failur
     value that cannot be sent is answered and counted as the temporary failure it is."""
     lookup, key = request
     value = lookup(snapshot, key)
-    if value is None:
-        return None
+    if value is None or type(value) is Failure:
+        return value
+    assert isinstance(value, str)
     if not value or value.isspace():
         # Postfix treats `OK ` as a configuration error; a rule that yields it is a bug.
         logger.error("socketmap lookup returned an empty value for %r", key)
@@ -104,6 +107,9 @@ MAPS: dict[bytes, tuple[str, Lookup]] = {
     b"senders": ("senders", _senders),
 }
 MAP_NAMES = tuple(name for name, _ in MAPS.values())
+# Postfix's check_recipient_access for inbound mail; it needs the full mailboxes, which the
+# daemon loads (`start_socketmap_server(recipient_access=...)`).
+RECIPIENT_ACCESS = "recipient_access"
 
 # A request is `<map> <key>`: Postfix's own key limit plus the longest map name and its space,
 # so that no key Postfix is willing to send gets its connection closed.
@@ -111,9 +117,12 @@ MAX_REQUEST_BYTES = MAX_QUERY_BYTES + max(len(name) for name in MAPS) + 1
 # `OK ` and the value.
 MAX_VALUE_BYTES = MAX_REPLY_BYTES - 3
 
-_PERM_UNKNOWN_MAP = encode_netstring(
-    b"PERM unknown map name; known: " + b", ".join(MAPS)
-)
+
+def _unknown_map_reply(maps: dict[bytes, tuple[str, Lookup]]) -> bytes:
+    return encode_netstring(b"PERM unknown map name; known: " + b", ".join(maps))
+
+
+_PERM_UNKNOWN_MAP = _unknown_map_reply(MAPS)
 
 
 _REPLIES = ByteReplies(encode_netstring(b"NOTFOUND "),
@@ -123,20 +132,25 @@ _REPLIES = ByteReplies(encode_netstring(b"NOTFOUND "),
 class SocketmapResponder:
     """One request payload in, one reply netstring out; never raises."""
 
-    __slots__ = ("_answer", "_answers")
+    __slots__ = ("_answer", "_answers", "_maps", "_unknown_map")
 
     def __init__(
-        self, snapshot_source: SnapshotSource, recorder: LookupRecorder | None = None
+        self,
+        snapshot_source: SnapshotSource,
+        recorder: LookupRecorder | None = None,
+        maps: dict[bytes, tuple[str, Lookup]] = MAPS,
     ) -> None:
         self._answers = Answers(PROTOCOL, snapshot_source, recorder)
         self._answer = self._answers.answer
+        self._maps = maps
+        self._unknown_map = _PERM_UNKNOWN_MAP if maps is MAPS else _unknown_map_reply(maps)
 
     def __call__(self, payload: bytes) -> bytes:
         name, _, raw_key = payload.partition(b" ")
-        entry = MAPS.get(name)
+        entry = self._maps.get(name)
         if entry is None:
             self._answers.record(UNKNOWN_MAP, "perm", perf_counter())
-            return _PERM_UNKNOWN_MAP
+            return self._unknown_map
         key = decode_key(raw_key)
         return _REPLIES(
             self._answer(entry[0], _rendered, None if key is None else (entry[1], key))
@@ -154,10 +168,13 @@ class SocketmapProtocol(FramedConnection[bytes]):
     framing_error = NetstringError
 
     def __init__(
-        self, snapshot_source: SnapshotSource, **options: Unpack[ConnectionOptions]
+        self,
+        snapshot_source: SnapshotSource,
+        maps: dict[bytes, tuple[str, Lookup]] = MAPS,
+        **options: Unpack[ConnectionOptions],
     ) -> None:
         super().__init__(NetstringParser(MAX_REQUEST_BYTES), **options)
-        self._respond = SocketmapResponder(snapshot_source, options.get("recorder"))
+        self._respond = SocketmapResponder(snapshot_source, options.get("recorder"), maps)
 
     def answer(self, requests: list[bytes], transport: asyncio.Transport) -> None:
         respond = self._respond
@@ -178,15 +195,21 @@ async def start_socketmap_server(
     request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
     max_connections: int = 0,
     metrics: LookupdMetrics | None = None,
+    recipient_access: Lookup | None = None,
 ) -> SocketmapServer:
     """Listen on `listen` (`HOST:PORT`, `[v6]:PORT`, `unix:/path`) and answer from the snapshot.
 
     `snapshot_source` is called for every request (e.g. `lambda: holder.current`), so a new
     snapshot swapped into the holder is used from the next request on. No more than
-    `max_connections` (0: no limit) are open at once; the others wait in the backlog.
+    `max_connections` (0: no limit) are open at once; the others wait in the backlog. With
+    `recipient_access`, the map of that name is served too.
     """
-    recorder = metrics.recorder(PROTOCOL, MAP_NAMES) if metrics is not None else None
+    maps = MAPS
+    if recipient_access is not None:
+        maps = {**MAPS, RECIPIENT_ACCESS.encode(): (RECIPIENT_ACCESS, recipient_access)}
+    names = tuple(name for name, _ in maps.values())
+    recorder = metrics.recorder(PROTOCOL, names) if metrics is not None else None
     return await start_server(listen, lambda connections: SocketmapProtocol(
-        snapshot_source, idle_timeout=idle_timeout, request_timeout=request_timeout,
+        snapshot_source, maps, idle_timeout=idle_timeout, request_timeout=request_timeout,
         recorder=recorder, connections=connections,
     ), max_connections)

@@ -113,7 +113,11 @@ def test_generated_configuration_follows_the_settings() -> None:
     })
     main = postfix_config.main_cf(settings)
     assert main["virtual_mailbox_maps"] == "socketmap:inet:[::1]:20027:mailboxes"
-    assert main["smtpd_end_of_data_restrictions"] == "check_policy_service inet:127.0.0.1:20028"
+    assert main["smtpd_recipient_restrictions"].startswith(
+        "check_recipient_access socketmap:inet:[::1]:20027:recipient_access, ")
+    assert "smtpd_end_of_data_restrictions" not in main  # only the submission service counts
+    assert ("smtpd_end_of_data_restrictions", "check_policy_service inet:127.0.0.1:20028") in (
+        postfix_config.submission_options(settings))
     assert main["smtpd_tls_chain_files"] == "/etc/ssl/mx.key, /etc/ssl/mx.pem"
     conf = dovecot_config.conf_d_file(settings, dict_file="/d.ext", queue_directory="/q")
     for line in ("first_valid_uid = 6001", "last_valid_gid = 6002",
@@ -155,6 +159,8 @@ def test_postfix_config_apply_configures_a_real_postfix(tmp_path: Path) -> None:
     assert "submission/inet/smtpd_sasl_auth_enable = yes" in services
     assert ("submission/inet/smtpd_recipient_restrictions = check_policy_service "
             "inet:127.0.0.1:10028, permit_sasl_authenticated, reject") in services
+    assert ("submission/inet/smtpd_end_of_data_restrictions = check_policy_service "
+            "inet:127.0.0.1:10028") in services
     missing = dinomail("postfix-config", "--apply", "--config-dir", str(tmp_path / "none"))
     assert missing.returncode == 1 and missing.stderr.startswith("dinomail: error: ")
 

@@ -381,7 +381,8 @@ def rcpt_reply(stack: Stack, recipient: str) -> tuple[int, str]:
 def test_full_mailbox_refuses_mail(stack: Stack) -> None:
     # One message a little over the quota fills the mailbox: Dovecot stores it (quota_grace,
     # 10 % by default, lets the last message of a mailbox under its quota pass), quota_clone
-    # reports the usage, the lookup daemon writes it, and the policy service reads it back.
+    # reports the usage, the lookup daemon writes it and reads it back for the recipient_access
+    # map that port 25 asks.
     token = uuid.uuid4().hex[:8]
     line = "x" * 76 + "\r\n"
     body = line * (SMALL_QUOTA // len(line) + 1)

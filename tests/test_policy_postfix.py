@@ -1,13 +1,15 @@
-"""A real Postfix, configured with the shipped conf/postfix/main.cf lines, asks the policy
-service at RCPT TO and at the end of each message: a full mailbox is refused with 552 5.2.2
-(also through an extension, an alias or a catch-all), every other recipient is accepted, and a
-whole message goes through the end-of-data check."""
+"""A real Postfix, configured with the shipped conf/postfix/main.cf lines, refuses a full
+mailbox at RCPT TO with 552 5.2.2 (also through an extension, an alias or a catch-all) and
+accepts every other recipient, asking lookupd's `recipient_access` socketmap once per
+recipient. Mail from outside does not reach the policy service: that is the submission
+service's (tests/test_mail_path.py: sending limits, counted at the end of data)."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import smtplib
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -76,7 +78,8 @@ async def test_full_mailbox_refused_at_rcpt_to(
         SOCKETMAP_LISTEN=f"127.0.0.1:{ports['socketmap']}",
         POLICY_LISTEN=f"127.0.0.1:{ports['policy']}",
     ) as (daemon, _):
-        await wait_until(lambda: daemon.policy.ready, what="the policy data")
+        await wait_until(lambda: daemon.policy.tables.current is not None,
+                         what="the full mailboxes")
         replies, data_code = await asyncio.to_thread(
             smtp_session, postfix.smtp_port,
             [
@@ -89,7 +92,18 @@ async def test_full_mailbox_refused_at_rcpt_to(
                 "eve@xn--bcher-kva.example",
             ],
         )
+        daemon.metrics.flush()
+        asked: Counter[tuple[str, str]] = Counter()
+        for metric in daemon.metrics.registry.collect():
+            if metric.name == "dinomail_lookupd_lookups":
+                for sample in metric.samples:
+                    if sample.name.endswith("_total"):
+                        asked[(sample.labels["protocol"], sample.labels["map"])] += sample.value
     log = postfix.log_text()
+    # Once per RCPT TO (7, then the 3 accepted again in one message): DUNNO is found, so
+    # Postfix asks neither the domain nor `user@` after it.
+    assert asked[("socketmap", "recipient_access")] == 10, asked
+    assert sum(value for (protocol, _), value in asked.items() if protocol == "policy") == 0
     for full in ("alice@example.org", "Alice+tag@example.org", "alice@example.net",
                  "nobody@example.org"):
         code, message = replies[full]

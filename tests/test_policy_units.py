@@ -15,8 +15,9 @@ from lookupd.policy.request import (
     PolicyRequestError,
     PolicyRequestParser,
 )
-from lookupd.policy.rules import DUNNO, PolicyConfig, PolicyDecider, recipient_mailbox
+from lookupd.policy.rules import DUNNO, PolicyConfig, PolicyDecider
 from lookupd.policy.tables import DomainLimits, PolicyTables, SendLimits
+from lookupd.resolve import resolve_delivery_mailbox
 from tests.support.policy_client import DEFER
 from tests.support.policy_requests import RCPT_ATTRIBUTES, encode, request, snapshot
 
@@ -322,8 +323,8 @@ def test_quota_reply_and_switch() -> None:
 
 def test_recipient_mailbox_follows_one_destination_only() -> None:
     snap = snapshot()
-    assert recipient_mailbox(snap, "info@example.org").email == "alice@example.org"  # type: ignore[union-attr]
-    assert recipient_mailbox(snap, "team@example.org") is None
+    assert resolve_delivery_mailbox(snap, "info@example.org").email == "alice@example.org"  # type: ignore[union-attr]
+    assert resolve_delivery_mailbox(snap, "team@example.org") is None
 
 
 def test_nothing_loaded_means_disconnect() -> None:

@@ -87,8 +87,16 @@ def encode_action(action: str) -> bytes:
     return b"action=" + action.encode("ascii") + b"\n\n"
 
 
-# The mailbox a recipient's mail is delivered to: the address rules are `lookupd.resolve`'s.
-recipient_mailbox = resolve_delivery_mailbox
+def over_quota(snapshot: Snapshot, tables: PolicyTables, recipient: str) -> bool:
+    """Whether mail to `recipient` goes to one local mailbox whose stored usage has reached
+    its quota (the address rules are `lookupd.resolve`'s). The policy service at RCPT TO and
+    the `recipient_access` socketmap (`lookupd.recipient_access`) both ask this."""
+    if not tables.full_mailboxes:
+        return False
+    mailbox = resolve_delivery_mailbox(snapshot, recipient)
+    if mailbox is None or not mailbox.quota:
+        return False
+    return tables.full_mailboxes.get(mailbox.id, -1) >= mailbox.quota
 
 
 class PolicyMetrics:
@@ -178,11 +186,8 @@ class PolicyDecider:
     ) -> tuple[bytes, str]:
         if self.config.check_quota and tables.full_mailboxes:
             recipient = self._attributes.address(request, "recipient")
-            if recipient:
-                mailbox = recipient_mailbox(snapshot, recipient)
-                if (mailbox is not None and mailbox.quota
-                        and tables.full_mailboxes.get(mailbox.id, -1) >= mailbox.quota):
-                    return self._quota_action, "over_quota"
+            if recipient and over_quota(snapshot, tables, recipient):
+                return self._quota_action, "over_quota"
         sender = self._sender(request, snapshot)
         if sender is None:
             return DUNNO, "dunno"

@@ -213,15 +213,19 @@ async def start_policy_service(
     max_connections: int = 0,
     metrics: LookupdMetrics | None = None,
     clock: Callable[[], float] = time.time,
+    tables: PolicyTablesLoader | None = None,
 ) -> PolicyService:
     """Listen, and start loading the limits and the counts. Until both are loaded (and the
-    snapshot), requests are answered by a disconnect."""
+    snapshot), requests are answered by a disconnect. `tables`: a loader shared with another
+    reader of the full mailboxes (the `recipient_access` socketmap), which the service keeps
+    loading; by default one of its own."""
     counters = SendCounters()
     counter_sync = CounterSync(
         store, counters, flush_interval=flush_interval, sync_interval=sync_interval,
         metrics=metrics, clock=clock,
     )
-    tables = PolicyTablesLoader(store, interval=refresh_interval, metrics=metrics)
+    if tables is None:
+        tables = PolicyTablesLoader(store, interval=refresh_interval, metrics=metrics)
     decider = PolicyDecider(
         snapshot_source, lambda: tables.current, counters,
         ready=lambda: counter_sync.loaded, config=config,

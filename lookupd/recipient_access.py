@@ -1,0 +1,59 @@
+"""The socketmap `recipient_access`: Postfix's `check_recipient_access` for mail from outside,
+which refuses a full mailbox at RCPT TO with one short lookup.
+
+Inbound mail (port 25) has no sender to limit or count: the only thing the policy service
+decided for it was the quota check. A policy request costs Postfix's smtpd a block of twenty-odd
+attributes to format and send, and lookupd about twice a socketmap lookup to read; an access
+table lookup is one netstring each way. So the shipped main.cf asks this map, and only the
+submission service (authenticated senders, whose limits and counts need the whole request)
+asks the policy service.
+
+The value is an access(5) action for the full address Postfix sends first:
+- the quota reply (POLICY_QUOTA_REPLY, `552 5.2.2 Mailbox full`) when the recipient resolves to
+  one mailbox whose usage has reached its quota: the rule is `lookupd.policy.rules.over_quota`,
+  the same one the policy service applies;
+- `DUNNO` for anything else, found rather than not found: DUNNO ends the table's search, so
+  Postfix does not go on to ask for the domain, its parents and `user@`, and goes on to the
+  next restriction. Never `OK`, which would skip the restrictions after it.
+Until the full mailboxes are loaded the answer is a temporary failure (Postfix: 451, the mail
+waits), as the policy service's disconnect was.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from lookupd.answer import NOT_LOADED, Failure
+from lookupd.policy.rules import DEFAULT_QUOTA_REPLY, over_quota
+from lookupd.policy.tables import PolicyTables
+from lookupd.snapshot import Snapshot
+
+MAP_NAME = "recipient_access"
+DUNNO = "DUNNO"
+
+TablesSource = Callable[[], PolicyTables | None]
+
+
+class RecipientAccess:
+    """`(snapshot, key) → access action`, a socketmap lookup (see the module's docstring)."""
+
+    __slots__ = ("_check_quota", "_quota_reply", "_tables_source")
+
+    def __init__(
+        self,
+        tables_source: TablesSource,
+        *,
+        check_quota: bool = True,
+        quota_reply: str = DEFAULT_QUOTA_REPLY,
+    ) -> None:
+        self._tables_source = tables_source
+        self._check_quota = check_quota
+        self._quota_reply = quota_reply
+
+    def __call__(self, snapshot: Snapshot, key: str) -> str | Failure:
+        if not self._check_quota:
+            return DUNNO
+        tables = self._tables_source()
+        if tables is None:
+            return NOT_LOADED
+        return self._quota_reply if over_quota(snapshot, tables, key) else DUNNO
