@@ -83,7 +83,7 @@ async def test_round_trip_through_postgresql_and_sqlite(
     filled = await fill_everything(store)
     doc = await export_json(store)
     jsonschema.validate(doc, document.schema())
-    assert (doc["format"], doc["version"]) == ("dinomail-export", 2)
+    assert (doc["format"], doc["version"]) == ("dinomail-export", 3)
     example = next(row for row in doc["domains"] if row["name"] == "example.org")
     assert example["dkim"]["private_key"].startswith("-----BEGIN PRIVATE KEY-----")
     assert example["client_config"]["mx_host"] == "mx.example.org"

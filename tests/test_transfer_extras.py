@@ -1,8 +1,8 @@
-"""What export format version 2 added (admins' language and second factors, domains' app
-password rule and self-service switches, mailboxes' vacation replies and app passwords, and the
-forwarding stored as aliases) survives an export and an import into PostgreSQL and SQLite row
-for row, and still works there; a version 1 document still imports; a wrong value of any of
-them is named, and nothing is written."""
+"""What export format versions 2 and 3 added (admins' language and second factors, domains' app
+password rule and self-service switches, mailboxes' vacation replies and app passwords, the
+forwarding stored as aliases, and in version 3 the owners' authenticator apps) survives an
+export and an import into PostgreSQL and SQLite row for row, and still works there; version 1
+and 2 documents still import; a wrong value of any of them is named, and nothing is written."""
 
 from __future__ import annotations
 
@@ -28,12 +28,13 @@ from dinomail.schema import (
     auditlog,
     dkimretiring,
     domainselfservice,
+    mailboxtotp,
     vacation,
     virtualalias,
     virtualdomain,
     virtualuser,
 )
-from dinomail.store import EVERYTHING, Store, admins, dns, twofactor
+from dinomail.store import EVERYTHING, Store, admins, dns, ownerlogin, twofactor
 from dinomail.store.common import aware
 from dinomail.transfer import document
 from dinomail.transfer.export import export_document
@@ -65,7 +66,8 @@ def _moment(value: datetime | None) -> datetime | None:
 
 
 async def extra_rows(store: Store) -> dict[str, list[tuple[Any, ...]]]:
-    """The rows the version 2 fields come from, by names rather than ids, times made aware."""
+    """The rows the version 2 and 3 fields come from, by names rather than ids, times made
+    aware."""
     owner = admin.c.username
     email = virtualuser.c.email
     async with store.read() as conn:
@@ -104,6 +106,10 @@ async def extra_rows(store: Store) -> dict[str, list[tuple[Any, ...]]]:
                           apppassword.c.last_used)
                 .join_from(apppassword, virtualuser)),
             "aliases": await rows(sa.select(virtualalias.c.source, virtualalias.c.destination)),
+            "owner_totp": await rows(
+                sa.select(email, mailboxtotp.c.secret, mailboxtotp.c.created_at,
+                          mailboxtotp.c.confirmed_at, mailboxtotp.c.last_step)
+                .join_from(mailboxtotp, virtualuser)),
             "dkim_retiring": await rows(
                 sa.select(virtualdomain.c.name, dkimretiring.c.selector,
                           dkimretiring.c.algorithm, dkimretiring.c.public_key,
@@ -113,7 +119,7 @@ async def extra_rows(store: Store) -> dict[str, list[tuple[Any, ...]]]:
 
 
 async def filled_source(tmp_path: Path) -> tuple[dict[str, Any], Extras, dict[str, Any]]:
-    """An SQLite installation with every version 2 item: its export, secrets and rows."""
+    """An SQLite installation with every version 2 and 3 item: its export, secrets and rows."""
     store = Store(f"sqlite:///{tmp_path / 'source.sqlite3'}")
     await migrate.upgrade(store.engine)
     try:
@@ -138,7 +144,8 @@ def test_the_document_carries_every_new_item() -> None:
     # The names the exporter writes are those the schema describes.
     defs = document.schema()["$defs"]
     for section, kind in (("domains", "domain"), ("mailboxes", "mailbox"), ("admins", "admin")):
-        for name in document.VERSION_2_FIELDS[section]:
+        for name in (*document.VERSION_2_FIELDS[section],
+                     *document.VERSION_3_FIELDS.get(section, ())):
             assert name in defs[kind]["properties"], (kind, name)
             assert name not in defs[kind]["required"]
 
@@ -150,7 +157,7 @@ async def test_round_trip_keeps_every_row(
     doc = await export_json(store)
     before = await extra_rows(store)
     jsonschema.validate(doc, document.schema())
-    assert doc["version"] == 2
+    assert doc["version"] == 3
     root = next(row for row in doc["admins"] if row["username"] == "root")
     assert root["language"] == "fr" and root["totp"]["secret"] == extras.totp_secret
     assert [key["name"] for key in root["passkeys"]] == ["YubiKey", "Laptop"]
@@ -162,6 +169,10 @@ async def test_round_trip_keeps_every_row(
     assert [(p["name"], p["protocols"]) for p in alice["app_passwords"]] == [
         ("phone", ["imap", "smtp"]), ("old laptop", ["pop3", "sieve"])]
     assert extras.app_password not in json.dumps(doc)  # hashes only
+    assert alice["totp"]["secret"] == extras.owner_totp_secret
+    assert alice["totp"]["last_step"] == totp.time_step(extras.totp_confirmed_at)
+    bob = next(row for row in doc["mailboxes"] if row["email"] == "bob@example.org")
+    assert bob["totp"]["confirmed_at"] is None and bob["totp"]["last_step"] is None
     example = next(row for row in doc["domains"] if row["name"] == "example.org")
     assert example["require_app_passwords"] is True
     assert example["self_service"] == {"self_service": True, "external_forwarding": False}
@@ -173,7 +184,7 @@ async def test_round_trip_keeps_every_row(
     dormant = next(row for row in doc["domains"] if row["name"] == "dormant.org")
     assert not set(document.VERSION_2_FIELDS["domains"]) & set(dormant)
     assert len(before["passkeys"]) == 2 and len(before["app_passwords"]) == 2
-    assert len(before["dkim_retiring"]) == 2
+    assert len(before["dkim_retiring"]) == 2 and len(before["owner_totp"]) == 2
     assert ("bob@example.org", "dan@dormant.org") in before["aliases"]
 
     sqlite = Store(f"sqlite:///{tmp_path / 'target.sqlite3'}")
@@ -199,6 +210,16 @@ async def test_round_trip_keeps_every_row(
                 assert await twofactor.use_recovery_code(conn, "t", root_id,
                                                          extras.recovery_codes[1])
                 assert await admins.authenticate(conn, "root", PASSWORD) is not None
+                # The owner's app too: in effect, its spent code still spent.
+                alice_id = await conn.scalar(sa.select(virtualuser.c.id).where(
+                    virtualuser.c.email == APP_PASSWORD_MAILBOX))
+                assert alice_id is not None and await ownerlogin.totp_enabled(conn, alice_id)
+                owner_spent = totp.code_at(extras.owner_totp_secret,
+                                           totp.time_step(extras.totp_confirmed_at))
+                assert not await ownerlogin.check_totp(conn, alice_id, owner_spent,
+                                                       at=extras.totp_confirmed_at)
+                assert await ownerlogin.check_totp(
+                    conn, alice_id, totp.code_at(extras.owner_totp_secret, totp.time_step()))
         finally:
             await target.close()
 
@@ -232,19 +253,23 @@ async def test_a_restored_app_password_opens_its_protocols(
         await store.close()
 
 
-def _version_1(doc: dict[str, Any]) -> dict[str, Any]:
+def _older(doc: dict[str, Any], version: int) -> dict[str, Any]:
+    """`doc` as a DinoMail writing `version` would have written it: without later fields."""
     old = copy.deepcopy(doc)
-    old["version"] = 1
-    for section, names in document.VERSION_2_FIELDS.items():
-        for row in old[section]:
-            for name in names:
-                row.pop(name, None)
+    old["version"] = version
+    for since, fields in document.FIELDS_SINCE.items():
+        if since <= version:
+            continue
+        for section, names in fields.items():
+            for row in old[section]:
+                for name in names:
+                    row.pop(name, None)
     return old
 
 
 async def test_a_version_1_document_still_imports(target_url: str, tmp_path: Path) -> None:
     doc, _, source_rows = await filled_source(tmp_path)
-    old = _version_1(doc)
+    old = _older(doc, 1)
     jsonschema.validate(old, document.schema())
     store = Store(target_url)
     try:
@@ -253,7 +278,8 @@ async def test_a_version_1_document_still_imports(target_url: str, tmp_path: Pat
         rows = await extra_rows(store)
         assert rows["aliases"] == source_rows["aliases"]  # forwarding was aliases already
         assert [rows[name] for name in ("totp", "passkeys", "recovery_codes", "self_service",
-                                        "vacation", "app_passwords", "dkim_retiring")] == [[]] * 7
+                                        "vacation", "app_passwords", "dkim_retiring",
+                                        "owner_totp")] == [[]] * 8
         assert {language for _, language, _ in rows["admins"]} == {None}
 
         # Updating from it leaves what version 1 cannot say as it is: no lost second factor.
@@ -261,7 +287,7 @@ async def test_a_version_1_document_still_imports(target_url: str, tmp_path: Pat
         assert await extra_rows(store) == source_rows
         await import_document(store, old, on_conflict="update")
         assert await extra_rows(store) == source_rows
-        # A version 2 document says it all: an admin without a TOTP loses it.
+        # A document of the current version says it all: an admin without a TOTP loses it.
         root = next(row for row in doc["admins"] if row["username"] == "root")
         del root["totp"]
         await import_document(store, doc, on_conflict="update")
@@ -273,8 +299,49 @@ async def test_a_version_1_document_still_imports(target_url: str, tmp_path: Pat
         assert str(refused.value) == (
             "$.mailboxes[0].vacation: is a field of version 2 documents, not version 1")
         with pytest.raises(ImportRefused) as refused:
-            await import_document(store, {**old, "version": 3})
-        assert str(refused.value) == "$.version: version 3 is not one this DinoMail reads (1, 2)"
+            await import_document(store, {**old, "mailboxes": [
+                {**old["mailboxes"][0], "totp": None}]})
+        assert str(refused.value) == (
+            "$.mailboxes[0].totp: is a field of version 3 documents, not version 1")
+        with pytest.raises(ImportRefused) as refused:
+            await import_document(store, {**old, "version": 4})
+        assert str(refused.value) == (
+            "$.version: version 4 is not one this DinoMail reads (1, 2, 3)")
+    finally:
+        await store.close()
+
+
+async def test_a_version_2_document_still_imports(target_url: str, tmp_path: Path) -> None:
+    doc, _, source_rows = await filled_source(tmp_path)
+    old = _older(doc, 2)
+    jsonschema.validate(old, document.schema())
+    assert all("totp" not in row for row in old["mailboxes"])
+    store = Store(target_url)
+    try:
+        report = await import_document(store, old)
+        assert not report.errors and report.created["mailboxes"] == 6
+        rows = await extra_rows(store)
+        # Everything but the owners' apps, which version 2 did not carry.
+        assert rows["owner_totp"] == []
+        assert {**rows, "owner_totp": source_rows["owner_totp"]} == source_rows
+
+        # Updating from it leaves the owners' apps as they are: no owner loses one.
+        await import_document(store, doc, on_conflict="update")
+        assert await extra_rows(store) == source_rows
+        await import_document(store, old, on_conflict="update")
+        assert await extra_rows(store) == source_rows
+        # A version 3 document says it all: a mailbox without a TOTP loses it.
+        _, alice = _find(doc, "mailboxes", "email", APP_PASSWORD_MAILBOX)
+        del alice["totp"]
+        await import_document(store, doc, on_conflict="update")
+        assert [row[0] for row in (await extra_rows(store))["owner_totp"]] == [
+            "bob@example.org"]
+
+        with pytest.raises(ImportRefused) as refused:
+            await import_document(store, {**old, "mailboxes": [
+                {**old["mailboxes"][0], "totp": None}]})
+        assert str(refused.value) == (
+            "$.mailboxes[0].totp: is a field of version 3 documents, not version 2")
     finally:
         await store.close()
 
@@ -331,6 +398,11 @@ BAD_VALUES: list[tuple[str, str, Any, str]] = [
     ("alice", "app_passwords.0.last_used", "2026-02-30T00:00:00Z",
      "app_passwords[0].last_used"),
     ("alice", "app_passwords", {"phone": 1}, "app_passwords"),
+    ("alice", "totp.secret", "JBSWY3DP", "totp.secret"),  # too short
+    ("alice", "totp.last_step", "soon", "totp.last_step"),
+    ("alice", "totp.confirmed_at", "2026-12-06", "totp.confirmed_at"),
+    ("alice", "totp.colour", "red", "totp.colour"),
+    ("alice", "totp", ["JBSWY3DPEHPK3PXP"], "totp"),
 ]
 
 
@@ -363,7 +435,7 @@ async def _counts(url: str) -> list[int]:
             return [await conn.scalar(sa.select(sa.func.count()).select_from(table)) or 0
                     for table in (virtualdomain, virtualuser, admin, admintotp, adminpasskey,
                                   adminrecoverycode, domainselfservice, vacation, apppassword,
-                                  auditlog, dkimretiring)]
+                                  auditlog, dkimretiring, mailboxtotp)]
     finally:
         await store.close()
 
@@ -385,7 +457,7 @@ async def test_each_wrong_new_value_is_named_and_nothing_is_written(
             assert "\n" not in str(first) and first.message
     finally:
         await store.close()
-    assert await _counts(target_url) == [0] * 11
+    assert await _counts(target_url) == [0] * 12
 
 
 async def test_the_command_refuses_a_wrong_value_in_one_line(tmp_path: Path) -> None:
@@ -406,7 +478,7 @@ async def test_the_command_refuses_a_wrong_value_in_one_line(tmp_path: Path) -> 
         assert result.stderr.startswith(f"dinomail: error: {prefix}.{field}: {message}")
         assert result.stderr.endswith("; nothing was imported\n")
         assert result.stderr.count("\n") == 1
-    assert await _counts(url) == [0] * 11
+    assert await _counts(url) == [0] * 12
 
 
 async def test_a_passkey_of_another_admin_here_is_refused(target_url: str, tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ from adminapi.api import (
     mailboxextras,
     mtasts,
     openapi,
+    ownertwofactor,
     reports,
     sendlimits,
     tastypie,
@@ -67,7 +68,8 @@ def openapi_document() -> dict[str, Any]:
             **dns_api.openapi_paths(), **sendlimits.openapi_paths(),
             **tastypie.openapi_paths(SET_RESOURCES, ()),
             **mtasts.openapi_paths(), **reports.openapi_paths(),
-            **twofactor.openapi_paths(), **mailboxextras.openapi_paths(),
+            **twofactor.openapi_paths(), **ownertwofactor.openapi_paths(),
+            **mailboxextras.openapi_paths(),
             **forwarding.openapi_paths(),
         },
         extra_schemas=dns_api.openapi_schemas(),
@@ -159,8 +161,8 @@ def routes() -> list[BaseRoute]:
     # Resetting the sending counts of a domain or a mailbox.
     for path, endpoint, methods in sendlimits.routes():
         table.append(_route(path, endpoint, methods))
-    # Removing an admin's second factors.
-    for path, endpoint, methods in twofactor.routes():
+    # Removing an admin's second factors, or a mailbox owner's authenticator app.
+    for path, endpoint, methods in [*twofactor.routes(), *ownertwofactor.routes()]:
         table.append(_route(path, endpoint, methods))
     # A mailbox's forwarding, a domain's self-service switches.
     for path, endpoint, methods in forwarding.routes():

@@ -63,8 +63,8 @@ class Checked:
     aliases: list[dict[str, Any]] = field(default_factory=list)
     admins: list[dict[str, Any]] = field(default_factory=list)
     errors: list[RowError] = field(default_factory=list)
-    # The document's version: a version 1 document says nothing of the version 2 fields, so an
-    # update leaves them as they are rather than clearing them.
+    # The document's version: an earlier document says nothing of the fields later versions
+    # added, so an update leaves them as they are rather than clearing them.
     version: int = d.VERSION
     # How many rows of each section were refused.
     refused: dict[str, int] = field(default_factory=lambda: dict.fromkeys(d.SECTIONS, 0))
@@ -115,7 +115,8 @@ def _mailbox_hash(value: object, path: str) -> str:
 
 
 def _optional(row: object, names: Sequence[str]) -> tuple[object, dict[str, object]]:
-    """The row without the version 2 fields it may leave out, and those it has."""
+    """The row without the fields it may leave out (those of versions 2 and later), and those it
+    has."""
     if not isinstance(row, Mapping):
         return row, {}
     rest = dict(row)
@@ -310,7 +311,7 @@ def _app_passwords(value: object, path: str) -> list[dict[str, Any]]:
 
 
 def _mailbox(row: object, path: str) -> dict[str, Any]:
-    row, extra = _optional(row, (d.MAILBOX_VACATION, d.MAILBOX_APP_PASSWORDS))
+    row, extra = _optional(row, (d.MAILBOX_VACATION, d.MAILBOX_APP_PASSWORDS, d.MAILBOX_TOTP))
     raw = _object(row, path, (*d.MAILBOX_FIELDS, "send_limits"))
     out = _clean({key: raw[key] for key in ("email", "quota", "active")}, path,
                  mailboxes.NORMALIZERS)
@@ -325,6 +326,8 @@ def _mailbox(row: object, path: str) -> dict[str, Any]:
         reply, f"{path}.{d.MAILBOX_VACATION}")
     out["app_passwords"] = _app_passwords(
         extra.get(d.MAILBOX_APP_PASSWORDS, []), f"{path}.{d.MAILBOX_APP_PASSWORDS}")
+    owner_app = extra.get(d.MAILBOX_TOTP)
+    out["totp"] = None if owner_app is None else _totp(owner_app, f"{path}.{d.MAILBOX_TOTP}")
     return out
 
 
@@ -464,6 +467,18 @@ _KEYS: dict[str, Callable[[dict[str, Any]], object]] = {
 }
 
 
+def _refuse_later_fields(row: Mapping[str, object], path: str, section: str,
+                        version: int) -> None:
+    """A field that a later version than the document's added is not the document's."""
+    for since, fields in d.FIELDS_SINCE.items():
+        if since <= version:
+            continue
+        for name in fields.get(section, ()):
+            if name in row:
+                raise RowError(f"{path}.{name}",
+                               f"is a field of version {since} documents, not version {version}")
+
+
 def check_document(doc: object) -> Checked:
     """Every row normalised, or refused with its path. Cross-row rules that need no database
     (duplicates, a name both a domain and an alias domain, an API key given twice) too."""
@@ -493,11 +508,8 @@ def check_document(doc: object) -> Checked:
         for index, row in enumerate(rows):
             path = f"$.{section}[{index}]"
             try:
-                if checked.version < 2 and isinstance(row, Mapping):
-                    for name in d.VERSION_2_FIELDS.get(section, ()):
-                        if name in row:
-                            raise RowError(f"{path}.{name}",
-                                           "is a field of version 2 documents, not version 1")
+                if isinstance(row, Mapping):
+                    _refuse_later_fields(row, path, section, checked.version)
                 clean = _ROW_CHECKS[section](row, path)
             except RowError as error:
                 checked.refuse(section, error)

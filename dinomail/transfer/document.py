@@ -13,10 +13,11 @@ from importlib import resources
 from typing import Any
 
 FORMAT = "dinomail-export"
-# Version 2 added the fields marked "version 2" below; a version 1 document (without them)
-# still imports, as if each were absent.
-VERSION = 2
-READABLE_VERSIONS = (1, 2)
+# Version 2 added the fields marked "version 2" below, version 3 those marked "version 3"; an
+# earlier document (without them) still imports, as if each were absent. Each new version is
+# needed because an earlier DinoMail refuses a field it does not know.
+VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 SCHEMA_FILE = "export-schema.json"
 
 # The order of the top-level lists: each refers only to objects of the lists before it.
@@ -88,11 +89,22 @@ PASSKEY_FIELDS = ("name", "credential_id", "public_key", "sign_count", "created_
 ADMIN_RECOVERY_CODES = "recovery_codes"
 RECOVERY_CODE_FIELDS = ("code_hash", "used_at")
 # The fields above, by section: a version 1 document cannot have them.
-VERSION_2_FIELDS = {
+VERSION_2_FIELDS: dict[str, tuple[str, ...]] = {
     "domains": (DOMAIN_REQUIRE_APP_PASSWORDS, DOMAIN_SELF_SERVICE, DOMAIN_DKIM_RETIRING),
     "mailboxes": (MAILBOX_VACATION, MAILBOX_APP_PASSWORDS),
     "admins": (ADMIN_LANGUAGE, ADMIN_TOTP, ADMIN_PASSKEYS, ADMIN_RECOVERY_CODES),
 }
+
+# Version 3, written and read as the version 2 fields are.
+# dinomail_mailboxtotp, as `totp` of a mailbox: the owner's authenticator app for the
+# self-service pages, with the same fields as an admin's (the secret as it is, and the last
+# step accepted, so that a code used before the export is not accepted after the import).
+MAILBOX_TOTP = "totp"
+VERSION_3_FIELDS: dict[str, tuple[str, ...]] = {
+    "mailboxes": (MAILBOX_TOTP,),
+}
+# The fields each version added: a document of an earlier version cannot have them.
+FIELDS_SINCE: dict[int, dict[str, tuple[str, ...]]] = {2: VERSION_2_FIELDS, 3: VERSION_3_FIELDS}
 
 
 @cache

@@ -31,6 +31,7 @@ from dinomail.schema import (
     domainselfservice,
     domainsendlimit,
     mailboxsendlimit,
+    mailboxtotp,
     vacation,
     virtualalias,
     virtualdomain,
@@ -173,16 +174,27 @@ async def _rows_of(
             yield row
 
 
+def _totp(row: Any) -> dict[str, Any]:
+    """A row of `admintotp` or `mailboxtotp` (the same columns), as `totp`."""
+    return {"secret": row["secret"], "created_at": moment(row["created_at"]),
+            "confirmed_at": moment(row["confirmed_at"]), "last_step": row["last_step"]}
+
+
 async def _mailbox_extras(conn: AsyncConnection, ids: list[int]) -> dict[int, dict[str, Any]]:
-    """The app passwords of a page of mailboxes, for those that have some."""
+    """The app passwords and the owner's authenticator app of a page of mailboxes, for those
+    that have some."""
     out: dict[int, dict[str, Any]] = {}
     async for row in _rows_of(conn, apppassword, apppassword.c.user_id, ids,
                               *[apppassword.c[field] for field in d.APP_PASSWORD_FIELDS]):
-        out.setdefault(row["owner"], {d.MAILBOX_APP_PASSWORDS: []})[
-            d.MAILBOX_APP_PASSWORDS].append({
-                "name": row["name"], "protocols": row["protocols"].split(","),
-                "password": row["password"], "created": moment(row["created"]),
-                "last_used": moment(row["last_used"])})
+        out.setdefault(row["owner"], {}).setdefault(d.MAILBOX_APP_PASSWORDS, []).append({
+            "name": row["name"], "protocols": row["protocols"].split(","),
+            "password": row["password"], "created": moment(row["created"]),
+            "last_used": moment(row["last_used"])})
+    for start in range(0, len(ids), IN_CHUNK):
+        rows = await conn.execute(
+            sa.select(mailboxtotp).where(mailboxtotp.c.user_id.in_(ids[start:start + IN_CHUNK])))
+        for row in rows.mappings():
+            out.setdefault(row["user_id"], {})[d.MAILBOX_TOTP] = _totp(row)
     return out
 
 
@@ -211,9 +223,7 @@ async def _second_factors(conn: AsyncConnection, ids: list[int]) -> dict[int, di
         rows = await conn.execute(
             sa.select(admintotp).where(admintotp.c.admin_id.in_(ids[start:start + IN_CHUNK])))
         for row in rows.mappings():
-            out[row["admin_id"]][d.ADMIN_TOTP] = {
-                "secret": row["secret"], "created_at": moment(row["created_at"]),
-                "confirmed_at": moment(row["confirmed_at"]), "last_step": row["last_step"]}
+            out[row["admin_id"]][d.ADMIN_TOTP] = _totp(row)
     async for row in _rows_of(conn, adminpasskey, adminpasskey.c.admin_id, ids,
                               *[adminpasskey.c[field] for field in d.PASSKEY_FIELDS]):
         out[row["owner"]].setdefault(d.ADMIN_PASSKEYS, []).append({

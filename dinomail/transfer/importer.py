@@ -31,6 +31,7 @@ from dinomail.schema import (
     domainselfservice,
     domainsendlimit,
     mailboxsendlimit,
+    mailboxtotp,
     vacation,
     virtualalias,
     virtualdomain,
@@ -250,11 +251,14 @@ class _Writer:
 async def _write(
     conn: AsyncConnection, plan: _Plan, progress: Progress | None, version: int
 ) -> None:
-    """Write the plan. From a version 1 document, which knows nothing of the version 2 fields,
-    the objects updated keep theirs (an admin's second factors are not lost)."""
+    """Write the plan. From an earlier document, which knows nothing of the fields later
+    versions added, the objects updated keep theirs (an admin's or an owner's second factor is
+    not lost)."""
     w = _Writer(conn, progress)
     new, existing = plan.new, plan.existing
     carried = version >= 2
+    # Version 3: the owners' authenticator apps.
+    owner_apps = version >= 3
 
     # Domains, then what hangs from them (replaced whole for updated domains).
     domain_columns = (*d.DOMAIN_FIELDS, "require_app_passwords")
@@ -313,14 +317,17 @@ async def _write(
     # The mailboxes with something hanging from them, and every updated one (whose sub-objects
     # are replaced whole).
     limited = [row for row in new["mailboxes"] if row["send_limits"] is not None
-               or row["vacation"] is not None or row["app_passwords"]]
+               or row["vacation"] is not None or row["app_passwords"]
+               or row["totp"] is not None]
     limited += existing["mailboxes"]
     if limited:
         mailbox_ids = await _existing(conn, virtualuser.c.email,
                                       (row["email"] for row in limited), virtualuser.c.id)
+        replaced_tables = (mailboxsendlimit, *((vacation, apppassword) if carried else ()),
+                           *((mailboxtotp,) if owner_apps else ()))
         for chunk in _chunks([mailbox_ids[row["email"]] for row in existing["mailboxes"]],
                              IN_CHUNK):
-            for table in (mailboxsendlimit, *((vacation, apppassword) if carried else ())):
+            for table in replaced_tables:
                 await conn.execute(table.delete().where(table.c.user_id.in_(chunk)))
         await w.many(mailboxsendlimit.insert(), [
             {"user_id": mailbox_ids[row["email"]], **row["send_limits"]}
@@ -331,6 +338,9 @@ async def _write(
         await w.many(apppassword.insert(), [
             {"user_id": mailbox_ids[row["email"]], **password}
             for row in limited for password in row["app_passwords"]])
+        await w.many(mailboxtotp.insert(), [
+            {"user_id": mailbox_ids[row["email"]], **row["totp"]}
+            for row in limited if row["totp"] is not None])
 
     await w.many(virtualalias.insert(), [
         {"domain_id": domain_ids[v.domain_of(row["source"])], "source": row["source"],

@@ -25,6 +25,7 @@ from dinomail.store import (
     domains,
     forwarding,
     mailboxes,
+    ownerlogin,
     policy,
     selfservice,
     twofactor,
@@ -94,6 +95,8 @@ class Extras:
     totp_confirmed_at: float
     recovery_codes: list[str]
     app_password: str
+    # Alice's own authenticator app (the `/me/` login's), confirmed at `totp_confirmed_at` too.
+    owner_totp_secret: str
 
 
 async def fill_extras(store: Store, filled: Filled) -> Extras:
@@ -101,7 +104,8 @@ async def fill_extras(store: Store, filled: Filled) -> Extras:
     used) and two passkeys (one used); tenant with a TOTP still waiting for its first code;
     example.org requiring app passwords, with external forwarding off and its DKIM key rotated
     twice (dm202612, Ed25519, and dm202701, RSA, retiring; dm202702 current); alice with a vacation
-    reply and two app passwords (one used); bob forwarding to two hosted addresses."""
+    reply, two app passwords (one used) and her own confirmed authenticator app; bob forwarding
+    to two hosted addresses and an authenticator app still waiting for its first code."""
     ids = filled.ids
     confirmed_at = time.time() - 3600
     app_password = apppasswords.new_secret()
@@ -145,4 +149,9 @@ async def fill_extras(store: Store, filled: Filled) -> Extras:
         await apppasswords.create(conn, "test", EVERYTHING, alice, name="old laptop",
                                   protocols=["pop3", "sieve"], password_hash=app_hash)
         await apppasswords.record_use(conn, {phone["id"]: now() - timedelta(days=2)})
-    return Extras(secret, confirmed_at, codes, app_password)
+        owner_secret = await ownerlogin.start_totp(conn, EVERYTHING, alice)
+        await ownerlogin.confirm_totp(
+            conn, "test", EVERYTHING, alice,
+            totp.code_at(owner_secret, totp.time_step(confirmed_at)), at=confirmed_at)
+        await ownerlogin.start_totp(conn, EVERYTHING, ids["bob@example.org"])
+    return Extras(secret, confirmed_at, codes, app_password, owner_secret)
