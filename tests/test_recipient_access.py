@@ -5,7 +5,7 @@ the policy service's, over a real socketmap connection."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -73,10 +73,13 @@ async def test_not_loaded_is_temporary_and_counted(listen: str, tables: Tables,
         "TEMP ")
     tables.current = PolicyTables(full_mailboxes={1: 999})  # a quota raised since: room again
     assert await socketmap_query(listen, "recipient_access", "alice@example.org") == DUNNO
-    value: Callable[[str], float | None] = lambda result: metrics.registry.get_sample_value(
-        "dinomail_lookupd_lookups_total",
-        {"protocol": "socketmap", "map": "recipient_access", "result": result},
-    )
+
+    def value(result: str) -> float | None:
+        return metrics.registry.get_sample_value(
+            "dinomail_lookupd_lookups_total",
+            {"protocol": "socketmap", "map": "recipient_access", "result": result},
+        )
+
     assert (value("temp"), value("ok")) == (1.0, 1.0)
 
 
