@@ -275,6 +275,10 @@ class Parser(Protocol[Request]):
     def pending(self) -> int | bool:
         """Whether a request has begun to arrive and is not whole yet."""
 
+    def whole(self, data: bytes) -> Request | None:
+        """The request `data` is, when nothing is pending and `data` is one whole request;
+        else None (`feed` takes it). Raises on input that breaks the framing."""
+
     def feed(self, data: bytes) -> list[Request]:
         """The requests `data` completes, in order; raises on input that breaks the framing."""
 
@@ -294,6 +298,27 @@ class FramedConnection(LookupConnection, Generic[Request]):
     def answer(self, requests: list[Request], transport: asyncio.Transport) -> None:
         """Write the replies to `requests` (at least one), in order."""
         raise NotImplementedError
+
+    def answer_one(self, request: Request, transport: asyncio.Transport) -> None:
+        """Write the reply to `request`, the only one received."""
+        self.answer([request], transport)
+
+    def data_received(self, data: bytes) -> None:
+        # The common case (Postfix and Dovecot wait for each reply): `data` is one whole
+        # request and nothing is half received, so no timer can change but the idle one.
+        if not self._closing:
+            try:
+                request = self._parser.whole(data)
+            except self.framing_error as error:
+                self.client_error("malformed", error)
+                return
+            if request is not None:
+                assert self._loop is not None and self._transport is not None
+                self._last_activity = self._loop.time()
+                self._request_started = 0.0
+                self.answer_one(request, self._transport)
+                return
+        super().data_received(data)
 
     def received(self, data: bytes) -> bool:
         try:

@@ -50,16 +50,27 @@ class NetstringParser:
         """Bytes received and not yet part of a complete netstring (0: between netstrings)."""
         return self._prefix_size + len(self._buffer)
 
+    def whole(self, data: bytes) -> bytes | None:
+        """The payload, when nothing is pending and `data` is exactly one whole netstring; else
+        None, and `feed` must take `data`.
+
+        The common case, a client waiting for each reply: framed here without copying `data`
+        through the buffer.
+        """
+        if self._buffer or self._length is not None:
+            return None
+        colon = data.find(b":", 0, self._max_digits + 1)
+        if colon > 0 and data[-1] == 0x2C:  # ","
+            digits = data[:colon]
+            if digits.isdigit() and len(data) - colon - 2 == int(digits) <= self._max_payload:
+                return data[colon + 1:-1]
+        return None
+
     def feed(self, data: bytes) -> list[bytes]:
         """Add received bytes; return the payloads completed by them, in order."""
-        if not self._buffer and self._length is None:
-            # The common case, a client waiting for each reply: `data` is one whole netstring,
-            # framed here without copying it through the buffer.
-            colon = data.find(b":", 0, self._max_digits + 1)
-            if colon > 0 and data[-1] == 0x2C:  # ","
-                digits = data[:colon]
-                if digits.isdigit() and len(data) - colon - 2 == int(digits) <= self._max_payload:
-                    return [data[colon + 1:-1]]
+        payload = self.whole(data)
+        if payload is not None:
+            return [payload]
         buffer = self._buffer
         buffer += data
         payloads: list[bytes] = []

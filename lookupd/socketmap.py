@@ -176,12 +176,12 @@ class SocketmapProtocol(FramedConnection[bytes]):
         super().__init__(NetstringParser(MAX_REQUEST_BYTES), **options)
         self._respond = SocketmapResponder(snapshot_source, options.get("recorder"), maps)
 
+    def answer_one(self, request: bytes, transport: asyncio.Transport) -> None:
+        transport.write(self._respond(request))
+
     def answer(self, requests: list[bytes], transport: asyncio.Transport) -> None:
         respond = self._respond
-        if len(requests) == 1:
-            transport.write(respond(requests[0]))
-        else:
-            transport.write(b"".join([respond(payload) for payload in requests]))
+        transport.write(b"".join([respond(payload) for payload in requests]))
 
 
 SocketmapServer = ProtocolServer

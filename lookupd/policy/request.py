@@ -46,13 +46,23 @@ class PolicyRequestParser:
         """A request is partly received."""
         return bool(self._buffer)
 
-    def feed(self, data: bytes) -> list[PolicyRequest]:
-        buffer = self._buffer
-        if (not buffer and data[:1] != b"\n" and data.endswith(b"\n\n")
+    def whole(self, data: bytes) -> PolicyRequest | None:
+        """The request, when nothing is pending and `data` is exactly one whole request; else
+        None, and `feed` must take `data`. Raises as `feed` does on a bad request.
+
+        The common case, a client waiting for each reply: parsed without going through the
+        buffer (which, empty, holds no state).
+        """
+        if (not self._buffer and data[:1] != b"\n" and data.endswith(b"\n\n")
                 and data.find(b"\n\n") == len(data) - 2):
-            # The common case, a client waiting for each reply: `data` is one whole request,
-            # parsed without going through the buffer (which, empty, holds no state).
-            return [_parse(data[:-2])]
+            return _parse(data[:-2])
+        return None
+
+    def feed(self, data: bytes) -> list[PolicyRequest]:
+        request = self.whole(data)
+        if request is not None:
+            return [request]
+        buffer = self._buffer
         received_at = len(buffer)
         buffer += data
         requests: list[PolicyRequest] = []
