@@ -189,8 +189,9 @@ def _domain(row: object, path: str) -> dict[str, Any]:
     switches = extra.get(d.DOMAIN_SELF_SERVICE)
     out["self_service"] = None if switches is None else _self_service(
         switches, f"{path}.{d.DOMAIN_SELF_SERVICE}")
-    current = {str(out["dkim_key_name"]).strip().lower(),
-               *(() if out["dkim"] is None else (out["dkim"]["selector"],))}
+    # Only the selector the domain publishes is current: a generated key a selector changed by
+    # hand left behind keeps its old selector, which is retiring (`dinomail.store.retiring`).
+    current = {str(out["dkim_key_name"]).strip().lower()}
     out["dkim_retiring"] = _dkim_retiring(
         extra.get(d.DOMAIN_DKIM_RETIRING, []), f"{path}.{d.DOMAIN_DKIM_RETIRING}",
         current - {""})
