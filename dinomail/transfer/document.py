@@ -67,6 +67,11 @@ SELF_SERVICE_FIELDS = ("self_service", "external_forwarding")
 # published until an admin retires them (public records only; replaced_at UTC, ISO 8601).
 DOMAIN_DKIM_RETIRING = "dkim_retiring"
 DKIM_RETIRING_FIELDS = ("selector", "algorithm", "public_key", "replaced_at")
+# dinomail_mtastspolicy, as `mta_sts` of a domain: the MTA-STS policy an admin set (`mx` a list
+# of patterns, empty: the domain's MX host); absent: the domain publishes none. The TLS and
+# DMARC reports received are not carried.
+DOMAIN_MTA_STS = "mta_sts"
+MTA_STS_FIELDS = ("mode", "mx", "max_age")
 # dinomail_vacation, as `vacation` of a mailbox; days as YYYY-MM-DD.
 MAILBOX_VACATION = "vacation"
 VACATION_FIELDS = ("enabled", "subject", "body", "starts", "ends", "interval_days")
@@ -89,7 +94,8 @@ ADMIN_RECOVERY_CODES = "recovery_codes"
 RECOVERY_CODE_FIELDS = ("code_hash", "used_at")
 # The fields above, by section: a version 1 document cannot have them.
 VERSION_2_FIELDS = {
-    "domains": (DOMAIN_REQUIRE_APP_PASSWORDS, DOMAIN_SELF_SERVICE, DOMAIN_DKIM_RETIRING),
+    "domains": (DOMAIN_REQUIRE_APP_PASSWORDS, DOMAIN_SELF_SERVICE, DOMAIN_DKIM_RETIRING,
+                DOMAIN_MTA_STS),
     "mailboxes": (MAILBOX_VACATION, MAILBOX_APP_PASSWORDS),
     "admins": (ADMIN_LANGUAGE, ADMIN_TOTP, ADMIN_PASSKEYS, ADMIN_RECOVERY_CODES),
 }

@@ -31,6 +31,7 @@ from dinomail.schema import (
     domainselfservice,
     domainsendlimit,
     mailboxsendlimit,
+    mtastspolicy,
     vacation,
     virtualalias,
     virtualdomain,
@@ -267,7 +268,7 @@ async def _write(
     domain_ids = await _domain_ids(conn, (row["name"] for row in touched))
     replaced = [domain_ids[row["name"]] for row in existing["domains"]]
     for table in (dkimkey, clientconfig, domainsendlimit,
-                  *((domainselfservice, dkimretiring) if carried else ())):
+                  *((domainselfservice, dkimretiring, mtastspolicy) if carried else ())):
         for chunk in _chunks(replaced, IN_CHUNK):
             await conn.execute(table.delete().where(table.c.domain_id.in_(chunk)))
     await w.many(dkimkey.insert(), [
@@ -288,6 +289,9 @@ async def _write(
     await w.many(dkimretiring.insert(), [
         {"domain_id": domain_ids[row["name"]], **key}
         for row in touched for key in row["dkim_retiring"]])
+    await w.many(mtastspolicy.insert(), [
+        {"domain_id": domain_ids[row["name"]], **row["mta_sts"]}
+        for row in touched if row["mta_sts"] is not None])
 
     # Every domain a later row names, in the document or already here.
     referenced = {row["target"] for row in [*new["alias_domains"], *existing["alias_domains"]]}
