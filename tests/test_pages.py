@@ -640,6 +640,32 @@ async def test_the_browser_language_is_honoured(store: Store, world: World) -> N
         assert '<html lang="en">' in (await client.get("/virtual-users/")).text
 
 
+async def test_the_admin_layout_and_api_keys_page_in_french(store: Store, world: World) -> None:
+    async with pages_client(store, headers={"Accept-Language": "fr"}) as client:
+        browser = await log_in(client, "root")
+        created = await browser.post("/api-keys", {"name": "sauvegarde"})
+        assert created.status_code == 200
+        page = created.text
+        # The layout: the search, the user menu, the sections, the footer.
+        for text in ('id="site-search"', 'placeholder="Rechercher"', "Superadministrateur",
+                     "Mon compte", "Déconnexion", "Domaines", 'aria-current="page"',
+                     'href="/legals">Mentions légales', "github.com/nanoy42/dinomail",
+                     'name="next" value="/api-keys"'):
+            assert text in page, text
+        # The key shown once, with the header to send it in; the list, with revoke buttons.
+        secret = re.search(r'id="new-key" class="secret" type="text" value="([0-9a-f]{40})"',
+                           page)
+        assert secret and "Votre nouvelle clé API" in page
+        assert "Copiez-la maintenant\u00a0: elle n'est affichée que cette fois." in page
+        assert f"Authorization: ApiKey root:{secret.group(1)}" in page
+        assert '<th scope="col" class="actions-col">Administration</th>' in page
+        assert re.search(r'action="/api-keys/\d+/revoke">', page) and "Révoquer" in page
+        listed = (await client.get("/api-keys?page=1")).text
+        assert secret.group(1) not in listed
+        # The language switch comes back to the same page, query string included.
+        assert 'name="next" value="/api-keys?page=1"' in listed
+
+
 @pytest.mark.parametrize(("header", "setting", "expected"), [
     (None, "fr", "fr"),
     ("de-DE,de;q=0.9", "fr", "fr"),     # nothing we speak: the setting

@@ -17,7 +17,7 @@ from dinomail.store import EVERYTHING, Store, admins, audit
 from dinomail.store import dns as dns_store
 from tests.support.admin_pages import log_in, page_settings, pages_client, snapshot
 from tests.support.adminapi import PASSWORD, add_domain, fast_admin_hashing
-from tests.support.dkim_signing import sign
+from tests.support.dkim_signing import served_record, shown, sign
 from tests.support.dns import running_dns, txt, txt_lookup
 
 MESSAGE = (
@@ -54,12 +54,6 @@ async def ids(store: Store) -> dict[str, int]:
 async def client(store: Store, ids: dict[str, int]) -> httpx.AsyncClient:
     async with pages_client(store) as client:
         yield client  # type: ignore[misc]
-
-
-def shown(page: str, element_id: str) -> str:
-    match = re.search(rf'id="{element_id}">([^<]*)<', page)
-    assert match, f"no {element_id} on the page"
-    return html.unescape(match.group(1))
 
 
 async def test_the_key_made_in_the_pages_signs_mail_that_verifies_with_the_record_shown(
@@ -161,12 +155,6 @@ async def test_a_domain_admin_has_the_dkim_page_of_their_domains_only(
     made = await alice.post(f"/virtual-domains/{ids['mine']}/dkim",
                             {"algorithm": "ed25519"})
     assert made.status_code == 303
-
-
-def served_record(page: str, name_id: str, value_id: str) -> str:
-    """The TXT record a page shows, as the zone publishes it (strings of 255 bytes)."""
-    value = shown(page, value_id)
-    return txt(shown(page, name_id), *[value[i:i + 255] for i in range(0, len(value), 255)])
 
 
 async def test_an_ed25519_key_made_in_the_pages_signs_mail_that_verifies_with_the_record_shown(

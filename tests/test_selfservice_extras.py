@@ -143,3 +143,33 @@ async def test_extras_need_an_owner_session_and_a_token(
     async with store.read() as conn:
         assert await vacation.get(conn, EVERYTHING, mailboxes["bob"]) is None
         assert await apppasswords.list_for(conn, EVERYTHING, mailboxes["bob"]) == []
+
+
+async def test_the_owners_layout_and_app_passwords_page_in_french(
+    store: Store, mailboxes: dict[str, int],
+) -> None:
+    async with me_client(store) as client:
+        owner = await owner_log_in(client, "bob@b.org")
+        await owner.post("/me/language", {"language": "fr", "next": "/me/"})
+        answer = await owner.post("/me/app-passwords/", {"name": "phone", "protocol_imap": "on"})
+        assert answer.status_code == 200
+        page = answer.text
+        # The owners' layout: their own menu and sections, nothing of the admin's but the
+        # legal notice.
+        for text in ('<html lang="fr">', "Titulaire de la boîte", "Déconnexion", "Ma boîte",
+                     'href="/me/app-passwords/" aria-current="page"',
+                     'action="/me/logout"', 'action="/me/language"',
+                     'href="/legals">Mentions légales'):
+            assert text in page, text
+        for text in ('id="site-search"', "/api-keys", "github.com"):
+            assert text not in page, text
+        # The secret shown once, and the list with its revoke button.
+        assert "Votre nouveau mot de passe d’application « phone »" in page
+        assert "Copiez-la maintenant\u00a0: elle n'est affichée que cette fois." in page
+        assert re.search(r'id="new-secret" class="secret" type="text" value="[^"]+"', page)
+        assert '<th scope="col" class="actions-col">Administration</th>' in page
+        assert re.search(r'action="/me/app-passwords/\d+/revoke">', page)
+        assert "Révoquer<span class=\"visually-hidden\"> phone</span>" in page
+        # The language switch comes back to the same page, query string included.
+        listed = (await client.get("/me/app-passwords/?from=menu")).text
+        assert 'name="next" value="/me/app-passwords/?from=menu"' in listed

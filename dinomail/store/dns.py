@@ -197,25 +197,20 @@ async def save_dkim_key(
     """Store a new key pair for the domain and make it the domain's published key
     (`dkim_key_name`, `dkim_key`). When the domain published a key already (a rotation), its
     selector and record are kept as retiring, still to be published, until an admin retires
-    them (`retire_dkim_selector`); its private key is dropped, since the signer signs with
-    the current key only. The new selector must differ from every published one."""
+    them (`retire_dkim_selector`; as for a selector changed by hand, `domains.update`); its
+    private key is dropped, since the signer signs with the current key only. The new selector
+    must differ from every published one."""
     domain = await domains.get(conn, scope, domain_id)
     previous = await dkim_key(conn, scope, domain_id)
     retiring = [row["selector"] for row in await _retiring_rows(conn, [domain_id])]
     _check_selector_free(domain, retiring, selector)
     old_selector, old_value = domain["dkim_key_name"], "".join(domain["dkim_key"].split())
-    if old_selector and old_value:
-        # An upsert: a retiring selector typed back in on the domain by hand is replaced again.
-        await _upsert(conn, dkimretiring, ("domain_id", "selector"), {
-            "domain_id": domain_id, "selector": old_selector,
-            "algorithm": key_summary(domain, previous)["algorithm"] or dkim.RSA,
-            "public_key": old_value, "replaced_at": now(),
-        })
     await _upsert(conn, dkimkey, ("domain_id",), {
         "domain_id": domain_id, "selector": selector, "algorithm": pair.algorithm,
         "key_bits": pair.key_bits, "dkim_private_key": pair.private_pem,
         "public_key": pair.public_value, "created_at": now(),
     })
+    # The domain's update keeps the replaced record as retiring (`retiring.selector_changing`).
     await domains.update(conn, actor, scope, domain_id,
                          {"dkim_key_name": selector, "dkim_key": pair.public_value})
     shown = {"selector": selector, "algorithm": pair.algorithm, "key_bits": pair.key_bits}

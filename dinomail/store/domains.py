@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dinomail import validation as v
 from dinomail.schema import aliasdomain, virtualalias, virtualdomain, virtualuser
-from dinomail.store import audit
+from dinomail.store import audit, retiring
 from dinomail.store.common import (
     ListedTable,
     Row,
@@ -128,6 +128,10 @@ async def update(
                 "a domain with mailboxes or aliases cannot be renamed", field="name",
                 code="domain_rename_with_addresses",
             )
+    if "dkim_key_name" in values:
+        # Another selector, by hand as by a rotation: the old record stays published (retiring)
+        # until an admin retires it, or mail signed with it would no longer verify.
+        await retiring.selector_changing(conn, old, values["dkim_key_name"])
     await audit.update_row(
         conn, actor, virtualdomain, OBJECT_TYPE, domain_id, old["name"], old, values,
         domain_id=domain_id,

@@ -30,6 +30,7 @@ from dinomail.store import (
 )
 from dinomail.store.dns import CLIENT_NORMALIZERS
 from dinomail.store.fields import clean_fields
+from dinomail.store.mtasts import NORMALIZERS as STS_NORMALIZERS
 from dinomail.transfer import document as d
 
 _CONTROL = re.compile(r"[\x00-\x1f]")
@@ -168,9 +169,19 @@ def _self_service(value: object, path: str) -> dict[str, bool]:
     return {name: _flag(raw[name], f"{path}.{name}") for name in d.SELF_SERVICE_FIELDS}
 
 
+def _mta_sts(value: object, path: str) -> dict[str, Any]:
+    """A domain's MTA-STS policy, checked as the store's `mtasts.save` checks what it is given
+    (the MX host it may fall back on is the target's, so an empty `mx` is taken as it is)."""
+    raw = _object(value, path, d.MTA_STS_FIELDS)
+    if not isinstance(raw["mx"], list):
+        raise RowError(f"{path}.mx", "must be a list of MX host patterns")
+    clean = _clean(raw, path, STS_NORMALIZERS)
+    return {**clean, "mx": "\n".join(clean["mx"])}
+
+
 def _domain(row: object, path: str) -> dict[str, Any]:
     row, extra = _optional(row, (d.DOMAIN_REQUIRE_APP_PASSWORDS, d.DOMAIN_SELF_SERVICE,
-                                 d.DOMAIN_DKIM_RETIRING))
+                                 d.DOMAIN_DKIM_RETIRING, d.DOMAIN_MTA_STS))
     raw = _object(row, path, (*d.DOMAIN_FIELDS, "dkim", "client_config", "send_limits"))
     out = _clean({key: raw[key] for key in d.DOMAIN_FIELDS}, path, domains.NORMALIZERS)
     out["dkim"] = None if raw["dkim"] is None else _dkim(raw["dkim"], f"{path}.dkim")
@@ -190,8 +201,11 @@ def _domain(row: object, path: str) -> dict[str, Any]:
     switches = extra.get(d.DOMAIN_SELF_SERVICE)
     out["self_service"] = None if switches is None else _self_service(
         switches, f"{path}.{d.DOMAIN_SELF_SERVICE}")
-    current = {str(out["dkim_key_name"]).strip().lower(),
-               *(() if out["dkim"] is None else (out["dkim"]["selector"],))}
+    sts = extra.get(d.DOMAIN_MTA_STS)
+    out["mta_sts"] = None if sts is None else _mta_sts(sts, f"{path}.{d.DOMAIN_MTA_STS}")
+    # Only the selector the domain publishes is current: a generated key a selector changed by
+    # hand left behind keeps its old selector, which is retiring (`dinomail.store.retiring`).
+    current = {str(out["dkim_key_name"]).strip().lower()}
     out["dkim_retiring"] = _dkim_retiring(
         extra.get(d.DOMAIN_DKIM_RETIRING, []), f"{path}.{d.DOMAIN_DKIM_RETIRING}",
         current - {""})

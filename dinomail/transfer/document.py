@@ -68,6 +68,11 @@ SELF_SERVICE_FIELDS = ("self_service", "external_forwarding")
 # published until an admin retires them (public records only; replaced_at UTC, ISO 8601).
 DOMAIN_DKIM_RETIRING = "dkim_retiring"
 DKIM_RETIRING_FIELDS = ("selector", "algorithm", "public_key", "replaced_at")
+# dinomail_mtastspolicy, as `mta_sts` of a domain: the MTA-STS policy an admin set (`mx` a list
+# of patterns, empty: the domain's MX host); absent: the domain publishes none. The TLS and
+# DMARC reports received are not carried.
+DOMAIN_MTA_STS = "mta_sts"
+MTA_STS_FIELDS = ("mode", "mx", "max_age")
 # dinomail_vacation, as `vacation` of a mailbox; days as YYYY-MM-DD.
 MAILBOX_VACATION = "vacation"
 VACATION_FIELDS = ("enabled", "subject", "body", "starts", "ends", "interval_days")
@@ -95,12 +100,13 @@ VERSION_2_FIELDS: dict[str, tuple[str, ...]] = {
     "admins": (ADMIN_LANGUAGE, ADMIN_TOTP, ADMIN_PASSKEYS, ADMIN_RECOVERY_CODES),
 }
 
-# Version 3, written and read as the version 2 fields are.
+# Version 3, written and read as the version 2 fields are: `mta_sts` of a domain (above), and
 # dinomail_mailboxtotp, as `totp` of a mailbox: the owner's authenticator app for the
 # self-service pages, with the same fields as an admin's (the secret as it is, and the last
 # step accepted, so that a code used before the export is not accepted after the import).
 MAILBOX_TOTP = "totp"
 VERSION_3_FIELDS: dict[str, tuple[str, ...]] = {
+    "domains": (DOMAIN_MTA_STS,),
     "mailboxes": (MAILBOX_TOTP,),
 }
 # The fields each version added: a document of an earlier version cannot have them.

@@ -32,6 +32,7 @@ from dinomail.schema import (
     domainsendlimit,
     mailboxsendlimit,
     mailboxtotp,
+    mtastspolicy,
     vacation,
     virtualalias,
     virtualdomain,
@@ -104,6 +105,9 @@ def _domain(row: Any) -> dict[str, Any]:
     if row["s_domain_id"] is not None:
         out[d.DOMAIN_SELF_SERVICE] = {
             field: bool(row["s_" + field]) for field in d.SELF_SERVICE_FIELDS}
+    if row["t_mode"] is not None:
+        out[d.DOMAIN_MTA_STS] = {"mode": row["t_mode"], "mx": row["t_mx"].split(),
+                                 "max_age": row["t_max_age"]}
     return out
 
 
@@ -120,11 +124,13 @@ _DOMAINS = sa.select(
     *_labelled(domainsendlimit, d.DOMAIN_SEND_LIMIT_FIELDS, "l_"),
     virtualdomain.c.require_app_passwords, domainselfservice.c.domain_id.label("s_domain_id"),
     *_labelled(domainselfservice, d.SELF_SERVICE_FIELDS, "s_"),
+    *_labelled(mtastspolicy, d.MTA_STS_FIELDS, "t_"),
 ).select_from(
     virtualdomain.outerjoin(dkimkey, dkimkey.c.domain_id == virtualdomain.c.id)
     .outerjoin(clientconfig, clientconfig.c.domain_id == virtualdomain.c.id)
     .outerjoin(domainsendlimit, domainsendlimit.c.domain_id == virtualdomain.c.id)
     .outerjoin(domainselfservice, domainselfservice.c.domain_id == virtualdomain.c.id)
+    .outerjoin(mtastspolicy, mtastspolicy.c.domain_id == virtualdomain.c.id)
 )
 _ALIAS_DOMAINS = sa.select(
     aliasdomain.c.id, aliasdomain.c.name, virtualdomain.c.name.label("target"),

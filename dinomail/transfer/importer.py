@@ -32,6 +32,7 @@ from dinomail.schema import (
     domainsendlimit,
     mailboxsendlimit,
     mailboxtotp,
+    mtastspolicy,
     vacation,
     virtualalias,
     virtualdomain,
@@ -257,8 +258,8 @@ async def _write(
     w = _Writer(conn, progress)
     new, existing = plan.new, plan.existing
     carried = version >= 2
-    # Version 3: the owners' authenticator apps.
-    owner_apps = version >= 3
+    # Version 3: the owners' authenticator apps and the domains' MTA-STS policies.
+    since_3 = version >= 3
 
     # Domains, then what hangs from them (replaced whole for updated domains).
     domain_columns = (*d.DOMAIN_FIELDS, "require_app_passwords")
@@ -271,7 +272,8 @@ async def _write(
     domain_ids = await _domain_ids(conn, (row["name"] for row in touched))
     replaced = [domain_ids[row["name"]] for row in existing["domains"]]
     for table in (dkimkey, clientconfig, domainsendlimit,
-                  *((domainselfservice, dkimretiring) if carried else ())):
+                  *((domainselfservice, dkimretiring) if carried else ()),
+                  *((mtastspolicy,) if since_3 else ())):
         for chunk in _chunks(replaced, IN_CHUNK):
             await conn.execute(table.delete().where(table.c.domain_id.in_(chunk)))
     await w.many(dkimkey.insert(), [
@@ -292,6 +294,9 @@ async def _write(
     await w.many(dkimretiring.insert(), [
         {"domain_id": domain_ids[row["name"]], **key}
         for row in touched for key in row["dkim_retiring"]])
+    await w.many(mtastspolicy.insert(), [
+        {"domain_id": domain_ids[row["name"]], **row["mta_sts"]}
+        for row in touched if row["mta_sts"] is not None])
 
     # Every domain a later row names, in the document or already here.
     referenced = {row["target"] for row in [*new["alias_domains"], *existing["alias_domains"]]}
@@ -324,7 +329,7 @@ async def _write(
         mailbox_ids = await _existing(conn, virtualuser.c.email,
                                       (row["email"] for row in limited), virtualuser.c.id)
         replaced_tables = (mailboxsendlimit, *((vacation, apppassword) if carried else ()),
-                           *((mailboxtotp,) if owner_apps else ()))
+                           *((mailboxtotp,) if since_3 else ()))
         for chunk in _chunks([mailbox_ids[row["email"]] for row in existing["mailboxes"]],
                              IN_CHUNK):
             for table in replaced_tables:

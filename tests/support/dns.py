@@ -181,14 +181,17 @@ def unused_nameserver() -> str:
 
 def txt_lookup(server: DnsServer) -> Callable[..., bytes | None]:
     """A `dnsfunc` for dkimpy: the TXT record of a name, its strings joined, asked of
-    `server` alone."""
+    `server` alone; None for a name with none (as dkimpy's own lookup answers)."""
     host, port = server.nameserver.rsplit(":", 1)
     resolver = dns.resolver.Resolver(configure=False)
     resolver.nameservers, resolver.port = [host], int(port)
 
     def lookup(name: bytes | str, timeout: float = 5) -> bytes | None:
         text = name.decode() if isinstance(name, bytes) else name
-        answer = resolver.resolve(text, "TXT", lifetime=timeout, search=False)
+        try:
+            answer = resolver.resolve(text, "TXT", lifetime=timeout, search=False)
+        except dns.resolver.NXDOMAIN:
+            return None
         return b"".join(next(iter(answer)).strings)
 
     return lookup
