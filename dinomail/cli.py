@@ -277,6 +277,7 @@ async def _postfix_config(settings: Settings, args: argparse.Namespace) -> None:
     if not args.apply:
         for command in postfix_config.postconf_commands(settings):
             print(command.line())
+        print(postfix_config.earlier_lines_note(settings))
         return
     errors = postfix_config.apply(settings, args.config_dir)
     if errors:

@@ -123,17 +123,38 @@ def postconf_commands(settings: Settings) -> list[PostconfCommand]:
     return commands
 
 
+# What `dinomail postfix-config` prints after the commands, for a main.cf an earlier DinoMail set.
+EARLIER_END_OF_DATA = "smtpd_end_of_data_restrictions"
+
+
+def earlier_lines_note(settings: Settings) -> str:
+    return (f"# A main.cf set up by an earlier DinoMail also has `{EARLIER_END_OF_DATA} = "
+            f"{policy_service(settings)}` (the submission service asks it now): remove it with "
+            f"`postconf -X {EARLIER_END_OF_DATA}` (--apply does).")
+
+
 def apply(settings: Settings, config_dir: str) -> list[str]:
-    """Run the postconf commands on `config_dir`; return the error lines (empty: all done)."""
+    """Run the postconf commands on `config_dir`; return the error lines (empty: all done).
+
+    main.cf's end-of-data check that an earlier DinoMail set (the policy service for every
+    message, port 25's too) is removed; any other value there is the admin's and stays."""
     errors = []
-    for command in postconf_commands(settings):
-        try:
-            result = subprocess.run(
-                [POSTCONF, "-c", config_dir, *command.args],
-                capture_output=True, text=True, timeout=30,
-            )
-        except FileNotFoundError:
-            return ["postconf is not installed: apt install postfix"]
+    earlier = earlier_recipient_restrictions(settings)[EARLIER_END_OF_DATA]
+    try:
+        current = subprocess.run(
+            [POSTCONF, "-c", config_dir, "-n", "-h", EARLIER_END_OF_DATA],
+            capture_output=True, text=True, timeout=30,
+        )
+    except FileNotFoundError:
+        return ["postconf is not installed: apt install postfix"]
+    commands = postconf_commands(settings)
+    if current.returncode == 0 and " ".join(current.stdout.split()) == earlier:
+        commands.append(PostconfCommand(("-X", EARLIER_END_OF_DATA)))
+    for command in commands:
+        result = subprocess.run(
+            [POSTCONF, "-c", config_dir, *command.args],
+            capture_output=True, text=True, timeout=30,
+        )
         if result.returncode != 0:
             detail = (result.stderr.strip().splitlines() or ["failed"])[-1]
             errors.append(f"{command.line()}: {detail}")

@@ -161,6 +161,22 @@ def test_postfix_config_apply_configures_a_real_postfix(tmp_path: Path) -> None:
             "inet:127.0.0.1:10028, permit_sasl_authenticated, reject") in services
     assert ("submission/inet/smtpd_end_of_data_restrictions = check_policy_service "
             "inet:127.0.0.1:10028") in services
+    assert "smtpd_end_of_data_restrictions" not in shown
+    assert printed.stdout.splitlines()[-1].startswith("# A main.cf set up by an earlier DinoMail")
+    # A main.cf an earlier DinoMail set up: its end-of-data policy check goes (the submission
+    # service has its own); an end-of-data restriction of the admin's own stays.
+    for earlier, kept in (("check_policy_service inet:127.0.0.1:10028", False),
+                          ("reject_unauth_pipelining", True)):
+        folder = tmp_path / ("kept" if kept else "earlier")
+        folder.mkdir()
+        (folder / "main.cf").write_text(
+            f"compatibility_level = 3.6\nsmtpd_end_of_data_restrictions = {earlier}\n")
+        (folder / "master.cf").write_text(Path("/etc/postfix/master.cf").read_text())
+        again = dinomail("postfix-config", "--apply", "--config-dir", str(folder), env=env)
+        assert again.returncode == 0, again.stderr
+        shown = subprocess.run(["postconf", "-c", str(folder), "-n"], capture_output=True,
+                               text=True, check=True).stdout
+        assert (f"smtpd_end_of_data_restrictions = {earlier}" in shown) == kept, shown
     missing = dinomail("postfix-config", "--apply", "--config-dir", str(tmp_path / "none"))
     assert missing.returncode == 1 and missing.stderr.startswith("dinomail: error: ")
 
