@@ -7,7 +7,7 @@ Every string is already normalised (lowercase, domains in IDNA ASCII form).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,6 +20,9 @@ class DomainRow:
     # The catch-all's destinations may send as the domain's addresses that are neither a
     # mailbox nor an alias (see `lookupd.resolve.resolve_senders`).
     catchall_senders: bool = False
+    # The domain's mailboxes log in to IMAP, POP3, SMTP and ManageSieve with app passwords only
+    # (see `lookupd.dovecot.verify`).
+    require_app_passwords: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +61,17 @@ class AliasRow:
 
 
 @dataclass(frozen=True, slots=True)
+class AppPasswordRow:
+    """A row of `dinomail_apppassword`, as much as a login needs: the `{SCHEME}hash` (never a
+    plaintext, which is not kept anywhere) and the protocols it opens, comma-separated."""
+
+    id: int
+    mailbox_id: int
+    protocols: str
+    password: str
+
+
+@dataclass(frozen=True, slots=True)
 class MailData:
     """Every mail row at once: what a full load of the snapshot reads."""
 
@@ -65,6 +79,7 @@ class MailData:
     alias_domains: list[AliasDomainRow]
     mailboxes: list[MailboxRow]
     aliases: list[AliasRow]
+    app_passwords: list[AppPasswordRow] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +98,8 @@ class MailChanges:
     removed_mailboxes: list[int]
     aliases: list[AliasRow]
     removed_aliases: list[int]
+    app_passwords: list[AppPasswordRow] = field(default_factory=list)
+    removed_app_passwords: list[int] = field(default_factory=list)
 
     def __len__(self) -> int:
         return sum(
@@ -90,6 +107,7 @@ class MailChanges:
             for part in (
                 self.domains, self.removed_domains, self.alias_domains,
                 self.removed_alias_domains, self.mailboxes, self.removed_mailboxes,
-                self.aliases, self.removed_aliases,
+                self.aliases, self.removed_aliases, self.app_passwords,
+                self.removed_app_passwords,
             )
         )

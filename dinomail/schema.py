@@ -693,8 +693,9 @@ domainselfservice = sa.Table(
 
 
 # --- vacation replies and app passwords (migration 0015_vacation_apppasswords) -------------------
-# Not mail tables: no change-log trigger. The lookup daemon reads them when Dovecot asks (the
-# Sieve script at delivery, the app passwords at login).
+# The lookup daemon reads the vacations when Dovecot asks (the Sieve script at delivery); the app
+# passwords are followed through the change log (migration 0018_apppassword_changelog) into its
+# snapshot, which logins are checked against.
 
 vacation = sa.Table(
     "dinomail_vacation",

@@ -159,7 +159,7 @@ async def _start(settings: Settings, store: Store, stack: AsyncExitStack) -> Loo
         create_http_app(
             holder, metrics, userdb=userdb, dovecot_secret=settings.DOVECOT_HTTP_SECRET,
             auth_policy=auth_policy, auth_policy_api_key=settings.AUTH_POLICY_API_KEY,
-            verifier=PasswordVerifier(store, app_password_use),
+            verifier=PasswordVerifier(app_password_use),
         ),
         settings.LOOKUPD_HTTP_LISTEN,
     )

@@ -22,6 +22,9 @@ Indexes:
 An alias source maps to its single row, or, when several rows share the source (several
 destinations), to a dict of those rows by id: one row per source is the common case, and a dict
 keeps both the order of destinations and O(1) updates of a long list.
+App passwords (their hashes and protocols) are filed by id and by mailbox id: a login reads them
+here, never from the database, so it works through an outage and a revoked one stops working
+as soon as its removal is applied.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ import idna
 from dinomail.records import (
     AliasDomainRow,
     AliasRow,
+    AppPasswordRow,
     DomainRow,
     MailboxRow,
     MailChanges,
@@ -84,13 +88,15 @@ def _stored_address(address: str) -> str:
 
 
 class Snapshot:
-    """Domains, alias domains, mailboxes and aliases, indexed for lookups."""
+    """Domains, alias domains, mailboxes, aliases and app passwords, indexed for lookups."""
 
     __slots__ = (
         "_alias_by_id",
         "_alias_domain_by_id",
         "_alias_domain_by_name",
         "_aliases_by_source",
+        "_app_password_by_id",
+        "_app_passwords_by_mailbox",
         "_domain_by_id",
         "_domain_by_name",
         "_mailbox_by_email",
@@ -114,6 +120,9 @@ class Snapshot:
         self._mailbox_by_email: dict[str, MailboxRow] = {}
         self._alias_by_id: dict[int, AliasRow] = {}
         self._aliases_by_source: dict[str, AliasEntry] = {}
+        self._app_password_by_id: dict[int, AppPasswordRow] = {}
+        # Mailbox id → its app passwords by id (a dict keeps their order and O(1) removals).
+        self._app_passwords_by_mailbox: dict[int, dict[int, AppPasswordRow]] = {}
 
     @classmethod
     def build(
@@ -131,6 +140,7 @@ class Snapshot:
         snapshot._put_alias_domains(data.alias_domains)
         snapshot._put_mailboxes(data.mailboxes)
         snapshot._put_aliases(data.aliases)
+        snapshot._put_app_passwords(data.app_passwords)
         return snapshot
 
     def apply(self, changes: MailChanges) -> None:
@@ -150,10 +160,13 @@ class Snapshot:
             self._remove_mailbox(mailbox_id)
         for alias_id in changes.removed_aliases:
             self._remove_alias(alias_id)
+        for app_password_id in changes.removed_app_passwords:
+            self._remove_app_password(app_password_id)
         self._put_domains(changes.domains)
         self._put_alias_domains(changes.alias_domains)
         self._put_mailboxes(changes.mailboxes)
         self._put_aliases(changes.aliases)
+        self._put_app_passwords(changes.app_passwords)
 
     # --- reads, used by lookupd.resolve ----------------------------------------------------------
     # Names and addresses are asked in lookup form: lowercase, domains in IDNA ASCII.
@@ -203,6 +216,11 @@ class Snapshot:
         }
         return list(found)
 
+    def app_passwords(self, mailbox_id: int) -> list[AppPasswordRow]:
+        """The app passwords of the mailbox with this id, oldest first (by id)."""
+        filed = self._app_passwords_by_mailbox.get(mailbox_id)
+        return sorted(filed.values(), key=_by_id) if filed else []
+
     def mailbox_emails(self) -> list[str]:
         """Every mailbox's address, copied: safe to walk across awaits while changes apply."""
         return list(self._mailbox_by_email)
@@ -215,6 +233,7 @@ class Snapshot:
             alias_domains=list(self._alias_domain_by_id.values()),
             mailboxes=list(self._mailbox_by_id.values()),
             aliases=list(self._alias_by_id.values()),
+            app_passwords=list(self._app_password_by_id.values()),
         )
 
     def row_counts(self) -> dict[str, int]:
@@ -224,6 +243,7 @@ class Snapshot:
             "alias_domains": len(self._alias_domain_by_id),
             "mailboxes": len(self._mailbox_by_id),
             "aliases": len(self._alias_by_id),
+            "app_passwords": len(self._app_password_by_id),
         }
 
     # --- writes ----------------------------------------------------------------------------------
@@ -317,6 +337,34 @@ class Snapshot:
             (self._aliases_by_source[source],) = filed.values()  # back to the compact form
         elif not filed:
             del self._aliases_by_source[source]
+
+    def _put_app_passwords(self, rows: Iterable[AppPasswordRow]) -> None:
+        by_id = self._app_password_by_id
+        by_mailbox = self._app_passwords_by_mailbox
+        for row in rows:
+            old = by_id.get(row.id)
+            if old is not None:
+                self._unfile_app_password(old)
+            by_id[row.id] = row
+            by_mailbox.setdefault(row.mailbox_id, {})[row.id] = row
+
+    def _remove_app_password(self, app_password_id: int) -> None:
+        old = self._app_password_by_id.pop(app_password_id, None)
+        if old is not None:
+            self._unfile_app_password(old)
+
+    def _unfile_app_password(self, old: AppPasswordRow) -> None:
+        filed = self._app_passwords_by_mailbox.get(old.mailbox_id)
+        if filed is None:
+            return
+        if filed.get(old.id) is old:
+            del filed[old.id]
+        if not filed:
+            del self._app_passwords_by_mailbox[old.mailbox_id]
+
+
+def _by_id(row: AppPasswordRow) -> int:
+    return row.id
 
 
 def _drop_key(index: dict[str, Any], key: str, old: object) -> None:

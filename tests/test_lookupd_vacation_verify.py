@@ -14,7 +14,7 @@ from dinomail.passwords import hash_password
 from dinomail.store import EVERYTHING, Store, aliasdomains, apppasswords, domains, mailboxes
 from dinomail.store import vacation as store_vacation
 from lookupd.dovecot.tabescape import split_fields, tabunescape
-from tests.support.lookupd import running_lookupd, wait_until
+from tests.support.lookupd import eventually, running_lookupd, wait_until
 
 PASSWORD = "Main-password-123"
 
@@ -103,6 +103,9 @@ async def test_verify_checks_main_and_app_passwords_per_service(
             )
             return answer.status_code, answer.json()
 
+        async def refused(user: str, password: str, service: str) -> bool:
+            return await verify(user, password, service) == (200, mismatch)
+
         ok = {"result": "ok", "fields": {}}
         mismatch = {"result": "mismatch", "fields": {}}
         assert await verify("ann@example.org", PASSWORD, "imap") == (200, ok)
@@ -124,6 +127,9 @@ async def test_verify_checks_main_and_app_passwords_per_service(
         async with store.write() as conn:
             await domains.update(conn, "t", EVERYTHING, domain_id,
                                  {"require_app_passwords": True})
+        # The rule reaches the snapshot through the change log.
+        await eventually(lambda: refused("ann@example.org", PASSWORD, "imap"),
+                         what="the domain's rule in the snapshot")
         for service in ("imap", "pop3", "smtp", "submission", "sieve"):
             assert await verify("ann@example.org", PASSWORD, service) == (200, mismatch)
         assert await verify("ann@example.org", PASSWORD, "doveadm") == (200, ok)
@@ -140,4 +146,6 @@ async def test_verify_checks_main_and_app_passwords_per_service(
             await asyncio.sleep(0.05)
         async with store.write() as conn:
             await apppasswords.revoke(conn, "t", EVERYTHING, mailbox_id, app["id"])
-        assert await verify("ann@example.org", secret, "imap") == (200, mismatch)
+        await eventually(lambda: refused("ann@example.org", secret, "imap"),
+                         what="the revoked app password refused")
+        assert await verify("ann@example.org", secret, "smtp") == (200, mismatch)

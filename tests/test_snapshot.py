@@ -10,6 +10,7 @@ import pytest
 from dinomail.records import (
     AliasDomainRow,
     AliasRow,
+    AppPasswordRow,
     DomainRow,
     MailboxRow,
     MailChanges,
@@ -37,6 +38,7 @@ def changes(**parts: list) -> MailChanges:
         name: [] for name in (
             "domains", "removed_domains", "alias_domains", "removed_alias_domains",
             "mailboxes", "removed_mailboxes", "aliases", "removed_aliases",
+            "app_passwords", "removed_app_passwords",
         )
     }
     return MailChanges(**{**empty, **parts})
@@ -67,7 +69,7 @@ def snapshot() -> Snapshot:
 
 def test_build_counts_rows(snapshot: Snapshot) -> None:
     assert snapshot.row_counts() == {
-        "domains": 2, "alias_domains": 1, "mailboxes": 3, "aliases": 4,
+        "domains": 2, "alias_domains": 1, "mailboxes": 3, "aliases": 4, "app_passwords": 0,
     }
 
 
@@ -209,7 +211,7 @@ def test_domain_removal_with_its_rows_in_any_order(snapshot: Snapshot, order: tu
             assert resolve_alias(snapshot, "info@example.com") is None
             assert resolve_domain(snapshot, "example.org") is None
     assert snapshot.row_counts() == {
-        "domains": 1, "alias_domains": 0, "mailboxes": 1, "aliases": 1,
+        "domains": 1, "alias_domains": 0, "mailboxes": 1, "aliases": 1, "app_passwords": 0,
     }
     assert resolve_mailbox(snapshot, "carol@example.net") == "example.net/carol/"
 
@@ -284,3 +286,38 @@ def test_domain_key() -> None:
 def test_delimiter_is_kept(snapshot: Snapshot) -> None:
     assert snapshot.recipient_delimiter == "+"
     assert Snapshot.build(base_data(), recipient_delimiter="-+").recipient_delimiter == "-+"
+
+
+# --- app passwords -------------------------------------------------------------------------------
+
+
+def app_password(id: int, mailbox_id: int, protocols: str = "imap") -> AppPasswordRow:
+    return AppPasswordRow(id=id, mailbox_id=mailbox_id, protocols=protocols,
+                          password=f"{{PLAIN}}app{id}")
+
+
+def test_app_passwords_are_held_by_mailbox_oldest_first() -> None:
+    data = base_data()
+    snapshot = Snapshot.build(MailData(
+        data.domains, data.alias_domains, data.mailboxes, data.aliases,
+        [app_password(7, 1), app_password(3, 1, "imap,smtp"), app_password(5, 2)],
+    ))
+    assert snapshot.app_passwords(1) == [app_password(3, 1, "imap,smtp"), app_password(7, 1)]
+    assert snapshot.app_passwords(2) == [app_password(5, 2)]
+    assert snapshot.app_passwords(3) == []
+    assert snapshot.row_counts()["app_passwords"] == 3
+    assert sorted(row.id for row in snapshot.rows().app_passwords) == [3, 5, 7]
+
+
+def test_app_password_changes_apply_in_place(snapshot: Snapshot) -> None:
+    snapshot.apply(changes(app_passwords=[app_password(1, 1), app_password(2, 1)]))
+    assert [row.id for row in snapshot.app_passwords(1)] == [1, 2]
+    # Revoked, changed (other protocols, another hash) and moved to another mailbox.
+    snapshot.apply(changes(removed_app_passwords=[1], app_passwords=[app_password(2, 3, "pop3")]))
+    assert snapshot.app_passwords(1) == []
+    assert snapshot.app_passwords(3) == [app_password(2, 3, "pop3")]
+    snapshot.apply(changes(removed_app_passwords=[2, 99]))  # 99: never there
+    assert snapshot.app_passwords(3) == [] and snapshot.row_counts()["app_passwords"] == 0
+    # Removed and present in one batch: present, as the database it was read from says.
+    snapshot.apply(changes(removed_app_passwords=[4], app_passwords=[app_password(4, 2)]))
+    assert snapshot.app_passwords(2) == [app_password(4, 2)]

@@ -10,6 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from dinomail.passwords import verify_password
+from dinomail.records import AppPasswordRow
 from dinomail.schema import auditlog
 from dinomail.store import (
     EVERYTHING,
@@ -21,6 +22,7 @@ from dinomail.store import (
     aliasdomains,
     aliases,
     apppasswords,
+    changes,
     domains,
     mailboxes,
     vacation,
@@ -153,9 +155,11 @@ async def test_app_password_lifecycle(store: Store) -> None:
             )
     assert conflict.value.code == "app_password_exists"
     assert conflict.value.params == {"name": "Phone"}
+    # What the lookup daemon loads to check logins: the hash and protocols, not the name.
     async with store.read() as conn:
-        required, rows = await apppasswords.for_login(conn, "dan@example.org")
-    assert required is False and rows == [(row["id"], "imap,smtp", password_hash)]
+        _, data = await changes.load_mail_data(conn)
+    assert data.app_passwords == [AppPasswordRow(row["id"], box["id"], "imap,smtp", password_hash)]
+    assert [d.require_app_passwords for d in data.domains if d.id == box["domain_id"]] == [False]
     when = datetime(2026, 12, 6, 4, 0, tzinfo=UTC)
     async with store.write() as conn:
         await apppasswords.record_use(conn, {row["id"]: when, 999_999: when})
@@ -226,8 +230,9 @@ async def test_domain_can_require_app_passwords(store: Store) -> None:
         )
     assert domain["require_app_passwords"] is True
     async with store.read() as conn:
-        required, rows = await apppasswords.for_login(conn, "hal@example.org")
-    assert required is True and rows == []
+        _, data = await changes.load_mail_data(conn)
+    assert [d.require_app_passwords for d in data.domains if d.id == box["domain_id"]] == [True]
+    assert data.app_passwords == []
 
 
 async def test_vacation_for_delivery_names_the_other_addresses(store: Store) -> None:

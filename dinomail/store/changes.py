@@ -1,6 +1,10 @@
 """What the lookup daemon reads: every mail row at once, and the change log after that.
 
-The change log is written by database triggers (see the first migration), so a row changed by
+Mail rows: domains, alias domains, mailboxes, aliases, and the app passwords' hashes (a login
+is checked against the snapshot, never the database).
+
+The change log is written by database triggers (see the first migration, and 0018 for the app
+passwords), so a row changed by
 hand in `psql` or `sqlite3` is followed like one changed through the API.
 """
 
@@ -14,8 +18,24 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from dinomail.records import AliasDomainRow, AliasRow, DomainRow, MailboxRow, MailChanges, MailData
-from dinomail.schema import aliasdomain, changelog, state, virtualalias, virtualdomain, virtualuser
+from dinomail.records import (
+    AliasDomainRow,
+    AliasRow,
+    AppPasswordRow,
+    DomainRow,
+    MailboxRow,
+    MailChanges,
+    MailData,
+)
+from dinomail.schema import (
+    aliasdomain,
+    apppassword,
+    changelog,
+    state,
+    virtualalias,
+    virtualdomain,
+    virtualuser,
+)
 
 HORIZON = "changelog_horizon"
 # A random id given to the database the first time a lookup daemon loads from it: what names
@@ -37,7 +57,7 @@ class Change:
 
 _DOMAINS = sa.select(
     virtualdomain.c.id, virtualdomain.c.name, virtualdomain.c.active,
-    virtualdomain.c.catchall_senders,
+    virtualdomain.c.catchall_senders, virtualdomain.c.require_app_passwords,
 )
 _ALIAS_DOMAINS = sa.select(
     aliasdomain.c.id, aliasdomain.c.name, aliasdomain.c.target_domain_id, aliasdomain.c.active
@@ -48,6 +68,11 @@ _MAILBOXES = sa.select(
 )
 _ALIASES = sa.select(
     virtualalias.c.id, virtualalias.c.domain_id, virtualalias.c.source, virtualalias.c.destination
+)
+# Not the name, creation or last use: a login needs none of them (and the last-use writes are
+# not logged, see migration 0018_apppassword_changelog).
+_APP_PASSWORDS = sa.select(
+    apppassword.c.id, apppassword.c.user_id, apppassword.c.protocols, apppassword.c.password
 )
 
 
@@ -111,7 +136,11 @@ async def load_mail_data(conn: AsyncConnection) -> tuple[int, MailData]:
         async for rows in _pages(conn, _ALIASES, virtualalias) for row in rows
     ]
     del addresses
-    return seq, MailData(domains, alias_domains, mailboxes, aliases)
+    app_passwords = [
+        AppPasswordRow(row[0], row[1], share(row[2], row[2]), row[3])
+        async for rows in _pages(conn, _APP_PASSWORDS, apppassword) for row in rows
+    ]
+    return seq, MailData(domains, alias_domains, mailboxes, aliases, app_passwords)
 
 
 async def _pages(
@@ -173,6 +202,7 @@ async def fetch_changes(conn: AsyncConnection, changed: Iterable[Change]) -> Mai
     alias_domains, removed_alias_domains = await current(aliasdomain.name)
     mailboxes, removed_mailboxes = await current(virtualuser.name)
     aliases, removed_aliases = await current(virtualalias.name)
+    app_passwords, removed_app_passwords = await current(apppassword.name)
     return MailChanges(
         domains=domains,
         removed_domains=removed_domains,
@@ -182,6 +212,8 @@ async def fetch_changes(conn: AsyncConnection, changed: Iterable[Change]) -> Mai
         removed_mailboxes=removed_mailboxes,
         aliases=aliases,
         removed_aliases=removed_aliases,
+        app_passwords=app_passwords,
+        removed_app_passwords=removed_app_passwords,
     )
 
 
@@ -197,6 +229,7 @@ _TABLES: dict[str, tuple[sa.Select, sa.Table, Callable[[sa.Row], _Record]]] = {
     aliasdomain.name: (_ALIAS_DOMAINS, aliasdomain, lambda row: AliasDomainRow(*row)),
     virtualuser.name: (_MAILBOXES, virtualuser, lambda row: MailboxRow(*row)),
     virtualalias.name: (_ALIASES, virtualalias, lambda row: AliasRow(*row)),
+    apppassword.name: (_APP_PASSWORDS, apppassword, lambda row: AppPasswordRow(*row)),
 }
 
 
