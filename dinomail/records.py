@@ -8,6 +8,7 @@ Every string is already normalised (lowercase, domains in IDNA ASCII form).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import date
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +73,21 @@ class AppPasswordRow:
 
 
 @dataclass(frozen=True, slots=True)
+class VacationRow:
+    """A row of `dinomail_vacation`: a mailbox's vacation reply settings, of which the lookup
+    daemon makes its Sieve script (`dinomail.sieve.vacation_script`). Its key is the mailbox's
+    id. `starts` and `ends` are days, both included; None: no bound."""
+
+    mailbox_id: int
+    enabled: bool
+    subject: str
+    body: str
+    starts: date | None
+    ends: date | None
+    interval_days: int
+
+
+@dataclass(frozen=True, slots=True)
 class MailData:
     """Every mail row at once: what a full load of the snapshot reads."""
 
@@ -80,6 +96,7 @@ class MailData:
     mailboxes: list[MailboxRow]
     aliases: list[AliasRow]
     app_passwords: list[AppPasswordRow] = field(default_factory=list)
+    vacations: list[VacationRow] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +117,8 @@ class MailChanges:
     removed_aliases: list[int]
     app_passwords: list[AppPasswordRow] = field(default_factory=list)
     removed_app_passwords: list[int] = field(default_factory=list)
+    vacations: list[VacationRow] = field(default_factory=list)
+    removed_vacations: list[int] = field(default_factory=list)  # mailbox ids
 
     def __len__(self) -> int:
         return sum(
@@ -108,6 +127,6 @@ class MailChanges:
                 self.domains, self.removed_domains, self.alias_domains,
                 self.removed_alias_domains, self.mailboxes, self.removed_mailboxes,
                 self.aliases, self.removed_aliases, self.app_passwords,
-                self.removed_app_passwords,
+                self.removed_app_passwords, self.vacations, self.removed_vacations,
             )
         )

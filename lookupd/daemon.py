@@ -123,7 +123,7 @@ async def _start(settings: Settings, store: Store, stack: AsyncExitStack) -> Loo
             request_timeout=timeout, max_connections=limits["socketmap"],
         )
     listeners.append(socketmap)
-    vacations = VacationScripts(store, refresh_interval=settings.VACATION_REFRESH_INTERVAL)
+    vacations = VacationScripts(lambda: holder.current)
     if not settings.DICT_LISTEN:
         # The default socket lives in STATE_DIR, which `dinomail lookupd` alone never created.
         Path(settings.STATE_DIR).mkdir(mode=0o750, parents=True, exist_ok=True)
@@ -168,7 +168,7 @@ async def _start(settings: Settings, store: Store, stack: AsyncExitStack) -> Loo
     stack.push_async_callback(http.stop)
     # The app-password writer's last flush writes the last uses before it returns.
     background.start(
-        quota_writer.run, block_sync.run, vacations.run, app_password_use.run, refresher.run,
+        quota_writer.run, block_sync.run, app_password_use.run, refresher.run,
         metrics.keep_flushed,
     )
     log.info("socketmap listening on %s", socketmap.address)

@@ -13,10 +13,12 @@ another format, or for another database is ignored:
      "alias_domains": [[id, name, target, active], ...],
      "mailboxes": [[id, domain_id, email, password, quota, active], ...],
      "aliases": [[id, domain_id, source, destination], ...],
-     "app_passwords": [[id, mailbox_id, protocols, password], ...]}
+     "app_passwords": [[id, mailbox_id, protocols, password], ...],
+     "vacations": [[mailbox_id, enabled, subject, body, starts, ends, interval_days], ...]}
 
-(Version 3 added the app passwords and the domains' `require_app_passwords`: a version 2 file,
-which lacks them, is ignored rather than read as "no app passwords".)
+(`starts` and `ends`: "YYYY-MM-DD" or null. Version 3 added the app passwords, the domains'
+`require_app_passwords` and the vacations: a version 2 file, which lacks them, is ignored
+rather than read as "no app passwords, no vacation".)
 
 The database is named by its URL without the user and password, and by the random id kept in
 its `dinomail_state` table (`dinomail.store.changes.database_id`), which is compared whenever
@@ -34,6 +36,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +48,7 @@ from dinomail.records import (
     DomainRow,
     MailboxRow,
     MailData,
+    VacationRow,
 )
 
 log = logging.getLogger("dinomail.lookupd.snapshot_file")
@@ -107,6 +111,11 @@ def write_snapshot_file(
         "aliases": (data.aliases, lambda r: (r.id, r.domain_id, r.source, r.destination)),
         "app_passwords": (
             data.app_passwords, lambda r: (r.id, r.mailbox_id, r.protocols, r.password)
+        ),
+        "vacations": (
+            data.vacations,
+            lambda r: (r.mailbox_id, r.enabled, r.subject, r.body, _day_text(r.starts),
+                       _day_text(r.ends), r.interval_days),
         ),
     }
     folder = path.parent
@@ -183,6 +192,10 @@ def _read(path: Path, database: str, database_id: str | None) -> SavedSnapshot |
             mailboxes=[MailboxRow(*row) for row in body["mailboxes"]],
             aliases=[AliasRow(*row) for row in body["aliases"]],
             app_passwords=[AppPasswordRow(*row) for row in body["app_passwords"]],
+            vacations=[
+                VacationRow(mailbox_id, enabled, subject, text, _day(starts), _day(ends), days)
+                for mailbox_id, enabled, subject, text, starts, ends, days in body["vacations"]
+            ],
         )
         _check_types(data)
     except (KeyError, TypeError, ValueError) as error:
@@ -219,6 +232,24 @@ def _check_types(data: MailData) -> None:
         if not (type(app_password.id) is int and type(app_password.mailbox_id) is int
                 and type(app_password.protocols) is str and type(app_password.password) is str):
             raise TypeError(f"app password {app_password.id!r}")
+    for vacation in data.vacations:
+        if not (type(vacation.mailbox_id) is int and type(vacation.enabled) is bool
+                and type(vacation.subject) is str and type(vacation.body) is str
+                and type(vacation.interval_days) is int):
+            raise TypeError(f"vacation {vacation.mailbox_id!r}")
+
+
+def _day_text(day: date | None) -> str | None:
+    return None if day is None else day.isoformat()
+
+
+def _day(text: object) -> date | None:
+    """A day written by `_day_text`; anything else is a malformed file (ValueError)."""
+    if text is None:
+        return None
+    if not isinstance(text, str):
+        raise ValueError(f"not a day: {text!r}")
+    return date.fromisoformat(text)
 
 
 def _header(line: bytes) -> dict[str, Any] | None:

@@ -1,28 +1,29 @@
-"""The app passwords' change-log triggers (migration 0018_apppassword_changelog), on SQLite and
-PostgreSQL: what a login reads is logged (creation, a change of hash or protocols, revocation,
-the mailbox's removal), the last-use writes are not, and the change log brings the rows a
-snapshot applies."""
+"""The change-log triggers of migration 0018_apppassword_changelog, on SQLite and PostgreSQL.
+App passwords: what a login reads is logged (creation, a change of hash or protocols,
+revocation, the mailbox's removal), the last-use writes are not. Vacations: every change, under
+the mailbox's id. The change log brings the rows a snapshot applies."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import sqlalchemy as sa
 
-from dinomail.records import AppPasswordRow
+from dinomail.records import AppPasswordRow, VacationRow
 from dinomail.schema import apppassword
-from dinomail.store import EVERYTHING, Store, apppasswords, changes, domains, mailboxes
+from dinomail.schema import vacation as vacation_table
+from dinomail.store import EVERYTHING, Store, apppasswords, changes, domains, mailboxes, vacation
 from lookupd.snapshot import Snapshot
 
 TABLE = "dinomail_apppassword"
 
 
-async def _logged(store: Store, since: int) -> list[tuple[int, str]]:
-    """The app password changes logged after `since`: (row id, op)."""
+async def _logged(store: Store, since: int, table: str = TABLE) -> list[tuple[int, str]]:
+    """The changes of `table` logged after `since`: (row id, op)."""
     async with store.read() as conn:
         return [(change.row_id, change.op)
                 for change in await changes.changes_since(conn, since, 1000)
-                if change.table_name == TABLE]
+                if change.table_name == table]
 
 
 async def _latest(store: Store) -> int:
@@ -127,3 +128,48 @@ async def test_emptying_the_app_password_table_is_logged(store: Store) -> None:
             await conn.execute(sa.text(f"DELETE FROM {TABLE}"))  # SQLite has no TRUNCATE
             expected = [(1, "D")]
     assert await _logged(store, start) == expected
+
+
+async def test_vacation_changes_are_logged_under_the_mailbox_id(store: Store) -> None:
+    async with store.write() as conn:
+        await domains.create(conn, "t", EVERYTHING, {"name": "example.org"})
+        box = await mailboxes.create(conn, "t", EVERYTHING, {"email": "ann@example.org"},
+                                     password_hash="{PLAIN}x")
+        other = await mailboxes.create(conn, "t", EVERYTHING, {"email": "bob@example.org"},
+                                       password_hash="{PLAIN}x")
+    async with store.read() as conn:
+        seq, data = await changes.load_mail_data(conn)
+    snapshot = Snapshot.build(data)
+
+    async def follow() -> None:
+        nonlocal seq
+        async with store.read() as conn:
+            logged = await changes.changes_since(conn, seq, 1000)
+            snapshot.apply(await changes.fetch_changes(conn, logged))
+        seq = logged[-1].seq if logged else seq
+
+    start = await _latest(store)
+    async with store.write() as conn:
+        await vacation.put(conn, "t", EVERYTHING, box["id"],
+                           {"enabled": True, "body": "Away", "starts": "2026-12-20"})
+        await vacation.put(conn, "t", EVERYTHING, box["id"], {"subject": "Off"})
+    assert await _logged(store, start, vacation_table.name) == [(box["id"], "I"), (box["id"], "U")]
+    await follow()
+    assert snapshot.vacation(box["id"]) == VacationRow(
+        box["id"], True, "Off", "Away", date(2026, 12, 20), None, 7
+    )
+    # Moved to another mailbox by hand: the old key is gone, the new one present.
+    async with store.write() as conn:
+        await conn.execute(vacation_table.update().where(vacation_table.c.user_id == box["id"])
+                           .values(user_id=other["id"]))
+    await follow()
+    assert snapshot.vacation(box["id"]) is None
+    moved = snapshot.vacation(other["id"])
+    assert moved is not None and moved.subject == "Off"
+
+    start = await _latest(store)
+    async with store.write() as conn:
+        await vacation.delete(conn, "t", EVERYTHING, other["id"])
+    assert await _logged(store, start, vacation_table.name) == [(other["id"], "D")]
+    await follow()
+    assert snapshot.row_counts()["vacations"] == 0

@@ -2,7 +2,8 @@
 one is refused once its removal comes through the change log, and while PostgreSQL is stopped
 (a real outage) an app password login still works, a revoked one stays refused, the domain's
 "require app passwords" still holds, and the last uses are written once the database is back.
-A daemon started during the outage checks app passwords against the snapshot saved on disk."""
+A daemon started during the outage checks app passwords against the snapshot saved on disk,
+and serves the vacation script saved there too."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import httpx
 from dinomail import migrate
 from dinomail.passwords import hash_password
 from dinomail.settings import Settings
-from dinomail.store import EVERYTHING, Store, apppasswords, domains, mailboxes
+from dinomail.store import EVERYTHING, Store, apppasswords, domains, mailboxes, vacation
 from dinomail.store import changes as changelog
 from lookupd.daemon import Lookupd
 from lookupd.snapshot_file import database_name, read_snapshot_file
@@ -73,6 +74,8 @@ async def test_app_passwords_come_from_the_snapshot_through_an_outage(
             domain = await domains.create(conn, "t", EVERYTHING, {"name": "example.org"})
             box = await mailboxes.create(conn, "t", EVERYTHING, {"email": "ann@example.org"},
                                          password_hash=hash_password(PASSWORD, "SHA512-CRYPT"))
+        async with store.write() as conn:
+            await vacation.put(conn, "t", EVERYTHING, box["id"], {"enabled": True, "body": "Away"})
         kept_id, kept = await _new_app_password(store, box["id"], "phone")
         revoked_id, revoked = await _new_app_password(store, box["id"], "laptop")
 
@@ -129,6 +132,7 @@ async def test_app_passwords_come_from_the_snapshot_through_an_outage(
             assert await _verify(settings, PASSWORD) == MISMATCH  # app passwords required
             assert await _verify(settings, PASSWORD, "doveadm") == OK
             assert await _verify(settings, kept, "pop3") == MISMATCH  # imap only
+            assert daemon.vacations.script("ann@example.org") is not None
             assert daemon.metrics.current_snapshot_age() >= time.monotonic() - down_at - 0.5
 
             # A daemon started now, the database still down, reads the snapshot on disk.
@@ -139,6 +143,8 @@ async def test_app_passwords_come_from_the_snapshot_through_an_outage(
                 assert await _verify(second_settings, kept) == OK
                 assert await _verify(second_settings, revoked) == MISMATCH
                 assert await _verify(second_settings, PASSWORD) == MISMATCH
+                script = second.vacations.script("ann@example.org")
+                assert script is not None and '"Away";' in script.text
 
             await asyncio.to_thread(own_postgres.start)
             # The last use of the outage, kept in memory, is written once the database is back.

@@ -15,6 +15,7 @@ from dinomail.records import (
     MailboxRow,
     MailChanges,
     MailData,
+    VacationRow,
 )
 from lookupd.resolve import resolve_alias, resolve_domain, resolve_mailbox
 from lookupd.snapshot import Snapshot, domain_key
@@ -38,7 +39,7 @@ def changes(**parts: list) -> MailChanges:
         name: [] for name in (
             "domains", "removed_domains", "alias_domains", "removed_alias_domains",
             "mailboxes", "removed_mailboxes", "aliases", "removed_aliases",
-            "app_passwords", "removed_app_passwords",
+            "app_passwords", "removed_app_passwords", "vacations", "removed_vacations",
         )
     }
     return MailChanges(**{**empty, **parts})
@@ -70,6 +71,7 @@ def snapshot() -> Snapshot:
 def test_build_counts_rows(snapshot: Snapshot) -> None:
     assert snapshot.row_counts() == {
         "domains": 2, "alias_domains": 1, "mailboxes": 3, "aliases": 4, "app_passwords": 0,
+        "vacations": 0,
     }
 
 
@@ -212,6 +214,7 @@ def test_domain_removal_with_its_rows_in_any_order(snapshot: Snapshot, order: tu
             assert resolve_domain(snapshot, "example.org") is None
     assert snapshot.row_counts() == {
         "domains": 1, "alias_domains": 0, "mailboxes": 1, "aliases": 1, "app_passwords": 0,
+        "vacations": 0,
     }
     assert resolve_mailbox(snapshot, "carol@example.net") == "example.net/carol/"
 
@@ -321,3 +324,57 @@ def test_app_password_changes_apply_in_place(snapshot: Snapshot) -> None:
     # Removed and present in one batch: present, as the database it was read from says.
     snapshot.apply(changes(removed_app_passwords=[4], app_passwords=[app_password(4, 2)]))
     assert snapshot.app_passwords(2) == [app_password(4, 2)]
+
+
+# --- vacations -----------------------------------------------------------------------------------
+
+
+def away(mailbox_id: int, enabled: bool = True, subject: str = "") -> VacationRow:
+    return VacationRow(mailbox_id=mailbox_id, enabled=enabled, subject=subject, body="Away",
+                       starts=None, ends=None, interval_days=7)
+
+
+def test_the_aliases_leading_to_a_mailbox_away_follow_every_change(snapshot: Snapshot) -> None:
+    # base_data: info@ leads to alice and bob, sales@ and the catch-all of example.net to carol.
+    assert snapshot.aliases_leading_to("alice@example.com") == []  # no vacation: not kept
+    snapshot.apply(changes(vacations=[away(1), away(3), away(2, enabled=False)]))
+    assert snapshot.aliases_leading_to("alice@example.com") == ["info@example.com"]
+    assert snapshot.aliases_leading_to("carol@example.net") == ["sales@example.com"]  # no @
+    assert snapshot.aliases_leading_to("bob@example.com") == []  # disabled
+    # Alias changes in between: applied to what is kept, in the order of the ids.
+    snapshot.apply(changes(aliases=[alias(9, 1, "help@example.com", "alice@example.com"),
+                                    alias(3, 1, "sales@example.com", "alice@example.com")]))
+    assert snapshot.aliases_leading_to("alice@example.com") == [
+        "info@example.com", "sales@example.com", "help@example.com"]
+    assert snapshot.aliases_leading_to("carol@example.net") == []
+    snapshot.apply(changes(removed_aliases=[1]))
+    assert snapshot.aliases_leading_to("alice@example.com") == [
+        "sales@example.com", "help@example.com"]
+    # A mailbox away renamed; a vacation turned on, off, removed.
+    snapshot.apply(changes(mailboxes=[mailbox(1, 1, "alicia@example.com")],
+                           aliases=[alias(10, 1, "a@example.com", "alicia@example.com")]))
+    assert snapshot.aliases_leading_to("alicia@example.com") == ["a@example.com"]
+    assert snapshot.aliases_leading_to("alice@example.com") == []
+    snapshot.apply(changes(vacations=[away(2)], removed_vacations=[1]))
+    assert snapshot.aliases_leading_to("bob@example.com") == ["info@example.com"]
+    assert snapshot.aliases_leading_to("alicia@example.com") == []
+    snapshot.apply(changes(vacations=[away(2, enabled=False, subject="x")]))
+    assert snapshot.aliases_leading_to("bob@example.com") == []
+    assert snapshot.vacation(2) == away(2, enabled=False, subject="x")
+    assert snapshot.row_counts()["vacations"] == 2
+
+
+def test_every_batch_gives_a_new_generation(snapshot: Snapshot) -> None:
+    before = snapshot.generation
+    snapshot.apply(changes())
+    assert snapshot.generation != before
+    assert Snapshot.build(base_data()).generation not in (before, snapshot.generation)
+
+
+def test_alias_domains_of_a_domain(snapshot: Snapshot) -> None:
+    snapshot.apply(changes(alias_domains=[
+        AliasDomainRow(id=2, name="example.biz", target_domain_id=1, active=True),
+        AliasDomainRow(id=3, name="example.info", target_domain_id=1, active=False),
+    ]))
+    assert snapshot.alias_domains_of(1) == ["example.biz", "example.org"]
+    assert snapshot.alias_domains_of(2) == []

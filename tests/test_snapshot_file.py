@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import stat
+from datetime import date
 from pathlib import Path
 
 from dinomail import __version__
@@ -17,6 +18,7 @@ from dinomail.records import (
     DomainRow,
     MailboxRow,
     MailData,
+    VacationRow,
 )
 from dinomail.store import EVERYTHING, Store, mailboxes
 from lookupd.snapshot import Snapshot
@@ -37,6 +39,9 @@ DATA = MailData(
     aliases=[AliasRow(6, 1, "info@example.org", "alice@example.org")],
     app_passwords=[AppPasswordRow(7, 4, "imap,smtp", "{SHA512-CRYPT}$6$y"),
                    AppPasswordRow(8, 5, "pop3", "{PLAIN}z")],
+    vacations=[VacationRow(4, True, "Away \"x\"", "Back\non Monday", date(2026, 12, 20),
+                           date(2027, 1, 4), 3),
+               VacationRow(5, False, "", "", None, None, 7)],
 )
 
 
@@ -81,8 +86,14 @@ def test_another_database_version_or_a_damaged_file_is_ignored(tmp_path: Path) -
                      b' "aliases": [], "app_passwords": []}\n')
     assert read_snapshot_file(path, database=DB) is None
     path.write_bytes(header + b'\n{"domains": [], "alias_domains": [], "mailboxes": [],'
-                     b' "aliases": [], "app_passwords": [[7, 4, ["imap"], "{PLAIN}z"]]}\n')
+                     b' "aliases": [], "app_passwords": [[7, 4, ["imap"], "{PLAIN}z"]],'
+                     b' "vacations": []}\n')
     assert read_snapshot_file(path, database=DB) is None
+    for day in (b'"20.12.2026"', b'20261220'):
+        path.write_bytes(header + b'\n{"domains": [], "alias_domains": [], "mailboxes": [],'
+                         b' "aliases": [], "app_passwords": [], "vacations": [[4, true, "",'
+                         b' "x", ' + day + b', null, 7]]}\n')
+        assert read_snapshot_file(path, database=DB) is None, day
     assert read_snapshot_file(tmp_path / "absent.json", database=DB) is None
     assert json.loads(header)["dinomail"] == __version__
 

@@ -93,8 +93,7 @@ def stack() -> Iterator[Stack]:
     with stack_root("dinomail-vacation-") as (root, stops):
         url = f"sqlite:///{root / 'dinomail.sqlite3'}"
         headers, mailbox_id, domain_id = asyncio.run(_fill(url))
-        mail = start_mail_stack(root, url, stops, full=True, VACATION_REFRESH_INTERVAL="0.2",
-                                APP_PASSWORD_FLUSH_INTERVAL="0.2")
+        mail = start_mail_stack(root, url, stops, full=True, APP_PASSWORD_FLUSH_INTERVAL="0.2")
         yield Stack(**vars(mail), headers=headers, mailbox_id=mailbox_id, domain_id=domain_id)
 
 
