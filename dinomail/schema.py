@@ -693,9 +693,8 @@ domainselfservice = sa.Table(
 
 
 # --- vacation replies and app passwords (migration 0015_vacation_apppasswords) -------------------
-# The lookup daemon reads the vacations when Dovecot asks (the Sieve script at delivery); the app
-# passwords are followed through the change log (migration 0018_apppassword_changelog) into its
-# snapshot, which logins are checked against.
+# Both are followed through the change log (migration 0018_apppassword_changelog) into the
+# lookup daemon's snapshot, which logins are checked against and Sieve scripts made from.
 
 vacation = sa.Table(
     "dinomail_vacation",
