@@ -7,7 +7,8 @@ Every string is already normalised (lowercase, domains in IDNA ASCII form).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import date
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,6 +21,9 @@ class DomainRow:
     # The catch-all's destinations may send as the domain's addresses that are neither a
     # mailbox nor an alias (see `lookupd.resolve.resolve_senders`).
     catchall_senders: bool = False
+    # The domain's mailboxes log in to IMAP, POP3, SMTP and ManageSieve with app passwords only
+    # (see `lookupd.dovecot.verify`).
+    require_app_passwords: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +62,32 @@ class AliasRow:
 
 
 @dataclass(frozen=True, slots=True)
+class AppPasswordRow:
+    """A row of `dinomail_apppassword`, as much as a login needs: the `{SCHEME}hash` (never a
+    plaintext, which is not kept anywhere) and the protocols it opens, comma-separated."""
+
+    id: int
+    mailbox_id: int
+    protocols: str
+    password: str
+
+
+@dataclass(frozen=True, slots=True)
+class VacationRow:
+    """A row of `dinomail_vacation`: a mailbox's vacation reply settings, of which the lookup
+    daemon makes its Sieve script (`dinomail.sieve.vacation_script`). Its key is the mailbox's
+    id. `starts` and `ends` are days, both included; None: no bound."""
+
+    mailbox_id: int
+    enabled: bool
+    subject: str
+    body: str
+    starts: date | None
+    ends: date | None
+    interval_days: int
+
+
+@dataclass(frozen=True, slots=True)
 class MailData:
     """Every mail row at once: what a full load of the snapshot reads."""
 
@@ -65,6 +95,8 @@ class MailData:
     alias_domains: list[AliasDomainRow]
     mailboxes: list[MailboxRow]
     aliases: list[AliasRow]
+    app_passwords: list[AppPasswordRow] = field(default_factory=list)
+    vacations: list[VacationRow] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +115,10 @@ class MailChanges:
     removed_mailboxes: list[int]
     aliases: list[AliasRow]
     removed_aliases: list[int]
+    app_passwords: list[AppPasswordRow] = field(default_factory=list)
+    removed_app_passwords: list[int] = field(default_factory=list)
+    vacations: list[VacationRow] = field(default_factory=list)
+    removed_vacations: list[int] = field(default_factory=list)  # mailbox ids
 
     def __len__(self) -> int:
         return sum(
@@ -90,6 +126,7 @@ class MailChanges:
             for part in (
                 self.domains, self.removed_domains, self.alias_domains,
                 self.removed_alias_domains, self.mailboxes, self.removed_mailboxes,
-                self.aliases, self.removed_aliases,
+                self.aliases, self.removed_aliases, self.app_passwords,
+                self.removed_app_passwords, self.vacations, self.removed_vacations,
             )
         )

@@ -693,8 +693,8 @@ domainselfservice = sa.Table(
 
 
 # --- vacation replies and app passwords (migration 0015_vacation_apppasswords) -------------------
-# Not mail tables: no change-log trigger. The lookup daemon reads them when Dovecot asks (the
-# Sieve script at delivery, the app passwords at login).
+# Both are followed through the change log (migration 0018_apppassword_changelog) into the
+# lookup daemon's snapshot, which logins are checked against and Sieve scripts made from.
 
 vacation = sa.Table(
     "dinomail_vacation",

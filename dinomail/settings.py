@@ -100,10 +100,7 @@ class Settings:
     POLICY_FLUSH_INTERVAL: float = 1.0
     POLICY_SYNC_INTERVAL: float = 5.0
 
-    # Vacation replies and app passwords (lookup daemon): seconds between reloads of the
-    # vacation Sieve scripts Dovecot reads over the dict `sieve`, and between writes of the app
-    # passwords' last use.
-    VACATION_REFRESH_INTERVAL: float = 5.0
+    # App passwords (lookup daemon): seconds between writes of their last use.
     APP_PASSWORD_FLUSH_INTERVAL: float = 5.0
 
     # Dovecot auth policy (brute-force protection, `/dovecot/auth-policy` on LOOKUPD_HTTP_LISTEN):
@@ -423,7 +420,6 @@ _CHECKS: dict[str, Callable[[Any], None]] = {
     "POLICY_REFRESH_INTERVAL": _check_positive,
     "POLICY_FLUSH_INTERVAL": _check_positive,
     "POLICY_SYNC_INTERVAL": _check_positive,
-    "VACATION_REFRESH_INTERVAL": _check_positive,
     "APP_PASSWORD_FLUSH_INTERVAL": _check_positive,
     "AUTH_POLICY_API_KEY": _check_http_secret,
     "AUTH_POLICY_WINDOW": _check_positive,
@@ -559,6 +555,7 @@ def _check_password_scheme(values: dict[str, Any]) -> None:
 # warning, so that a configuration carried over from an earlier release keeps starting.
 RETIRED_SETTINGS: Mapping[str, str] = {
     "STATIC_ROOT": "the pages serve their static files themselves",
+    "VACATION_REFRESH_INTERVAL": "vacation changes reach the lookup daemon through the change log",
 }
 
 log = logging.getLogger("dinomail.settings")

@@ -134,7 +134,7 @@ async def _start(settings: Settings, store: Store, stack: AsyncExitStack) -> Loo
             ),
         )
     listeners.append(socketmap)
-    vacations = VacationScripts(store, refresh_interval=settings.VACATION_REFRESH_INTERVAL)
+    vacations = VacationScripts(lambda: holder.current)
     if not settings.DICT_LISTEN:
         # The default socket lives in STATE_DIR, which `dinomail lookupd` alone never created.
         Path(settings.STATE_DIR).mkdir(mode=0o750, parents=True, exist_ok=True)
@@ -170,7 +170,7 @@ async def _start(settings: Settings, store: Store, stack: AsyncExitStack) -> Loo
         create_http_app(
             holder, metrics, userdb=userdb, dovecot_secret=settings.DOVECOT_HTTP_SECRET,
             auth_policy=auth_policy, auth_policy_api_key=settings.AUTH_POLICY_API_KEY,
-            verifier=PasswordVerifier(store, app_password_use),
+            verifier=PasswordVerifier(app_password_use),
         ),
         settings.LOOKUPD_HTTP_LISTEN,
     )
@@ -179,7 +179,7 @@ async def _start(settings: Settings, store: Store, stack: AsyncExitStack) -> Loo
     stack.push_async_callback(http.stop)
     # The app-password writer's last flush writes the last uses before it returns.
     background.start(
-        quota_writer.run, block_sync.run, vacations.run, app_password_use.run, refresher.run,
+        quota_writer.run, block_sync.run, app_password_use.run, refresher.run,
         metrics.keep_flushed,
     )
     log.info("socketmap listening on %s", socketmap.address)

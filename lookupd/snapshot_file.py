@@ -6,19 +6,25 @@ The file is JSON in two lines: a header, then the rows as arrays. JSON because i
 The header says who wrote it and for what; a file written by another DinoMail version, in
 another format, or for another database is ignored:
 
-    {"format": "dinomail-lookupd-snapshot", "version": 2, "dinomail": "<version>",
+    {"format": "dinomail-lookupd-snapshot", "version": 3, "dinomail": "<version>",
      "database": "<backend>://<host>:<port>/<name>", "database_id": "<random id>",
      "seq": <change log position>, "saved_at": <unix time>}
-    {"domains": [[id, name, active, catchall_senders], ...],
+    {"domains": [[id, name, active, catchall_senders, require_app_passwords], ...],
      "alias_domains": [[id, name, target, active], ...],
      "mailboxes": [[id, domain_id, email, password, quota, active], ...],
-     "aliases": [[id, domain_id, source, destination], ...]}
+     "aliases": [[id, domain_id, source, destination], ...],
+     "app_passwords": [[id, mailbox_id, protocols, password], ...],
+     "vacations": [[mailbox_id, enabled, subject, body, starts, ends, interval_days], ...]}
+
+(`starts` and `ends`: "YYYY-MM-DD" or null. Version 3 added the app passwords, the domains'
+`require_app_passwords` and the vacations: a version 2 file, which lacks them, is ignored
+rather than read as "no app passwords, no vacation".)
 
 The database is named by its URL without the user and password, and by the random id kept in
 its `dinomail_state` table (`dinomail.store.changes.database_id`), which is compared whenever
-the daemon could read it. The file holds password hashes: it is created mode 0600, and
-written atomically (a temporary file in the same folder, fsync, rename, fsync of the folder),
-so a crash leaves the old file or the new one, never half of one.
+the daemon could read it. The file holds password hashes (mailboxes' and app passwords'): it
+is created mode 0600, and written atomically (a temporary file in the same folder, fsync,
+rename, fsync of the folder), so a crash leaves the old file or the new one, never half of one.
 """
 
 from __future__ import annotations
@@ -30,16 +36,25 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 from dinomail import __version__
-from dinomail.records import AliasDomainRow, AliasRow, DomainRow, MailboxRow, MailData
+from dinomail.records import (
+    AliasDomainRow,
+    AliasRow,
+    AppPasswordRow,
+    DomainRow,
+    MailboxRow,
+    MailData,
+    VacationRow,
+)
 
 log = logging.getLogger("dinomail.lookupd.snapshot_file")
 
 FORMAT = "dinomail-lookupd-snapshot"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 # Rows encoded at once when writing.
 WRITE_CHUNK = 10_000
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
@@ -83,7 +98,8 @@ def write_snapshot_file(
     }
     parts: dict[str, tuple[list[Any], Callable[[Any], tuple[Any, ...]]]] = {
         "domains": (
-            data.domains, lambda r: (r.id, r.name, r.active, r.catchall_senders)
+            data.domains,
+            lambda r: (r.id, r.name, r.active, r.catchall_senders, r.require_app_passwords),
         ),
         "alias_domains": (
             data.alias_domains, lambda r: (r.id, r.name, r.target_domain_id, r.active)
@@ -93,6 +109,14 @@ def write_snapshot_file(
             lambda r: (r.id, r.domain_id, r.email, r.password, r.quota, r.active),
         ),
         "aliases": (data.aliases, lambda r: (r.id, r.domain_id, r.source, r.destination)),
+        "app_passwords": (
+            data.app_passwords, lambda r: (r.id, r.mailbox_id, r.protocols, r.password)
+        ),
+        "vacations": (
+            data.vacations,
+            lambda r: (r.mailbox_id, r.enabled, r.subject, r.body, _day_text(r.starts),
+                       _day_text(r.ends), r.interval_days),
+        ),
     }
     folder = path.parent
     folder.mkdir(mode=0o750, parents=True, exist_ok=True)
@@ -167,6 +191,11 @@ def _read(path: Path, database: str, database_id: str | None) -> SavedSnapshot |
             alias_domains=[AliasDomainRow(*row) for row in body["alias_domains"]],
             mailboxes=[MailboxRow(*row) for row in body["mailboxes"]],
             aliases=[AliasRow(*row) for row in body["aliases"]],
+            app_passwords=[AppPasswordRow(*row) for row in body["app_passwords"]],
+            vacations=[
+                VacationRow(mailbox_id, enabled, subject, text, _day(starts), _day(ends), days)
+                for mailbox_id, enabled, subject, text, starts, ends, days in body["vacations"]
+            ],
         )
         _check_types(data)
     except (KeyError, TypeError, ValueError) as error:
@@ -181,7 +210,8 @@ def _check_types(data: MailData) -> None:
     """Every field of the type the lookups expect (a file edited by hand is refused whole)."""
     for domain in data.domains:
         if not (type(domain.id) is int and type(domain.name) is str
-                and type(domain.active) is bool and type(domain.catchall_senders) is bool):
+                and type(domain.active) is bool and type(domain.catchall_senders) is bool
+                and type(domain.require_app_passwords) is bool):
             raise TypeError(f"domain {domain!r}")
     for alias_domain in data.alias_domains:
         if not (type(alias_domain.id) is int and type(alias_domain.name) is str
@@ -198,6 +228,28 @@ def _check_types(data: MailData) -> None:
         if not (type(alias.id) is int and type(alias.domain_id) is int
                 and type(alias.source) is str and type(alias.destination) is str):
             raise TypeError(f"alias {alias.id!r}")
+    for app_password in data.app_passwords:
+        if not (type(app_password.id) is int and type(app_password.mailbox_id) is int
+                and type(app_password.protocols) is str and type(app_password.password) is str):
+            raise TypeError(f"app password {app_password.id!r}")
+    for vacation in data.vacations:
+        if not (type(vacation.mailbox_id) is int and type(vacation.enabled) is bool
+                and type(vacation.subject) is str and type(vacation.body) is str
+                and type(vacation.interval_days) is int):
+            raise TypeError(f"vacation {vacation.mailbox_id!r}")
+
+
+def _day_text(day: date | None) -> str | None:
+    return None if day is None else day.isoformat()
+
+
+def _day(text: object) -> date | None:
+    """A day written by `_day_text`; anything else is a malformed file (ValueError)."""
+    if text is None:
+        return None
+    if not isinstance(text, str):
+        raise ValueError(f"not a day: {text!r}")
+    return date.fromisoformat(text)
 
 
 def _header(line: bytes) -> dict[str, Any] | None:

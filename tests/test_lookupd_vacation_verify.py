@@ -11,10 +11,18 @@ from urllib.parse import urlencode
 import httpx
 
 from dinomail.passwords import hash_password
-from dinomail.store import EVERYTHING, Store, aliasdomains, apppasswords, domains, mailboxes
+from dinomail.store import (
+    EVERYTHING,
+    Store,
+    aliasdomains,
+    aliases,
+    apppasswords,
+    domains,
+    mailboxes,
+)
 from dinomail.store import vacation as store_vacation
 from lookupd.dovecot.tabescape import split_fields, tabunescape
-from tests.support.lookupd import running_lookupd, wait_until
+from tests.support.lookupd import eventually, running_lookupd, wait_until
 
 PASSWORD = "Main-password-123"
 
@@ -45,9 +53,7 @@ async def _dict(path: str, lines: list[bytes]) -> list[bytes]:
 
 async def test_dict_sieve_serves_the_vacation_script(store: Store, tmp_path: Path) -> None:
     mailbox_id, _ = await _fill(store)
-    async with running_lookupd(store, tmp_path, VACATION_REFRESH_INTERVAL="0.05") as (
-        daemon, settings
-    ):
+    async with running_lookupd(store, tmp_path) as (daemon, settings):
         socket = settings.dict_listen.removeprefix("unix:")
         await wait_until(lambda: daemon.vacations.loaded, what="the vacation scripts")
         name = b"Lpriv/sieve/name/vacation\tann@example.org"
@@ -81,6 +87,70 @@ async def test_dict_sieve_serves_the_vacation_script(store: Store, tmp_path: Pat
                          what="the script gone")
 
 
+async def test_vacation_scripts_follow_the_change_log(store: Store, tmp_path: Path) -> None:
+    """The script comes from the snapshot: its settings, and the mailbox's other addresses (the
+    aliases leading to it, catch-alls aside, and its address in each active alias domain), each
+    followed through the change log."""
+    mailbox_id, domain_id = await _fill(store)
+    async with store.write() as conn:
+        joe = await mailboxes.create(conn, "t", EVERYTHING, {"email": "joe@example.org"},
+                                     password_hash="{PLAIN}x")
+        await aliases.create(conn, "t", EVERYTHING,
+                             {"source": "sales@example.org", "destination": "ann@example.org"})
+        await aliases.create(conn, "t", EVERYTHING,
+                             {"source": "@example.org", "destination": "ann@example.org"})
+        await store_vacation.put(conn, "t", EVERYTHING, mailbox_id,
+                                 {"enabled": True, "body": "Away", "ends": "2027-01-04"})
+        await store_vacation.put(conn, "t", EVERYTHING, joe["id"],
+                                 {"enabled": False, "body": "x"})
+    async with running_lookupd(store, tmp_path) as (daemon, _):
+        vacations = daemon.vacations
+
+        def text() -> str:
+            script = vacations.script("ann@example.org")
+            assert script is not None
+            return script.text
+
+        # Loaded in full: the alias domain example.net (from _fill) and the alias, not the
+        # catch-all; the last day tested by the script itself, whatever today is.
+        assert ':addresses ["ann@example.org", "sales@example.org", "ann@example.net"]' in text()
+        assert 'currentdate :value "le" "date" "2027-01-04"' in text()
+        assert vacations.script("joe@example.org") is None  # disabled
+        first = vacations.script("ann@example.org")
+        assert first is not None and vacations.script("ann@example.org") is first  # cached
+
+        async with store.write() as conn:
+            info = await aliases.create(conn, "t", EVERYTHING, {
+                "source": "info@example.org", "destination": "ann@example.org"})
+            await aliasdomains.create(conn, "t", EVERYTHING,
+                                      {"name": "example.com", "target_domain_id": domain_id})
+        expected = ('["ann@example.org", "sales@example.org", "info@example.org", '
+                    '"ann@example.com", "ann@example.net"]')
+        await wait_until(lambda: expected in text(), what="the new addresses in the script")
+        async with store.write() as conn:
+            await aliases.delete(conn, "t", EVERYTHING, info["id"])
+            await store_vacation.put(conn, "t", EVERYTHING, mailbox_id, {"subject": "Later"})
+        await wait_until(lambda: ':subject "Later"' in text(), what="the new subject")
+        assert '"info@example.org"' not in text()
+        second = vacations.script("ann@example.org")
+        assert second is not None and second.id != first.id
+
+        # Another mailbox away: its aliases are found too; turning it off removes its script.
+        async with store.write() as conn:
+            await aliases.create(conn, "t", EVERYTHING,
+                                 {"source": "help@example.org", "destination": "joe@example.org"})
+            await store_vacation.put(conn, "t", EVERYTHING, joe["id"], {"enabled": True})
+        await wait_until(lambda: vacations.script("joe@example.org") is not None,
+                         what="joe's script")
+        joes = vacations.script("joe@example.org")
+        assert joes is not None and '"help@example.org"' in joes.text
+        async with store.write() as conn:
+            await store_vacation.delete(conn, "t", EVERYTHING, mailbox_id)
+        await wait_until(lambda: vacations.script("ann@example.org") is None,
+                         what="the removed vacation gone")
+        assert vacations.script("joe@example.org") is not None
+
+
 async def test_verify_checks_main_and_app_passwords_per_service(
     store: Store, tmp_path: Path
 ) -> None:
@@ -103,6 +173,9 @@ async def test_verify_checks_main_and_app_passwords_per_service(
             )
             return answer.status_code, answer.json()
 
+        async def refused(user: str, password: str, service: str) -> bool:
+            return await verify(user, password, service) == (200, mismatch)
+
         ok = {"result": "ok", "fields": {}}
         mismatch = {"result": "mismatch", "fields": {}}
         assert await verify("ann@example.org", PASSWORD, "imap") == (200, ok)
@@ -124,6 +197,9 @@ async def test_verify_checks_main_and_app_passwords_per_service(
         async with store.write() as conn:
             await domains.update(conn, "t", EVERYTHING, domain_id,
                                  {"require_app_passwords": True})
+        # The rule reaches the snapshot through the change log.
+        await eventually(lambda: refused("ann@example.org", PASSWORD, "imap"),
+                         what="the domain's rule in the snapshot")
         for service in ("imap", "pop3", "smtp", "submission", "sieve"):
             assert await verify("ann@example.org", PASSWORD, service) == (200, mismatch)
         assert await verify("ann@example.org", PASSWORD, "doveadm") == (200, ok)
@@ -140,4 +216,6 @@ async def test_verify_checks_main_and_app_passwords_per_service(
             await asyncio.sleep(0.05)
         async with store.write() as conn:
             await apppasswords.revoke(conn, "t", EVERYTHING, mailbox_id, app["id"])
-        assert await verify("ann@example.org", secret, "imap") == (200, mismatch)
+        await eventually(lambda: refused("ann@example.org", secret, "imap"),
+                         what="the revoked app password refused")
+        assert await verify("ann@example.org", secret, "smtp") == (200, mismatch)

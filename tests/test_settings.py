@@ -146,3 +146,15 @@ def test_a_retired_setting_is_ignored_with_a_warning(
     config.write_text('STATIC_ROOTS = "/x"\n')  # a typo is still refused
     with pytest.raises(SettingsError, match="unknown setting"):
         load_settings(str(config), environ={})
+
+
+def test_the_retired_vacation_refresh_interval_is_ignored_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = tmp_path / "dinomail.toml"
+    config.write_text("VACATION_REFRESH_INTERVAL = 5\nAPP_PASSWORD_FLUSH_INTERVAL = 2\n")
+    with caplog.at_level(logging.WARNING, logger="dinomail.settings"):
+        settings = load_settings(str(config), environ={})
+    assert settings.APP_PASSWORD_FLUSH_INTERVAL == 2
+    assert not hasattr(settings, "VACATION_REFRESH_INTERVAL")
+    assert "VACATION_REFRESH_INTERVAL" in caplog.text and "change log" in caplog.text

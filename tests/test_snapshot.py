@@ -10,10 +10,12 @@ import pytest
 from dinomail.records import (
     AliasDomainRow,
     AliasRow,
+    AppPasswordRow,
     DomainRow,
     MailboxRow,
     MailChanges,
     MailData,
+    VacationRow,
 )
 from lookupd.resolve import resolve_alias, resolve_domain, resolve_mailbox
 from lookupd.snapshot import Snapshot, domain_key
@@ -37,6 +39,7 @@ def changes(**parts: list) -> MailChanges:
         name: [] for name in (
             "domains", "removed_domains", "alias_domains", "removed_alias_domains",
             "mailboxes", "removed_mailboxes", "aliases", "removed_aliases",
+            "app_passwords", "removed_app_passwords", "vacations", "removed_vacations",
         )
     }
     return MailChanges(**{**empty, **parts})
@@ -67,7 +70,8 @@ def snapshot() -> Snapshot:
 
 def test_build_counts_rows(snapshot: Snapshot) -> None:
     assert snapshot.row_counts() == {
-        "domains": 2, "alias_domains": 1, "mailboxes": 3, "aliases": 4,
+        "domains": 2, "alias_domains": 1, "mailboxes": 3, "aliases": 4, "app_passwords": 0,
+        "vacations": 0,
     }
 
 
@@ -209,7 +213,8 @@ def test_domain_removal_with_its_rows_in_any_order(snapshot: Snapshot, order: tu
             assert resolve_alias(snapshot, "info@example.com") is None
             assert resolve_domain(snapshot, "example.org") is None
     assert snapshot.row_counts() == {
-        "domains": 1, "alias_domains": 0, "mailboxes": 1, "aliases": 1,
+        "domains": 1, "alias_domains": 0, "mailboxes": 1, "aliases": 1, "app_passwords": 0,
+        "vacations": 0,
     }
     assert resolve_mailbox(snapshot, "carol@example.net") == "example.net/carol/"
 
@@ -284,3 +289,92 @@ def test_domain_key() -> None:
 def test_delimiter_is_kept(snapshot: Snapshot) -> None:
     assert snapshot.recipient_delimiter == "+"
     assert Snapshot.build(base_data(), recipient_delimiter="-+").recipient_delimiter == "-+"
+
+
+# --- app passwords -------------------------------------------------------------------------------
+
+
+def app_password(id: int, mailbox_id: int, protocols: str = "imap") -> AppPasswordRow:
+    return AppPasswordRow(id=id, mailbox_id=mailbox_id, protocols=protocols,
+                          password=f"{{PLAIN}}app{id}")
+
+
+def test_app_passwords_are_held_by_mailbox_oldest_first() -> None:
+    data = base_data()
+    snapshot = Snapshot.build(MailData(
+        data.domains, data.alias_domains, data.mailboxes, data.aliases,
+        [app_password(7, 1), app_password(3, 1, "imap,smtp"), app_password(5, 2)],
+    ))
+    assert snapshot.app_passwords(1) == [app_password(3, 1, "imap,smtp"), app_password(7, 1)]
+    assert snapshot.app_passwords(2) == [app_password(5, 2)]
+    assert snapshot.app_passwords(3) == []
+    assert snapshot.row_counts()["app_passwords"] == 3
+    assert sorted(row.id for row in snapshot.rows().app_passwords) == [3, 5, 7]
+
+
+def test_app_password_changes_apply_in_place(snapshot: Snapshot) -> None:
+    snapshot.apply(changes(app_passwords=[app_password(1, 1), app_password(2, 1)]))
+    assert [row.id for row in snapshot.app_passwords(1)] == [1, 2]
+    # Revoked, changed (other protocols, another hash) and moved to another mailbox.
+    snapshot.apply(changes(removed_app_passwords=[1], app_passwords=[app_password(2, 3, "pop3")]))
+    assert snapshot.app_passwords(1) == []
+    assert snapshot.app_passwords(3) == [app_password(2, 3, "pop3")]
+    snapshot.apply(changes(removed_app_passwords=[2, 99]))  # 99: never there
+    assert snapshot.app_passwords(3) == [] and snapshot.row_counts()["app_passwords"] == 0
+    # Removed and present in one batch: present, as the database it was read from says.
+    snapshot.apply(changes(removed_app_passwords=[4], app_passwords=[app_password(4, 2)]))
+    assert snapshot.app_passwords(2) == [app_password(4, 2)]
+
+
+# --- vacations -----------------------------------------------------------------------------------
+
+
+def away(mailbox_id: int, enabled: bool = True, subject: str = "") -> VacationRow:
+    return VacationRow(mailbox_id=mailbox_id, enabled=enabled, subject=subject, body="Away",
+                       starts=None, ends=None, interval_days=7)
+
+
+def test_the_aliases_leading_to_a_mailbox_away_follow_every_change(snapshot: Snapshot) -> None:
+    # base_data: info@ leads to alice and bob, sales@ and the catch-all of example.net to carol.
+    assert snapshot.aliases_leading_to("alice@example.com") == []  # no vacation: not kept
+    snapshot.apply(changes(vacations=[away(1), away(3), away(2, enabled=False)]))
+    assert snapshot.aliases_leading_to("alice@example.com") == ["info@example.com"]
+    assert snapshot.aliases_leading_to("carol@example.net") == ["sales@example.com"]  # no @
+    assert snapshot.aliases_leading_to("bob@example.com") == []  # disabled
+    # Alias changes in between: applied to what is kept, in the order of the ids.
+    snapshot.apply(changes(aliases=[alias(9, 1, "help@example.com", "alice@example.com"),
+                                    alias(3, 1, "sales@example.com", "alice@example.com")]))
+    assert snapshot.aliases_leading_to("alice@example.com") == [
+        "info@example.com", "sales@example.com", "help@example.com"]
+    assert snapshot.aliases_leading_to("carol@example.net") == []
+    snapshot.apply(changes(removed_aliases=[1]))
+    assert snapshot.aliases_leading_to("alice@example.com") == [
+        "sales@example.com", "help@example.com"]
+    # A mailbox away renamed; a vacation turned on, off, removed.
+    snapshot.apply(changes(mailboxes=[mailbox(1, 1, "alicia@example.com")],
+                           aliases=[alias(10, 1, "a@example.com", "alicia@example.com")]))
+    assert snapshot.aliases_leading_to("alicia@example.com") == ["a@example.com"]
+    assert snapshot.aliases_leading_to("alice@example.com") == []
+    snapshot.apply(changes(vacations=[away(2)], removed_vacations=[1]))
+    assert snapshot.aliases_leading_to("bob@example.com") == ["info@example.com"]
+    assert snapshot.aliases_leading_to("alicia@example.com") == []
+    snapshot.apply(changes(vacations=[away(2, enabled=False, subject="x")]))
+    assert snapshot.aliases_leading_to("bob@example.com") == []
+    assert snapshot.vacation(2) == away(2, enabled=False, subject="x")
+    assert snapshot.row_counts()["vacations"] == 2
+
+
+def test_every_batch_gives_a_new_generation(snapshot: Snapshot) -> None:
+    before = snapshot.generation
+    snapshot.apply(changes())
+    assert snapshot.generation != before
+    assert Snapshot.build(base_data()).generation not in (before, snapshot.generation)
+
+
+def test_alias_domains_of_a_domain(snapshot: Snapshot) -> None:
+    snapshot.apply(changes(alias_domains=[
+        AliasDomainRow(id=2, name="example.biz", target_domain_id=1, active=True),
+        AliasDomainRow(id=3, name="example.info", target_domain_id=1, active=False),
+    ]))
+    assert snapshot.alias_domains_of(1) == ["example.biz", "example.org"]
+    assert snapshot.alias_domains_of(2) == []

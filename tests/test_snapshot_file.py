@@ -7,10 +7,19 @@ import asyncio
 import json
 import os
 import stat
+from datetime import date
 from pathlib import Path
 
 from dinomail import __version__
-from dinomail.records import AliasDomainRow, AliasRow, DomainRow, MailboxRow, MailData
+from dinomail.records import (
+    AliasDomainRow,
+    AliasRow,
+    AppPasswordRow,
+    DomainRow,
+    MailboxRow,
+    MailData,
+    VacationRow,
+)
 from dinomail.store import EVERYTHING, Store, mailboxes
 from lookupd.snapshot import Snapshot
 from lookupd.snapshot_file import database_name, read_snapshot_file, write_snapshot_file
@@ -19,15 +28,20 @@ from tests.support.mail_data import fill_mail_data
 
 DB = "postgresql://db.example:5432/dinomail"
 DATA = MailData(
-    # Every field of a row comes back, the catch-all sender flag among them.
+    # Every field of a row comes back, the catch-all sender and app password flags among them.
     domains=[DomainRow(1, "example.org", True, catchall_senders=True),
-             DomainRow(2, "bücher.example", False)],
+             DomainRow(2, "bücher.example", False, require_app_passwords=True)],
     alias_domains=[AliasDomainRow(3, "example.net", 1, True)],
     mailboxes=[
         MailboxRow(4, 1, "alice@example.org", "{SHA512-CRYPT}$6$x", 1_000_000, True),
         MailboxRow(5, 1, "bob@example.org", "{PLAIN}b\tc\n", None, False),
     ],
     aliases=[AliasRow(6, 1, "info@example.org", "alice@example.org")],
+    app_passwords=[AppPasswordRow(7, 4, "imap,smtp", "{SHA512-CRYPT}$6$y"),
+                   AppPasswordRow(8, 5, "pop3", "{PLAIN}z")],
+    vacations=[VacationRow(4, True, "Away \"x\"", "Back\non Monday", date(2026, 12, 20),
+                           date(2027, 1, 4), 3),
+               VacationRow(5, False, "", "", None, None, 7)],
 )
 
 
@@ -69,10 +83,32 @@ def test_another_database_version_or_a_damaged_file_is_ignored(tmp_path: Path) -
     path.write_bytes(header + b"\n" + body[: len(body) // 2])  # cut short
     assert read_snapshot_file(path, database=DB) is None
     path.write_bytes(header + b'\n{"domains": [[1]], "alias_domains": [], "mailboxes": [],'
-                     b' "aliases": []}\n')
+                     b' "aliases": [], "app_passwords": []}\n')
     assert read_snapshot_file(path, database=DB) is None
+    path.write_bytes(header + b'\n{"domains": [], "alias_domains": [], "mailboxes": [],'
+                     b' "aliases": [], "app_passwords": [[7, 4, ["imap"], "{PLAIN}z"]],'
+                     b' "vacations": []}\n')
+    assert read_snapshot_file(path, database=DB) is None
+    for day in (b'"20.12.2026"', b'20261220'):
+        path.write_bytes(header + b'\n{"domains": [], "alias_domains": [], "mailboxes": [],'
+                         b' "aliases": [], "app_passwords": [], "vacations": [[4, true, "",'
+                         b' "x", ' + day + b', null, 7]]}\n')
+        assert read_snapshot_file(path, database=DB) is None, day
     assert read_snapshot_file(tmp_path / "absent.json", database=DB) is None
     assert json.loads(header)["dinomail"] == __version__
+
+
+def test_a_file_of_the_format_before_app_passwords_is_ignored(tmp_path: Path) -> None:
+    # Version 2 had no app passwords: read, it would have refused every app password login
+    # until the database answered. Ignored, the daemon answers temporary failures instead.
+    path = tmp_path / "snap.json"
+    write_snapshot_file(path, DATA, database=DB, database_id="abc", seq=1)
+    header = json.loads(path.read_bytes().split(b"\n", 1)[0])
+    old_body = (b'{"domains": [[1, "example.org", true, false]], "alias_domains": [],'
+                b' "mailboxes": [[4, 1, "alice@example.org", "{PLAIN}a", null, true]],'
+                b' "aliases": []}\n')
+    path.write_bytes(json.dumps(header | {"version": 2}).encode() + b"\n" + old_body)
+    assert read_snapshot_file(path, database=DB) is None
 
 
 def test_the_database_is_named_without_user_or_password(tmp_path: Path) -> None:

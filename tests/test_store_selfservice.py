@@ -10,6 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from dinomail.passwords import verify_password
+from dinomail.records import AppPasswordRow, VacationRow
 from dinomail.schema import auditlog
 from dinomail.store import (
     EVERYTHING,
@@ -18,9 +19,8 @@ from dinomail.store import (
     NotFound,
     Scope,
     Store,
-    aliasdomains,
-    aliases,
     apppasswords,
+    changes,
     domains,
     mailboxes,
     vacation,
@@ -70,9 +70,10 @@ async def test_vacation_put_get_delete(store: Store) -> None:
     assert row["subject"] == "Away" and row["interval_days"] == 3
     async with store.read() as conn:
         assert (await vacation.get(conn, EVERYTHING, box["id"]))["interval_days"] == 3
-        (delivered,) = await vacation.enabled_for_delivery(conn)
-    assert delivered[0] == "ann@example.org" and delivered[1]["interval_days"] == 3
-    assert delivered[2] == []
+        _, data = await changes.load_mail_data(conn)
+    # What the lookup daemon loads, to make the Sieve script of.
+    assert data.vacations == [VacationRow(box["id"], True, "Away", "Back on Monday.",
+                                          date(2026, 12, 1), date(2026, 12, 24), 3)]
     async with store.write() as conn:
         await vacation.delete(conn, "admin", EVERYTHING, box["id"])
         await vacation.delete(conn, "admin", EVERYTHING, box["id"])  # nothing left: no error
@@ -153,9 +154,11 @@ async def test_app_password_lifecycle(store: Store) -> None:
             )
     assert conflict.value.code == "app_password_exists"
     assert conflict.value.params == {"name": "Phone"}
+    # What the lookup daemon loads to check logins: the hash and protocols, not the name.
     async with store.read() as conn:
-        required, rows = await apppasswords.for_login(conn, "dan@example.org")
-    assert required is False and rows == [(row["id"], "imap,smtp", password_hash)]
+        _, data = await changes.load_mail_data(conn)
+    assert data.app_passwords == [AppPasswordRow(row["id"], box["id"], "imap,smtp", password_hash)]
+    assert [d.require_app_passwords for d in data.domains if d.id == box["domain_id"]] == [False]
     when = datetime(2026, 12, 6, 4, 0, tzinfo=UTC)
     async with store.write() as conn:
         await apppasswords.record_use(conn, {row["id"]: when, 999_999: when})
@@ -226,25 +229,8 @@ async def test_domain_can_require_app_passwords(store: Store) -> None:
         )
     assert domain["require_app_passwords"] is True
     async with store.read() as conn:
-        required, rows = await apppasswords.for_login(conn, "hal@example.org")
-    assert required is True and rows == []
+        _, data = await changes.load_mail_data(conn)
+    assert [d.require_app_passwords for d in data.domains if d.id == box["domain_id"]] == [True]
+    assert data.app_passwords == []
 
 
-async def test_vacation_for_delivery_names_the_other_addresses(store: Store) -> None:
-    box = await _mailbox(store, "ivy@example.org")
-    await _mailbox(store, "joe@example.org")
-    async with store.write() as conn:
-        await aliases.create(conn, "t", EVERYTHING,
-                             {"source": "sales@example.org", "destination": "ivy@example.org"})
-        await aliases.create(conn, "t", EVERYTHING,
-                             {"source": "@example.org", "destination": "ivy@example.org"})
-        await aliasdomains.create(conn, "t", EVERYTHING,
-                                  {"name": "example.net", "target_domain_id": box["domain_id"]})
-        await vacation.put(conn, "t", EVERYTHING, box["id"], {"enabled": True, "body": "Away"})
-        joe = await mailboxes.get_by_email(conn, EVERYTHING, "joe@example.org")
-        await vacation.put(conn, "t", EVERYTHING, joe["id"], {"enabled": False, "body": "x"})
-    async with store.read() as conn:
-        found = await vacation.enabled_for_delivery(conn)
-    assert [(email, addresses) for email, _, addresses in found] == [
-        ("ivy@example.org", ["sales@example.org", "ivy@example.net"])
-    ]

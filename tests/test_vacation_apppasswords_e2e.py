@@ -29,6 +29,7 @@ import pytest
 from dinomail import migrate
 from dinomail.passwords import hash_password
 from dinomail.store import EVERYTHING, Store, apppasswords, domains, mailboxes
+from lookupd.snapshot import Snapshot
 from tests.support.adminapi import add_admin, api_client
 from tests.support.mail_stack import (
     MailStack,
@@ -92,8 +93,7 @@ def stack() -> Iterator[Stack]:
     with stack_root("dinomail-vacation-") as (root, stops):
         url = f"sqlite:///{root / 'dinomail.sqlite3'}"
         headers, mailbox_id, domain_id = asyncio.run(_fill(url))
-        mail = start_mail_stack(root, url, stops, full=True, VACATION_REFRESH_INTERVAL="0.2",
-                                APP_PASSWORD_FLUSH_INTERVAL="0.2")
+        mail = start_mail_stack(root, url, stops, full=True, APP_PASSWORD_FLUSH_INTERVAL="0.2")
         yield Stack(**vars(mail), headers=headers, mailbox_id=mailbox_id, domain_id=domain_id)
 
 
@@ -151,11 +151,42 @@ def submission_login_works(stack: Stack, login: str, password: str) -> bool:
         return True
 
 
+def snapshot(stack: Stack) -> Snapshot:
+    daemon = stack.lookupd.daemon
+    assert daemon is not None and daemon.holder.current is not None
+    return daemon.holder.current
+
+
+def app_password_ids(stack: Stack) -> set[int]:
+    """The app passwords of the away mailbox that the lookup daemon checks logins against."""
+    return {row.id for row in snapshot(stack).app_passwords(stack.mailbox_id)}
+
+
+def requires_app_passwords(stack: Stack) -> bool:
+    domain = snapshot(stack).domain_by_id(stack.domain_id)
+    return domain is not None and domain.require_app_passwords
+
+
 def app_password(stack: Stack, name: str, protocols: list[str]) -> tuple[int, str]:
     status, body = stack.api("POST", f"/api/mailbox/{stack.mailbox_id}/apppassword/",
                              {"name": name, "protocols": protocols})
     assert status == 201, body
+    # Logins are checked against the snapshot, which the change log brings it to.
+    wait_for(lambda: body["id"] in app_password_ids(stack), "the new app password", stack)
     return body["id"], body["password"]
+
+
+def revoke(stack: Stack, pw_id: int) -> None:
+    status, _ = stack.api("DELETE", f"/api/mailbox/{stack.mailbox_id}/apppassword/{pw_id}/")
+    assert status == 204
+    wait_for(lambda: pw_id not in app_password_ids(stack), "the revocation", stack)
+
+
+def require_app_passwords(stack: Stack, required: bool) -> None:
+    status, body = stack.api("PATCH", f"/api/virtualdomain/{stack.domain_id}/",
+                             {"require_app_passwords": required})
+    assert status in (200, 202), body
+    wait_for(lambda: requires_app_passwords(stack) is required, "the domain's rule", stack)
 
 
 # --- vacation ------------------------------------------------------------------------------------
@@ -237,8 +268,7 @@ def test_app_password_for_imap_only(stack: Stack) -> None:
         return next(row["last_used"] for row in rows if row["id"] == pw_id)
 
     wait_for(lambda: asyncio.run(last_used()) is not None, "the last use written", stack)
-    status, _ = stack.api("DELETE", f"/api/mailbox/{stack.mailbox_id}/apppassword/{pw_id}/")
-    assert status == 204
+    revoke(stack, pw_id)
     assert not imap_login_works(stack, AWAY, secret)
 
 
@@ -248,8 +278,7 @@ def test_app_password_for_pop3_only(stack: Stack) -> None:
     assert not imap_login_works(stack, AWAY, secret)
     assert not pop3_login_works(stack, AWAY, secret + "x")
     assert pop3_login_works(stack, AWAY, PASSWORD)  # the main password still works
-    status, _ = stack.api("DELETE", f"/api/mailbox/{stack.mailbox_id}/apppassword/{pw_id}/")
-    assert status == 204
+    revoke(stack, pw_id)
     assert not pop3_login_works(stack, AWAY, secret)
 
 
@@ -262,14 +291,12 @@ def test_app_password_for_smtp_and_sieve(stack: Stack) -> None:
         client.login(AWAY, secret)
     finally:
         client.close()
-    stack.api("DELETE", f"/api/mailbox/{stack.mailbox_id}/apppassword/{pw_id}/")
+    revoke(stack, pw_id)
 
 
 def test_domain_requiring_app_passwords_refuses_the_main_password(stack: Stack) -> None:
     _, secret = app_password(stack, "tablet", ["imap"])
-    status, body = stack.api("PATCH", f"/api/virtualdomain/{stack.domain_id}/",
-                             {"require_app_passwords": True})
-    assert status in (200, 202), body
+    require_app_passwords(stack, True)
     try:
         assert not imap_login_works(stack, AWAY, PASSWORD)
         assert not submission_login_works(stack, AWAY, PASSWORD)
@@ -281,6 +308,5 @@ def test_domain_requiring_app_passwords_refuses_the_main_password(stack: Stack) 
             client.close()
         assert imap_login_works(stack, AWAY, secret)
     finally:
-        stack.api("PATCH", f"/api/virtualdomain/{stack.domain_id}/",
-                  {"require_app_passwords": False})
+        require_app_passwords(stack, False)
     assert imap_login_works(stack, AWAY, PASSWORD)

@@ -82,8 +82,7 @@ def stack() -> Iterator[Stack]:
     with stack_root("dinomail-vacation-pages-") as (root, stops):
         app = owner_pages_app(root, fill, stops)
         url = app.database_url
-        mail = start_mail_stack(root, url, stops, full=True, VACATION_REFRESH_INTERVAL="0.2",
-                                APP_PASSWORD_FLUSH_INTERVAL="0.2")
+        mail = start_mail_stack(root, url, stops, full=True, APP_PASSWORD_FLUSH_INTERVAL="0.2")
         yield Stack(**vars(mail), app=app, domain_id=domain_ids[0])
 
 

@@ -213,8 +213,8 @@ def openapi_paths() -> dict[str, Any]:
                 {"200": json("The settings.", VACATION_SCHEMA)}, [400, 401, 404, 503]),
             "put": operation(
                 "vacation_set", "Set a mailbox's vacation reply",
-                "Fields left out keep their value. Dovecot's Sieve answers with it within "
-                "VACATION_REFRESH_INTERVAL seconds, never to automatic, list or bulk mail. "
+                "Fields left out keep their value. Dovecot's Sieve answers with it as soon as "
+                "the change reaches the lookup daemon, never to automatic, list or bulk mail. "
                 "Audited.",
                 {"200": json("The settings.", VACATION_SCHEMA)}, writes,
                 requestBody={"required": True, "content": {"application/json": {

@@ -2,7 +2,8 @@
 protocols, shown once when made, stored hashed, revocable.
 
 Dovecot checks them through the lookup daemon (the Lua passdb asks it to verify a login's
-password: `lookupd.dovecot.verify`), which also records their last use here.
+password: `lookupd.dovecot.verify`), against the hashes in its snapshot (loaded and followed
+through the change log by `dinomail.store.changes`); it records their last use here.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dinomail import validation as v
 from dinomail.passwords import DEFAULT_SCHEME, hash_password
-from dinomail.schema import apppassword, virtualdomain, virtualuser
+from dinomail.schema import apppassword, virtualuser
 from dinomail.store import audit, mailboxes
 from dinomail.store.common import Row, insert_id
 from dinomail.store.errors import Conflict, LimitExceeded, NotFound
@@ -174,24 +175,6 @@ async def revoke(
 
 
 # --- for the lookup daemon ------------------------------------------------------------------------
-
-
-async def for_login(conn: AsyncConnection, email: str) -> tuple[bool, list[tuple[int, str, str]]]:
-    """For a login of the mailbox `email` (stored form): whether its domain requires app
-    passwords, and its app passwords as (id, protocols, hash). No scope: Dovecot asks."""
-    required = await conn.scalar(
-        sa.select(virtualdomain.c.require_app_passwords)
-        .select_from(virtualuser.join(virtualdomain, virtualdomain.c.id == virtualuser.c.domain_id))
-        .where(virtualuser.c.email == email)
-    )
-    query = (
-        sa.select(apppassword.c.id, apppassword.c.protocols, apppassword.c.password)
-        .select_from(apppassword.join(virtualuser, virtualuser.c.id == apppassword.c.user_id))
-        .where(virtualuser.c.email == email)
-        .order_by(apppassword.c.id)
-    )
-    rows = [(row.id, row.protocols, row.password) for row in await conn.execute(query)]
-    return bool(required), rows
 
 
 async def record_use(conn: AsyncConnection, used: Mapping[int, datetime]) -> None:

@@ -1,6 +1,11 @@
 """What the lookup daemon reads: every mail row at once, and the change log after that.
 
-The change log is written by database triggers (see the first migration), so a row changed by
+Mail rows: domains, alias domains, mailboxes, aliases, the app passwords' hashes (a login is
+checked against the snapshot, never the database) and the vacation settings (whose Sieve
+scripts the daemon makes from the snapshot).
+
+The change log is written by database triggers (see the first migration, and 0018 for the app
+passwords and vacations), so a row changed by
 hand in `psql` or `sqlite3` is followed like one changed through the API.
 """
 
@@ -9,13 +14,31 @@ from __future__ import annotations
 import secrets
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from dinomail.records import AliasDomainRow, AliasRow, DomainRow, MailboxRow, MailChanges, MailData
-from dinomail.schema import aliasdomain, changelog, state, virtualalias, virtualdomain, virtualuser
+from dinomail.records import (
+    AliasDomainRow,
+    AliasRow,
+    AppPasswordRow,
+    DomainRow,
+    MailboxRow,
+    MailChanges,
+    MailData,
+    VacationRow,
+)
+from dinomail.schema import (
+    aliasdomain,
+    apppassword,
+    changelog,
+    state,
+    vacation,
+    virtualalias,
+    virtualdomain,
+    virtualuser,
+)
 
 HORIZON = "changelog_horizon"
 # A random id given to the database the first time a lookup daemon loads from it: what names
@@ -37,7 +60,7 @@ class Change:
 
 _DOMAINS = sa.select(
     virtualdomain.c.id, virtualdomain.c.name, virtualdomain.c.active,
-    virtualdomain.c.catchall_senders,
+    virtualdomain.c.catchall_senders, virtualdomain.c.require_app_passwords,
 )
 _ALIAS_DOMAINS = sa.select(
     aliasdomain.c.id, aliasdomain.c.name, aliasdomain.c.target_domain_id, aliasdomain.c.active
@@ -48,6 +71,16 @@ _MAILBOXES = sa.select(
 )
 _ALIASES = sa.select(
     virtualalias.c.id, virtualalias.c.domain_id, virtualalias.c.source, virtualalias.c.destination
+)
+# Not the name, creation or last use: a login needs none of them (and the last-use writes are
+# not logged, see migration 0018_apppassword_changelog).
+_APP_PASSWORDS = sa.select(
+    apppassword.c.id, apppassword.c.user_id, apppassword.c.protocols, apppassword.c.password
+)
+# Keyed by the mailbox's id (`user_id`), which is also the row id its change-log entries carry.
+_VACATIONS = sa.select(
+    vacation.c.user_id, vacation.c.enabled, vacation.c.subject, vacation.c.body,
+    vacation.c.starts, vacation.c.ends, vacation.c.interval_days,
 )
 
 
@@ -93,31 +126,40 @@ async def load_mail_data(conn: AsyncConnection) -> tuple[int, MailData]:
     shared: dict[Any, Any] = {}
     share = shared.setdefault
     domains = [
-        DomainRow(*row) async for rows in _pages(conn, _DOMAINS, virtualdomain) for row in rows
+        DomainRow(*row) async for rows in _pages(conn, _DOMAINS, virtualdomain.c.id) for row in rows
     ]
     alias_domains = [
         AliasDomainRow(*row)
-        async for rows in _pages(conn, _ALIAS_DOMAINS, aliasdomain) for row in rows
+        async for rows in _pages(conn, _ALIAS_DOMAINS, aliasdomain.c.id) for row in rows
     ]
     mailboxes = [
         MailboxRow(row[0], share(row[1], row[1]), row[2], row[3], share(row[4], row[4]), row[5])
-        async for rows in _pages(conn, _MAILBOXES, virtualuser) for row in rows
+        async for rows in _pages(conn, _MAILBOXES, virtualuser.c.id) for row in rows
     ]
     # Most aliases forward to a local mailbox: the destination then shares the mailbox's string
     # (about 80 bytes an alias). The index is dropped once the aliases are read.
     addresses = {row.email: row.email for row in mailboxes}
     aliases = [
         AliasRow(row[0], share(row[1], row[1]), row[2], addresses.get(row[3], row[3]))
-        async for rows in _pages(conn, _ALIASES, virtualalias) for row in rows
+        async for rows in _pages(conn, _ALIASES, virtualalias.c.id) for row in rows
     ]
     del addresses
-    return seq, MailData(domains, alias_domains, mailboxes, aliases)
+    app_passwords = [
+        AppPasswordRow(row[0], row[1], share(row[2], row[2]), row[3])
+        async for rows in _pages(conn, _APP_PASSWORDS, apppassword.c.id) for row in rows
+    ]
+    vacations = [
+        VacationRow(*row)
+        async for rows in _pages(conn, _VACATIONS, vacation.c.user_id) for row in rows
+    ]
+    return seq, MailData(domains, alias_domains, mailboxes, aliases, app_passwords, vacations)
 
 
 async def _pages(
-    conn: AsyncConnection, query: sa.Select, table: sa.Table
+    conn: AsyncConnection, query: sa.Select, key: sa.Column
 ) -> AsyncIterator[Sequence[sa.Row]]:
-    """The rows of `query`, LOAD_CHUNK at a time in the order of their id (keyset pages).
+    """The rows of `query`, LOAD_CHUNK at a time in the order of their `key` (keyset pages; the
+    key is each row's first column).
 
     Fetched whole, a million rows' driver records would all be alive at once and then freed:
     the process would keep that peak as resident memory. A page at a time, each reuses the
@@ -125,13 +167,13 @@ async def _pages(
     one snapshot: a row changed between two pages is after the position `load_mail_data` read
     first, so the change log brings it anyway.
     """
-    page = query.order_by(table.c.id).limit(LOAD_CHUNK)
+    page = query.order_by(key).limit(LOAD_CHUNK)
     rows = (await conn.execute(page)).all()
     while rows:
         yield rows
         if len(rows) < LOAD_CHUNK:
             return
-        rows = (await conn.execute(page.where(table.c.id > rows[-1][0]))).all()
+        rows = (await conn.execute(page.where(key > rows[-1][0]))).all()
 
 
 async def changes_since(conn: AsyncConnection, seq: int, limit: int) -> list[Change]:
@@ -145,12 +187,12 @@ async def changes_since(conn: AsyncConnection, seq: int, limit: int) -> list[Cha
 
 
 async def _fetch(
-    conn: AsyncConnection, query: sa.Select, table: sa.Table, ids: list[int]
+    conn: AsyncConnection, query: sa.Select, key: sa.Column, ids: list[int]
 ) -> list[sa.Row]:
     rows: list[sa.Row] = []
     for start in range(0, len(ids), FETCH_CHUNK):
         chunk = ids[start:start + FETCH_CHUNK]
-        rows.extend(await conn.execute(query.where(table.c.id.in_(chunk))))
+        rows.extend(await conn.execute(query.where(key.in_(chunk))))
     return rows
 
 
@@ -163,16 +205,19 @@ async def fetch_changes(conn: AsyncConnection, changed: Iterable[Change]) -> Mai
             ids[change.table_name].add(change.row_id)
 
     async def current(name: str) -> tuple[list, list[int]]:
-        query, table, make = _TABLES[name]
+        query, key, make = _TABLES[name]
         wanted = sorted(ids[name])
-        rows = [make(row) for row in await _fetch(conn, query, table, wanted)]
-        present = {row.id for row in rows}
+        found = await _fetch(conn, query, key, wanted)
+        present = {row[0] for row in found}  # each query's first column is its key
+        rows = [make(row) for row in found]
         return rows, [row_id for row_id in wanted if row_id not in present]
 
     domains, removed_domains = await current(virtualdomain.name)
     alias_domains, removed_alias_domains = await current(aliasdomain.name)
     mailboxes, removed_mailboxes = await current(virtualuser.name)
     aliases, removed_aliases = await current(virtualalias.name)
+    app_passwords, removed_app_passwords = await current(apppassword.name)
+    vacations, removed_vacations = await current(vacation.name)
     return MailChanges(
         domains=domains,
         removed_domains=removed_domains,
@@ -182,21 +227,20 @@ async def fetch_changes(conn: AsyncConnection, changed: Iterable[Change]) -> Mai
         removed_mailboxes=removed_mailboxes,
         aliases=aliases,
         removed_aliases=removed_aliases,
+        app_passwords=app_passwords,
+        removed_app_passwords=removed_app_passwords,
+        vacations=vacations,
+        removed_vacations=removed_vacations,
     )
 
 
-class _Record(Protocol):
-    """A row of one of the followed tables (`DomainRow`, `MailboxRow`...): all have an id."""
-
-    @property
-    def id(self) -> int: ...
-
-
-_TABLES: dict[str, tuple[sa.Select, sa.Table, Callable[[sa.Row], _Record]]] = {
-    virtualdomain.name: (_DOMAINS, virtualdomain, lambda row: DomainRow(*row)),
-    aliasdomain.name: (_ALIAS_DOMAINS, aliasdomain, lambda row: AliasDomainRow(*row)),
-    virtualuser.name: (_MAILBOXES, virtualuser, lambda row: MailboxRow(*row)),
-    virtualalias.name: (_ALIASES, virtualalias, lambda row: AliasRow(*row)),
+_TABLES: dict[str, tuple[sa.Select, sa.Column, Callable[[sa.Row], object]]] = {
+    virtualdomain.name: (_DOMAINS, virtualdomain.c.id, lambda row: DomainRow(*row)),
+    aliasdomain.name: (_ALIAS_DOMAINS, aliasdomain.c.id, lambda row: AliasDomainRow(*row)),
+    virtualuser.name: (_MAILBOXES, virtualuser.c.id, lambda row: MailboxRow(*row)),
+    virtualalias.name: (_ALIASES, virtualalias.c.id, lambda row: AliasRow(*row)),
+    apppassword.name: (_APP_PASSWORDS, apppassword.c.id, lambda row: AppPasswordRow(*row)),
+    vacation.name: (_VACATIONS, vacation.c.user_id, lambda row: VacationRow(*row)),
 }
 
 

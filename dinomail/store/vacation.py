@@ -1,7 +1,8 @@
 """A mailbox's vacation reply (`dinomail_vacation`): what Dovecot's Sieve answers while away.
 
 One row per mailbox, or none. The Sieve script is made from the row when Dovecot asks for it
-(`dinomail.sieve`), so these are the settings only, validated here for the API and the pages.
+(`dinomail.sieve`, by the lookup daemon from its snapshot, which follows this table through the
+change log), so these are the settings only, validated here for the API and the pages.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dinomail import validation as v
-from dinomail.schema import aliasdomain, vacation, virtualalias, virtualuser
+from dinomail.schema import vacation
 from dinomail.store import audit, mailboxes
 from dinomail.store.common import Row, now
 from dinomail.store.fields import Normalizer, clean_fields
@@ -28,9 +29,8 @@ MAX_INTERVAL_DAYS = 30
 DEFAULT_INTERVAL_DAYS = 7
 # The RFC 5260 `date` test compares years of four digits; earlier or later days cannot be said.
 _FIRST_YEAR, _LAST_YEAR = 1000, 9999
-# Addresses per query when reading the aliases of the mailboxes with a vacation.
-_CHUNK = 500
-# A mailbox's other addresses named in its script, at most (a script stays small).
+# A mailbox's other addresses named in its script, at most (a script stays small; the lookup
+# daemon makes the scripts: `lookupd.vacations`).
 MAX_OTHER_ADDRESSES = 100
 
 DEFAULTS: dict[str, Any] = {
@@ -184,50 +184,3 @@ async def delete(conn: AsyncConnection, actor: str, scope: Scope, mailbox_id: in
         conn, actor, "delete", OBJECT_TYPE, mailbox_id, mailbox["email"],
         old={key: old[key] for key in FIELDS},
     )
-
-
-async def enabled_for_delivery(conn: AsyncConnection) -> list[tuple[str, Row, list[str]]]:
-    """Every enabled vacation: (the mailbox's address, its settings, its other addresses).
-
-    For the lookup daemon, which makes the Sieve scripts from them. The other addresses are the
-    sources of the aliases that lead to the mailbox (not catch-alls) and the mailbox's address
-    in each alias domain of its domain: mail sent to those is mail to the mailbox too, and
-    Pigeonhole's vacation only answers mail that names one of the user's addresses.
-    """
-    query = (
-        sa.select(vacation, virtualuser.c.email, virtualuser.c.domain_id)
-        .select_from(vacation.join(virtualuser, virtualuser.c.id == vacation.c.user_id))
-        .where(vacation.c.enabled.is_(True))
-        .order_by(vacation.c.user_id)
-    )
-    rows = (await conn.execute(query)).mappings().all()
-    if not rows:
-        return []
-    emails = [row["email"] for row in rows]
-    others: dict[str, list[str]] = {email: [] for email in emails}
-    for start in range(0, len(emails), _CHUNK):
-        chunk = emails[start:start + _CHUNK]
-        aliases = await conn.execute(
-            sa.select(virtualalias.c.destination, virtualalias.c.source)
-            .where(virtualalias.c.destination.in_(chunk), ~virtualalias.c.source.startswith("@"))
-            .order_by(virtualalias.c.id)
-        )
-        for destination, source in aliases:
-            others[destination].append(source)
-    domain_ids = sorted({row["domain_id"] for row in rows})
-    alias_domains: dict[int, list[str]] = {}
-    for domain_id, name in await conn.execute(
-        sa.select(aliasdomain.c.target_domain_id, aliasdomain.c.name)
-        .where(aliasdomain.c.target_domain_id.in_(domain_ids), aliasdomain.c.active.is_(True))
-        .order_by(aliasdomain.c.name)
-    ):
-        alias_domains.setdefault(domain_id, []).append(name)
-    result = []
-    for row in rows:
-        email = row["email"]
-        local = email.rpartition("@")[0]
-        addresses = [*others[email],
-                     *(f"{local}@{name}" for name in alias_domains.get(row["domain_id"], []))]
-        result.append((email, _row(row["user_id"], row, row["updated_at"]),
-                       addresses[:MAX_OTHER_ADDRESSES]))
-    return result

@@ -9,12 +9,14 @@ Postfix's SASL, submission for Dovecot's own) to `/dovecot/verify`. The answer:
   themselves, not through here);
 - an app password opens the services of its protocols (submission counts as smtp).
 
-The main password comes from the snapshot, like every passdb answer; the app passwords and the
-domain's rule are read from the database at each login (a revoked app password must stop
-working at once; Dovecot's auth cache, off by default, would spare the reads). While the
-database is unreachable, the main password still works in the domains known not to require app
-passwords, and everything else is a temporary failure. The last use of each app password is
-kept in memory and written in batches (`AppPasswordUse`), not at every login.
+Both come from the snapshot, like every passdb answer: the app passwords' hashes and protocols
+and the domain's rule are mail data there, followed through the change log (migration
+0018_apppassword_changelog), so a login never reads the database. A revoked app password stops
+working once its removal reaches the snapshot (at once on a PostgreSQL primary, which notifies;
+within the poll interval otherwise), and while the database is unreachable logins keep working
+from the last snapshot, app passwords included: one revoked before the outage stays refused.
+The last use of each app password is kept in memory and written in batches (`AppPasswordUse`),
+not at every login; while the database is away those writes wait and are retried.
 
 Hash checks are slow on purpose: they run in worker threads, never on the event loop.
 """
@@ -32,9 +34,9 @@ from dinomail.store import Store
 from dinomail.store import apppasswords as store_apppasswords
 from dinomail.store.common import now
 from dinomail.waiting import wait_for_event
-from lookupd.batchwrite import is_outage, one_line, write_rows
+from lookupd.batchwrite import one_line, write_rows
 from lookupd.dovecot.auth import passdb_fields
-from lookupd.resolve import LoginRecord, find_login
+from lookupd.resolve import find_login
 from lookupd.snapshot import Snapshot
 
 log = logging.getLogger("dinomail.lookupd.verify")
@@ -123,12 +125,8 @@ class AppPasswordUse:
 
 
 class PasswordVerifier:
-    def __init__(self, store: Store, use: AppPasswordUse) -> None:
-        self.store = store
+    def __init__(self, use: AppPasswordUse) -> None:
         self.use = use
-        # The domain rule last read for each mailbox: what still lets its main password work
-        # while the database is unreachable (only when known not to require app passwords).
-        self._required: dict[str, bool] = {}
 
     async def verify(
         self, snapshot: Snapshot, login: str, password: str, service: str
@@ -141,20 +139,9 @@ class PasswordVerifier:
             # Disabled, or without a password: the same answer as a wrong password.
             return Verdict("mismatch")
         protocol = SERVICE_PROTOCOLS.get(service.lower())
-        try:
-            async with self.store.read() as conn:
-                required, rows = await store_apppasswords.for_login(conn, record.email)
-        except Exception as error:
-            if not is_outage(error):
-                log.exception("reading the app passwords of %r failed", record.email[:80])
-            return await self._main_only(record, password, protocol, fields)
-        self._required[record.email] = required
+        # Read now, before the first await: what is checked is one state of the snapshot.
+        required, candidates = _app_passwords(snapshot, record.email, protocol)
         main_allowed = not (required and protocol is not None)
-        candidates = [
-            (app_password_id, stored)
-            for app_password_id, protocols, stored in rows
-            if protocol is not None and protocol in protocols.split(",")
-        ]
         if main_allowed and await asyncio.to_thread(
             _matches, password, record.password, record.email
         ):
@@ -166,16 +153,24 @@ class PasswordVerifier:
                 return Verdict("ok", _ok_fields(fields))
         return Verdict("mismatch")
 
-    async def _main_only(
-        self, record: LoginRecord, password: str, protocol: str | None, fields: dict[str, str]
-    ) -> Verdict:
-        required = self._required.get(record.email)
-        if required is None or (required and protocol is not None):
-            return Verdict("temp")
-        if await asyncio.to_thread(_matches, password, record.password, record.email):
-            return Verdict("ok", _ok_fields(fields))
-        # An app password might have matched: not knowing, say so rather than "wrong".
-        return Verdict("temp")
+
+def _app_passwords(
+    snapshot: Snapshot, email: str, protocol: str | None
+) -> tuple[bool, list[tuple[int, str]]]:
+    """Whether the domain of mailbox `email` requires app passwords, and the (id, hash) of its
+    app passwords that open `protocol` (none for a service that is not a mail protocol)."""
+    mailbox = snapshot.mailbox(email)
+    if mailbox is None:
+        return False, []
+    domain = snapshot.domain_by_id(mailbox.domain_id)
+    required = domain is not None and domain.require_app_passwords
+    if protocol is None:
+        return required, []
+    return required, [
+        (row.id, row.password)
+        for row in snapshot.app_passwords(mailbox.id)
+        if protocol in row.protocols.split(",")
+    ]
 
 
 def _ok_fields(fields: dict[str, str]) -> dict[str, str]:
