@@ -30,6 +30,7 @@ from dinomail.schema import (
     dkimretiring,
     domainselfservice,
     domainsendlimit,
+    mailboxrecoverycode,
     mailboxsendlimit,
     mailboxtotp,
     vacation,
@@ -257,7 +258,7 @@ async def _write(
     w = _Writer(conn, progress)
     new, existing = plan.new, plan.existing
     carried = version >= 2
-    # Version 3: the owners' authenticator apps.
+    # Version 3: the owners' authenticator apps and their recovery codes.
     owner_apps = version >= 3
 
     # Domains, then what hangs from them (replaced whole for updated domains).
@@ -318,13 +319,13 @@ async def _write(
     # are replaced whole).
     limited = [row for row in new["mailboxes"] if row["send_limits"] is not None
                or row["vacation"] is not None or row["app_passwords"]
-               or row["totp"] is not None]
+               or row["totp"] is not None or row["recovery_codes"]]
     limited += existing["mailboxes"]
     if limited:
         mailbox_ids = await _existing(conn, virtualuser.c.email,
                                       (row["email"] for row in limited), virtualuser.c.id)
         replaced_tables = (mailboxsendlimit, *((vacation, apppassword) if carried else ()),
-                           *((mailboxtotp,) if owner_apps else ()))
+                           *((mailboxtotp, mailboxrecoverycode) if owner_apps else ()))
         for chunk in _chunks([mailbox_ids[row["email"]] for row in existing["mailboxes"]],
                              IN_CHUNK):
             for table in replaced_tables:
@@ -341,6 +342,9 @@ async def _write(
         await w.many(mailboxtotp.insert(), [
             {"user_id": mailbox_ids[row["email"]], **row["totp"]}
             for row in limited if row["totp"] is not None])
+        await w.many(mailboxrecoverycode.insert(), [
+            {"user_id": mailbox_ids[row["email"]], **code}
+            for row in limited for code in row["recovery_codes"]])
 
     await w.many(virtualalias.insert(), [
         {"domain_id": domain_ids[v.domain_of(row["source"])], "source": row["source"],
