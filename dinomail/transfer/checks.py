@@ -333,6 +333,10 @@ def _mailbox(row: object, path: str) -> dict[str, Any]:
     out["totp"] = None if owner_app is None else _totp(owner_app, f"{path}.{d.MAILBOX_TOTP}")
     out["recovery_codes"] = _recovery_codes(extra.get(d.MAILBOX_RECOVERY_CODES, []),
                                             f"{path}.{d.MAILBOX_RECOVERY_CODES}")
+    if out["recovery_codes"] and out["totp"] is None:
+        # They stand in for the app's codes at the login, which asks for none without an app.
+        raise RowError(f"{path}.{d.MAILBOX_RECOVERY_CODES}",
+                       f"come with an authenticator app: give its {d.MAILBOX_TOTP} too")
     return out
 
 
