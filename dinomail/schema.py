@@ -753,6 +753,20 @@ mailboxtotp = sa.Table(
     sa.Column("last_step", sa.BigInteger, nullable=True),
 )
 
+mailboxrecoverycode = sa.Table(
+    "dinomail_mailboxrecoverycode",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column(
+        "user_id", sa.Integer, sa.ForeignKey("core_virtualuser.id", ondelete="CASCADE"),
+        nullable=False, index=True,
+    ),
+    # As `adminrecoverycode` (0019): the same columns, so `dinomail.store.recoverycodes` serves
+    # both. SHA-256 of the code, shown once; used_at set when it opened a login.
+    sa.Column("code_hash", sa.String(64), nullable=False),
+    _timestamp("used_at", nullable=True),
+)
+
 mailboxsession = sa.Table(
     "dinomail_mailboxsession",
     metadata,

@@ -6,22 +6,23 @@ new password (a copied cookie stops working)."""
 
 from __future__ import annotations
 
-import re
 import time
 
-import httpx
-import pyotp
 import pytest
-import sqlalchemy as sa
 
 from adminapi.pages.ownersession import COOKIE_NAME
-from dinomail import schema
 from dinomail.store import Store, admins, ownerlogin
 from tests.support.admin_pages import log_in, pages_client
 from tests.support.adminapi import PASSWORD, add_domain, fast_admin_hashing
+from tests.support.owner_twofactor import (
+    audit_actions,
+    enrol,
+    field_error,
+    later_code,
+    password_then,
+)
 from tests.support.selfservice import (
     OWNER_PASSWORD,
-    Owner,
     add_owner,
     csrf_token,
     me_client,
@@ -29,7 +30,6 @@ from tests.support.selfservice import (
     try_owner_login,
 )
 
-SECRET = re.compile(r'<code id="totp-secret"[^>]*>([A-Z2-7 ]+)</code>')
 NEW_PASSWORD = "another long passphrase"
 
 
@@ -42,56 +42,6 @@ def _fast_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
 async def bob(store: Store) -> int:
     await add_domain(store, "b.org")
     return int((await add_owner(store, "bob@b.org"))["id"])
-
-
-def field_error(html: str, field: str) -> str:
-    match = re.search(rf'id="error-{field}">.*?</p>', html, re.S)
-    assert match, f"no error under {field}"
-    return match.group(0)
-
-
-async def audit_actions(store: Store) -> list[tuple[str, str, str]]:
-    async with store.read() as conn:
-        rows = await conn.execute(sa.select(
-            schema.auditlog.c.actor, schema.auditlog.c.action, schema.auditlog.c.object_repr,
-        ).order_by(schema.auditlog.c.id))
-        return [(row.actor, row.action, row.object_repr) for row in rows]
-
-
-async def enrol(owner: Owner, *, french: bool = False) -> pyotp.TOTP:
-    page = await owner.client.get("/me/two-factor")
-    assert page.status_code == 200 and 'src="data:image/svg+xml' in page.text
-    secret = SECRET.search(page.text)
-    assert secret, page.text
-    app = pyotp.TOTP(secret.group(1).replace(" ", ""))
-    # A wrong first code changes nothing.
-    wrong = str((int(app.now()) + 1) % 1_000_000).zfill(6)
-    answer = await owner.post("/me/two-factor", {"code": wrong})
-    assert answer.status_code == 400
-    assert ("Ce code est faux ou expiré." if french else "This code is wrong or expired."
-            ) in field_error(answer.text, "code")
-    answer = await owner.post("/me/two-factor", {"code": "12ab"})
-    assert ("Tapez les 6 chiffres" if french else "Type the 6 digits your app shows."
-            ) in field_error(answer.text, "code")
-    answer = await owner.post("/me/two-factor", {"code": app.now()})
-    assert (answer.status_code, answer.headers["location"]) == (303, "/me/two-factor")
-    assert 'id="totp-status"' in (await owner.client.get("/me/two-factor")).text
-    return app
-
-
-def later_code(app: pyotp.TOTP) -> str:
-    """The next step's code: within the window, and later than the step enrolment used."""
-    return app.at(time.time() + 30)
-
-
-async def password_then(client: httpx.AsyncClient) -> str:
-    """Give the password; the second step's CSRF token."""
-    answer = await try_owner_login(client, "bob@b.org")
-    assert (answer.status_code, answer.headers["location"]) == (303, "/me/login/code")
-    # Half logged in: nothing is open but the second step.
-    home = await client.get("/me/")
-    assert home.status_code == 303 and home.headers["location"] == "/me/login"
-    return csrf_token(await client.get("/me/login/code"))
 
 
 async def test_enrolled_owner_logs_in_with_a_code_once(store: Store, bob: int) -> None:

@@ -1,8 +1,9 @@
 """What export format versions 2 and 3 added (admins' language and second factors, domains' app
 password rule and self-service switches, mailboxes' vacation replies and app passwords, the
-forwarding stored as aliases, and in version 3 the owners' authenticator apps) survives an
-export and an import into PostgreSQL and SQLite row for row, and still works there; version 1
-and 2 documents still import; a wrong value of any of them is named, and nothing is written."""
+forwarding stored as aliases, and in version 3 the owners' authenticator apps and their
+recovery codes) survives an export and an import into PostgreSQL and SQLite row for row, and
+still works there; version 1 and 2 documents still import; a wrong value of any of them is
+named, and nothing is written."""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ from dinomail.schema import (
     auditlog,
     dkimretiring,
     domainselfservice,
+    mailboxrecoverycode,
     mailboxtotp,
     vacation,
     virtualalias,
@@ -110,6 +112,9 @@ async def extra_rows(store: Store) -> dict[str, list[tuple[Any, ...]]]:
                 sa.select(email, mailboxtotp.c.secret, mailboxtotp.c.created_at,
                           mailboxtotp.c.confirmed_at, mailboxtotp.c.last_step)
                 .join_from(mailboxtotp, virtualuser)),
+            "owner_recovery_codes": await rows(
+                sa.select(email, mailboxrecoverycode.c.code_hash, mailboxrecoverycode.c.used_at)
+                .join_from(mailboxrecoverycode, virtualuser)),
             "dkim_retiring": await rows(
                 sa.select(virtualdomain.c.name, dkimretiring.c.selector,
                           dkimretiring.c.algorithm, dkimretiring.c.public_key,
@@ -171,8 +176,12 @@ async def test_round_trip_keeps_every_row(
     assert extras.app_password not in json.dumps(doc)  # hashes only
     assert alice["totp"]["secret"] == extras.owner_totp_secret
     assert alice["totp"]["last_step"] == totp.time_step(extras.totp_confirmed_at)
+    assert len(alice["recovery_codes"]) == 10
+    assert sum(code["used_at"] is not None for code in alice["recovery_codes"]) == 1
+    assert not any(code in json.dumps(doc) for code in extras.owner_recovery_codes)
     bob = next(row for row in doc["mailboxes"] if row["email"] == "bob@example.org")
     assert bob["totp"]["confirmed_at"] is None and bob["totp"]["last_step"] is None
+    assert "recovery_codes" not in bob
     example = next(row for row in doc["domains"] if row["name"] == "example.org")
     assert example["require_app_passwords"] is True
     assert example["self_service"] == {"self_service": True, "external_forwarding": False}
@@ -220,6 +229,12 @@ async def test_round_trip_keeps_every_row(
                                                        at=extras.totp_confirmed_at)
                 assert await ownerlogin.check_totp(
                     conn, alice_id, totp.code_at(extras.owner_totp_secret, totp.time_step()))
+                # Its recovery codes: the one used before the export still used.
+                assert await ownerlogin.recovery_codes_left(conn, alice_id) == 9
+                assert not await ownerlogin.check_code(conn, "t", alice_id,
+                                                       extras.owner_recovery_codes[0])
+                assert await ownerlogin.check_code(conn, "t", alice_id,
+                                                   extras.owner_recovery_codes[1])
         finally:
             await target.close()
 
@@ -279,7 +294,7 @@ async def test_a_version_1_document_still_imports(target_url: str, tmp_path: Pat
         assert rows["aliases"] == source_rows["aliases"]  # forwarding was aliases already
         assert [rows[name] for name in ("totp", "passkeys", "recovery_codes", "self_service",
                                         "vacation", "app_passwords", "dkim_retiring",
-                                        "owner_totp")] == [[]] * 8
+                                        "owner_totp", "owner_recovery_codes")] == [[]] * 9
         assert {language for _, language, _ in rows["admins"]} == {None}
 
         # Updating from it leaves what version 1 cannot say as it is: no lost second factor.
@@ -321,9 +336,10 @@ async def test_a_version_2_document_still_imports(target_url: str, tmp_path: Pat
         report = await import_document(store, old)
         assert not report.errors and report.created["mailboxes"] == 6
         rows = await extra_rows(store)
-        # Everything but the owners' apps, which version 2 did not carry.
-        assert rows["owner_totp"] == []
-        assert {**rows, "owner_totp": source_rows["owner_totp"]} == source_rows
+        # Everything but the owners' apps and their codes, which version 2 did not carry.
+        assert rows["owner_totp"] == rows["owner_recovery_codes"] == []
+        assert {**rows, "owner_totp": source_rows["owner_totp"],
+                "owner_recovery_codes": source_rows["owner_recovery_codes"]} == source_rows
 
         # Updating from it leaves the owners' apps as they are: no owner loses one.
         await import_document(store, doc, on_conflict="update")
@@ -332,16 +348,28 @@ async def test_a_version_2_document_still_imports(target_url: str, tmp_path: Pat
         assert await extra_rows(store) == source_rows
         # A version 3 document says it all: a mailbox without a TOTP loses it.
         _, alice = _find(doc, "mailboxes", "email", APP_PASSWORD_MAILBOX)
+        # Recovery codes come with an app: not without it.
         del alice["totp"]
+        with pytest.raises(ImportRefused) as refused:
+            await import_document(store, doc, on_conflict="update")
+        assert str(refused.value).endswith(
+            ".recovery_codes: come with an authenticator app: give its totp too")
+        del alice["recovery_codes"]
         await import_document(store, doc, on_conflict="update")
-        assert [row[0] for row in (await extra_rows(store))["owner_totp"]] == [
-            "bob@example.org"]
+        rows = await extra_rows(store)
+        assert [row[0] for row in rows["owner_totp"]] == ["bob@example.org"]
+        assert rows["owner_recovery_codes"] == []
 
         with pytest.raises(ImportRefused) as refused:
             await import_document(store, {**old, "mailboxes": [
                 {**old["mailboxes"][0], "totp": None}]})
         assert str(refused.value) == (
             "$.mailboxes[0].totp: is a field of version 3 documents, not version 2")
+        with pytest.raises(ImportRefused) as refused:
+            await import_document(store, {**old, "mailboxes": [
+                {**old["mailboxes"][0], "recovery_codes": []}]})
+        assert str(refused.value) == (
+            "$.mailboxes[0].recovery_codes: is a field of version 3 documents, not version 2")
     finally:
         await store.close()
 

@@ -1,8 +1,9 @@
 """`DELETE /api/mailbox/<id>/twofactor/`: an admin removes a mailbox owner's authenticator app
-(the second step of the owner's `/me/` login), when the owner has lost it; the owner then logs
-in to the self-service pages with the mailbox's password alone. It is what the mailbox page's
-button does, with the same rule (`dinomail.store.ownerlogin.remove_totp`): another domain's
-mailbox is "not found", like one that does not exist; audited when an app was in effect."""
+(the second step of the owner's `/me/` login) and its recovery codes, when the owner has lost
+them; the owner then logs in to the self-service pages with the mailbox's password alone. It is
+what the mailbox page's button does, with the same rule (`dinomail.store.ownerlogin.remove_totp`):
+another domain's mailbox is "not found", like one that does not exist; audited when an app was
+in effect."""
 
 from __future__ import annotations
 
@@ -42,9 +43,10 @@ def openapi_paths() -> dict[str, Any]:
             "delete": {
                 "operationId": "mailbox_twofactor_remove",
                 "tags": ["Mailboxes"],
-                "summary": "Remove a mailbox owner's authenticator app",
+                "summary": "Remove a mailbox owner's authenticator app and its recovery codes",
                 "description": "Removes the authenticator app (TOTP) the mailbox's owner set up "
-                "for the self-service pages (`/me/`), enrolled or half-enrolled: the owner then "
+                "for the self-service pages (`/me/`), enrolled or half-enrolled, with its "
+                "recovery codes: the owner then "
                 "logs in there with the mailbox's password alone, and may set up a new app. "
                 "Mail clients are not concerned (they never ask for a code). Audited as "
                 "`remove_totp` when an app was in effect. A domain admin reaches only their "

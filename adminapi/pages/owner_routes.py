@@ -47,6 +47,7 @@ def routes() -> list[BaseRoute]:
                ["POST"]),
         _owner("/me/two-factor", owner_twofactor.me_two_factor, GET_POST),
         _owner("/me/two-factor/remove", owner_twofactor.me_two_factor_remove, ["POST"]),
+        _owner("/me/two-factor/recovery-codes", owner_twofactor.me_recovery_codes, ["POST"]),
         _admin("/virtual-users/{pk:int}/forwarding", forwarding.mailbox_forwarding, GET_POST),
         _admin("/virtual-users/{pk:int}/vacation", mailbox_extras.mailbox_vacation, GET_POST),
         _admin("/virtual-users/{pk:int}/vacation/delete", mailbox_extras.mailbox_vacation_delete,

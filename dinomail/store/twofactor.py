@@ -9,8 +9,6 @@ public key and the single-use challenge kept here. Every change is audited, neve
 
 from __future__ import annotations
 
-import hashlib
-import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -21,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dinomail import validation as v
 from dinomail.schema import admin, adminpasskey, adminrecoverycode, admintotp, webauthnchallenge
-from dinomail.store import admins, audit, totpsecrets
+from dinomail.store import admins, audit, recoverycodes, totpsecrets
 from dinomail.store.common import Row, aware, fetch_all, fetch_one, insert_id, now
 from dinomail.store.errors import Conflict, NotFound
 from dinomail.store.scope import Scope
@@ -31,11 +29,8 @@ from dinomail.store.totpsecrets import CodeRefused as CodeRefused
 
 OBJECT_TYPE = "admin"
 REQUIRED_CHOICES = ("nobody", "superadmins", "all")
-RECOVERY_CODE_COUNT = 10
-# 10 characters of a 32-letter alphabet: 50 bits each, beyond guessing with the login limits.
-RECOVERY_CODE_LENGTH = 10
-# RFC 4648's base32 letters, lowercase: no 0/1 to mistake for o/l.
-RECOVERY_ALPHABET = "abcdefghijklmnopqrstuvwxyz234567"
+RECOVERY_CODE_COUNT = recoverycodes.COUNT
+_CODES = adminrecoverycode.c.admin_id
 # A browser answers a WebAuthn challenge within seconds; past this it is refused.
 CHALLENGE_LIFETIME = timedelta(minutes=5)
 # Outstanding challenges kept per admin (a few tabs); older ones are dropped.
@@ -79,15 +74,11 @@ async def status(conn: AsyncConnection, admin_id: int) -> Status:
     row = (await conn.execute(
         sa.select(admintotp.c.confirmed_at).where(admintotp.c.admin_id == admin_id)
     )).first()
-    left = await conn.scalar(
-        sa.select(sa.func.count()).select_from(adminrecoverycode).where(
-            adminrecoverycode.c.admin_id == admin_id, adminrecoverycode.c.used_at.is_(None))
-    )
     return Status(
         totp=row is not None and row.confirmed_at is not None,
         totp_pending=row is not None and row.confirmed_at is None,
         passkeys=await list_passkeys(conn, admin_id),
-        recovery_left=int(left or 0),
+        recovery_left=await recoverycodes.left(conn, _CODES, admin_id),
     )
 
 
@@ -169,52 +160,19 @@ async def check_totp(
     return await totpsecrets.check(conn, admintotp.c.admin_id, admin_id, code, at=at)
 
 
-# --- recovery codes ------------------------------------------------------------------------------
-
-
-def normalize_recovery_code(code: str) -> str:
-    return "".join(char for char in code.lower() if char.isalnum())
-
-
-def _hash_code(code: str) -> str:
-    # A fast hash is enough: each code has 50 random bits and guesses meet the login limits.
-    return hashlib.sha256(normalize_recovery_code(code).encode()).hexdigest()
-
-
-def _new_recovery_code() -> str:
-    letters = "".join(secrets.choice(RECOVERY_ALPHABET) for _ in range(RECOVERY_CODE_LENGTH))
-    return f"{letters[:5]}-{letters[5:]}"
-
+# --- recovery codes (made, hashed and used as the owners' are: `recoverycodes`) ---------------
 
 async def new_recovery_codes(conn: AsyncConnection, actor: str, admin_id: int) -> list[str]:
     """Ten new codes in place of any before; returned this once, stored hashed."""
-    await conn.execute(
-        adminrecoverycode.delete().where(adminrecoverycode.c.admin_id == admin_id))
-    codes = [_new_recovery_code() for _ in range(RECOVERY_CODE_COUNT)]
-    await conn.execute(adminrecoverycode.insert(), [
-        {"admin_id": admin_id, "code_hash": _hash_code(code)} for code in codes
-    ])
+    codes = await recoverycodes.replace(conn, _CODES, admin_id)
     await _record(conn, actor, admin_id, "new_recovery_codes",
                   new={"recovery_codes": RECOVERY_CODE_COUNT})
     return codes
 
 
-def looks_like_recovery_code(code: str) -> bool:
-    return len(normalize_recovery_code(code)) == RECOVERY_CODE_LENGTH
-
-
 async def use_recovery_code(conn: AsyncConnection, actor: str, admin_id: int, code: str) -> bool:
     """Whether `code` is one of the admin's unused codes; it is used now, never again."""
-    if not looks_like_recovery_code(code):
-        return False
-    updated = await conn.execute(
-        adminrecoverycode.update().where(
-            adminrecoverycode.c.admin_id == admin_id,
-            adminrecoverycode.c.code_hash == _hash_code(code),
-            adminrecoverycode.c.used_at.is_(None),
-        ).values(used_at=now())
-    )
-    if updated.rowcount != 1:
+    if not await recoverycodes.use(conn, _CODES, admin_id, code):
         return False
     await _record(conn, actor, admin_id, "use_recovery_code")
     return True

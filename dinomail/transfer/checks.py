@@ -41,6 +41,8 @@ _BASE32 = re.compile(r"[A-Z2-7]+")
 _MAX_BIGINT = 2**63 - 1
 # Retiring DKIM selectors of one domain: a few rotations' worth, far more than any zone keeps.
 MAX_RETIRING = 100
+# Recovery codes of one admin or mailbox: ten a set, with room for sets made by other tools.
+MAX_RECOVERY_CODES = 100
 # Problems listed before the rest is only counted.
 MAX_SHOWN = 20
 
@@ -325,7 +327,8 @@ def _app_passwords(value: object, path: str) -> list[dict[str, Any]]:
 
 
 def _mailbox(row: object, path: str) -> dict[str, Any]:
-    row, extra = _optional(row, (d.MAILBOX_VACATION, d.MAILBOX_APP_PASSWORDS, d.MAILBOX_TOTP))
+    row, extra = _optional(row, (d.MAILBOX_VACATION, d.MAILBOX_APP_PASSWORDS, d.MAILBOX_TOTP,
+                                 d.MAILBOX_RECOVERY_CODES))
     raw = _object(row, path, (*d.MAILBOX_FIELDS, "send_limits"))
     out = _clean({key: raw[key] for key in ("email", "quota", "active")}, path,
                  mailboxes.NORMALIZERS)
@@ -342,6 +345,12 @@ def _mailbox(row: object, path: str) -> dict[str, Any]:
         extra.get(d.MAILBOX_APP_PASSWORDS, []), f"{path}.{d.MAILBOX_APP_PASSWORDS}")
     owner_app = extra.get(d.MAILBOX_TOTP)
     out["totp"] = None if owner_app is None else _totp(owner_app, f"{path}.{d.MAILBOX_TOTP}")
+    out["recovery_codes"] = _recovery_codes(extra.get(d.MAILBOX_RECOVERY_CODES, []),
+                                            f"{path}.{d.MAILBOX_RECOVERY_CODES}")
+    if out["recovery_codes"] and out["totp"] is None:
+        # They stand in for the app's codes at the login, which asks for none without an app.
+        raise RowError(f"{path}.{d.MAILBOX_RECOVERY_CODES}",
+                       f"come with an authenticator app: give its {d.MAILBOX_TOTP} too")
     return out
 
 
@@ -395,6 +404,12 @@ def _recovery_code(value: object, path: str) -> dict[str, Any]:
             "used_at": _moment(raw["used_at"], f"{path}.used_at", nullable=True)}
 
 
+def _recovery_codes(value: object, path: str) -> list[dict[str, Any]]:
+    """An admin's or a mailbox owner's recovery codes (hashes)."""
+    return [_recovery_code(item, f"{path}[{index}]")
+            for index, item in enumerate(_list(value, path, MAX_RECOVERY_CODES))]
+
+
 def _second_factors(extra: Mapping[str, object], path: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     totp = extra.get(d.ADMIN_TOTP)
@@ -406,10 +421,8 @@ def _second_factors(extra: Mapping[str, object], path: str) -> dict[str, Any]:
     for index, key in enumerate(out["passkeys"]):
         if any(other["name"] == key["name"] for other in out["passkeys"][:index]):
             raise RowError(f"{where}[{index}].name", f"the passkey {key['name']} is given twice")
-    where = f"{path}.{d.ADMIN_RECOVERY_CODES}"
-    out["recovery_codes"] = [
-        _recovery_code(item, f"{where}[{index}]") for index, item in
-        enumerate(_list(extra.get(d.ADMIN_RECOVERY_CODES, []), where, 100))]
+    out["recovery_codes"] = _recovery_codes(extra.get(d.ADMIN_RECOVERY_CODES, []),
+                                            f"{path}.{d.ADMIN_RECOVERY_CODES}")
     return out
 
 

@@ -105,9 +105,12 @@ VERSION_2_FIELDS: dict[str, tuple[str, ...]] = {
 # self-service pages, with the same fields as an admin's (the secret as it is, and the last
 # step accepted, so that a code used before the export is not accepted after the import).
 MAILBOX_TOTP = "totp"
+# dinomail_mailboxrecoverycode, as `recovery_codes` of a mailbox: the recovery codes of the
+# owner's app, as hashes, with the same fields as an admin's (RECOVERY_CODE_FIELDS).
+MAILBOX_RECOVERY_CODES = "recovery_codes"
 VERSION_3_FIELDS: dict[str, tuple[str, ...]] = {
     "domains": (DOMAIN_MTA_STS,),
-    "mailboxes": (MAILBOX_TOTP,),
+    "mailboxes": (MAILBOX_TOTP, MAILBOX_RECOVERY_CODES),
 }
 # The fields each version added: a document of an earlier version cannot have them.
 FIELDS_SINCE: dict[int, dict[str, tuple[str, ...]]] = {2: VERSION_2_FIELDS, 3: VERSION_3_FIELDS}

@@ -30,6 +30,7 @@ from dinomail.schema import (
     dkimretiring,
     domainselfservice,
     domainsendlimit,
+    mailboxrecoverycode,
     mailboxsendlimit,
     mailboxtotp,
     mtastspolicy,
@@ -186,9 +187,14 @@ def _totp(row: Any) -> dict[str, Any]:
             "confirmed_at": moment(row["confirmed_at"]), "last_step": row["last_step"]}
 
 
+def _recovery_code(row: Any) -> dict[str, Any]:
+    """A row of `adminrecoverycode` or `mailboxrecoverycode` (the same columns)."""
+    return {"code_hash": row["code_hash"], "used_at": moment(row["used_at"])}
+
+
 async def _mailbox_extras(conn: AsyncConnection, ids: list[int]) -> dict[int, dict[str, Any]]:
-    """The app passwords and the owner's authenticator app of a page of mailboxes, for those
-    that have some."""
+    """The app passwords and the owner's authenticator app and recovery codes of a page of
+    mailboxes, for those that have some."""
     out: dict[int, dict[str, Any]] = {}
     async for row in _rows_of(conn, apppassword, apppassword.c.user_id, ids,
                               *[apppassword.c[field] for field in d.APP_PASSWORD_FIELDS]):
@@ -201,6 +207,10 @@ async def _mailbox_extras(conn: AsyncConnection, ids: list[int]) -> dict[int, di
             sa.select(mailboxtotp).where(mailboxtotp.c.user_id.in_(ids[start:start + IN_CHUNK])))
         for row in rows.mappings():
             out.setdefault(row["user_id"], {})[d.MAILBOX_TOTP] = _totp(row)
+    async for row in _rows_of(conn, mailboxrecoverycode, mailboxrecoverycode.c.user_id, ids,
+                              mailboxrecoverycode.c.code_hash, mailboxrecoverycode.c.used_at):
+        out.setdefault(row["owner"], {}).setdefault(d.MAILBOX_RECOVERY_CODES, []).append(
+            _recovery_code(row))
     return out
 
 
@@ -238,8 +248,7 @@ async def _second_factors(conn: AsyncConnection, ids: list[int]) -> dict[int, di
             "last_used_at": moment(row["last_used_at"])})
     async for row in _rows_of(conn, adminrecoverycode, adminrecoverycode.c.admin_id, ids,
                               adminrecoverycode.c.code_hash, adminrecoverycode.c.used_at):
-        out[row["owner"]].setdefault(d.ADMIN_RECOVERY_CODES, []).append({
-            "code_hash": row["code_hash"], "used_at": moment(row["used_at"])})
+        out[row["owner"]].setdefault(d.ADMIN_RECOVERY_CODES, []).append(_recovery_code(row))
     return out
 
 

@@ -30,6 +30,7 @@ from dinomail.schema import (
     dkimretiring,
     domainselfservice,
     domainsendlimit,
+    mailboxrecoverycode,
     mailboxsendlimit,
     mailboxtotp,
     mtastspolicy,
@@ -258,7 +259,8 @@ async def _write(
     w = _Writer(conn, progress)
     new, existing = plan.new, plan.existing
     carried = version >= 2
-    # Version 3: the owners' authenticator apps and the domains' MTA-STS policies.
+    # Version 3: the owners' authenticator apps with their recovery codes, and the domains'
+    # MTA-STS policies.
     since_3 = version >= 3
 
     # Domains, then what hangs from them (replaced whole for updated domains).
@@ -323,13 +325,13 @@ async def _write(
     # are replaced whole).
     limited = [row for row in new["mailboxes"] if row["send_limits"] is not None
                or row["vacation"] is not None or row["app_passwords"]
-               or row["totp"] is not None]
+               or row["totp"] is not None or row["recovery_codes"]]
     limited += existing["mailboxes"]
     if limited:
         mailbox_ids = await _existing(conn, virtualuser.c.email,
                                       (row["email"] for row in limited), virtualuser.c.id)
         replaced_tables = (mailboxsendlimit, *((vacation, apppassword) if carried else ()),
-                           *((mailboxtotp,) if since_3 else ()))
+                           *((mailboxtotp, mailboxrecoverycode) if since_3 else ()))
         for chunk in _chunks([mailbox_ids[row["email"]] for row in existing["mailboxes"]],
                              IN_CHUNK):
             for table in replaced_tables:
@@ -346,6 +348,9 @@ async def _write(
         await w.many(mailboxtotp.insert(), [
             {"user_id": mailbox_ids[row["email"]], **row["totp"]}
             for row in limited if row["totp"] is not None])
+        await w.many(mailboxrecoverycode.insert(), [
+            {"user_id": mailbox_ids[row["email"]], **code}
+            for row in limited for code in row["recovery_codes"]])
 
     await w.many(virtualalias.insert(), [
         {"domain_id": domain_ids[v.domain_of(row["source"])], "source": row["source"],

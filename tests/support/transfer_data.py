@@ -97,6 +97,8 @@ class Extras:
     app_password: str
     # Alice's own authenticator app (the `/me/` login's), confirmed at `totp_confirmed_at` too.
     owner_totp_secret: str
+    # Its recovery codes, made when it was confirmed; the first one used.
+    owner_recovery_codes: list[str]
 
 
 async def fill_extras(store: Store, filled: Filled) -> Extras:
@@ -104,7 +106,8 @@ async def fill_extras(store: Store, filled: Filled) -> Extras:
     used) and two passkeys (one used); tenant with a TOTP still waiting for its first code;
     example.org requiring app passwords, with external forwarding off and its DKIM key rotated
     twice (dm202612, Ed25519, and dm202701, RSA, retiring; dm202702 current); alice with a vacation
-    reply, two app passwords (one used) and her own confirmed authenticator app; bob forwarding
+    reply, two app passwords (one used) and her own confirmed authenticator app with its recovery
+    codes (one used); bob forwarding
     to two hosted addresses and an authenticator app still waiting for its first code."""
     ids = filled.ids
     confirmed_at = time.time() - 3600
@@ -150,8 +153,9 @@ async def fill_extras(store: Store, filled: Filled) -> Extras:
                                   protocols=["pop3", "sieve"], password_hash=app_hash)
         await apppasswords.record_use(conn, {phone["id"]: now() - timedelta(days=2)})
         owner_secret = await ownerlogin.start_totp(conn, EVERYTHING, alice)
-        await ownerlogin.confirm_totp(
+        owner_codes = await ownerlogin.confirm_totp(
             conn, "test", EVERYTHING, alice,
             totp.code_at(owner_secret, totp.time_step(confirmed_at)), at=confirmed_at)
+        assert await ownerlogin.check_code(conn, "test", alice, owner_codes[0])
         await ownerlogin.start_totp(conn, EVERYTHING, ids["bob@example.org"])
-    return Extras(secret, confirmed_at, codes, app_password, owner_secret)
+    return Extras(secret, confirmed_at, codes, app_password, owner_secret, owner_codes)
