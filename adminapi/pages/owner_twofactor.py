@@ -24,11 +24,6 @@ from dinomail import selfservice
 from dinomail.store import StoreError, mailboxes, ownerlogin
 from dinomail.validation import ValidationError
 
-# The store's refusals these pages add (`adminapi.pages.refusals` has the common ones).
-REFUSALS = {
-    "totp_not_enrolled": N_("Set up an authenticator app first: recovery codes come with it."),
-}
-
 # --- logging in: the second step -----------------------------------------------------------------
 
 
@@ -143,8 +138,7 @@ async def me_recovery_codes(page: OwnerPage) -> Response:
         async with page.store.write() as conn:
             codes = await ownerlogin.new_recovery_codes(conn, me.actor, me.scope, me.mailbox_id)
     except StoreError as error:
-        message = REFUSALS.get(error.code)
-        page.flash("warning", page._(message) if message else page.refusal(error))
+        page.flash("warning", page.refusal(error))
         return page.redirect(page.url("me_two_factor"))
     return _show_codes(page, codes)
 

@@ -151,6 +151,8 @@ REFUSALS: Mapping[str, Refusal] = {
     "wrong_code": Refusal(N_("This code is wrong or expired. Type the code your app shows now.")),
     "totp_enrolled": Refusal(N_("An authenticator app is already set up; remove it first.")),
     "totp_not_started": Refusal(N_("The set-up of the app was not started; start it again.")),
+    "totp_not_enrolled": Refusal(N_(
+        "Set up an authenticator app first: recovery codes come with it.")),
     "passkey_name_exists": Refusal(N_("You already have a passkey named %(name)s.")),
     "too_many_passkeys": Refusal(N_(
         "You already have the most passkeys an admin may have (%(limit)s).")),
