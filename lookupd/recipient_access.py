@@ -15,15 +15,17 @@ The value is an access(5) action for the full address Postfix sends first:
 - `DUNNO` for anything else, found rather than not found: DUNNO ends the table's search, so
   Postfix does not go on to ask for the domain, its parents and `user@`, and goes on to the
   next restriction. Never `OK`, which would skip the restrictions after it.
-Until the full mailboxes are loaded the answer is a temporary failure (Postfix: 451, the mail
-waits), as the policy service's disconnect was.
+While the full mailboxes are not loaded (the database unreachable since lookupd started, which
+then serves its snapshot from disk), the answer is `DUNNO` too: the check cannot be made, and a
+temporary failure would hold back all inbound mail for as long as the database is away, while
+the maps could let it in. Dovecot still applies the quota at delivery. Before the snapshot
+itself is loaded, the answer is the usual temporary failure (`lookupd.answer`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from lookupd.answer import NOT_LOADED, Failure
 from lookupd.policy.rules import DEFAULT_QUOTA_REPLY, over_quota
 from lookupd.policy.tables import PolicyTables
 from lookupd.snapshot import Snapshot
@@ -50,10 +52,10 @@ class RecipientAccess:
         self._check_quota = check_quota
         self._quota_reply = quota_reply
 
-    def __call__(self, snapshot: Snapshot, key: str) -> str | Failure:
+    def __call__(self, snapshot: Snapshot, key: str) -> str:
         if not self._check_quota:
             return DUNNO
         tables = self._tables_source()
         if tables is None:
-            return NOT_LOADED
+            return DUNNO  # not loaded: see the module's docstring
         return self._quota_reply if over_quota(snapshot, tables, key) else DUNNO

@@ -160,6 +160,8 @@ def test_a_restart_without_database_serves_the_snapshot_on_disk_then_the_newer_d
     # What the saved data lacks may exist by now (it does: newer@): unknown, not "not found",
     # or Postfix would bounce its mail.
     assert second.socketmap_query("mailboxes", "newer@example.org").startswith("TEMP ")
+    # The full mailboxes are not in the file: inbound mail goes on (Dovecot applies quotas).
+    assert second.socketmap_query("recipient_access", "alice@example.org") == "OK DUNNO"
     assert second.dict_lookup("shared/passdb/bob@example.org").startswith("O")
     assert second.dict_lookup("shared/passdb/newer@example.org").startswith("F")
     status, health = second.health()

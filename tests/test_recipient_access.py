@@ -12,6 +12,7 @@ import pytest
 from lookupd.metrics import LookupdMetrics
 from lookupd.policy.tables import PolicyTables
 from lookupd.recipient_access import RecipientAccess
+from lookupd.snapshot import Snapshot
 from lookupd.socketmap import SocketmapServer, start_socketmap_server
 from tests.support.policy_requests import snapshot
 from tests.support.socketmap_client import socketmap_query
@@ -66,13 +67,28 @@ async def test_full_mailbox_refused_everything_else_dunno(listen: str, key: str,
     assert await socketmap_query(listen, "recipient_access", key) == reply
 
 
-async def test_not_loaded_is_temporary_and_counted(listen: str, tables: Tables,
-                                                   metrics: LookupdMetrics) -> None:
+async def test_without_full_mailboxes_mail_goes_on_without_snapshot_it_waits(
+        tables: Tables, metrics: LookupdMetrics) -> None:
+    """Full mailboxes not loaded (the database away since the start): DUNNO, the maps let the
+    mail in and Dovecot applies the quota. No snapshot at all: a temporary failure."""
     tables.current = None
-    assert (await socketmap_query(listen, "recipient_access", "alice@example.org")).startswith(
-        "TEMP ")
-    tables.current = PolicyTables(full_mailboxes={1: 999})  # a quota raised since: room again
-    assert await socketmap_query(listen, "recipient_access", "alice@example.org") == DUNNO
+    loaded: list[Snapshot | None] = [snapshot()]
+    server = await start_socketmap_server(
+        "127.0.0.1:0", lambda: loaded[0], metrics=metrics,
+        recipient_access=RecipientAccess(lambda: tables.current),
+    )
+    try:
+        listen = str(server.address)
+        assert await socketmap_query(listen, "recipient_access", "alice@example.org") == DUNNO
+        loaded[0] = None
+        reply = await socketmap_query(listen, "recipient_access", "alice@example.org")
+        assert reply.startswith("TEMP "), reply
+        loaded[0] = snapshot()
+        tables.current = PolicyTables(full_mailboxes={1: 1000})
+        assert await socketmap_query(listen, "recipient_access", "alice@example.org") == FULL
+    finally:
+        server.close()
+        await server.wait_closed(timeout=1.0)
 
     def value(result: str) -> float | None:
         return metrics.registry.get_sample_value(
@@ -80,7 +96,7 @@ async def test_not_loaded_is_temporary_and_counted(listen: str, tables: Tables,
             {"protocol": "socketmap", "map": "recipient_access", "result": result},
         )
 
-    assert (value("temp"), value("ok")) == (1.0, 1.0)
+    assert (value("ok"), value("temp")) == (2.0, 1.0)
 
 
 async def test_quota_switch_and_reply_setting() -> None:
