@@ -2,6 +2,10 @@
 limits. One request in, one action out (`action=...\n\n`), or None: "disconnect without a
 reply" (Postfix then tries again, and applies its default action after the last try).
 
+The shipped configuration asks it from the submission service (authenticated senders); port 25
+asks the `recipient_access` socketmap instead (`lookupd.recipient_access`), which applies the
+same quota rule (`over_quota`) at a fraction of a policy request's cost.
+
 RCPT (smtpd_recipient_restrictions):
 - a recipient that resolves to one local mailbox (extensions, aliases and alias domains
   followed through `lookupd.resolve`) whose stored usage has reached its quota → the quota
