@@ -130,7 +130,7 @@ async def _start(settings: Settings, store: Store, stack: AsyncExitStack) -> Loo
             request_timeout=timeout, max_connections=limits["socketmap"],
             recipient_access=RecipientAccess(
                 lambda: policy_tables.current, check_quota=settings.POLICY_CHECK_QUOTA,
-                quota_reply=settings.POLICY_QUOTA_REPLY,
+                quota_reply=settings.POLICY_QUOTA_REPLY, metrics=metrics,
             ),
         )
     listeners.append(socketmap)

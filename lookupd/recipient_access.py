@@ -26,6 +26,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from prometheus_client import Counter
+
+from lookupd.metrics import LookupdMetrics
 from lookupd.policy.rules import DEFAULT_QUOTA_REPLY, over_quota
 from lookupd.policy.tables import PolicyTables
 from lookupd.snapshot import Snapshot
@@ -39,7 +42,7 @@ TablesSource = Callable[[], PolicyTables | None]
 class RecipientAccess:
     """`(snapshot, key) → access action`, a socketmap lookup (see the module's docstring)."""
 
-    __slots__ = ("_check_quota", "_quota_reply", "_tables_source")
+    __slots__ = ("_check_quota", "_quota_reply", "_refusals", "_tables_source")
 
     def __init__(
         self,
@@ -47,15 +50,26 @@ class RecipientAccess:
         *,
         check_quota: bool = True,
         quota_reply: str = DEFAULT_QUOTA_REPLY,
+        metrics: LookupdMetrics | None = None,
     ) -> None:
         self._tables_source = tables_source
         self._check_quota = check_quota
         self._quota_reply = quota_reply
+        # Every answer is counted as a socketmap lookup (`ok`); the refusals, rare, here.
+        self._refusals: Counter | None = None
+        if metrics is not None:
+            self._refusals = Counter(
+                "dinomail_lookupd_recipient_access_refusals",
+                "Recipients refused by the recipient_access socketmap: a full mailbox.",
+                registry=metrics.registry,
+            )
 
     def __call__(self, snapshot: Snapshot, key: str) -> str:
         if not self._check_quota:
             return DUNNO
         tables = self._tables_source()
-        if tables is None:
-            return DUNNO  # not loaded: see the module's docstring
-        return self._quota_reply if over_quota(snapshot, tables, key) else DUNNO
+        if tables is None or not over_quota(snapshot, tables, key):
+            return DUNNO  # tables not loaded: see the module's docstring
+        if self._refusals is not None:
+            self._refusals.inc()
+        return self._quota_reply

@@ -40,7 +40,7 @@ def metrics() -> LookupdMetrics:
 async def listen(tables: Tables, metrics: LookupdMetrics) -> AsyncIterator[str]:
     server: SocketmapServer = await start_socketmap_server(
         "127.0.0.1:0", snapshot, metrics=metrics,
-        recipient_access=RecipientAccess(lambda: tables.current),
+        recipient_access=RecipientAccess(lambda: tables.current, metrics=metrics),
     )
     yield str(server.address)
     server.close()
@@ -62,9 +62,11 @@ async def listen(tables: Tables, metrics: LookupdMetrics) -> AsyncIterator[str]:
         ("example.org", DUNNO),  # not an address
     ],
 )
-async def test_full_mailbox_refused_everything_else_dunno(listen: str, key: str,
-                                                          reply: str) -> None:
+async def test_full_mailbox_refused_everything_else_dunno(
+        listen: str, metrics: LookupdMetrics, key: str, reply: str) -> None:
     assert await socketmap_query(listen, "recipient_access", key) == reply
+    refused = metrics.registry.get_sample_value("dinomail_lookupd_recipient_access_refusals_total")
+    assert refused == (1.0 if reply == FULL else 0.0)
 
 
 async def test_without_full_mailboxes_mail_goes_on_without_snapshot_it_waits(
