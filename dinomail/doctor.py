@@ -319,15 +319,16 @@ def check_postfix(settings: Settings, report: Report, config_dir: str) -> None:
         if equals:
             current[name.strip()] = value.strip()
     wrong = False
+    wanted_main_cf = postfix_config.main_cf(settings)
     earlier = postfix_config.earlier_recipient_restrictions(settings)
     if all(_normalize(current.get(name, "")) == _normalize(value)
            for name, value in earlier.items()):
         # Correct, only dearer: a policy request for every inbound recipient.
-        current["smtpd_recipient_restrictions"] = postfix_config.recipient_restrictions(settings)
+        wanted_main_cf["smtpd_recipient_restrictions"] = earlier["smtpd_recipient_restrictions"]
         report.ok("Postfix asks DinoMail's policy service for inbound mail, as DinoMail's "
                   "earlier lines did: this works; `dinomail postfix-config --apply` sets the "
                   "recipient_access map, one short lookup a recipient instead")
-    for name, wanted in postfix_config.main_cf(settings).items():
+    for name, wanted in wanted_main_cf.items():
         have = current.get(name)
         if have is None or _normalize(have) != _normalize(wanted):
             wrong = True

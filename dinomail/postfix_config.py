@@ -123,7 +123,7 @@ def postconf_commands(settings: Settings) -> list[PostconfCommand]:
     return commands
 
 
-# What `dinomail postfix-config` prints after the commands, for a main.cf an earlier DinoMail set.
+# The main.cf parameter an earlier DinoMail set to the policy check (port 25 included).
 EARLIER_END_OF_DATA = "smtpd_end_of_data_restrictions"
 
 

@@ -72,9 +72,8 @@ def _rendered(snapshot: Snapshot, request: tuple[Lookup, str]) -> bytes | Failur
     value that cannot be sent is answered and counted as the temporary failure it is."""
     lookup, key = request
     value = lookup(snapshot, key)
-    if value is None or type(value) is Failure:
+    if value is None or isinstance(value, Failure):
         return value
-    assert isinstance(value, str)
     if not value or value.isspace():
         # Postfix treats `OK ` as a configuration error; a rule that yields it is a bug.
         logger.error("socketmap lookup returned an empty value for %r", key)

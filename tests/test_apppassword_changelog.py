@@ -6,6 +6,7 @@ the mailbox's id. The change log brings the rows a snapshot applies."""
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -31,24 +32,44 @@ async def _latest(store: Store) -> int:
         return await changes.latest_seq(conn)
 
 
-async def test_what_a_login_reads_is_logged_and_the_last_use_is_not(store: Store) -> None:
+async def _two_mailboxes(store: Store) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """The domain example.org with ann@ and bob@."""
     async with store.write() as conn:
         domain = await domains.create(conn, "t", EVERYTHING, {"name": "example.org"})
         box = await mailboxes.create(conn, "t", EVERYTHING, {"email": "ann@example.org"},
                                      password_hash="{PLAIN}x")
         other = await mailboxes.create(conn, "t", EVERYTHING, {"email": "bob@example.org"},
                                        password_hash="{PLAIN}x")
-    async with store.read() as conn:
-        seq, data = await changes.load_mail_data(conn)
-    snapshot = Snapshot.build(data)
+    return domain, box, other
 
-    async def follow() -> None:
-        """Apply what the log says since `seq`, as the lookup daemon's catch-up does."""
-        nonlocal seq
+
+class Follower:
+    """A snapshot loaded in full, then kept current from the change log, as the lookup
+    daemon's catch-up does."""
+
+    def __init__(self, store: Store, seq: int, snapshot: Snapshot) -> None:
+        self.store = store
+        self.seq = seq
+        self.snapshot = snapshot
+
+    @classmethod
+    async def load(cls, store: Store) -> Follower:
         async with store.read() as conn:
-            logged = await changes.changes_since(conn, seq, 1000)
-            snapshot.apply(await changes.fetch_changes(conn, logged))
-        seq = logged[-1].seq if logged else seq
+            seq, data = await changes.load_mail_data(conn)
+        return cls(store, seq, Snapshot.build(data))
+
+    async def follow(self) -> None:
+        """Apply what the log says since the last time."""
+        async with self.store.read() as conn:
+            logged = await changes.changes_since(conn, self.seq, 1000)
+            self.snapshot.apply(await changes.fetch_changes(conn, logged))
+        self.seq = logged[-1].seq if logged else self.seq
+
+
+async def test_what_a_login_reads_is_logged_and_the_last_use_is_not(store: Store) -> None:
+    domain, box, other = await _two_mailboxes(store)
+    follower = await Follower.load(store)
+    snapshot, follow = follower.snapshot, follower.follow
 
     start = await _latest(store)
     async with store.write() as conn:
@@ -131,22 +152,9 @@ async def test_emptying_the_app_password_table_is_logged(store: Store) -> None:
 
 
 async def test_vacation_changes_are_logged_under_the_mailbox_id(store: Store) -> None:
-    async with store.write() as conn:
-        await domains.create(conn, "t", EVERYTHING, {"name": "example.org"})
-        box = await mailboxes.create(conn, "t", EVERYTHING, {"email": "ann@example.org"},
-                                     password_hash="{PLAIN}x")
-        other = await mailboxes.create(conn, "t", EVERYTHING, {"email": "bob@example.org"},
-                                       password_hash="{PLAIN}x")
-    async with store.read() as conn:
-        seq, data = await changes.load_mail_data(conn)
-    snapshot = Snapshot.build(data)
-
-    async def follow() -> None:
-        nonlocal seq
-        async with store.read() as conn:
-            logged = await changes.changes_since(conn, seq, 1000)
-            snapshot.apply(await changes.fetch_changes(conn, logged))
-        seq = logged[-1].seq if logged else seq
+    _, box, other = await _two_mailboxes(store)
+    follower = await Follower.load(store)
+    snapshot, follow = follower.snapshot, follower.follow
 
     start = await _latest(store)
     async with store.write() as conn:
